@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Builds the pinned tools the tests run (DESIGN.md, "Real parts in tests")
+# from the Go module proxy, using the wrapper modules in tools/.
+#
+# Usage: hack/tools.sh NAME...   NAME is k8s, opa, cosign, registry, crane or all.
+#
+# Layout (bin/ is git-ignored):
+#   bin/k8s-<k8s version>-etcd-<etcd version>/{kube-apiserver,kubectl,etcd}
+#   bin/k8s -> that directory (controller-runtime envtest BinaryAssetsDirectory)
+#   bin/<name>-<version>/<name> and bin/<name> -> that binary
+#
+# The version comes from the wrapper module's go.mod, so bumping a pin there
+# builds into a new directory and the old one stays valid until removed. A
+# binary that already exists is not rebuilt. Each binary is written to a
+# temporary name and renamed, so an interrupted build never leaves a partial
+# binary that would later be mistaken for a cached one.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS="$ROOT/tools"
+BIN="$ROOT/bin"
+
+# Static binaries: they run on any Linux host and in distroless images.
+export CGO_ENABLED=0
+
+# Temporary outputs of builds still running; removed if the script dies.
+TMPFILES=()
+cleanup() {
+	local f
+	for f in "${TMPFILES[@]+"${TMPFILES[@]}"}"; do
+		rm -f -- "$f"
+	done
+}
+trap cleanup EXIT
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+
+# modversion DIR MODULE prints MODULE's version (without the leading v) as
+# selected by the wrapper module in tools/DIR.
+modversion() {
+	local v
+	v=$(go -C "$TOOLS/$1" list -m -f '{{.Version}}' "$2")
+	printf '%s\n' "${v#v}"
+}
+
+# build DIR PKG OUT [LDFLAGS] builds PKG within the wrapper module tools/DIR
+# into OUT, unless OUT exists already.
+build() {
+	local dir=$1 pkg=$2 out=$3 ldflags=${4:-}
+	if [[ -x "$out" ]]; then
+		log "up to date: ${out#"$ROOT"/}"
+		return 0
+	fi
+	mkdir -p "$(dirname "$out")"
+	local tmp="$out.tmp.$$"
+	TMPFILES+=("$tmp")
+	log "building ${out#"$ROOT"/} from $pkg"
+	local start=$SECONDS
+	go -C "$TOOLS/$dir" build -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg"
+	mv -f -- "$tmp" "$out"
+	log "built ${out#"$ROOT"/} in $((SECONDS - start))s"
+}
+
+# link TARGET NAME points bin/NAME at TARGET (relative to bin/), replacing
+# an older link atomically enough for our purpose (ln -sfn).
+link() {
+	ln -sfn -- "$1" "$BIN/$2"
+}
+
+build_k8s() {
+	local kv ev dir
+	kv=$(modversion kubernetes k8s.io/kubernetes)
+	ev=$(modversion etcd go.etcd.io/etcd/server/v3)
+	dir="k8s-$kv-etcd-$ev"
+	# Without these the binaries report v0.0.0-master, which kubectl flags
+	# as version skew against the API server.
+	local minor=${kv#*.}
+	minor=${minor%%.*}
+	local vflags="" p
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		vflags+=" -X $p.gitVersion=v$kv -X $p.gitMajor=${kv%%.*} -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+	done
+	build kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$BIN/$dir/kube-apiserver" "$vflags"
+	build kubernetes k8s.io/kubernetes/cmd/kubectl "$BIN/$dir/kubectl" "$vflags"
+	# The etcd main package is the server module root, which go build would
+	# name "server".
+	build etcd go.etcd.io/etcd/server/v3 "$BIN/$dir/etcd"
+	link "$dir" k8s
+}
+
+build_opa() {
+	local v
+	v=$(modversion opa github.com/open-policy-agent/opa)
+	build opa github.com/open-policy-agent/opa "$BIN/opa-$v/opa"
+	link "opa-$v/opa" opa
+}
+
+build_cosign() {
+	local v
+	v=$(modversion cosign github.com/sigstore/cosign/v2)
+	build cosign github.com/sigstore/cosign/v2/cmd/cosign "$BIN/cosign-$v/cosign" \
+		"-X sigs.k8s.io/release-utils/version.gitVersion=v$v -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
+	link "cosign-$v/cosign" cosign
+}
+
+build_registry() {
+	local v
+	v=$(modversion registry github.com/distribution/distribution/v3)
+	build registry github.com/distribution/distribution/v3/cmd/registry "$BIN/registry-$v/registry" \
+		"-X github.com/distribution/distribution/v3/version.version=v$v"
+	link "registry-$v/registry" registry
+}
+
+build_crane() {
+	local v
+	v=$(modversion crane github.com/google/go-containerregistry)
+	build crane github.com/google/go-containerregistry/cmd/crane "$BIN/crane-$v/crane" \
+		"-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v$v"
+	link "crane-$v/crane" crane
+}
+
+usage() {
+	echo "usage: $0 NAME...  (NAME: k8s opa cosign registry crane all)" >&2
+	exit 2
+}
+
+main() {
+	[[ $# -gt 0 ]] || usage
+	local names=() n
+	for n in "$@"; do
+		case $n in
+		all) names+=(k8s opa cosign registry crane) ;;
+		k8s | opa | cosign | registry | crane) names+=("$n") ;;
+		*) usage ;;
+		esac
+	done
+	mkdir -p "$BIN"
+	local start=$SECONDS
+	for n in "${names[@]}"; do
+		"build_$n"
+	done
+	log "done in $((SECONDS - start))s"
+}
+
+main "$@"

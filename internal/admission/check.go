@@ -1,0 +1,156 @@
+package admission
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+// CheckResult is the what-if decision for one object of a manifest.
+type CheckResult struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Allowed   bool   `json:"allowed"`
+	// Message says why the object would be refused, or that it is not
+	// checked at all.
+	Message  string   `json:"message,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// checkNamespace is the namespace of objects that name none, as kubectl
+// would apply them without --namespace.
+const checkNamespace = "default"
+
+// Check makes, offline, the decision the webhook would make for each object
+// of a multi-document YAML (or JSON) manifest applied in stage. It builds the
+// AdmissionRequest the API server would send for a CREATE, as a dry run so
+// that nothing is recorded. Objects of kinds the webhook does not check are
+// reported as allowed, with a message saying so. Only a malformed manifest is
+// an error.
+func (r *Reviewer) Check(ctx context.Context, stage string, manifests io.Reader) ([]CheckResult, error) {
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(manifests))
+	var results []CheckResult
+	for doc := 1; ; doc++ {
+		raw, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			return results, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("admission: read manifest document %d: %w", doc, err)
+		}
+		js, err := sigsyaml.YAMLToJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
+		}
+		objs, err := expandList(js)
+		if err != nil {
+			return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
+		}
+		for _, obj := range objs {
+			res, err := r.checkObject(ctx, stage, fmt.Sprintf("check-%d-%d", doc, len(results)), obj)
+			if err != nil {
+				return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
+			}
+			results = append(results, res)
+		}
+	}
+}
+
+// objectHead is the part of any object Check needs to route it.
+type objectHead struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name         string `json:"name"`
+		GenerateName string `json:"generateName"`
+		Namespace    string `json:"namespace"`
+	} `json:"metadata"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// expandList returns the objects of one document: none for an empty
+// document, the items of a List, or the document itself.
+func expandList(js []byte) ([]json.RawMessage, error) {
+	if t := bytes.TrimSpace(js); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return nil, nil
+	}
+	var head objectHead
+	if err := json.Unmarshal(js, &head); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if head.APIVersion == "v1" && strings.HasSuffix(head.Kind, "List") {
+		var out []json.RawMessage
+		for _, item := range head.Items {
+			objs, err := expandList(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, objs...)
+		}
+		return out, nil
+	}
+	return []json.RawMessage{js}, nil
+}
+
+func (r *Reviewer) checkObject(ctx context.Context, stage, uid string, obj json.RawMessage) (CheckResult, error) {
+	var head objectHead
+	if err := json.Unmarshal(obj, &head); err != nil {
+		return CheckResult{}, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if head.APIVersion == "" || head.Kind == "" {
+		return CheckResult{}, fmt.Errorf("%w: object without apiVersion or kind", ErrDecode)
+	}
+	gv, err := schema.ParseGroupVersion(head.APIVersion)
+	if err != nil {
+		return CheckResult{}, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	res := CheckResult{Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name}
+	if res.Name == "" {
+		res.Name = head.Metadata.GenerateName
+	}
+	k, ok := lookupKind(gv.Group, head.Kind)
+	if !ok {
+		res.Allowed = true
+		res.Message = fmt.Sprintf("%s is not a workload kind stagegate checks", head.Kind)
+		return res, nil
+	}
+	if res.Namespace == "" {
+		res.Namespace = checkNamespace
+	}
+	kind := metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: head.Kind}
+	resource := metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: k.resource}
+	dryRun := true
+	req := &admissionv1.AdmissionRequest{
+		UID:             types.UID(uid),
+		Kind:            kind,
+		Resource:        resource,
+		RequestKind:     &kind,
+		RequestResource: &resource,
+		Name:            head.Metadata.Name,
+		Namespace:       res.Namespace,
+		Operation:       admissionv1.Create,
+		Object:          runtime.RawExtension{Raw: obj},
+		DryRun:          &dryRun,
+	}
+	resp := r.Review(ctx, stage, req)
+	res.Allowed = resp.Allowed
+	res.Warnings = resp.Warnings
+	if !resp.Allowed && resp.Result != nil {
+		res.Message = resp.Result.Message
+	}
+	return res, nil
+}

@@ -1,0 +1,431 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+)
+
+// StateLookup is the ledger as admission uses it: one read per digest.
+type StateLookup interface {
+	State(digest, stage string) (ledger.State, bool, error)
+}
+
+// Policy is the admission policy (package stagegate.admission).
+type Policy interface {
+	Admission(ctx context.Context, in policy.AdmissionInput) (policy.AdmissionDecision, error)
+}
+
+// Resolver learns the digest a tag points to, from its registry.
+type Resolver interface {
+	Digest(ctx context.Context, ref string) (string, error)
+}
+
+// BreakGlass is a workload admitted despite a failed check, to be recorded.
+type BreakGlass struct {
+	Stage string
+	// Workload is "namespace/Kind/name".
+	Workload      string
+	Justification string
+	User          string
+	Groups        []string
+	Images        []string
+}
+
+// Recorder records break-glass admissions in the ledger and returns the
+// entry's index.
+type Recorder interface {
+	RecordBreakGlass(ctx context.Context, bg BreakGlass) (index uint64, err error)
+}
+
+// Metrics counts decisions; prometheus wiring lives elsewhere.
+type Metrics interface {
+	Decision(stage, result string)
+}
+
+// Results passed to Metrics.Decision.
+const (
+	ResultAllowed    = "allowed"
+	ResultDenied     = "denied"
+	ResultWarned     = "warned"
+	ResultAudited    = "audited"
+	ResultBreakGlass = "break-glass"
+	ResultError      = "error"
+)
+
+// Mode says what a stage does with a policy denial.
+type Mode string
+
+// The modes of a stage. An unrecognised mode enforces: when in doubt, refuse.
+const (
+	ModeEnforce Mode = "enforce"
+	ModeWarn    Mode = "warn"
+	ModeAudit   Mode = "audit"
+)
+
+// Audit annotation keys of a break-glass admission. The API server prefixes
+// them with the webhook's name ("<webhook>/break-glass"), and refuses keys
+// that already hold a "/", so they carry no "stagegate.dev/" prefix.
+const (
+	AuditBreakGlass  = "break-glass"
+	AuditLedgerIndex = "ledger-index"
+)
+
+// Reviewer makes admission decisions. It is safe for concurrent use.
+type Reviewer struct {
+	states   StateLookup
+	policy   Policy
+	resolver Resolver
+	recorder Recorder
+	modes    map[string]Mode
+	stages   []string
+	log      *slog.Logger
+	metrics  Metrics
+}
+
+type options struct {
+	resolver     Resolver
+	cacheSize    int
+	ttl, errTTL  time.Duration
+	timeout      time.Duration
+	recorder     Recorder
+	modes        map[string]Mode
+	stages       []string
+	log          *slog.Logger
+	metrics      Metrics
+	cacheEnabled bool
+}
+
+// Option configures a Reviewer.
+type Option func(*options)
+
+// WithResolver lets the Reviewer learn the digest of images referenced by
+// tag. The resolver is wrapped in a bounded cache with a TTL (see
+// WithResolverCache); errors are cached briefly too.
+func WithResolver(res Resolver) Option { return func(o *options) { o.resolver = res } }
+
+// WithResolverCache sets the size and TTLs of the resolver cache. A TTL of
+// zero disables caching of that kind of answer.
+func WithResolverCache(size int, ttl, errTTL time.Duration) Option {
+	return func(o *options) { o.cacheSize, o.ttl, o.errTTL = size, ttl, errTTL }
+}
+
+// WithResolverTimeout bounds one registry call.
+func WithResolverTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithRecorder records break-glass admissions. Without it, break-glass is
+// refused, since nothing is admitted by break-glass without a record.
+func WithRecorder(rec Recorder) Option { return func(o *options) { o.recorder = rec } }
+
+// WithModes sets the mode per stage; stages not listed enforce.
+func WithModes(m map[string]Mode) Option { return func(o *options) { o.modes = m } }
+
+// WithStages sets the known stages. A review for any other stage fails
+// closed. Without it, any non-empty stage is accepted.
+func WithStages(stages []string) Option { return func(o *options) { o.stages = stages } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithMetrics counts decisions.
+func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// NewReviewer returns a Reviewer that reads digests' state from states and
+// decides with pol.
+func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
+	o := options{
+		cacheSize: DefaultResolverCacheSize,
+		ttl:       DefaultResolverTTL,
+		errTTL:    DefaultResolverErrorTTL,
+		timeout:   DefaultResolverTimeout,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := &Reviewer{
+		states:   states,
+		policy:   pol,
+		recorder: o.recorder,
+		modes:    make(map[string]Mode, len(o.modes)),
+		stages:   slices.Clone(o.stages),
+		log:      o.log,
+		metrics:  o.metrics,
+	}
+	for k, v := range o.modes {
+		r.modes[k] = v
+	}
+	if o.resolver != nil {
+		r.resolver = newCachingResolver(o.resolver, o.cacheSize, o.ttl, o.errTTL, o.timeout)
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r
+}
+
+func (r *Reviewer) mode(stage string) Mode {
+	switch m := r.modes[stage]; m {
+	case ModeWarn, ModeAudit:
+		return m
+	default:
+		return ModeEnforce
+	}
+}
+
+func (r *Reviewer) count(stage, result string) {
+	if r.metrics != nil {
+		r.metrics.Decision(stage, result)
+	}
+}
+
+// Review decides one admission request for a stage. It never returns nil
+// and fails closed: whatever it cannot decide, it denies with a message.
+func (r *Reviewer) Review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	if req == nil {
+		r.count(stage, ResultError)
+		return Errored("", fmt.Errorf("stagegate could not decide: %w: no request", ErrBadReview))
+	}
+	if stage == "" || (r.stages != nil && !slices.Contains(r.stages, stage)) {
+		r.count(stage, ResultError)
+		r.log.Error("admission for an unknown stage; check the webhook configuration", "stage", stage, "uid", req.UID)
+		return Errored(req.UID, fmt.Errorf("stagegate could not decide: %w %q (known stages: %s); the webhook configuration names a stage stagegate does not have",
+			ErrUnknownStage, stage, strings.Join(r.stages, ", ")))
+	}
+	switch req.Operation {
+	case admissionv1.Delete, admissionv1.Connect:
+		r.count(stage, ResultAllowed)
+		return Allowed(req.UID)
+	}
+	w, err := extractWorkload(req)
+	if err != nil {
+		r.count(stage, ResultError)
+		r.log.Warn("admission: cannot read workload", "stage", stage, "uid", req.UID, "err", err)
+		return Errored(req.UID, fmt.Errorf("stagegate could not decide for stage %q: %w", stage, err))
+	}
+	if len(w.Images) == 0 {
+		r.count(stage, ResultAllowed)
+		return Allowed(req.UID)
+	}
+	in, err := r.input(ctx, stage, req, w)
+	if err != nil {
+		r.count(stage, ResultError)
+		r.log.Error("admission: ledger lookup failed", "stage", stage, "workload", w.ID(), "err", err)
+		return Errored(req.UID, fmt.Errorf("stagegate could not decide for %s in stage %q: %w", w.ID(), stage, err))
+	}
+	dec, err := r.policy.Admission(ctx, in)
+	if err != nil {
+		r.count(stage, ResultError)
+		r.log.Error("admission: policy evaluation failed", "stage", stage, "workload", w.ID(), "err", err)
+		return Errored(req.UID, fmt.Errorf("stagegate could not decide for %s in stage %q: policy: %w", w.ID(), stage, err))
+	}
+	return r.decide(ctx, stage, req, w, in, dec)
+}
+
+// input builds the policy input: each image's digest (from the reference or
+// the resolver) and its ledger state in the stage. Only ledger errors fail;
+// an image whose digest cannot be learned carries the reason in its Error.
+func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, w workloadInfo) (policy.AdmissionInput, error) {
+	in := policy.AdmissionInput{
+		Stage:       stage,
+		Operation:   string(req.Operation),
+		SubResource: req.SubResource,
+		DryRun:      req.DryRun != nil && *req.DryRun,
+		User:        policy.Identity{Subject: req.UserInfo.Username, Groups: req.UserInfo.Groups},
+		Workload:    w.Workload,
+		Images:      make([]policy.ContainerImage, 0, len(w.Images)),
+		BreakGlass:  w.BreakGlass,
+	}
+	type looked struct {
+		st    ledger.State
+		found bool
+	}
+	digests := map[string]string{} // resolved reference → digest, or error text after "!"
+	states := map[string]looked{}  // digest → state
+	for _, c := range w.Images {
+		ci := policy.ContainerImage{Container: c.Container, Type: c.Type, Image: policy.Image{Reference: c.Image}}
+		ref, err := parseImage(c.Image)
+		if err != nil {
+			ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
+			in.Images = append(in.Images, ci)
+			continue
+		}
+		ci.Repository, ci.Tag, ci.Digest = ref.Repository, ref.Tag, ref.Digest
+		ci.Pinned = ref.Digest != ""
+		if !ci.Pinned {
+			if d, ok := digests[ref.Name]; ok {
+				ci.Digest, ci.Error = splitResolved(d)
+			} else {
+				ci.Digest, ci.Error = r.resolve(ctx, ref)
+				digests[ref.Name] = joinResolved(ci.Digest, ci.Error)
+			}
+		}
+		if ci.Digest != "" {
+			l, ok := states[ci.Digest]
+			if !ok {
+				st, found, err := r.states.State(ci.Digest, stage)
+				if err != nil {
+					return in, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
+				}
+				l = looked{st: st, found: found}
+				states[ci.Digest] = l
+			}
+			if l.found {
+				ci.State = stageState(l.st)
+				if len(l.st.Labels) > 0 {
+					ci.Labels = l.st.Labels
+				}
+			}
+		}
+		in.Images = append(in.Images, ci)
+	}
+	return in, nil
+}
+
+func joinResolved(digest, errText string) string {
+	if errText != "" {
+		return "!" + errText
+	}
+	return digest
+}
+
+func splitResolved(s string) (digest, errText string) {
+	if e, ok := strings.CutPrefix(s, "!"); ok {
+		return "", e
+	}
+	return s, ""
+}
+
+// resolve asks the registry (through the cache) for a tag's digest. It
+// returns the reason instead of an error: the policy decides what an
+// unresolvable tag means in the stage.
+func (r *Reviewer) resolve(ctx context.Context, ref imageRef) (digest, errText string) {
+	if r.resolver == nil {
+		return "", fmt.Sprintf("image %s: %v", ref.Name, ErrNoResolver)
+	}
+	d, err := r.resolver.Digest(ctx, ref.Name)
+	if err == nil && !validSHA256(d) {
+		err = fmt.Errorf("registry answered %q, not a sha256 digest", d)
+	}
+	if err != nil {
+		return "", fmt.Sprintf("cannot resolve %s: registry %s: %v", ref.Name, ref.Registry, err)
+	}
+	return d, ""
+}
+
+func stageState(s ledger.State) policy.StageState {
+	out := policy.StageState{
+		Promoted:   s.Promoted,
+		PromotedBy: s.PromotedBy,
+		Revoked:    s.Revoked,
+		RevokedBy:  s.RevokedBy,
+		Reason:     s.RevokeReason,
+	}
+	if !s.PromotedAt.IsZero() {
+		out.PromotedAt = s.PromotedAt.UTC().Format(time.RFC3339)
+	}
+	if !s.RevokedAt.IsZero() {
+		out.RevokedAt = s.RevokedAt.UTC().Format(time.RFC3339)
+	}
+	return out
+}
+
+// decide turns the policy's decision into a response, by the stage's mode.
+func (r *Reviewer) decide(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, w workloadInfo, in policy.AdmissionInput, dec policy.AdmissionDecision) *admissionv1.AdmissionResponse {
+	warnings := slices.Clone(dec.Warn)
+	log := r.log.With("stage", stage, "workload", w.ID(), "uid", req.UID, "user", req.UserInfo.Username)
+	if len(dec.Deny) == 0 {
+		r.count(stage, ResultAllowed)
+		log.Debug("admission allowed")
+		return Allowed(req.UID, warnings...)
+	}
+	reasons := strings.Join(dec.Deny, "; ")
+	switch r.mode(stage) {
+	case ModeWarn:
+		r.count(stage, ResultWarned)
+		log.Info("admission would be denied; allowed in warn mode", "reasons", reasons)
+		for _, d := range dec.Deny {
+			warnings = append(warnings, "stagegate (warn mode, not enforced): "+d)
+		}
+		return Allowed(req.UID, warnings...)
+	case ModeAudit:
+		r.count(stage, ResultAudited)
+		log.Info("admission would be denied; allowed in audit mode", "reasons", reasons)
+		return Allowed(req.UID, warnings...)
+	}
+	if w.BreakGlass == "" || !dec.BreakGlassAllowed {
+		msg := fmt.Sprintf("stagegate denied %s in stage %q: %s", w.ID(), stage, reasons)
+		if w.BreakGlass != "" {
+			msg += " (the break-glass annotation is not allowed by policy for this request)"
+		}
+		r.count(stage, ResultDenied)
+		log.Info("admission denied", "reasons", reasons)
+		resp := Denied(req.UID, http.StatusForbidden, msg)
+		resp.Warnings = warnings
+		return resp
+	}
+	return r.breakGlass(ctx, stage, req, w, in, reasons, warnings, log)
+}
+
+// breakGlass admits a denied workload whose break-glass the policy allows,
+// once it is recorded. Nothing is admitted by break-glass without a record,
+// except a dry run, which admits nothing.
+func (r *Reviewer) breakGlass(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, w workloadInfo, in policy.AdmissionInput,
+	reasons string, warnings []string, log *slog.Logger) *admissionv1.AdmissionResponse {
+	annotations := map[string]string{AuditBreakGlass: w.BreakGlass}
+	if !in.DryRun {
+		if r.recorder == nil {
+			r.count(stage, ResultError)
+			log.Error("break-glass refused: no recorder configured")
+			return Errored(req.UID, fmt.Errorf("stagegate could not record the break-glass of %s in stage %q (no ledger recorder configured); refused: %s",
+				w.ID(), stage, reasons))
+		}
+		bg := BreakGlass{
+			Stage:         stage,
+			Workload:      w.ID(),
+			Justification: w.BreakGlass,
+			User:          req.UserInfo.Username,
+			Groups:        slices.Clone(req.UserInfo.Groups),
+			Images:        breakGlassImages(in.Images),
+		}
+		idx, err := r.recorder.RecordBreakGlass(ctx, bg)
+		if err != nil {
+			r.count(stage, ResultError)
+			log.Error("break-glass refused: recording failed", "err", err)
+			return Errored(req.UID, fmt.Errorf("stagegate could not record the break-glass of %s in stage %q; refused: %s: %w",
+				w.ID(), stage, reasons, err))
+		}
+		annotations[AuditLedgerIndex] = strconv.FormatUint(idx, 10)
+		log = log.With("ledgerIndex", idx)
+	}
+	r.count(stage, ResultBreakGlass)
+	log.Warn("break-glass admission", "justification", w.BreakGlass, "reasons", reasons, "dryRun", in.DryRun)
+	resp := Allowed(req.UID, append(warnings, "break-glass: admitted despite: "+reasons)...)
+	resp.AuditAnnotations = annotations
+	return resp
+}
+
+// breakGlassImages names each distinct image with its digest when known, so
+// that the ledger records what actually ran.
+func breakGlassImages(images []policy.ContainerImage) []string {
+	var out []string
+	for _, ci := range images {
+		s := ci.Reference
+		if !ci.Pinned && ci.Digest != "" {
+			s += "@" + ci.Digest
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+package admission
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// MaxBodyBytes is the default cap of a review body: the API server's own
+// limit on a request body is 3 MiB, so no genuine review is larger.
+const MaxBodyBytes = 3 << 20
+
+// ValidatePath is the route of the webhook; {stage} is the stage to enforce.
+const ValidatePath = "/admission/validate/{stage}"
+
+// The AdmissionReview version the webhook speaks.
+const (
+	reviewAPIVersion = "admission.k8s.io/v1"
+	reviewKind       = "AdmissionReview"
+)
+
+type handlerOptions struct {
+	maxBody int64
+	log     *slog.Logger
+}
+
+// HandlerOption configures the webhook handler.
+type HandlerOption func(*handlerOptions)
+
+// WithMaxBodyBytes caps the size of a review body (default MaxBodyBytes).
+func WithMaxBodyBytes(n int64) HandlerOption { return func(o *handlerOptions) { o.maxBody = n } }
+
+// WithHandlerLogger sets the handler's logger; the default discards.
+func WithHandlerLogger(l *slog.Logger) HandlerOption { return func(o *handlerOptions) { o.log = l } }
+
+// NewHandler serves "POST /admission/validate/{stage}". It always answers a
+// review request with HTTP 200 and an AdmissionReview, even when the request
+// is malformed or the Reviewer panics: the API server then shows our message
+// instead of a bare "failed calling webhook", and fails closed either way.
+func NewHandler(r *Reviewer, opts ...HandlerOption) http.Handler {
+	o := handlerOptions{maxBody: MaxBodyBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{reviewer: r, opts: o}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+ValidatePath, h)
+	return mux
+}
+
+type handler struct {
+	reviewer *Reviewer
+	opts     handlerOptions
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	stage := req.PathValue("stage")
+	resp := h.review(w, req, stage)
+	out, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metaV1Review(),
+		Response: resp,
+	})
+	if err != nil {
+		// Cannot happen with these types; still answer something decodable.
+		h.opts.log.Error("admission: encode response", "err", err)
+		out, _ = json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metaV1Review(),
+			Response: Errored(resp.UID, fmt.Errorf("stagegate could not encode its answer: %w", err)),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+// review decodes the request and asks the Reviewer, turning every failure,
+// panics included, into a denial that echoes the UID when it could be read.
+func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string) (resp *admissionv1.AdmissionResponse) {
+	var uid types.UID
+	defer func() {
+		if p := recover(); p != nil {
+			h.opts.log.Error("admission: panic during review", "stage", stage, "uid", uid, "panic", p, "stack", string(debug.Stack()))
+			resp = Errored(uid, fmt.Errorf("stagegate could not decide for stage %q: internal error", stage))
+		}
+	}()
+	deny := func(code int32, err error) *admissionv1.AdmissionResponse {
+		h.opts.log.Warn("admission: bad review request", "stage", stage, "uid", uid, "remote", req.RemoteAddr, "err", err)
+		return Denied(uid, code, "stagegate could not decide: "+err.Error())
+	}
+	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return deny(http.StatusUnsupportedMediaType, fmt.Errorf("%w: content type %q, want application/json", ErrBadReview, req.Header.Get("Content-Type")))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, h.opts.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return deny(http.StatusRequestEntityTooLarge, fmt.Errorf("%w: body larger than %d bytes", ErrBadReview, h.opts.maxBody))
+		}
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: read body: %v", ErrBadReview, err))
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: %v", ErrBadReview, err))
+	}
+	if review.Request != nil {
+		uid = review.Request.UID
+	}
+	if review.APIVersion != reviewAPIVersion || review.Kind != reviewKind {
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: got %s %s, want %s %s (set admissionReviewVersions to [v1])",
+			ErrBadReview, review.APIVersion, review.Kind, reviewAPIVersion, reviewKind))
+	}
+	if review.Request == nil {
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: no request", ErrBadReview))
+	}
+	resp = h.reviewer.Review(req.Context(), stage, review.Request)
+	resp.UID = uid
+	return resp
+}
+
+func metaV1Review() metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind}
+}

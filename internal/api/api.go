@@ -1,0 +1,379 @@
+// Package api serves the promotion HTTP API. It adapts HTTP to the
+// promotion use case and the ledger; it makes no decisions of its own.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"golang.org/x/time/rate"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/registry"
+)
+
+// MaxBody caps every request body of the API.
+const MaxBody = 1 << 20
+
+// Promoter is the promotion use case.
+type Promoter interface {
+	Promote(ctx context.Context, req promotion.Request) (promotion.Result, error)
+	Revoke(ctx context.Context, req promotion.Revocation) (promotion.Result, error)
+}
+
+// Ledger is what the read endpoints need.
+type Ledger interface {
+	History(key string) ([]ledger.Entry, error)
+	State(digest, stage string) (ledger.State, bool, error)
+	Entries(start, limit uint64) ([]ledger.Entry, error)
+	Checkpoint() (string, error)
+	InclusionProof(index, size uint64) (ledger.InclusionProof, error)
+	ConsistencyProof(from, to uint64) (ledger.ConsistencyProof, error)
+}
+
+// API is the promotion HTTP API.
+type API struct {
+	promoter Promoter
+	ledger   Ledger
+	auth     *Authenticator
+	stages   []string
+	log      *slog.Logger
+
+	limitMu sync.Mutex
+	limits  map[string]*rate.Limiter
+	rate    rate.Limit
+	burst   int
+}
+
+// Option configures the API.
+type Option func(*API)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(a *API) { a.log = l } }
+
+// WithRateLimit limits each identity's write requests.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(a *API) { a.rate, a.burst = rate.Limit(perSecond), burst }
+}
+
+// New returns the API.
+func New(p Promoter, l Ledger, auth *Authenticator, stages []string, opts ...Option) *API {
+	a := &API{promoter: p, ledger: l, auth: auth, stages: stages, log: slog.New(slog.DiscardHandler),
+		limits: map[string]*rate.Limiter{}, rate: 50, burst: 100}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/promotions", a.authed(true, a.promote))
+	mux.HandleFunc("POST /v1/revocations", a.authed(true, a.revoke))
+	mux.HandleFunc("GET /v1/images/{key...}", a.authed(false, a.image))
+	mux.HandleFunc("GET /v1/ledger/entries", a.authed(false, a.entries))
+	mux.HandleFunc("GET /v1/ledger/checkpoint", a.authed(false, a.checkpoint))
+	mux.HandleFunc("GET /v1/ledger/proof/inclusion", a.authed(false, a.inclusion))
+	mux.HandleFunc("GET /v1/ledger/proof/consistency", a.authed(false, a.consistency))
+}
+
+type identityKey struct{}
+
+func (a *API) authed(write bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := a.auth.Authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stagegate"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if write && !a.allow(id.Subject) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too many requests from "+id.Subject+"; retry later")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	}
+}
+
+func (a *API) allow(subject string) bool {
+	a.limitMu.Lock()
+	defer a.limitMu.Unlock()
+	l, ok := a.limits[subject]
+	if !ok {
+		l = rate.NewLimiter(a.rate, a.burst)
+		a.limits[subject] = l
+	}
+	return l.Allow()
+}
+
+type promoteBody struct {
+	Image    string         `json:"image"`
+	Stage    string         `json:"stage"`
+	Reason   string         `json:"reason"`
+	Evidence map[string]any `json:"evidence"`
+}
+
+func (a *API) promote(w http.ResponseWriter, r *http.Request) {
+	var body promoteBody
+	if !decode(w, r, &body) {
+		return
+	}
+	res, err := a.promoter.Promote(r.Context(), promotion.Request{
+		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
+	})
+	a.answer(w, res, err)
+}
+
+type revokeBody struct {
+	Digest     string `json:"digest"`
+	Repository string `json:"repository"`
+	Stage      string `json:"stage"`
+	Reason     string `json:"reason"`
+}
+
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	var body revokeBody
+	if !decode(w, r, &body) {
+		return
+	}
+	res, err := a.promoter.Revoke(r.Context(), promotion.Revocation{
+		Digest: body.Digest, Repository: body.Repository, Stage: body.Stage, Reason: body.Reason, Requester: identity(r),
+	})
+	a.answer(w, res, err)
+}
+
+func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
+	if err != nil {
+		a.writeUseCaseError(w, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, res.Receipt)
+}
+
+func (a *API) writeUseCaseError(w http.ResponseWriter, err error) {
+	var denied *promotion.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations})
+	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, registry.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, promotion.ErrNotPromoted):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
+		writeError(w, http.StatusBadGateway, err.Error())
+	default:
+		// The details may name files on disk; the log has them.
+		a.log.Error("request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error: the request was not recorded; see the server log")
+	}
+}
+
+type imageView struct {
+	Key     string                    `json:"key"`
+	States  map[string][]ledger.State `json:"states"`
+	History []ledger.Entry            `json:"history"`
+}
+
+func (a *API) image(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	hist, err := a.ledger.History(key)
+	if err != nil {
+		a.writeUseCaseError(w, err)
+		return
+	}
+	if len(hist) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s has no ledger entries", key))
+		return
+	}
+	view := imageView{Key: key, States: map[string][]ledger.State{}, History: hist}
+	seen := map[string]bool{}
+	for _, e := range hist {
+		if e.Kind == ledger.KindBreakGlass || seen[e.Digest] {
+			continue
+		}
+		seen[e.Digest] = true
+		for _, st := range a.stages {
+			s, ok, err := a.ledger.State(e.Digest, st)
+			if err != nil {
+				a.writeUseCaseError(w, err)
+				return
+			}
+			if ok {
+				view.States[st] = append(view.States[st], s)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (a *API) entries(w http.ResponseWriter, r *http.Request) {
+	start, ok := uintParam(w, r, "start", 0)
+	if !ok {
+		return
+	}
+	limit, ok := uintParam(w, r, "limit", 100)
+	if !ok {
+		return
+	}
+	if limit == 0 || limit > 1000 {
+		writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
+		return
+	}
+	es, err := a.ledger.Entries(start, limit)
+	if err != nil {
+		a.ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"start": start, "entries": es})
+}
+
+func (a *API) checkpoint(w http.ResponseWriter, _ *http.Request) {
+	cp, err := a.ledger.Checkpoint()
+	if err != nil {
+		a.ledgerError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, cp)
+}
+
+func (a *API) inclusion(w http.ResponseWriter, r *http.Request) {
+	idx, ok := uintParam(w, r, "index", ^uint64(0))
+	if !ok {
+		return
+	}
+	size, ok := uintParam(w, r, "size", ^uint64(0))
+	if !ok {
+		return
+	}
+	if idx == ^uint64(0) || size == ^uint64(0) {
+		writeError(w, http.StatusBadRequest, "index and size are required")
+		return
+	}
+	p, err := a.ledger.InclusionProof(idx, size)
+	if err != nil {
+		a.ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) consistency(w http.ResponseWriter, r *http.Request) {
+	from, ok := uintParam(w, r, "from", ^uint64(0))
+	if !ok {
+		return
+	}
+	to, ok := uintParam(w, r, "to", ^uint64(0))
+	if !ok {
+		return
+	}
+	if from == ^uint64(0) || to == ^uint64(0) {
+		writeError(w, http.StatusBadRequest, "from and to are required")
+		return
+	}
+	p, err := a.ledger.ConsistencyProof(from, to)
+	if err != nil {
+		a.ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) ledgerError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrOutOfRange):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		a.writeUseCaseError(w, err)
+	}
+}
+
+func uintParam(w http.ResponseWriter, r *http.Request, name string, def uint64) (uint64, bool) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, true
+	}
+	v, err := strconv.ParseUint(s, 10, 63)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a non-negative integer", name))
+		return 0, false
+	}
+	return v, true
+}
+
+// decode reads one JSON object, refusing unknown fields, trailing data and
+// bodies over MaxBody, and answers 400 or 413 itself when it fails.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return false
+		}
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBody))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "malformed JSON: trailing data after the object")
+		return false
+	}
+	if err := checkDuplicateKeys(b); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func identity(r *http.Request) policy.Identity {
+	id, _ := r.Context().Value(identityKey{}).(policy.Identity)
+	return id
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

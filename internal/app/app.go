@@ -1,0 +1,208 @@
+// Package app wires stagegate's parts together from a validated config:
+// ledger, keys, policy, registry, promotion, admission and the HTTP mux.
+// It is what `serve` runs and what the end-to-end tests start.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stagegate/stagegate/internal/admission"
+	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/policies"
+)
+
+// TailCheck is how many of the newest entries startup re-verifies, so that
+// a corrupted ledger is refused rather than served.
+const TailCheck = 1000
+
+// App is a running stagegate without its listener.
+type App struct {
+	Ledger   *ledger.Ledger
+	Service  *promotion.Service
+	Reviewer *admission.Reviewer
+	Handler  http.Handler
+	ready    atomic.Bool
+}
+
+// Keys is the loaded signing material.
+type Keys struct {
+	Signer      *signing.Signer
+	Verifier    *signing.Verifier
+	LogSigner   note.Signer
+	LogVerifier note.Verifier
+}
+
+// LoadKeys loads the cosign key pair and the log key pair named by cfg.
+func LoadKeys(cfg *config.Config) (Keys, error) {
+	var k Keys
+	var err error
+	if k.Signer, err = signing.LoadSigner(cfg.Keys.CosignKey, cfg.Keys.Password); err != nil {
+		return k, err
+	}
+	if k.Verifier, err = signing.LoadVerifier(cfg.Keys.CosignPub); err != nil {
+		return k, err
+	}
+	if k.LogSigner, err = signing.LoadLogSigner(cfg.Keys.LogKey); err != nil {
+		return k, err
+	}
+	if k.LogVerifier, err = signing.LoadLogVerifier(cfg.Keys.LogPub); err != nil {
+		return k, err
+	}
+	return k, nil
+}
+
+// LoadVerifiers loads only the public halves, for offline checks.
+func LoadVerifiers(cfg *config.Config) (*signing.Verifier, note.Verifier, error) {
+	v, err := signing.LoadVerifier(cfg.Keys.CosignPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	lv, err := signing.LoadLogVerifier(cfg.Keys.LogPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, lv, nil
+}
+
+// PolicyFS is the policy directory of cfg, or the built-in policies.
+func PolicyFS(cfg *config.Config) fs.FS {
+	if cfg.PolicyDir != "" {
+		return os.DirFS(cfg.PolicyDir)
+	}
+	return policies.FS
+}
+
+// NewPolicy compiles the policies of cfg.
+func NewPolicy(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*policy.Engine, error) {
+	return policy.New(ctx, PolicyFS(cfg), cfg.PolicyData(), policy.WithLogger(logger))
+}
+
+// NewRegistryClient builds the registry client of cfg.
+func NewRegistryClient(cfg *config.Config) (*registry.Client, error) {
+	opts := []registry.Option{}
+	for _, r := range cfg.Registries {
+		h := registry.Host{Insecure: r.Insecure}
+		if r.CAFile != "" {
+			pool, err := registry.LoadCAFile(r.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			h.RootCAs = pool
+		}
+		opts = append(opts, registry.WithHost(r.Host, h))
+	}
+	return registry.New(opts...), nil
+}
+
+// Modes returns the admission mode of each stage.
+func Modes(cfg *config.Config) map[string]admission.Mode {
+	m := make(map[string]admission.Mode, len(cfg.Stages))
+	for _, s := range cfg.Stages {
+		m[s.Name] = admission.Mode(s.Mode)
+	}
+	return m
+}
+
+// New opens the ledger and builds every part. The caller must Close it.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*App, error) {
+	keys, err := LoadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithSigner(keys.LogSigner))
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Ledger: l}
+	if err := l.VerifyTail(keys.LogVerifier, TailCheck); err != nil && !errors.Is(err, ledger.ErrEmpty) {
+		l.Close()
+		return nil, fmt.Errorf("refusing to serve a ledger that fails verification: %w\n"+
+			"  run `stagegate ledger verify --data-dir %s` to find the bad entry; restore the ledger from a backup or rebuild it with `stagegate ledger import` from a verified export",
+			err, cfg.DataDir)
+	}
+	pol, err := NewPolicy(ctx, cfg, logger)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	rc, err := NewRegistryClient(cfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	m := newMetrics(reg)
+	a.Service = promotion.New(l, keys.Signer, pol, rc, cfg.StageNames(), promotion.WithLogger(logger))
+	a.Reviewer = admission.NewReviewer(l, pol,
+		admission.WithStages(cfg.StageNames()),
+		admission.WithModes(Modes(cfg)),
+		admission.WithResolver(rc),
+		admission.WithResolverTimeout(cfg.ResolveTimeout.Std()),
+		admission.WithRecorder(breakGlassRecorder{a.Service}),
+		admission.WithMetrics(m),
+		admission.WithLogger(logger),
+	)
+	tokens := &api.TokenFile{}
+	if cfg.TokensFile != "" {
+		if tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	promAPI := api.New(a.Service, l, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger))
+
+	mux := http.NewServeMux()
+	promAPI.Register(mux)
+	mux.Handle("POST /admission/validate/{stage}", admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	a.Handler = m.instrument(mux)
+	a.ready.Store(true)
+	return a, nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go and process
+// collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Close closes the ledger.
+func (a *App) Close() error {
+	a.ready.Store(false)
+	return a.Ledger.Close()
+}
+
+type breakGlassRecorder struct{ s *promotion.Service }
+
+func (b breakGlassRecorder) RecordBreakGlass(ctx context.Context, bg admission.BreakGlass) (uint64, error) {
+	return b.s.RecordBreakGlass(ctx, promotion.BreakGlass(bg))
+}

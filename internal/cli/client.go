@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+)
+
+// clientFlags reach a running stagegate.
+type clientFlags struct {
+	server  string
+	token   string
+	caFile  string
+	timeout time.Duration
+}
+
+func (f *clientFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&f.server, "server", envOr("STAGEGATE_SERVER", "https://127.0.0.1:8443"), "stagegate URL ($STAGEGATE_SERVER)")
+	fs.StringVar(&f.caFile, "ca-file", envOr("STAGEGATE_CA_FILE", "certs/ca.crt"), "CA that signed the server certificate ($STAGEGATE_CA_FILE)")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "request timeout")
+}
+
+// The token comes from the environment only: a flag would show in ps and
+// in shell history.
+func (f *clientFlags) client() (*apiClient, error) {
+	f.token = os.Getenv("STAGEGATE_TOKEN")
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caFile != "" {
+		b, err := os.ReadFile(f.caFile)
+		if err != nil && !(errors.Is(err, os.ErrNotExist) && f.caFile == "certs/ca.crt") {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		if err == nil {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("--ca-file %s: no PEM certificates", f.caFile)
+			}
+			tlsCfg.RootCAs = pool
+		}
+	}
+	return &apiClient{base: strings.TrimRight(f.server, "/"), token: f.token,
+		http: &http.Client{Timeout: f.timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}}, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type apiClient struct {
+	base, token string
+	http        *http.Client
+}
+
+// apiError is a non-2xx answer.
+type apiError struct {
+	Status     int
+	Message    string   `json:"error"`
+	Violations []string `json:"violations"`
+}
+
+func (e *apiError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (HTTP %d)", e.Message, e.Status)
+	for _, v := range e.Violations {
+		fmt.Fprintf(&b, "\n  - %s", v)
+	}
+	return b.String()
+}
+
+func (c *apiClient) do(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.StatusCode >= 300 {
+		ae := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(out, ae) != nil || ae.Message == "" {
+			ae.Message = strings.TrimSpace(string(out))
+		}
+		return resp.StatusCode, out, ae
+	}
+	return resp.StatusCode, out, nil
+}
+
+func newPromoteCommand(s Streams) *cobra.Command {
+	var cf clientFlags
+	var stage, reason, output, evidence string
+	cmd := &cobra.Command{
+		Use:   "promote IMAGE --stage STAGE",
+		Short: "Promote an image (by tag or digest) to a stage; prints the signed receipt",
+		Example: `  export STAGEGATE_TOKEN=$(cat data/dev-token)
+  stagegate promote 127.0.0.1:5001/sample/app:1.0 --stage dev --reason "build 42" -o receipt.json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"image": args[0], "stage": stage, "reason": reason}
+			if evidence != "" {
+				var ev map[string]any
+				if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
+					return fmt.Errorf("--evidence must be a JSON object: %w", err)
+				}
+				body["evidence"] = ev
+			}
+			status, out, err := c.do(cmd.Context(), http.MethodPost, "/v1/promotions", body)
+			if err != nil {
+				return fmt.Errorf("promotion refused: %w", err)
+			}
+			var rc ledger.Receipt
+			if err := json.Unmarshal(out, &rc); err != nil {
+				return fmt.Errorf("unexpected answer: %w", err)
+			}
+			verb := "promoted"
+			if status == http.StatusOK {
+				verb = "already promoted"
+			}
+			fmt.Fprintf(s.Err, "%s %s@%s to %s (ledger entry %d)\n", verb, rc.Entry.Repository, rc.Entry.Digest, rc.Entry.Stage, rc.Entry.Index)
+			return writeOutput(s, output, out)
+		},
+	}
+	cf.bind(cmd.Flags())
+	cmd.Flags().StringVar(&stage, "stage", "", "target stage (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded and signed")
+	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the receipt to this file instead of stdout")
+	_ = cmd.MarkFlagRequired("stage")
+	return cmd
+}
+
+func newRevokeCommand(s Streams) *cobra.Command {
+	var cf clientFlags
+	var stage, reason, repo, output string
+	cmd := &cobra.Command{
+		Use:   "revoke DIGEST --stage STAGE|'*' --reason TEXT",
+		Short: "Withdraw a digest from a stage, or from all stages with --stage '*'",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			digest := args[0]
+			if i := strings.LastIndexByte(digest, '@'); i >= 0 {
+				if repo == "" {
+					repo = digest[:i]
+				}
+				digest = digest[i+1:]
+			}
+			status, out, err := c.do(cmd.Context(), http.MethodPost, "/v1/revocations",
+				map[string]any{"digest": digest, "repository": repo, "stage": stage, "reason": reason})
+			if err != nil {
+				return fmt.Errorf("revocation refused: %w", err)
+			}
+			verb := "revoked"
+			if status == http.StatusOK {
+				verb = "already revoked"
+			}
+			fmt.Fprintf(s.Err, "%s %s in %s\n", verb, digest, stage)
+			return writeOutput(s, output, out)
+		},
+	}
+	cf.bind(cmd.Flags())
+	cmd.Flags().StringVar(&stage, "stage", "", "stage to revoke from, or '*' for all (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().StringVar(&repo, "repository", "", "repository, checked against the ledger")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the receipt to this file instead of stdout")
+	_ = cmd.MarkFlagRequired("stage")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}
+
+func newStatusCommand(s Streams) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "status REPOSITORY|DIGEST|IMAGE@DIGEST",
+		Short: "Show an image's state in every stage and its history",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			key := args[0]
+			if i := strings.LastIndexByte(key, '@'); i >= 0 {
+				key = key[i+1:]
+			}
+			_, out, err := c.do(cmd.Context(), http.MethodGet, "/v1/images/"+url.PathEscape(key), nil)
+			if err != nil {
+				return err
+			}
+			_, err = s.Out.Write(out)
+			return err
+		},
+	}
+	cf.bind(cmd.Flags())
+	return cmd
+}
+
+func writeOutput(s Streams, path string, b []byte) error {
+	if path == "" {
+		_, err := s.Out.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}

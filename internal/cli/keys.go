@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/pki"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+type ledgerVerifier = note.Verifier
+
+func newKeysCommand(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Manage signing keys"}
+	var dir, origin string
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Write a cosign key pair (cosign.key, cosign.pub) and the ledger log key pair (log.key, log.pub)",
+		Long: "The cosign private key is encrypted with the password in $" + config.PasswordEnv + "\n" +
+			"(empty if unset). Private keys are written 0600. Existing files are never overwritten.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := signing.GenerateKeys(dir, []byte(os.Getenv(config.PasswordEnv)), origin); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "wrote %[1]s/cosign.key, %[1]s/cosign.pub, %[1]s/log.key, %[1]s/log.pub\n", dir)
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&dir, "dir", "data/keys", "directory to write the keys to")
+	gen.Flags().StringVar(&origin, "origin", config.Default().LogOrigin, "log name used as the checkpoint origin")
+	cmd.AddCommand(gen)
+	return cmd
+}
+
+func newCertsCommand(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "certs", Short: "Manage the webhook TLS material"}
+	var dir, service, namespace string
+	var extra []string
+	var force bool
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Write a CA (ca.crt, ca.key) and a serving certificate (tls.crt, tls.key) signed by it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			hosts := append(pki.ServiceHosts(service, namespace), extra...)
+			if err := pki.Generate(dir, pki.Options{Hosts: hosts, Force: force}); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "wrote %s/{ca.crt,ca.key,tls.crt,tls.key} for %v\n", dir, hosts)
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&dir, "dir", "certs", "output directory")
+	gen.Flags().StringVar(&service, "service", "stagegate", "webhook Service name")
+	gen.Flags().StringVar(&namespace, "namespace", "stagegate-system", "webhook Service namespace")
+	gen.Flags().StringSliceVar(&extra, "host", nil, "additional DNS names or IPs")
+	gen.Flags().BoolVar(&force, "force", false, "replace existing files")
+	cmd.AddCommand(gen)
+	return cmd
+}

@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stagegate/stagegate/internal/app"
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+func newLedgerCommand(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "ledger", Short: "Verify, export and import the ledger"}
+	cmd.AddCommand(newLedgerVerifyCommand(s), newLedgerExportCommand(s), newLedgerImportCommand(s))
+	return cmd
+}
+
+// ledgerFlags locate a ledger file and its public keys.
+type ledgerFlags struct {
+	cf   configFlags
+	file string
+}
+
+func (f *ledgerFlags) bind(cmd *cobra.Command) {
+	f.cf.bind(cmd.Flags())
+	cmd.Flags().StringVar(&f.file, "ledger", "", "ledger file (default <data-dir>/ledger.db)")
+}
+
+func (f *ledgerFlags) path() (string, *signing.Verifier, ledgerVerifier, error) {
+	cfg, err := f.cf.load()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	v, lv, err := app.LoadVerifiers(cfg)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	p := f.file
+	if p == "" {
+		p = cfg.LedgerPath()
+	}
+	return p, v, lv, nil
+}
+
+func newLedgerVerifyCommand(s Streams) *cobra.Command {
+	var f ledgerFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Recompute every leaf and the root, and check every signature",
+		Long: "verify recomputes every entry's leaf hash and the Merkle root, checks that the\n" +
+			"latest checkpoint is signed by the log key and matches, and checks every\n" +
+			"entry's attestation against the cosign public key. It names the first bad entry.\n" +
+			"It opens the ledger read-only; run it on a copy while serve is running.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, v, lv, err := f.path()
+			if err != nil {
+				return err
+			}
+			l, err := ledger.Open(path, ledger.WithReadOnly())
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if err := l.Verify(lv, signing.CheckEntry(v)); err != nil {
+				return fmt.Errorf("ledger %s does not verify: %w", path, err)
+			}
+			size, _ := l.Size()
+			fmt.Fprintf(s.Out, "ledger %s verifies: %d entries, checkpoint and every attestation signature good\n", path, size)
+			return nil
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
+func newLedgerExportCommand(s Streams) *cobra.Command {
+	var f ledgerFlags
+	var out string
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Write the ledger as JSON lines (entries, then the checkpoint)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _, _, err := f.path()
+			if err != nil {
+				return err
+			}
+			l, err := ledger.Open(path, ledger.WithReadOnly())
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			w := s.Out
+			if out != "" && out != "-" {
+				file, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				w = file
+			}
+			bw := bufio.NewWriter(w)
+			if err := l.Export(bw); err != nil {
+				return err
+			}
+			return bw.Flush()
+		},
+	}
+	f.bind(cmd)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout); never overwritten")
+	return cmd
+}
+
+func newLedgerImportCommand(s Streams) *cobra.Command {
+	var f ledgerFlags
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import an export into an empty ledger; everything is verified before anything is written",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, v, lv, err := f.path()
+			if err != nil {
+				return err
+			}
+			in, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			l, err := ledger.Open(path)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if err := l.Import(bufio.NewReader(in), lv, signing.CheckEntry(v)); err != nil {
+				return err
+			}
+			size, _ := l.Size()
+			fmt.Fprintf(s.Out, "imported %d entries into %s\n", size, path)
+			return nil
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
+func newReceiptCommand(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "receipt", Short: "Work with promotion receipts"}
+	var key, logKey string
+	verify := &cobra.Command{
+		Use:   "verify RECEIPT --key cosign.pub --log-key log.pub",
+		Short: "Verify a receipt offline: attestation signature, inclusion proof and checkpoint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var rc ledger.Receipt
+			if err := json.Unmarshal(b, &rc); err != nil {
+				return fmt.Errorf("%s is not a receipt: %w", args[0], err)
+			}
+			v, err := signing.LoadVerifier(key)
+			if err != nil {
+				return err
+			}
+			lv, err := signing.LoadLogVerifier(logKey)
+			if err != nil {
+				return err
+			}
+			if err := ledger.VerifyReceipt(rc, lv, signing.CheckEntry(v)); err != nil {
+				return fmt.Errorf("receipt %s does not verify: %w", args[0], err)
+			}
+			fmt.Fprintf(s.Out, "receipt verified: %s %s@%s in stage %s, ledger entry %d of %d, checkpoint signed by %s\n",
+				rc.Entry.Kind, rc.Entry.Repository, rc.Entry.Digest, rc.Entry.Stage, rc.Entry.Index, rc.Inclusion.TreeSize, lv.Name())
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&key, "key", "", "cosign public key (cosign.pub)")
+	verify.Flags().StringVar(&logKey, "log-key", "", "ledger log public key (log.pub)")
+	_ = verify.MarkFlagRequired("key")
+	_ = verify.MarkFlagRequired("log-key")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,281 @@
+// Package config is the only code that reads the config file, flags and the
+// environment. Everything else receives a validated *Config.
+//
+// Precedence follows cert-manager's webhook: defaults, then the file, then
+// flags; Validate runs last.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Modes of a stage at admission.
+const (
+	ModeEnforce = "enforce"
+	ModeWarn    = "warn"
+	ModeAudit   = "audit"
+)
+
+// PasswordEnv names the environment variable that holds the cosign key
+// password. It is never read from the file so that it cannot be committed.
+const PasswordEnv = "STAGEGATE_KEY_PASSWORD"
+
+// Stage is one environment of the pipeline.
+type Stage struct {
+	Name string `json:"name"`
+	// Groups may promote into this stage.
+	Groups []string `json:"groups,omitempty"`
+	// MinSoak is how long a digest must have been in the previous stage.
+	MinSoak Duration `json:"minSoak,omitempty"`
+	// Mode is enforce, warn or audit.
+	Mode string `json:"mode,omitempty"`
+	// BreakGlass allows the break-glass annotation in this stage.
+	BreakGlass *bool `json:"breakGlass,omitempty"`
+	// AllowTags admits tag references (with a warning); the last stage
+	// defaults to false.
+	AllowTags *bool `json:"allowTags,omitempty"`
+	// RequiredEvidence lists predicate types that must be attested on the
+	// image before promotion.
+	RequiredEvidence []string `json:"requiredEvidence,omitempty"`
+}
+
+// TLS holds the serving certificate and optional client CA for mTLS.
+type TLS struct {
+	CertFile     string `json:"certFile"`
+	KeyFile      string `json:"keyFile"`
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+}
+
+// Keys locates the signing material.
+type Keys struct {
+	// Dir holds cosign.key, cosign.pub, log.key and log.pub unless the
+	// individual paths are set.
+	Dir       string `json:"dir"`
+	CosignKey string `json:"cosignKey,omitempty"`
+	CosignPub string `json:"cosignPub,omitempty"`
+	LogKey    string `json:"logKey,omitempty"`
+	LogPub    string `json:"logPub,omitempty"`
+	// Password is filled from STAGEGATE_KEY_PASSWORD, never from the file.
+	Password []byte `json:"-"`
+}
+
+// Registry is per-registry client settings.
+type Registry struct {
+	// Host is the registry host[:port] these settings apply to.
+	Host string `json:"host"`
+	// Insecure allows plain HTTP; it must be explicit.
+	Insecure bool `json:"insecure,omitempty"`
+	// CAFile is a PEM bundle trusted for this registry.
+	CAFile string `json:"caFile,omitempty"`
+}
+
+// Config is stagegate's whole configuration.
+type Config struct {
+	Listen     string     `json:"listen"`
+	DataDir    string     `json:"dataDir"`
+	TLS        TLS        `json:"tls"`
+	Keys       Keys       `json:"keys"`
+	TokensFile string     `json:"tokensFile"`
+	PolicyDir  string     `json:"policyDir,omitempty"`
+	Stages     []Stage    `json:"stages"`
+	Registries []Registry `json:"registries,omitempty"`
+	// LogOrigin names the ledger in its checkpoints.
+	LogOrigin string `json:"logOrigin"`
+	// ResolveTimeout bounds a registry call on the admission path.
+	ResolveTimeout Duration `json:"resolveTimeout,omitempty"`
+	// Dev turns on the embedded registry and generated material.
+	Dev bool `json:"-"`
+}
+
+// Default returns the configuration used when nothing else is said.
+func Default() *Config {
+	no, yes := false, true
+	return &Config{
+		Listen:     "127.0.0.1:8443",
+		DataDir:    "data",
+		TLS:        TLS{CertFile: "certs/tls.crt", KeyFile: "certs/tls.key"},
+		LogOrigin:  "stagegate.dev/ledger",
+		Stages: []Stage{
+			{Name: "dev", Groups: []string{"pipeline"}, Mode: ModeEnforce, BreakGlass: &yes},
+			{Name: "test", Groups: []string{"pipeline"}, Mode: ModeEnforce, BreakGlass: &yes},
+			{Name: "stage", Groups: []string{"release"}, Mode: ModeEnforce, BreakGlass: &yes, MinSoak: Duration(time.Hour)},
+			{Name: "prod", Groups: []string{"release"}, Mode: ModeEnforce, BreakGlass: &no, MinSoak: Duration(24 * time.Hour)},
+		},
+		ResolveTimeout: Duration(2 * time.Second),
+	}
+}
+
+// Load reads the YAML or JSON file at path over the defaults. An empty path
+// leaves the defaults alone. Unknown fields are errors, so a typo is not
+// silently ignored.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, c); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+var stageName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate checks the whole configuration and fills in derived defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen must be set"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir must be set"))
+	}
+	if len(c.Stages) == 0 {
+		errs = append(errs, errors.New("at least one stage is required"))
+	}
+	seen := map[string]bool{}
+	for i := range c.Stages {
+		s := &c.Stages[i]
+		if !stageName.MatchString(s.Name) {
+			errs = append(errs, fmt.Errorf("stage %q: name must be a DNS label (lowercase letters, digits, '-')", s.Name))
+		}
+		if seen[s.Name] {
+			errs = append(errs, fmt.Errorf("stage %q: defined twice", s.Name))
+		}
+		seen[s.Name] = true
+		if s.Mode == "" {
+			s.Mode = ModeEnforce
+		}
+		if !slices.Contains([]string{ModeEnforce, ModeWarn, ModeAudit}, s.Mode) {
+			errs = append(errs, fmt.Errorf("stage %q: mode %q must be enforce, warn or audit", s.Name, s.Mode))
+		}
+		if s.MinSoak < 0 {
+			errs = append(errs, fmt.Errorf("stage %q: minSoak must not be negative", s.Name))
+		}
+	}
+	// Keys and tokens live in the data directory unless said otherwise.
+	if c.Keys.Dir == "" {
+		c.Keys.Dir = filepath.Join(c.DataDir, "keys")
+	}
+	if c.TokensFile == "" {
+		c.TokensFile = filepath.Join(c.DataDir, "tokens.yaml")
+	}
+	c.fillKeyPaths()
+	if c.ResolveTimeout <= 0 {
+		c.ResolveTimeout = Duration(2 * time.Second)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) fillKeyPaths() {
+	set := func(p *string, name string) {
+		if *p == "" && c.Keys.Dir != "" {
+			*p = filepath.Join(c.Keys.Dir, name)
+		}
+	}
+	set(&c.Keys.CosignKey, "cosign.key")
+	set(&c.Keys.CosignPub, "cosign.pub")
+	set(&c.Keys.LogKey, "log.key")
+	set(&c.Keys.LogPub, "log.pub")
+}
+
+// LedgerPath is where the bbolt file lives.
+func (c *Config) LedgerPath() string { return filepath.Join(c.DataDir, "ledger.db") }
+
+// StageNames returns the stages in pipeline order.
+func (c *Config) StageNames() []string {
+	names := make([]string, len(c.Stages))
+	for i, s := range c.Stages {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// Stage returns the named stage.
+func (c *Config) Stage(name string) (Stage, bool) {
+	for _, s := range c.Stages {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Stage{}, false
+}
+
+// PolicyData is what policies see as data.stagegate.config.
+func (c *Config) PolicyData() map[string]any {
+	stages := map[string]any{}
+	required := map[string]any{}
+	last := len(c.Stages) - 1
+	for i, s := range c.Stages {
+		groups := make([]any, len(s.Groups))
+		for j, g := range s.Groups {
+			groups[j] = g
+		}
+		stages[s.Name] = map[string]any{
+			"groups":         groups,
+			"minSoakSeconds": int64(time.Duration(s.MinSoak) / time.Second),
+			"mode":           s.Mode,
+			"breakGlass":     boolOr(s.BreakGlass, i != last),
+			"allowTags":      boolOr(s.AllowTags, i != last),
+		}
+		if len(s.RequiredEvidence) > 0 {
+			req := make([]any, len(s.RequiredEvidence))
+			for j, r := range s.RequiredEvidence {
+				req[j] = r
+			}
+			required[s.Name] = req
+		}
+	}
+	order := make([]any, len(c.Stages))
+	for i, s := range c.Stages {
+		order[i] = s.Name
+	}
+	return map[string]any{"stages": order, "stage": stages, "requiredEvidence": required}
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+// Duration is a time.Duration written as "1h30m" in the file.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON accepts "90s", "1h" and the like.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return fmt.Errorf("duration must be a string like \"1h\", got %s", s)
+	}
+	v, err := time.ParseDuration(s[1 : len(s)-1])
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }

@@ -1,0 +1,209 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/transparency-dev/merkle/compact"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Reader is a consistent view of the ledger inside one transaction.
+type Reader interface {
+	Size() uint64
+	// State is what the ledger says about digest in stage; the bool is false
+	// when nothing (in any stage) is known about the digest.
+	State(digest, stage string) (State, bool)
+	Entry(index uint64) (Entry, error)
+}
+
+// BuildFunc makes the entry to append at index, after checking the ledger
+// through r. It runs inside the write transaction, so what it checks cannot
+// change before the entry is written. It must set entry.Index = index, and
+// should be quick: appends are serialised. Returning an error (possibly an
+// *ExistsError) writes nothing.
+type BuildFunc func(r Reader, index uint64) (*Entry, error)
+
+type txReader struct{ tx *bolt.Tx }
+
+func newTxReader(tx *bolt.Tx) txReader { return txReader{tx: tx} }
+
+func (r txReader) Size() uint64 { return txSize(r.tx) }
+
+func (r txReader) State(digest, stage string) (State, bool) {
+	st, ok, err := txState(r.tx, digest, stage)
+	if err != nil {
+		// The interface has no error; an undecodable record is reported as
+		// known-but-inactive so that no caller mistakes it for "promoted".
+		slog.Error("ledger: unreadable state record", "digest", digest, "err", err)
+		return State{Digest: digest, Stage: stage}, true
+	}
+	return st, ok
+}
+
+func (r txReader) Entry(index uint64) (Entry, error) { return txEntry(r.tx, index) }
+
+func txEntry(tx *bolt.Tx, index uint64) (Entry, error) {
+	v := tx.Bucket(bucketEntries).Get(be64(index))
+	if v == nil {
+		return Entry{}, fmt.Errorf("%w: entry %d", ErrNotFound, index)
+	}
+	e, err := decodeEntry(v)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: entry %d: %w", index, err)
+	}
+	return e, nil
+}
+
+// Append records the entry made by build, with its tree nodes, indexes and a
+// newly signed checkpoint, in one durable transaction, and returns its
+// receipt. If build returns an error matching *ExistsError, Append returns
+// the receipt of that existing entry together with the error (which matches
+// ErrExists), so callers can answer idempotently.
+func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
+	if l.db.IsReadOnly() {
+		return Receipt{}, ErrReadOnly
+	}
+	if l.signer == nil {
+		return Receipt{}, ErrNoSigner
+	}
+	var rc Receipt
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		size := txSize(tx)
+		e, err := build(newTxReader(tx), size)
+		if err != nil {
+			var exists *ExistsError
+			if errors.As(err, &exists) {
+				var rerr error
+				if rc, rerr = txReceipt(tx, exists.Index); rerr != nil {
+					return fmt.Errorf("ledger: receipt of existing entry: %w", rerr)
+				}
+			}
+			return err // rolls back: nothing is written
+		}
+		if e == nil {
+			return errors.New("ledger: build returned no entry")
+		}
+		if e.Index != size {
+			return fmt.Errorf("ledger: entry index %d, want %d", e.Index, size)
+		}
+		if err := validateEntry(e); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		raw, err := encodeEntry(e)
+		if err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		nodes := tx.Bucket(bucketNodes)
+		rng, err := loadRange(nodes, size)
+		if err != nil {
+			return err
+		}
+		states := newStateBatch(bucketLoader(tx.Bucket(bucketState)))
+		if err := writeEntry(tx, rng, states, e, raw); err != nil {
+			return err
+		}
+		if err := states.flush(tx.Bucket(bucketState)); err != nil {
+			return err
+		}
+		root, err := rng.GetRootHash(nil)
+		if err != nil {
+			return fmt.Errorf("ledger: root: %w", err)
+		}
+		cp, err := signCheckpoint(l.signer, size+1, root)
+		if err != nil {
+			return err
+		}
+		if err := putMeta(tx, size+1, cp); err != nil {
+			return err
+		}
+		rc, err = txReceipt(tx, size)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrExists) && rc.Checkpoint != "" {
+			return rc, err
+		}
+		return Receipt{}, err
+	}
+	return rc, nil
+}
+
+// writeEntry stores one entry at rng.End(): its bytes, its tree nodes, its
+// history keys, and applies it to states (which the caller flushes). It
+// refuses to overwrite anything, so no code path can alter an entry.
+func writeEntry(tx *bolt.Tx, rng *compact.Range, states *stateBatch, e *Entry, raw []byte) error {
+	index := rng.End()
+	entries := tx.Bucket(bucketEntries)
+	key := be64(index)
+	if entries.Get(key) != nil {
+		return fmt.Errorf("ledger: entry %d already stored", index)
+	}
+	if err := entries.Put(key, raw); err != nil {
+		return fmt.Errorf("ledger: put entry %d: %w", index, err)
+	}
+	w := &nodeWriter{b: tx.Bucket(bucketNodes)}
+	if err := rng.Append(hasher.HashLeaf(raw), w.visit); err != nil {
+		return fmt.Errorf("ledger: tree append: %w", err)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	hist := tx.Bucket(bucketHistory)
+	for _, name := range historyNames(e) {
+		if err := hist.Put(historyKey(name, index), nil); err != nil {
+			return fmt.Errorf("ledger: put history: %w", err)
+		}
+	}
+	return states.apply(e)
+}
+
+// bucketLoader reads stored state records; the batch decodes them at once,
+// inside the transaction.
+func bucketLoader(b *bolt.Bucket) func(string) []byte {
+	return func(digest string) []byte { return b.Get([]byte(digest)) }
+}
+
+func putMeta(tx *bolt.Tx, size uint64, checkpoint string) error {
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Put(keySize, be64(size)); err != nil {
+		return fmt.Errorf("ledger: put size: %w", err)
+	}
+	if err := meta.Put(keyCheckpoint, []byte(checkpoint)); err != nil {
+		return fmt.Errorf("ledger: put checkpoint: %w", err)
+	}
+	return nil
+}
+
+// txReceipt proves entry index against the latest checkpoint.
+func txReceipt(tx *bolt.Tx, index uint64) (Receipt, error) {
+	size := txSize(tx)
+	if index >= size {
+		return Receipt{}, fmt.Errorf("%w: entry %d (size %d)", ErrNotFound, index, size)
+	}
+	e, err := txEntry(tx, index)
+	if err != nil {
+		return Receipt{}, err
+	}
+	p, err := txInclusion(tx, index, size)
+	if err != nil {
+		return Receipt{}, err
+	}
+	cp := tx.Bucket(bucketMeta).Get(keyCheckpoint)
+	if cp == nil {
+		return Receipt{}, fmt.Errorf("ledger: no checkpoint for size %d", size)
+	}
+	return Receipt{Entry: e, Inclusion: p, Checkpoint: string(cp)}, nil
+}
+
+// Receipt returns the receipt of entry index against the latest checkpoint.
+func (l *Ledger) Receipt(index uint64) (Receipt, error) {
+	var rc Receipt
+	err := l.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rc, err = txReceipt(tx, index)
+		return err
+	})
+	return rc, err
+}

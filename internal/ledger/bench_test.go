@@ -1,0 +1,55 @@
+package ledger_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
+)
+
+// BenchmarkState is the admission hot path on a ledger of 10k entries.
+func BenchmarkState(b *testing.B) {
+	l, _ := ledgertest.New(b)
+	const n = 10_000
+	for i := range n {
+		stage := []string{"dev", "test", "prod"}[i%3]
+		mustAppend(b, l, promotion("reg/app", digest(i%2000), stage, digest(100_000+i%2000)))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		st, _, err := l.State(digest(i%2000), "prod")
+		if err != nil || st.Digest == "" {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	tests := []struct {
+		name string
+		opts []ledger.Option
+	}{
+		{"nosync", []ledger.Option{ledger.WithNoSync()}},
+		{"durable", nil},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			s, _ := ledgertest.Keys(b, ledgertest.Origin)
+			l, err := ledger.Open(filepath.Join(b.TempDir(), "l.db"), append(tt.opts, ledger.WithSigner(s))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				mustAppend(b, l, promotion("reg/app", digest(i), "dev"))
+				i++
+			}
+		})
+	}
+}

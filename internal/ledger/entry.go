@@ -1,0 +1,94 @@
+package ledger
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind says what an entry records.
+type Kind string
+
+// The kinds of ledger entries.
+const (
+	KindPromotion  Kind = "promotion"
+	KindRevocation Kind = "revocation"
+	KindBreakGlass Kind = "break-glass"
+)
+
+// AllStages is the stage of a revocation that withdraws a digest everywhere.
+const AllStages = "*"
+
+// Entry is one leaf of the ledger. Its canonical encoding (json.Marshal of the
+// struct) is the RFC 6962 leaf data, so every field is covered by the tree.
+type Entry struct {
+	Index      uint64 `json:"index"`
+	Kind       Kind   `json:"kind"`
+	Repository string `json:"repository"`
+	Digest     string `json:"digest"`
+	// Platforms holds the platform manifest digests of a promoted index, so that
+	// admission can match either without a registry call.
+	Platforms []string          `json:"platforms,omitempty"`
+	Stage     string            `json:"stage"`
+	Subject   string            `json:"subject"`
+	Groups    []string          `json:"groups,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Time      time.Time         `json:"time"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Workload names the admitted object of a break-glass entry
+	// (namespace/kind/name) and Images the images it ran.
+	Workload string   `json:"workload,omitempty"`
+	Images   []string `json:"images,omitempty"`
+	// Foreign marks an entry imported from a registry attestation made by
+	// another stagegate; its Envelope is the original one.
+	Foreign bool `json:"foreign,omitempty"`
+	// Envelope is the DSSE envelope of the entry's attestation.
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+}
+
+// State is what the ledger says about one digest in one stage, folding in
+// revocations for AllStages.
+type State struct {
+	Digest        string            `json:"digest"`
+	Repository    string            `json:"repository"`
+	Stage         string            `json:"stage"`
+	Promoted      bool              `json:"promoted"`
+	PromotedIndex uint64            `json:"promotedIndex"`
+	PromotedAt    time.Time         `json:"promotedAt"`
+	PromotedBy    string            `json:"promotedBy"`
+	Revoked       bool              `json:"revoked"`
+	RevokedIndex  uint64            `json:"revokedIndex,omitempty"`
+	RevokedAt     time.Time         `json:"revokedAt,omitzero"`
+	RevokedBy     string            `json:"revokedBy,omitempty"`
+	RevokeReason  string            `json:"revokeReason,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+}
+
+// Active reports whether the digest is promoted to the stage and not revoked
+// since.
+func (s State) Active() bool { return s.Promoted && !s.Revoked }
+
+// InclusionProof proves that entry LeafIndex is in the tree of TreeSize leaves.
+type InclusionProof struct {
+	LeafIndex uint64   `json:"leafIndex"`
+	TreeSize  uint64   `json:"treeSize"`
+	RootHash  []byte   `json:"rootHash"`
+	Hashes    [][]byte `json:"hashes"`
+}
+
+// ConsistencyProof proves that the tree of size To extends the tree of size From.
+type ConsistencyProof struct {
+	From     uint64   `json:"from"`
+	To       uint64   `json:"to"`
+	FromRoot []byte   `json:"fromRoot"`
+	ToRoot   []byte   `json:"toRoot"`
+	Hashes   [][]byte `json:"hashes"`
+}
+
+// Receipt is what a promotion returns: the entry (with its DSSE attestation),
+// an inclusion proof and the signed checkpoint the proof leads to. Anyone with
+// the public keys can check it offline.
+type Receipt struct {
+	Entry      Entry          `json:"entry"`
+	Inclusion  InclusionProof `json:"inclusionProof"`
+	Checkpoint string         `json:"checkpoint"`
+}

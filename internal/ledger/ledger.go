@@ -1,0 +1,251 @@
+// Package ledger is stagegate's append-only, tamper-evident log of promotion,
+// revocation and break-glass entries.
+//
+// Entries live in a bbolt file. Their canonical JSON encoding is the leaf data
+// of an RFC 6962 Merkle tree whose complete subtree hashes are stored beside
+// them, so inclusion and consistency proofs cost O(log n) reads. Every append
+// re-signs a checkpoint in the C2SP tlog-checkpoint signed-note format in the
+// same transaction, and maintains a per-digest state index so that admission
+// answers "is D active in stage S" with a single bbolt Get.
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Bucket names. The layout is part of the on-disk format: Verify rebuilds
+// every index bucket from the entries and compares.
+var (
+	bucketEntries = []byte("entries") // be64 index -> canonical entry JSON
+	bucketNodes   = []byte("nodes")   // level(1) be64 index -> node hash
+	bucketState   = []byte("state")   // digest -> stateRecord JSON
+	bucketHistory = []byte("history") // name 0x00 be64 index -> nil
+	bucketMeta    = []byte("meta")
+
+	keySize       = []byte("size")       // be64 number of entries
+	keyCheckpoint = []byte("checkpoint") // latest signed checkpoint text
+)
+
+var allBuckets = [][]byte{bucketEntries, bucketNodes, bucketState, bucketHistory, bucketMeta}
+
+// Ledger is an open ledger file. It is safe for concurrent use.
+type Ledger struct {
+	db     *bolt.DB
+	signer note.Signer
+	path   string
+}
+
+type options struct {
+	signer   note.Signer
+	readOnly bool
+	noSync   bool
+	timeout  time.Duration
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithSigner sets the key that signs checkpoints; it is needed to append.
+// The checkpoint origin is s.Name().
+func WithSigner(s note.Signer) Option { return func(o *options) { o.signer = s } }
+
+// WithReadOnly opens the file with a shared lock and refuses writes, e.g. for
+// `ledger verify` on a copy while the server runs.
+func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithNoSync skips fsync on commit. For tests and benchmarks only: a crash
+// may lose acknowledged promotions.
+func WithNoSync() Option { return func(o *options) { o.noSync = true } }
+
+// WithLockTimeout bounds how long Open waits for the file lock (default 1s),
+// so that a second server on the same file fails fast instead of hanging.
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// Open opens or creates the ledger at path. A new file gets mode 0600 and
+// missing parent directories 0700.
+func Open(path string, opts ...Option) (*Ledger, error) {
+	o := options{timeout: time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !o.readOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("ledger: create directory: %w", err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  o.timeout,
+		ReadOnly: o.readOnly,
+		NoSync:   o.noSync,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (is another stagegate running?)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	l := &Ledger{db: db, signer: o.signer, path: path}
+	if o.readOnly {
+		err = db.View(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if tx.Bucket(name) == nil {
+					return fmt.Errorf("ledger: %s: missing bucket %q", path, name)
+				}
+			}
+			return nil
+		})
+	} else {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("ledger: create bucket %q: %w", name, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Close releases the file.
+func (l *Ledger) Close() error {
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("ledger: close: %w", err)
+	}
+	return nil
+}
+
+// Path is the file the ledger was opened from.
+func (l *Ledger) Path() string { return l.path }
+
+// View runs fn with a consistent read-only view of the ledger.
+func (l *Ledger) View(fn func(Reader) error) error {
+	return l.db.View(func(tx *bolt.Tx) error { return fn(newTxReader(tx)) })
+}
+
+// Size is the number of entries.
+func (l *Ledger) Size() (uint64, error) {
+	var n uint64
+	err := l.db.View(func(tx *bolt.Tx) error {
+		n = txSize(tx)
+		return nil
+	})
+	return n, err
+}
+
+// Checkpoint returns the latest signed checkpoint, or ErrEmpty.
+func (l *Ledger) Checkpoint() (string, error) {
+	var cp string
+	err := l.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyCheckpoint)
+		if v == nil {
+			return ErrEmpty
+		}
+		cp = string(v)
+		return nil
+	})
+	return cp, err
+}
+
+// State returns what the ledger says about digest in stage; ok is false when
+// no promotion or revocation of the digest (in any stage) is known.
+// It is the admission hot path: one read transaction, one Get.
+func (l *Ledger) State(digest, stage string) (State, bool, error) {
+	var (
+		st State
+		ok bool
+	)
+	err := l.db.View(func(tx *bolt.Tx) error {
+		var err error
+		st, ok, err = txState(tx, digest, stage)
+		return err
+	})
+	return st, ok, err
+}
+
+// Entries returns at most limit entries starting at index start.
+func (l *Ledger) Entries(start, limit uint64) ([]Entry, error) {
+	var out []Entry
+	err := l.db.View(func(tx *bolt.Tx) error {
+		size := txSize(tx)
+		if start > size {
+			return fmt.Errorf("%w: start %d beyond size %d", ErrOutOfRange, start, size)
+		}
+		end := size
+		if limit < end-start {
+			end = start + limit
+		}
+		out = make([]Entry, 0, end-start)
+		c := tx.Bucket(bucketEntries).Cursor()
+		i := start
+		for k, v := c.Seek(be64(start)); k != nil && i < end; k, v = c.Next() {
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("ledger: entry %d: %w", i, err)
+			}
+			out = append(out, e)
+			i++
+		}
+		return nil
+	})
+	return out, err
+}
+
+// History returns, in ledger order, the entries of a repository or of a
+// digest ("sha256:..."); platform digests of a promoted index match too.
+func (l *Ledger) History(repositoryOrDigest string) ([]Entry, error) {
+	var out []Entry
+	err := l.db.View(func(tx *bolt.Tx) error {
+		prefix := append([]byte(repositoryOrDigest), 0)
+		entries := tx.Bucket(bucketEntries)
+		c := tx.Bucket(bucketHistory).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) != len(prefix)+8 {
+				continue // a longer name that happens to share the prefix bytes
+			}
+			idx := k[len(prefix):]
+			v := entries.Get(idx)
+			if v == nil {
+				return fmt.Errorf("ledger: history of %q names missing entry %d", repositoryOrDigest, binary.BigEndian.Uint64(idx))
+			}
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("ledger: entry %d: %w", binary.BigEndian.Uint64(idx), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func txSize(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(bucketMeta).Get(keySize)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func be64(i uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], i)
+	return b[:]
+}
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}

@@ -1,0 +1,338 @@
+// Package promotion is the promotion use case: resolve, decide, sign,
+// record. It knows nothing of HTTP.
+package promotion
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+// Ledger is the part of *ledger.Ledger the use case needs.
+type Ledger interface {
+	Append(build ledger.BuildFunc) (ledger.Receipt, error)
+}
+
+// Signer signs in-toto statements as DSSE envelopes.
+type Signer interface {
+	Sign(st signing.Statement) ([]byte, error)
+}
+
+// Policy decides promotions.
+type Policy interface {
+	Promotion(ctx context.Context, in policy.PromotionInput) ([]string, error)
+	Digest() string
+}
+
+// Resolver asks the registry what a reference points at.
+type Resolver interface {
+	Resolve(ctx context.Context, ref string) (registry.Resolved, error)
+}
+
+// Service promotes, revokes and records break-glass admissions.
+type Service struct {
+	ledger   Ledger
+	signer   Signer
+	policy   Policy
+	resolver Resolver
+	stages   []string
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock replaces time.Now, for tests of soak times.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// New returns a Service over the given stages, in pipeline order.
+func New(l Ledger, signer Signer, pol Policy, res Resolver, stages []string, opts ...Option) *Service {
+	s := &Service{ledger: l, signer: signer, policy: pol, resolver: res, stages: stages,
+		now: time.Now, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Limits on free text, so that a request cannot bloat the ledger.
+const (
+	maxReason = 1024
+)
+
+// Request asks for a promotion.
+type Request struct {
+	Image     string
+	Stage     string
+	Reason    string
+	Evidence  map[string]any
+	Requester policy.Identity
+}
+
+// Result is the receipt and whether this request created it.
+type Result struct {
+	Receipt ledger.Receipt
+	Created bool
+}
+
+// Promote resolves req.Image, asks the policy, signs and records the
+// promotion. Promoting a digest that is already active in the stage returns
+// the existing receipt with Created false.
+func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
+	if err := s.checkStage(req.Stage, false); err != nil {
+		return Result{}, err
+	}
+	if req.Image == "" {
+		return Result{}, fmt.Errorf("%w: image is required", ErrInvalid)
+	}
+	if err := checkReason(req.Reason); err != nil {
+		return Result{}, err
+	}
+	img, err := s.resolver.Resolve(ctx, req.Image)
+	if err != nil {
+		return Result{}, err
+	}
+	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+		states := make(map[string]policy.StageState, len(s.stages))
+		for _, st := range s.stages {
+			state, _ := r.State(img.Digest, st)
+			states[st] = stageState(state)
+			if st == req.Stage && state.Active() {
+				return nil, &ledger.ExistsError{Index: state.PromotedIndex}
+			}
+		}
+		now := s.now().UTC()
+		violations, err := s.policy.Promotion(ctx, policy.PromotionInput{
+			Image: policy.Image{
+				Reference: req.Image, Repository: img.Repository, Tag: img.Tag,
+				Digest: img.Digest, Platforms: img.Platforms, Labels: img.Labels,
+			},
+			Stage:     req.Stage,
+			Requester: req.Requester,
+			Reason:    req.Reason,
+			Evidence:  req.Evidence,
+			States:    states,
+			Now:       now.Format(time.RFC3339),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("promotion: policy: %w", err)
+		}
+		if len(violations) > 0 {
+			return nil, &DeniedError{Stage: req.Stage, Violations: violations}
+		}
+		pred := signing.PromotionPredicate{
+			Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
+			Requester: requester(req.Requester), Reason: req.Reason, Evidence: req.Evidence,
+			Time: now, LedgerIndex: index, PolicyDigest: s.policy.Digest(), Labels: img.Labels,
+		}
+		env, err := s.sign(img.Repository, img.Digest, signing.PromotionPredicateType, pred)
+		if err != nil {
+			return nil, err
+		}
+		return &ledger.Entry{
+			Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
+			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject,
+			Groups: req.Requester.Groups, Reason: req.Reason, Time: now, Labels: img.Labels, Envelope: env,
+		}, nil
+	})
+	if errors.Is(err, ledger.ErrExists) {
+		return Result{Receipt: rc}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	s.log.Info("promoted", "repository", img.Repository, "digest", img.Digest, "stage", req.Stage,
+		"subject", req.Requester.Subject, "index", rc.Entry.Index)
+	return Result{Receipt: rc, Created: true}, nil
+}
+
+// Revocation withdraws a digest from a stage, or from all with "*".
+type Revocation struct {
+	Digest     string
+	Repository string
+	Stage      string
+	Reason     string
+	Requester  policy.Identity
+}
+
+// Revoke records a signed revocation. Any authenticated identity may
+// revoke: a revocation only ever narrows what is admitted. Revoking what is
+// already revoked returns the existing receipt with Created false.
+func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
+	if !registry.ValidDigest(req.Digest) {
+		return Result{}, fmt.Errorf("%w: digest %q must be sha256:<64 lowercase hex>", ErrInvalid, req.Digest)
+	}
+	if err := s.checkStage(req.Stage, true); err != nil {
+		return Result{}, err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return Result{}, fmt.Errorf("%w: a revocation needs a reason", ErrInvalid)
+	}
+	if err := checkReason(req.Reason); err != nil {
+		return Result{}, err
+	}
+	stages := s.stages
+	if req.Stage != ledger.AllStages {
+		stages = []string{req.Stage}
+	}
+	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+		var repo string
+		active, revoked := false, false
+		var lastRevoke uint64
+		for _, st := range stages {
+			state, _ := r.State(req.Digest, st)
+			if state.Active() {
+				active = true
+				repo = state.Repository
+			}
+			if state.Revoked && state.RevokedIndex >= lastRevoke {
+				revoked, lastRevoke = true, state.RevokedIndex
+				if repo == "" {
+					repo = state.Repository
+				}
+			}
+		}
+		if !active {
+			if revoked {
+				return nil, &ledger.ExistsError{Index: lastRevoke}
+			}
+			return nil, fmt.Errorf("%w: %s is not promoted to %s", ErrNotPromoted, req.Digest, stageWord(req.Stage))
+		}
+		if req.Repository != "" && req.Repository != repo {
+			return nil, fmt.Errorf("%w: %s was promoted as %s, not %s", ErrInvalid, req.Digest, repo, req.Repository)
+		}
+		now := s.now().UTC()
+		pred := signing.RevocationPredicate{Stage: req.Stage, Repository: repo,
+			Requester: requester(req.Requester), Reason: req.Reason, Time: now, LedgerIndex: index}
+		env, err := s.sign(repo, req.Digest, signing.RevocationPredicateType, pred)
+		if err != nil {
+			return nil, err
+		}
+		return &ledger.Entry{
+			Index: index, Kind: ledger.KindRevocation, Repository: repo, Digest: req.Digest,
+			Stage: req.Stage, Subject: req.Requester.Subject, Groups: req.Requester.Groups,
+			Reason: req.Reason, Time: now, Envelope: env,
+		}, nil
+	})
+	if errors.Is(err, ledger.ErrExists) {
+		return Result{Receipt: rc}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
+	return Result{Receipt: rc, Created: true}, nil
+}
+
+// BreakGlass is an admission that overrode a failed check.
+type BreakGlass struct {
+	Stage         string
+	Workload      string // namespace/Kind/name
+	Justification string
+	User          string
+	Groups        []string
+	Images        []string
+}
+
+// RecordBreakGlass appends a signed break-glass entry. Its in-toto subject
+// is the workload, named by the sha256 of its name, because a break-glass
+// may concern images that have no digest at all.
+func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, error) {
+	sum := sha256.Sum256([]byte(bg.Workload))
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	rc, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+		now := s.now().UTC()
+		pred := signing.BreakGlassPredicate{Stage: bg.Stage, Workload: bg.Workload, Images: bg.Images,
+			Requester: signing.Requester{Subject: bg.User, Groups: bg.Groups}, Reason: bg.Justification,
+			Time: now, LedgerIndex: index}
+		env, err := s.sign(bg.Workload, digest, signing.BreakGlassPredicateType, pred)
+		if err != nil {
+			return nil, err
+		}
+		return &ledger.Entry{
+			Index: index, Kind: ledger.KindBreakGlass, Repository: bg.Workload, Digest: digest,
+			Stage: bg.Stage, Subject: bg.User, Groups: bg.Groups, Reason: bg.Justification,
+			Time: now, Workload: bg.Workload, Images: bg.Images, Envelope: env,
+		}, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.log.Warn("break-glass admission recorded", "workload", bg.Workload, "stage", bg.Stage, "user", bg.User, "index", rc.Entry.Index)
+	return rc.Entry.Index, nil
+}
+
+func (s *Service) sign(repo, digest, predicateType string, pred any) ([]byte, error) {
+	st, err := signing.NewStatement(repo, digest, predicateType, pred)
+	if err != nil {
+		return nil, fmt.Errorf("promotion: statement: %w", err)
+	}
+	env, err := s.signer.Sign(st)
+	if err != nil {
+		return nil, fmt.Errorf("promotion: sign: %w", err)
+	}
+	return env, nil
+}
+
+func (s *Service) checkStage(stage string, allowAll bool) error {
+	if stage == "" {
+		return fmt.Errorf("%w: stage is required (one of %s)", ErrInvalid, strings.Join(s.stages, ", "))
+	}
+	if allowAll && stage == ledger.AllStages {
+		return nil
+	}
+	if !slices.Contains(s.stages, stage) {
+		return fmt.Errorf("%w: unknown stage %q (known: %s)", ErrInvalid, stage, strings.Join(s.stages, ", "))
+	}
+	return nil
+}
+
+func checkReason(r string) error {
+	if len(r) > maxReason {
+		return fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
+	}
+	for _, c := range r {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return fmt.Errorf("%w: reason contains control characters", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func stageWord(stage string) string {
+	if stage == ledger.AllStages {
+		return "any stage"
+	}
+	return "stage " + stage
+}
+
+func requester(id policy.Identity) signing.Requester {
+	return signing.Requester{Subject: id.Subject, Groups: id.Groups}
+}
+
+func stageState(s ledger.State) policy.StageState {
+	out := policy.StageState{Promoted: s.Promoted, Revoked: s.Revoked, PromotedBy: s.PromotedBy,
+		RevokedBy: s.RevokedBy, Reason: s.RevokeReason}
+	if !s.PromotedAt.IsZero() && s.Promoted {
+		out.PromotedAt = s.PromotedAt.UTC().Format(time.RFC3339)
+	}
+	if s.Revoked {
+		out.RevokedAt = s.RevokedAt.UTC().Format(time.RFC3339)
+	}
+	return out
+}

@@ -1,0 +1,104 @@
+// Package server runs stagegate's one HTTPS listener: TLS 1.2+, certificate
+// reload, timeouts and graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Config is the listener's configuration.
+type Config struct {
+	Addr         string
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string
+	// ShutdownTimeout bounds how long in-flight requests may take to finish.
+	ShutdownTimeout time.Duration
+}
+
+// Server is an HTTPS server.
+type Server struct {
+	cfg    Config
+	srv    *http.Server
+	ln     net.Listener
+	logger *slog.Logger
+}
+
+// New listens on cfg.Addr. It does not serve until Serve is called.
+func New(cfg Config, h http.Handler, logger *slog.Logger) (*Server, error) {
+	certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	if cfg.ClientCAFile != "" {
+		b, err := os.ReadFile(cfg.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("server: client CA %s: no PEM certificates", cfg.ClientCAFile)
+		}
+		tlsCfg.ClientCAs = pool
+		// Tokens remain an alternative, so a certificate is optional, but
+		// one that is presented must verify.
+		tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 20 * time.Second
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return &Server{cfg: cfg, srv: srv, ln: ln, logger: logger}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until ctx ends, then shuts down gracefully: in-flight
+// requests finish (up to ShutdownTimeout) before Serve returns.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.ServeTLS(s.ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.logger.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}

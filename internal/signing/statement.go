@@ -1,0 +1,157 @@
+// Package signing holds stagegate's keys and attestations: cosign key pairs in
+// cosign's own encrypted format, the signed-note key of the ledger's
+// checkpoints, and in-toto statements signed as DSSE envelopes the way
+// `cosign attest` makes them, so that `cosign verify-attestation` accepts them.
+package signing
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Predicate types of stagegate attestations.
+const (
+	PromotionPredicateType  = "https://stagegate.dev/promotion/v1"
+	RevocationPredicateType = "https://stagegate.dev/revocation/v1"
+	BreakGlassPredicateType = "https://stagegate.dev/break-glass/v1"
+)
+
+// StatementType is the in-toto Statement v1 type. cosign's key-based
+// verify-attestation reads statements without checking _type (it decodes
+// predicateType and subject only), so v1 is accepted there.
+const StatementType = "https://in-toto.io/Statement/v1"
+
+// PayloadType is the DSSE payload type of in-toto statements, the one
+// `cosign attest` uses and `cosign verify-attestation` requires.
+const PayloadType = "application/vnd.in-toto+json"
+
+// Subject is an in-toto resource descriptor: Name is the repository, Digest
+// maps "sha256" to the hex digest.
+type Subject struct {
+	Name   string            `json:"name"`
+	Digest map[string]string `json:"digest"`
+}
+
+// Statement is an in-toto Statement v1.
+type Statement struct {
+	Type          string          `json:"_type"`
+	Subject       []Subject       `json:"subject"`
+	PredicateType string          `json:"predicateType"`
+	Predicate     json.RawMessage `json:"predicate"`
+}
+
+// Requester is the authenticated identity that asked for an entry.
+type Requester struct {
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups,omitempty"`
+}
+
+// PromotionPredicate is the predicate of PromotionPredicateType.
+type PromotionPredicate struct {
+	Stage      string `json:"stage"`
+	Repository string `json:"repository"`
+	// Platforms are the platform manifest digests of a promoted index.
+	Platforms    []string          `json:"platforms,omitempty"`
+	Requester    Requester         `json:"requester"`
+	Reason       string            `json:"reason,omitempty"`
+	Evidence     map[string]any    `json:"evidence,omitempty"`
+	Time         time.Time         `json:"time"`
+	LedgerIndex  uint64            `json:"ledgerIndex"`
+	PolicyDigest string            `json:"policyDigest,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+// RevocationPredicate is the predicate of RevocationPredicateType. Stage is
+// a stage name or "*" for all stages.
+type RevocationPredicate struct {
+	Stage       string    `json:"stage"`
+	Repository  string    `json:"repository"`
+	Requester   Requester `json:"requester"`
+	Reason      string    `json:"reason,omitempty"`
+	Time        time.Time `json:"time"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+}
+
+// BreakGlassPredicate is the predicate of BreakGlassPredicateType.
+type BreakGlassPredicate struct {
+	Stage       string    `json:"stage"`
+	Workload    string    `json:"workload"`
+	Images      []string  `json:"images,omitempty"`
+	Requester   Requester `json:"requester"`
+	Reason      string    `json:"reason"`
+	Time        time.Time `json:"time"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+}
+
+// NewStatement builds an in-toto Statement v1 about digest ("sha256:<64 hex>")
+// of repository, with the given predicate marshalled to JSON.
+func NewStatement(repository, digest string, predicateType string, predicate any) (Statement, error) {
+	if repository == "" {
+		return Statement{}, fmt.Errorf("signing: %w: empty repository", ErrInvalidStatement)
+	}
+	if predicateType == "" {
+		return Statement{}, fmt.Errorf("signing: %w: empty predicate type", ErrInvalidStatement)
+	}
+	h, err := parseDigest(digest)
+	if err != nil {
+		return Statement{}, err
+	}
+	p, err := json.Marshal(predicate)
+	if err != nil {
+		return Statement{}, fmt.Errorf("signing: marshal predicate: %w", err)
+	}
+	if len(p) == 0 || p[0] != '{' {
+		return Statement{}, fmt.Errorf("signing: %w: predicate is not a JSON object", ErrInvalidStatement)
+	}
+	return Statement{
+		Type:          StatementType,
+		Subject:       []Subject{{Name: repository, Digest: map[string]string{h.Algorithm: h.Hex}}},
+		PredicateType: predicateType,
+		Predicate:     p,
+	}, nil
+}
+
+// parseDigest accepts only sha256 digests: it is the one algorithm cosign's
+// subject check (and the OCI registries we target) use.
+func parseDigest(digest string) (v1.Hash, error) {
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("signing: %w: %q: %w", ErrInvalidDigest, digest, err)
+	}
+	if h.Algorithm != "sha256" {
+		return v1.Hash{}, fmt.Errorf("signing: %w: %q: algorithm must be sha256", ErrInvalidDigest, digest)
+	}
+	return h, nil
+}
+
+// validate checks the shape of a decoded statement.
+func (st Statement) validate() error {
+	if st.Type != StatementType {
+		return fmt.Errorf("signing: %w: _type %q, want %q", ErrInvalidStatement, st.Type, StatementType)
+	}
+	if len(st.Subject) == 0 {
+		return fmt.Errorf("signing: %w: no subject", ErrInvalidStatement)
+	}
+	for i, s := range st.Subject {
+		if s.Name == "" {
+			return fmt.Errorf("signing: %w: subject %d has no name", ErrInvalidStatement, i)
+		}
+		d, ok := s.Digest["sha256"]
+		if !ok {
+			return fmt.Errorf("signing: %w: subject %d has no sha256 digest", ErrInvalidStatement, i)
+		}
+		if _, err := parseDigest("sha256:" + d); err != nil {
+			return fmt.Errorf("signing: %w: subject %d: %w", ErrInvalidStatement, i, err)
+		}
+	}
+	if st.PredicateType == "" {
+		return fmt.Errorf("signing: %w: empty predicateType", ErrInvalidStatement)
+	}
+	if len(st.Predicate) == 0 || st.Predicate[0] != '{' {
+		return fmt.Errorf("signing: %w: predicate is not a JSON object", ErrInvalidStatement)
+	}
+	return nil
+}

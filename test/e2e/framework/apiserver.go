@@ -1,0 +1,158 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// k8sTool is the hack/tools.sh name that builds bin/k8s.
+const k8sTool = "k8s"
+
+// APIServer is a kube-apiserver backed by etcd, both real binaries started by
+// controller-runtime envtest from bin/k8s. There is no kubelet or controller
+// manager: objects are stored and admitted, pods never run.
+type APIServer struct {
+	// Env is the envtest environment, for what this type does not wrap
+	// (e.g. Env.WebhookInstallOptions.LocalServingHost).
+	Env *envtest.Environment
+	// Config is a cluster-admin (system:masters) client configuration.
+	Config *rest.Config
+	// KubeconfigPath is a kubeconfig file with the same credentials, for
+	// kubectl and for binaries under test.
+	KubeconfigPath string
+	// Clientset talks to the API server as cluster-admin.
+	Clientset kubernetes.Interface
+
+	kubectl string
+}
+
+var setLoggerOnce sync.Once
+
+// StartAPIServer starts etcd and kube-apiserver and stops them when the test
+// ends. Starting takes a few seconds; share one per test binary where the
+// tests allow it.
+func StartAPIServer(t testing.TB) *APIServer {
+	t.Helper()
+	dir := toolPath(t, k8sTool, "k8s")
+	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		toolPath(t, k8sTool, "k8s", name)
+	}
+
+	// controller-runtime prints a stack trace when its logger is used but
+	// never set; route it to slog, warnings and errors only.
+	setLoggerOnce.Do(func() {
+		ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr,
+			&slog.HandlerOptions{Level: slog.LevelWarn})))
+	})
+
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: dir,
+		// The default 20 s is tight on a loaded 2-core CI machine.
+		ControlPlaneStartTimeout: durationFromEnv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", 90*time.Second),
+		ControlPlaneStopTimeout:  durationFromEnv("KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT", 30*time.Second),
+	}
+	// Keep the API server's output and show it only when the test fails:
+	// it explains webhook call failures that the client sees as a bare
+	// "failed calling webhook".
+	out := &lockedBuffer{}
+	api := env.ControlPlane.GetAPIServer()
+	api.Out, api.Err = out, out
+
+	cfg, err := env.Start()
+	if err != nil {
+		// Start may have started etcd before failing.
+		_ = env.Stop()
+		t.Fatalf("framework: start API server: %v\n%s", err, out.tail(8<<10))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-apiserver output (tail):\n%s", out.tail(16<<10))
+		}
+		if err := env.Stop(); err != nil {
+			t.Errorf("framework: stop API server: %v", err)
+		}
+	})
+
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	// It holds the admin client key.
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatalf("framework: write kubeconfig: %v", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("framework: clientset: %v", err)
+	}
+	return &APIServer{
+		Env:            env,
+		Config:         cfg,
+		KubeconfigPath: kubeconfig,
+		Clientset:      cs,
+		kubectl:        filepath.Join(dir, "kubectl"),
+	}
+}
+
+// Kubectl runs bin/k8s/kubectl against this API server. A non-zero exit is
+// returned as an *exec.ExitError, not reported to t, so tests can assert on
+// expected refusals (e.g. a webhook denial in stderr).
+func (a *APIServer) Kubectl(t testing.TB, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.kubectl, append([]string{"--kubeconfig", a.KubeconfigPath}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func durationFromEnv(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// lockedBuffer collects a child process's output; os/exec copies into it
+// from its own goroutine while a failing test may read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Only the tail is ever shown; bound the memory of long tests.
+	if b.buf.Len() > maxOutput {
+		b.buf.Next(b.buf.Len() - maxOutput/2)
+	}
+	return b.buf.Write(p)
+}
+
+const maxOutput = 1 << 20
+
+// tail returns at most the last n bytes written.
+func (b *lockedBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.buf.Bytes()
+	if len(p) > n {
+		p = p[len(p)-n:]
+	}
+	return string(p)
+}
