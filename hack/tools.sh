@@ -32,6 +32,9 @@ cleanup() {
 	done
 }
 trap cleanup EXIT
+# Turn signals into a normal exit so that the EXIT trap runs.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 

@@ -99,10 +99,10 @@ type Config struct {
 func Default() *Config {
 	no, yes := false, true
 	return &Config{
-		Listen:     "127.0.0.1:8443",
-		DataDir:    "data",
-		TLS:        TLS{CertFile: "certs/tls.crt", KeyFile: "certs/tls.key"},
-		LogOrigin:  "stagegate.dev/ledger",
+		Listen:    "127.0.0.1:8443",
+		DataDir:   "data",
+		TLS:       TLS{CertFile: "certs/tls.crt", KeyFile: "certs/tls.key"},
+		LogOrigin: "stagegate.dev/ledger",
 		Stages: []Stage{
 			{Name: "dev", Groups: []string{"pipeline"}, Mode: ModeEnforce, BreakGlass: &yes},
 			{Name: "test", Groups: []string{"pipeline"}, Mode: ModeEnforce, BreakGlass: &yes},

@@ -95,6 +95,14 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		if err != nil {
 			return fmt.Errorf("ledger: %w", err)
 		}
+		// Index what was stored, not what build handed over: verifiers and
+		// Import rebuild the state from the decoded bytes, and e.g. a
+		// time.Local that equals UTC must give the same record.
+		stored, err := decodeEntry(raw)
+		if err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		e = &stored
 		nodes := tx.Bucket(bucketNodes)
 		rng, err := loadRange(nodes, size)
 		if err != nil {

@@ -49,8 +49,8 @@ func (l *Ledger) Export(w io.Writer) error {
 // verified first (canonical entries with contiguous indexes from 0, check on
 // each, the recomputed root against the checkpoint, the checkpoint signature
 // via v); only then is anything written, in one transaction that also
-// rebuilds every index and keeps the imported checkpoint. Verification
-// failures are *VerifyError.
+// rebuilds every index and keeps the imported checkpoint. The export is held
+// in memory while it is verified. Verification failures are *VerifyError.
 func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) error {
 	if l.db.IsReadOnly() {
 		return ErrReadOnly

@@ -439,3 +439,23 @@ func TestWritesNeedSignerAndWritable(t *testing.T) {
 		})
 	}
 }
+
+func TestTimeZonesStayCanonical(t *testing.T) {
+	l, v := ledgertest.New(t)
+	for i, loc := range []*time.Location{time.UTC, time.Local, time.FixedZone("CET", 3600)} {
+		rc, err := l.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+			e := promotion("reg/app", digest(i), "dev")
+			e.Index, e.Time = index, time.Now().In(loc) // with a monotonic reading
+			return &e, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ledger.VerifyReceipt(rc, v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Verify(v, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,31 +14,30 @@ import (
 // stateRecord is the value of the state bucket, one per digest, holding the
 // last promotion and the last revocation per stage. Keeping every stage of a
 // digest in one value is what makes State a single Get even though a
-// revocation of AllStages must be folded in. Its JSON encoding is
-// deterministic (sorted map keys), so Verify can rebuild and compare bytes.
+// revocation of AllStages must be folded in. It is stored with encodeRecord.
 type stateRecord struct {
-	Repository string `json:"repository,omitempty"`
+	Repository string
 	// Platforms are the platform manifest digests promoted together with
 	// this (index) digest: revoking the index revokes them too, otherwise a
 	// pod pinned by platform digest would outlive the revocation.
-	Platforms []string               `json:"platforms,omitempty"`
-	Stages    map[string]*stageMarks `json:"stages"`
+	Platforms []string
+	Stages    map[string]*stageMarks
 }
 
 type stageMarks struct {
-	Promoted *mark `json:"promoted,omitempty"`
-	Revoked  *mark `json:"revoked,omitempty"`
+	Promoted *mark
+	Revoked  *mark
 }
 
 // mark copies from an entry what State reports, so that admission need not
 // read the entry itself.
 type mark struct {
-	Index      uint64            `json:"index"`
-	Time       time.Time         `json:"time"`
-	By         string            `json:"by,omitempty"`
-	Repository string            `json:"repository,omitempty"`
-	Reason     string            `json:"reason,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	Index      uint64
+	Time       time.Time
+	By         string
+	Repository string
+	Reason     string
+	Labels     map[string]string
 }
 
 // fold computes the State of digest in stage: the later of the stage's own
@@ -79,8 +78,8 @@ func txState(tx *bolt.Tx, digest, stage string) (State, bool, error) {
 	if v == nil {
 		return State{Digest: digest, Stage: stage}, false, nil
 	}
-	var rec stateRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
+	rec, err := decodeRecord(v, func(s []byte) bool { return string(s) == stage || string(s) == AllStages })
+	if err != nil {
 		return State{}, false, fmt.Errorf("ledger: state of %s: %w", digest, err)
 	}
 	return rec.fold(digest, stage), true, nil
@@ -106,11 +105,9 @@ func (b *stateBatch) record(digest string) (*stateRecord, error) {
 	r := &stateRecord{Stages: map[string]*stageMarks{}}
 	if b.load != nil {
 		if v := b.load(digest); v != nil {
-			if err := json.Unmarshal(v, r); err != nil {
+			var err error
+			if r, err = decodeRecord(v, nil); err != nil {
 				return nil, fmt.Errorf("ledger: state of %s: %w", digest, err)
-			}
-			if r.Stages == nil {
-				r.Stages = map[string]*stageMarks{}
 			}
 		}
 	}
@@ -188,11 +185,7 @@ func union(a, b []string) []string {
 // encoded returns the records in the order they were first touched.
 func (b *stateBatch) encoded(yield func(digest string, v []byte) error) error {
 	for _, d := range b.order {
-		v, err := json.Marshal(b.recs[d])
-		if err != nil {
-			return fmt.Errorf("ledger: encode state of %s: %w", d, err)
-		}
-		if err := yield(d, v); err != nil {
+		if err := yield(d, encodeRecord(b.recs[d])); err != nil {
 			return err
 		}
 	}

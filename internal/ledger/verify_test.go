@@ -61,7 +61,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"byte flipped in a value", `"reason":"reason-0006"`, `"reason":"reason-0x06"`, 6, false},
 		{"byte flipped in a key", `"reason":"reason-0007"`, `"reasoN":"reason-0007"`, 7, true},
 		{"byte flipped in the last entry", `"reason":"reason-0009"`, `"reason":"reason-0008"`, 9, true},
-		{"state index edited", `"stages":{"dev"`, `"stages":{"deV"`, -1, false},
+		{"state index edited", "\x03dev", "\x03deV", -1, false},
 		{"byte flipped in a subject", `"subject":"ci@example.com","groups":["ci"],"reason":"reason-0002"`, `"subject":"ci@example.coM","groups":["ci"],"reason":"reason-0002"`, 2, false},
 	}
 	for _, tt := range tests {

@@ -109,11 +109,12 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		states := make(map[string]policy.StageState, len(s.stages))
+		var existing *ledger.ExistsError
 		for _, st := range s.stages {
 			state, _ := r.State(img.Digest, st)
 			states[st] = stageState(state)
 			if st == req.Stage && state.Active() {
-				return nil, &ledger.ExistsError{Index: state.PromotedIndex}
+				existing = &ledger.ExistsError{Index: state.PromotedIndex}
 			}
 		}
 		now := s.now().UTC()
@@ -132,8 +133,13 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("promotion: policy: %w", err)
 		}
+		// The policy is asked even when the digest is already there, so
+		// that the existing receipt only goes to someone who may promote.
 		if len(violations) > 0 {
 			return nil, &DeniedError{Stage: req.Stage, Violations: violations}
+		}
+		if existing != nil {
+			return nil, existing
 		}
 		pred := signing.PromotionPredicate{
 			Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
