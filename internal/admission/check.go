@@ -42,6 +42,16 @@ const checkNamespace = "default"
 // reported as allowed, with a message saying so. Only a malformed manifest is
 // an error.
 func (r *Reviewer) Check(ctx context.Context, stage string, manifests io.Reader) ([]CheckResult, error) {
+	return CheckWith(ctx, stage, manifests, r.Review)
+}
+
+// ReviewFunc decides one AdmissionRequest: Reviewer.Review, or a client
+// that sends it to a running webhook.
+type ReviewFunc func(ctx context.Context, stage string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+
+// CheckWith is Check with the decision made by review, so that the CLI can
+// ask a running webhook the very same questions.
+func CheckWith(ctx context.Context, stage string, manifests io.Reader, review ReviewFunc) ([]CheckResult, error) {
 	yr := utilyaml.NewYAMLReader(bufio.NewReader(manifests))
 	var results []CheckResult
 	for doc := 1; ; doc++ {
@@ -61,7 +71,7 @@ func (r *Reviewer) Check(ctx context.Context, stage string, manifests io.Reader)
 			return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
 		}
 		for _, obj := range objs {
-			res, err := r.checkObject(ctx, stage, fmt.Sprintf("check-%d-%d", doc, len(results)), obj)
+			res, err := checkObject(ctx, review, stage, fmt.Sprintf("check-%d-%d", doc, len(results)), obj)
 			if err != nil {
 				return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
 			}
@@ -106,7 +116,7 @@ func expandList(js []byte) ([]json.RawMessage, error) {
 	return []json.RawMessage{js}, nil
 }
 
-func (r *Reviewer) checkObject(ctx context.Context, stage, uid string, obj json.RawMessage) (CheckResult, error) {
+func checkObject(ctx context.Context, review ReviewFunc, stage, uid string, obj json.RawMessage) (CheckResult, error) {
 	var head objectHead
 	if err := json.Unmarshal(obj, &head); err != nil {
 		return CheckResult{}, fmt.Errorf("%w: %v", ErrDecode, err)
@@ -146,7 +156,7 @@ func (r *Reviewer) checkObject(ctx context.Context, stage, uid string, obj json.
 		Object:          runtime.RawExtension{Raw: obj},
 		DryRun:          &dryRun,
 	}
-	resp := r.Review(ctx, stage, req)
+	resp := review(ctx, stage, req)
 	res.Allowed = resp.Allowed
 	res.Warnings = resp.Warnings
 	if !resp.Allowed && resp.Result != nil {

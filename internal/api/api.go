@@ -217,7 +217,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 				a.writeUseCaseError(w, err)
 				return
 			}
-			if ok {
+			if ok && (s.Promoted || s.Revoked) {
 				view.States[st] = append(view.States[st], s)
 			}
 		}
