@@ -101,6 +101,11 @@ func prepareDev(ctx context.Context, s Streams, cfg *config.Config, o serveOptio
 		}
 		fmt.Fprintf(s.Err, "dev: generated signing keys in %s\n", cfg.Keys.Dir)
 	}
+	// --cert-dir moves the default serving certificate along with the CA.
+	if cfg.TLS == config.Default().TLS {
+		cfg.TLS.CertFile = filepath.Join(o.certDir, pki.TLSCert)
+		cfg.TLS.KeyFile = filepath.Join(o.certDir, pki.TLSKey)
+	}
 	if _, err := os.Stat(cfg.TLS.CertFile); errors.Is(err, fs.ErrNotExist) {
 		if err := pki.Generate(o.certDir, pki.Options{Hosts: pki.ServiceHosts("stagegate", "stagegate-system")}); err != nil {
 			return nil, err

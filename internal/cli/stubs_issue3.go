@@ -2,6 +2,4 @@ package cli
 
 import "github.com/spf13/cobra"
 
-func newManifestsCommand(s Streams) *cobra.Command {
-	return &cobra.Command{Use: "manifests", Hidden: true}
-}
+func newCheckCommand(s Streams) *cobra.Command { return &cobra.Command{Use: "check", Hidden: true} }

@@ -1,0 +1,126 @@
+// Command bench is `make bench`: stagegate's performance suite. It runs every
+// scenario in one process, one after the other, so that the ratios between
+// stagegate, the OPA baseline and the floor server come from the same noisy
+// machine at the same time. It writes bench/results/<UTC timestamp>/ with
+// results.json, REPORT.md and plots, and prints the report.
+//
+// BENCH_QUICK=1 (or -quick) runs a short version of about a minute with
+// smaller ledgers. See bench/README.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Plan is what one run measures; quick and full differ only in sizes and
+// durations.
+type Plan struct {
+	Mode string `json:"mode"`
+	// WebhookLedger is the ledger size behind the webhook and in-process
+	// decision scenarios.
+	WebhookLedger int `json:"webhookLedger"`
+	// ScaleSizes are the ledger sizes of the ledger-scale scenario.
+	ScaleSizes []int `json:"scaleSizes"`
+	// Rates are the offered request rates per second.
+	Rates []int `json:"rates"`
+	// RateDuration is how long each rate is held, per system.
+	RateDuration Duration `json:"rateDuration"`
+	// Warmup is a short attack before each measured one.
+	Warmup Duration `json:"warmup"`
+	// PromoteClients and PromoteDuration shape the promotion scenario.
+	PromoteClients  int      `json:"promoteClients"`
+	PromoteDuration Duration `json:"promoteDuration"`
+	// BenchTime is testing.B's -benchtime for in-process figures.
+	BenchTime Duration `json:"benchTime"`
+}
+
+func quickPlan() Plan {
+	return Plan{
+		Mode: "quick", WebhookLedger: 10_000, ScaleSizes: []int{10_000, 100_000},
+		Rates: []int{500, 1000, 2000}, RateDuration: Duration(3 * time.Second), Warmup: Duration(time.Second),
+		PromoteClients: 8, PromoteDuration: Duration(3 * time.Second), BenchTime: Duration(300 * time.Millisecond),
+	}
+}
+
+func fullPlan() Plan {
+	return Plan{
+		Mode: "full", WebhookLedger: 1_000_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
+		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
+		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
+	}
+}
+
+func main() {
+	var (
+		quick   = flag.Bool("quick", envBool("BENCH_QUICK"), "short run of about a minute (also BENCH_QUICK=1)")
+		outRoot = flag.String("out", envOr("BENCH_OUT", filepath.Join("bench", "results")), "results root; a <UTC timestamp> directory is made inside (also BENCH_OUT)")
+		workDir = flag.String("work", envOr("BENCH_WORK", filepath.Join("bench", "results", "tmp")), "cache of keys, certificates and ledger fixtures, kept between runs (also BENCH_WORK)")
+		opaBin  = flag.String("opa", envOr("BENCH_OPA", filepath.Join("bin", "opa")), "opa binary for the baseline (built by `hack/tools.sh opa`)")
+		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale); default all")
+		floor   = flag.String("floor", "", "internal: serve the floor server on this address (used by the suite itself)")
+		cert    = flag.String("floor-cert", "", "internal: floor server certificate")
+		key     = flag.String("floor-key", "", "internal: floor server key")
+	)
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if *floor != "" {
+		if err := serveFloor(ctx, *floor, *cert, *key); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	plan := fullPlan()
+	if *quick {
+		plan = quickPlan()
+	}
+	start := time.Now().UTC()
+	out := filepath.Join(*outRoot, start.Format("20060102T150405Z"))
+	r := &Runner{
+		plan: plan, work: *workDir, out: out, opaBin: *opaBin, log: logger,
+		only: parseOnly(*only),
+		res: &Results{
+			Started: start, Plan: plan, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
+			GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
+		},
+	}
+	if err := r.Run(ctx); err != nil {
+		logger.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration prints as "3s" in results.json.
+type Duration time.Duration
+
+// MarshalText writes the duration as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Std is the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }

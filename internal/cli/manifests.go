@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/manifests"
+)
+
+func newManifestsCommand(s Streams) *cobra.Command {
+	var (
+		cfgFile, caFile string
+		webhookOnly     bool
+		o               manifests.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "manifests",
+		Short: "Print the Kubernetes objects that install stagegate, as YAML",
+		Long: "Prints a Namespace, ServiceAccount, ConfigMap (the server's config.yaml, from --config),\n" +
+			"PersistentVolumeClaim, Service, Deployment and the ValidatingWebhookConfiguration with\n" +
+			"one namespace entry and one pod-label entry per stage. The Secrets <service>-tls,\n" +
+			"<service>-keys and <service>-tokens are referenced, never generated.\n\n" +
+			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
+			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
+			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",
+		Example: "  stagegate manifests --ca-file certs/ca.crt | kubectl apply -f -\n" +
+			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgFile)
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			o.Stages = cfg.StageNames()
+			if caFile != "" {
+				if o.CABundle, err = os.ReadFile(caFile); err != nil {
+					return fmt.Errorf("manifests: CA bundle: %w", err)
+				}
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if webhookOnly {
+				return manifests.Write(s.Out, manifests.WebhookConfiguration(o))
+			}
+			if o.ServerConfig, err = manifests.ServerConfig(cfg); err != nil {
+				return err
+			}
+			return manifests.Write(s.Out, manifests.All(o)...)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgFile, "config", "c", "", "config file (YAML) whose stages get webhook entries (default: the built-in stages)")
+	f.StringVar(&caFile, "ca-file", "certs/ca.crt", "PEM CA bundle the API server trusts for the webhook; empty leaves caBundle unset")
+	f.StringVar(&o.URL, "url", "", "call the webhook at this https base URL instead of the Service (local mode)")
+	f.StringVar(&o.Namespace, "namespace", manifests.DefaultNamespace, "namespace of stagegate, excluded from admission")
+	f.StringVar(&o.Service, "service", manifests.DefaultService, "name of the webhook Service (and prefix of the other objects)")
+	f.StringVar(&o.Image, "image", manifests.DefaultImage, "stagegate container image")
+	f.StringVar(&o.ClusterStage, "cluster-stage", "", "bind the whole cluster to this stage")
+	f.StringSliceVar(&o.ExcludeNamespaces, "exclude-namespace", nil, "more namespaces never sent to the webhook")
+	f.BoolVar(&webhookOnly, "webhook-only", false, "print only the ValidatingWebhookConfiguration")
+	f.Int32Var(&o.TimeoutSeconds, "timeout", manifests.DefaultTimeoutSeconds, "webhook timeout in seconds (1-30)")
+	return cmd
+}

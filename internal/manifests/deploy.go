@@ -1,0 +1,326 @@
+package manifests
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stagegate/stagegate/internal/config"
+)
+
+// Paths inside the container. Each volume has a directory of its own:
+// mounting one volume inside another read-only one (a ConfigMap or Secret)
+// fails because the runtime cannot create the mount point.
+const (
+	ConfigDir  = "/etc/stagegate"
+	TLSDir     = "/var/run/secrets/stagegate/tls"
+	TokensDir  = "/var/run/secrets/stagegate/tokens"
+	KeysDir    = "/var/run/stagegate/keys"
+	DataDir    = "/var/lib/stagegate"
+	secretKeys = "/var/run/secrets/stagegate/keys"
+)
+
+// Secret and ConfigMap keys the Deployment expects.
+const (
+	ConfigFile  = "config.yaml"
+	TokensFile  = "tokens.yaml"
+	PasswordKey = "password"
+)
+
+// CopyImage runs the init container that copies the signing keys out of
+// their Secret (see Deployment). It needs only sh, cp and chmod.
+const CopyImage = "busybox:1.37.0"
+
+// nonRoot is the distroless "nonroot" user and group.
+const nonRoot = int64(65532)
+
+// Names of the objects, derived from the Service name so that two
+// installations in one namespace do not collide.
+func configMapName(o Options) string  { return o.Service + "-config" }
+func tlsSecretName(o Options) string  { return o.Service + "-tls" }
+func keysSecretName(o Options) string { return o.Service + "-keys" }
+func tokensSecretName(o Options) string {
+	return o.Service + "-tokens"
+}
+func dataClaimName(o Options) string { return o.Service + "-data" }
+
+func labels(o Options, component string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":      o.Service,
+		"app.kubernetes.io/component": component,
+		"app.kubernetes.io/part-of":   "stagegate",
+	}
+}
+
+func meta(o Options, name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels(o, component)}
+}
+
+// ServerConfig returns cfg as the config.yaml of the in-cluster server:
+// the file paths are rewritten to the Deployment's mounts, and it listens on
+// all interfaces. cfg is not modified. Settings that name files on the
+// generating machine (policyDir, tls.clientCAFile) are dropped: the
+// Deployment does not mount them.
+func ServerConfig(cfg *config.Config) ([]byte, error) {
+	c := *cfg
+	c.Listen = fmt.Sprintf(":%d", ServingPort)
+	c.DataDir = DataDir
+	c.TLS = config.TLS{CertFile: TLSDir + "/tls.crt", KeyFile: TLSDir + "/tls.key"}
+	// Only Dir is kept: the server derives the four key paths from it.
+	c.Keys = config.Keys{Dir: KeysDir}
+	c.TokensFile = TokensDir + "/" + TokensFile
+	c.PolicyDir = ""
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("manifests: server config: %w", err)
+	}
+	return b, nil
+}
+
+// Deployment returns the objects that run stagegate, in the order they can
+// be applied: Namespace, ServiceAccount, ConfigMap, PersistentVolumeClaim,
+// Service, Deployment.
+//
+// The Secrets are referenced but not generated, since they hold private
+// material:
+//   - <service>-tls (kubernetes.io/tls): tls.crt, tls.key;
+//   - <service>-keys: cosign.key, cosign.pub, log.key, log.pub, and
+//     optionally password (STAGEGATE_KEY_PASSWORD);
+//   - <service>-tokens: tokens.yaml.
+func Deployment(o Options) []runtime.Object {
+	o = o.withDefaults()
+	cfg := o.ServerConfig
+	if len(cfg) == 0 {
+		// The defaults always marshal.
+		d := config.Default()
+		_ = d.Validate()
+		cfg, _ = ServerConfig(d)
+	}
+	return []runtime.Object{
+		namespace(o),
+		serviceAccount(o),
+		configMap(o, cfg),
+		dataClaim(o),
+		service(o),
+		deployment(o),
+	}
+}
+
+func namespace(o Options) *corev1.Namespace {
+	ns := &corev1.Namespace{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Namespace, Labels: labels(o, "namespace")},
+	}
+	// The pod below satisfies the restricted Pod Security Standard; saying
+	// so keeps anything weaker out of the namespace.
+	ns.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	return ns
+}
+
+func serviceAccount(o Options) *corev1.ServiceAccount {
+	no := false
+	return &corev1.ServiceAccount{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: meta(o, o.Service, "webhook"),
+		// The webhook never calls the API server (DESIGN.md, "How the
+		// webhook knows the stage"), so it gets no token and no RBAC.
+		AutomountServiceAccountToken: &no,
+	}
+}
+
+func configMap(o Options, cfg []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: meta(o, configMapName(o), "webhook"),
+		Data:       map[string]string{ConfigFile: string(cfg)},
+	}
+}
+
+func dataClaim(o Options) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: meta(o, dataClaimName(o), "webhook"),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			},
+		},
+	}
+}
+
+func service(o Options) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta(o, o.Service, "webhook"),
+		Spec: corev1.ServiceSpec{
+			Selector: selector(o),
+			Ports: []corev1.ServicePort{{
+				Name:       "https",
+				Port:       443,
+				TargetPort: intstr.FromString("https"),
+				Protocol:   corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
+
+func selector(o Options) map[string]string {
+	return map[string]string{"app.kubernetes.io/name": o.Service, "app.kubernetes.io/component": "webhook"}
+}
+
+func deployment(o Options) *appsv1.Deployment {
+	// One replica, always: the ledger is a bbolt file, which takes an
+	// exclusive lock and has a single writer. Recreate stops the old pod
+	// (and releases the ReadWriteOnce volume and the lock) before the new
+	// one starts; a rolling update would deadlock on both.
+	replicas := int32(1)
+	podLabels := labels(o, "webhook")
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: meta(o, o.Service, "webhook"),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: selector(o)},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec:       podSpec(o),
+			},
+		},
+	}
+}
+
+func podSpec(o Options) corev1.PodSpec {
+	no, yes := false, true
+	uid := nonRoot
+	secretMode := int32(0o440)
+	return corev1.PodSpec{
+		ServiceAccountName:           o.Service,
+		AutomountServiceAccountToken: &no,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot: &yes,
+			RunAsUser:    &uid,
+			RunAsGroup:   &uid,
+			// fsGroup makes the data volume writable and the Secrets
+			// readable by the non-root user.
+			FSGroup:        &uid,
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		// The signing package refuses private keys readable by anyone but
+		// their owner, and Secret volumes are root-owned and group-readable
+		// (fsGroup). This copies the keys into memory-backed storage owned
+		// by the server's user, mode 0600.
+		InitContainers: []corev1.Container{{
+			Name:    "keys",
+			Image:   CopyImage,
+			Command: []string{"sh", "-c", "cp -L " + secretKeys + "/* " + KeysDir + "/ && chmod 0600 " + KeysDir + "/*"},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "keys-secret", MountPath: secretKeys, ReadOnly: true},
+				{Name: "keys", MountPath: KeysDir},
+			},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{
+					corev1.ResourceCPU:    resource.MustParse("10m"),
+					corev1.ResourceMemory: resource.MustParse("16Mi"),
+				},
+				Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
+			},
+			SecurityContext: containerSecurity(),
+		}},
+		Containers: []corev1.Container{{
+			Name:  "stagegate",
+			Image: o.Image,
+			Args:  []string{"serve", "--config", ConfigDir + "/" + ConfigFile},
+			Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: ServingPort, Protocol: corev1.ProtocolTCP}},
+			Env: []corev1.EnvVar{{
+				Name: config.PasswordEnv,
+				ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: keysSecretName(o)},
+					Key:                  PasswordKey,
+					// An unencrypted key needs no password.
+					Optional: &yes,
+				}},
+			}},
+			LivenessProbe:  probe("/healthz", 10),
+			ReadinessProbe: probe("/readyz", 5),
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{
+					corev1.ResourceCPU:    resource.MustParse("100m"),
+					corev1.ResourceMemory: resource.MustParse("128Mi"),
+				},
+				Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+			},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "config", MountPath: ConfigDir, ReadOnly: true},
+				{Name: "tls", MountPath: TLSDir, ReadOnly: true},
+				{Name: "tokens", MountPath: TokensDir, ReadOnly: true},
+				{Name: "keys", MountPath: KeysDir, ReadOnly: true},
+				{Name: "data", MountPath: DataDir},
+				{Name: "tmp", MountPath: "/tmp"},
+			},
+			SecurityContext: containerSecurity(),
+		}},
+		Volumes: []corev1.Volume{
+			{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(o)},
+			}}},
+			{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: tlsSecretName(o), DefaultMode: &secretMode,
+			}}},
+			{Name: "tokens", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: tokensSecretName(o), DefaultMode: &secretMode,
+				Items: []corev1.KeyToPath{{Key: TokensFile, Path: TokensFile}},
+			}}},
+			{Name: "keys-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: keysSecretName(o), DefaultMode: &secretMode,
+				// Not the password: it reaches the server as an env var only.
+				Items: []corev1.KeyToPath{
+					{Key: "cosign.key", Path: "cosign.key"}, {Key: "cosign.pub", Path: "cosign.pub"},
+					{Key: "log.key", Path: "log.key"}, {Key: "log.pub", Path: "log.pub"},
+				},
+			}}},
+			{Name: "keys", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+				Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi")),
+			}}},
+			{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+				ClaimName: dataClaimName(o),
+			}}},
+			{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+				SizeLimit: ptr(resource.MustParse("64Mi")),
+			}}},
+		},
+	}
+}
+
+func containerSecurity() *corev1.SecurityContext {
+	no, yes := false, true
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		RunAsNonRoot:             &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func probe(path string, period int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path:   path,
+			Port:   intstr.FromString("https"),
+			Scheme: corev1.URISchemeHTTPS,
+		}},
+		PeriodSeconds:    period,
+		TimeoutSeconds:   2,
+		FailureThreshold: 3,
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,49 @@
+package manifests
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Write renders objs as one multi-document YAML stream, each document
+// starting with "---". Objects are typed k8s.io/api values (or anything
+// that marshals to a JSON object). Status is dropped, and so is an empty
+// spec: they are what typed objects carry but one would not write by hand.
+func Write(w io.Writer, objs ...any) error {
+	for i, obj := range objs {
+		j, err := json.Marshal(obj)
+		if err != nil {
+			return fmt.Errorf("manifests: object %d: %w", i, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(j, &m); err != nil {
+			return fmt.Errorf("manifests: object %d is not a JSON object: %w", i, err)
+		}
+		delete(m, "status")
+		if spec, ok := m["spec"].(map[string]any); ok && len(spec) == 0 {
+			delete(m, "spec")
+		}
+		y, err := yaml.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("manifests: object %d: %w", i, err)
+		}
+		if _, err := fmt.Fprintf(w, "---\n%s", y); err != nil {
+			return fmt.Errorf("manifests: %w", err)
+		}
+	}
+	return nil
+}
+
+// All returns every object of an installation in apply order: those of
+// Deployment, then the ValidatingWebhookConfiguration last, so that the
+// webhook is only registered once its Service can exist.
+func All(o Options) []any {
+	var out []any
+	for _, obj := range Deployment(o) {
+		out = append(out, obj)
+	}
+	return append(out, WebhookConfiguration(o))
+}

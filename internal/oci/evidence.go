@@ -1,0 +1,220 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+// TrustedKey is a public key whose attestations count as evidence, e.g. the
+// key of a build pipeline.
+type TrustedKey struct {
+	// Name identifies the key in logs.
+	Name     string
+	Verifier signature.Verifier
+}
+
+// LoadTrustedKey makes a TrustedKey of a PEM public key (a cosign.pub),
+// loaded the way `cosign verify-attestation --key` loads it.
+func LoadTrustedKey(keyName string, pubPEM []byte) (TrustedKey, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
+	if err != nil {
+		return TrustedKey{}, fmt.Errorf("oci: trusted key %q: %w", keyName, err)
+	}
+	v, err := signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+	if err != nil {
+		return TrustedKey{}, fmt.Errorf("oci: trusted key %q: %w", keyName, err)
+	}
+	return TrustedKey{Name: keyName, Verifier: v}, nil
+}
+
+// attestations fetches the attestations stored under the cosign .att tag of
+// ref. A missing tag is no attestations; any other registry failure is an
+// error.
+func (a *Attacher) attestations(ctx context.Context, ref name.Digest) (oci.Signatures, []oci.Signature, error) {
+	opts := a.coopts(ctx, ref)
+	tag, err := ociremote.AttestationTag(ref, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("oci: attestations of %s: %w", ref, err)
+	}
+	sigs, err := ociremote.Signatures(tag, opts...)
+	if err != nil {
+		return nil, nil, classify("read attestations of", ref, err)
+	}
+	list, err := sigs.Get()
+	if err != nil {
+		return nil, nil, classify("read attestations of", ref, err)
+	}
+	return sigs, list, nil
+}
+
+// VerifiedEvidence returns the predicates of the attestations on
+// repository@digest that one of keys verifies (with cosign's verification,
+// without a transparency log) and whose subject is the digest, keyed by
+// predicate type. Only the given predicate types are returned; none means
+// all. Attestations that no key verifies are skipped, not errors; a registry
+// failure is an error. When several verified attestations have one type, the
+// first key's first wins.
+func (a *Attacher) VerifiedEvidence(ctx context.Context, repository, digest string, keys []TrustedKey, predicateTypes []string) (map[string]any, error) {
+	ref, err := parseDigest(repository, digest)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	sigs, atts, err := a.attestations(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if len(atts) == 0 {
+		return out, nil
+	}
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return nil, fmt.Errorf("oci: %w: %v", ErrInvalidReference, err)
+	}
+	for _, k := range keys {
+		co := &cosign.CheckOpts{
+			SigVerifier:   k.Verifier,
+			IgnoreTlog:    true,
+			ClaimVerifier: cosign.IntotoSubjectClaimVerifier,
+		}
+		verified, _, err := cosign.VerifyImageAttestation(ctx, sigs, h, co)
+		if err != nil {
+			// cosign fails when none verifies; that is "no evidence".
+			a.log.DebugContext(ctx, "no evidence verified", "image", ref.String(), "key", k.Name, "err", err)
+			continue
+		}
+		for _, s := range verified {
+			env, err := s.Payload()
+			if err != nil {
+				continue
+			}
+			st, err := decodeStatement(env)
+			if err != nil {
+				continue
+			}
+			if len(predicateTypes) > 0 && !slices.Contains(predicateTypes, st.PredicateType) {
+				continue
+			}
+			if _, seen := out[st.PredicateType]; seen {
+				continue
+			}
+			var pred any
+			if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+				continue
+			}
+			out[st.PredicateType] = pred
+			a.log.DebugContext(ctx, "verified evidence", "image", ref.String(), "key", k.Name, "predicateType", st.PredicateType)
+		}
+	}
+	return out, nil
+}
+
+// ForeignEntries reads the promotion and revocation attestations on
+// repository@digest made by another stagegate, keeps those that one of keys
+// verifies and whose subject is the digest, and returns them as ledger
+// entries to import (Foreign, with the original envelope; Index is left to
+// the importing ledger), sorted by the time in their predicate. A registry
+// failure is an error; an unverifiable attestation is skipped.
+func (a *Attacher) ForeignEntries(ctx context.Context, repository, digest string, keys []*signing.Verifier) ([]ledger.Entry, error) {
+	ref, err := parseDigest(repository, digest)
+	if err != nil {
+		return nil, err
+	}
+	_, atts, err := a.attestations(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	var out []ledger.Entry
+	seen := map[string]bool{}
+	for _, s := range atts {
+		env, err := s.Payload()
+		if err != nil {
+			return nil, classify("read attestations of", ref, err)
+		}
+		if seen[string(env)] {
+			continue
+		}
+		e, ok := a.foreignEntry(ctx, ref, env, keys)
+		if !ok {
+			continue
+		}
+		seen[string(env)] = true
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+// foreignPredicate holds the fields of the promotion and revocation
+// predicates that become entry fields.
+type foreignPredicate struct {
+	Stage     string            `json:"stage"`
+	Platforms []string          `json:"platforms"`
+	Requester signing.Requester `json:"requester"`
+	Reason    string            `json:"reason"`
+	Time      time.Time         `json:"time"`
+	Labels    map[string]string `json:"labels"`
+}
+
+func (a *Attacher) foreignEntry(ctx context.Context, ref name.Digest, env []byte, keys []*signing.Verifier) (ledger.Entry, bool) {
+	var kind ledger.Kind
+	for i, v := range keys {
+		st, err := v.Verify(env)
+		if err != nil {
+			continue
+		}
+		switch st.PredicateType {
+		case signing.PromotionPredicateType:
+			kind = ledger.KindPromotion
+		case signing.RevocationPredicateType:
+			kind = ledger.KindRevocation
+		default:
+			return ledger.Entry{}, false // someone else's attestation
+		}
+		// One subject, this digest: that is what stagegate signs, and what
+		// ledger verification (signing.CheckEntry) checks later.
+		if len(st.Subject) != 1 || !(statement{st}).about(ref.DigestStr()) {
+			a.log.WarnContext(ctx, "foreign attestation is about another digest", "image", ref.String(), "key", i)
+			return ledger.Entry{}, false
+		}
+		var p foreignPredicate
+		if err := json.Unmarshal(st.Predicate, &p); err != nil || p.Stage == "" {
+			a.log.WarnContext(ctx, "foreign attestation has a malformed predicate", "image", ref.String(), "key", i)
+			return ledger.Entry{}, false
+		}
+		return ledger.Entry{
+			Kind:       kind,
+			Repository: st.Subject[0].Name,
+			Digest:     ref.DigestStr(),
+			Platforms:  p.Platforms,
+			Stage:      p.Stage,
+			Subject:    p.Requester.Subject,
+			Groups:     p.Requester.Groups,
+			Reason:     p.Reason,
+			Time:       p.Time,
+			Labels:     p.Labels,
+			Foreign:    true,
+			Envelope:   json.RawMessage(slices.Clone(env)),
+		}, true
+	}
+	a.log.DebugContext(ctx, "skipped attestation no trusted key verifies", "image", ref.String())
+	return ledger.Entry{}, false
+}
