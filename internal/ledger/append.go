@@ -69,9 +69,16 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		return Receipt{}, ErrNoSigner
 	}
 	var rc Receipt
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	var refused error
+	// Batch lets concurrent appends share one transaction and so one fsync:
+	// durable throughput then grows with concurrency instead of being capped
+	// at one commit per entry. A call whose build refuses returns nil to
+	// the batch after writing nothing, so it does not roll back the others;
+	// bbolt may run fn more than once, so fn resets what it reports.
+	err := l.db.Batch(func(tx *bolt.Tx) error {
+		rc, refused = Receipt{}, nil
 		size := txSize(tx)
-		e, err := build(newTxReader(tx), size)
+		e, raw, err := l.prepare(tx, build, size)
 		if err != nil {
 			var exists *ExistsError
 			if errors.As(err, &exists) {
@@ -80,29 +87,9 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 					return fmt.Errorf("ledger: receipt of existing entry: %w", rerr)
 				}
 			}
-			return err // rolls back: nothing is written
+			refused = err
+			return nil // nothing of this call was written
 		}
-		if e == nil {
-			return errors.New("ledger: build returned no entry")
-		}
-		if e.Index != size {
-			return fmt.Errorf("ledger: entry index %d, want %d", e.Index, size)
-		}
-		if err := validateEntry(e); err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		raw, err := encodeEntry(e)
-		if err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		// Index what was stored, not what build handed over: verifiers and
-		// Import rebuild the state from the decoded bytes, and e.g. a
-		// time.Local that equals UTC must give the same record.
-		stored, err := decodeEntry(raw)
-		if err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		e = &stored
 		nodes := tx.Bucket(bucketNodes)
 		rng, err := loadRange(nodes, size)
 		if err != nil {
@@ -129,6 +116,9 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		rc, err = txReceipt(tx, size)
 		return err
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		if errors.Is(err, ErrExists) && rc.Checkpoint != "" {
 			return rc, err
@@ -136,6 +126,35 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		return Receipt{}, err
 	}
 	return rc, nil
+}
+
+// prepare runs build and checks and encodes its entry. It writes nothing.
+func (l *Ledger) prepare(tx *bolt.Tx, build BuildFunc, size uint64) (*Entry, []byte, error) {
+	e, err := build(newTxReader(tx), size)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e == nil {
+		return nil, nil, errors.New("ledger: build returned no entry")
+	}
+	if e.Index != size {
+		return nil, nil, fmt.Errorf("ledger: entry index %d, want %d", e.Index, size)
+	}
+	if err := validateEntry(e); err != nil {
+		return nil, nil, fmt.Errorf("ledger: %w", err)
+	}
+	raw, err := encodeEntry(e)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: %w", err)
+	}
+	// Index what was stored, not what build handed over: verifiers and
+	// Import rebuild the state from the decoded bytes, and e.g. a
+	// time.Local that equals UTC must give the same record.
+	stored, err := decodeEntry(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: %w", err)
+	}
+	return &stored, raw, nil
 }
 
 // writeEntry stores one entry at rng.End(): its bytes, its tree nodes, its

@@ -93,6 +93,9 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
+	// A short batch window: a lone promotion waits at most this long for
+	// company, while concurrent ones share a commit (see Append).
+	db.MaxBatchDelay = 2 * time.Millisecond
 	l := &Ledger{db: db, signer: o.signer, path: path}
 	if o.readOnly {
 		err = db.View(func(tx *bolt.Tx) error {
@@ -120,10 +123,18 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	return l, nil
 }
 
-// Close releases the file.
+// Close releases the file. A writable ledger that has free pages and is
+// not large is compacted on the way out; see compact.go for why.
 func (l *Ledger) Close() error {
+	st := l.db.Stats()
+	compact := !l.db.IsReadOnly() && st.FreePageN+st.PendingPageN > 0
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("ledger: close: %w", err)
+	}
+	if compact {
+		if err := compactFile(l.path); err != nil {
+			return fmt.Errorf("ledger: close: %w", err)
+		}
 	}
 	return nil
 }
