@@ -48,6 +48,16 @@ type Recorder interface {
 	RecordBreakGlass(ctx context.Context, bg BreakGlass) (index uint64, err error)
 }
 
+// Fallback learns about digests the ledger does not know, e.g. from
+// attestations another stagegate left in the registry (internal/federation).
+type Fallback interface {
+	// Lookup is called on a ledger miss and reports whether it recorded
+	// something new.
+	Lookup(ctx context.Context, repository, digest string) (bool, error)
+	// Seen is called on a ledger hit; it must not block.
+	Seen(repository, digest string)
+}
+
 // Metrics counts decisions; prometheus wiring lives elsewhere.
 type Metrics interface {
 	Decision(stage, result string)
@@ -91,6 +101,7 @@ type Reviewer struct {
 	stages   []string
 	log      *slog.Logger
 	metrics  Metrics
+	fallback Fallback
 }
 
 type options struct {
@@ -103,6 +114,7 @@ type options struct {
 	stages       []string
 	log          *slog.Logger
 	metrics      Metrics
+	fallback     Fallback
 	cacheEnabled bool
 }
 
@@ -137,6 +149,9 @@ func WithStages(stages []string) Option { return func(o *options) { o.stages = s
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
+// WithFallback asks f about digests the ledger does not know.
+func WithFallback(f Fallback) Option { return func(o *options) { o.fallback = f } }
+
 // WithMetrics counts decisions.
 func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
 
@@ -160,6 +175,7 @@ func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
 		stages:   slices.Clone(o.stages),
 		log:      o.log,
 		metrics:  o.metrics,
+		fallback: o.fallback,
 	}
 	for k, v := range o.modes {
 		r.modes[k] = v
@@ -275,6 +291,17 @@ func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.Adm
 				st, found, err := r.states.State(ci.Digest, stage)
 				if err != nil {
 					return in, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
+				}
+				if fb := r.fallback; fb != nil {
+					if found {
+						fb.Seen(ci.Repository, ci.Digest)
+					} else if learned, err := fb.Lookup(ctx, ci.Repository, ci.Digest); err != nil {
+						return in, fmt.Errorf("image %s (%s) is not in the local ledger, and %w", c.Image, ci.Digest, err)
+					} else if learned {
+						if st, found, err = r.states.State(ci.Digest, stage); err != nil {
+							return in, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
+						}
+					}
 				}
 				l = looked{st: st, found: found}
 				states[ci.Digest] = l

@@ -13,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kjson "sigs.k8s.io/json"
 )
 
 // MaxBodyBytes is the default cap of a review body: the API server's own
@@ -109,12 +110,18 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 		}
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: read body: %v", ErrBadReview, err))
 	}
+	// Decode as the API server encodes: case-sensitive, and no field twice,
+	// so that no two readers of the same body can disagree about it.
 	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil {
+	strict, err := kjson.UnmarshalStrict(body, &review, kjson.DisallowDuplicateFields)
+	if err != nil {
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: %v", ErrBadReview, err))
 	}
 	if review.Request != nil {
 		uid = review.Request.UID
+	}
+	if len(strict) > 0 {
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: %v", ErrBadReview, errors.Join(strict...)))
 	}
 	if review.APIVersion != reviewAPIVersion || review.Kind != reviewKind {
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: got %s %s, want %s %s (set admissionReviewVersions to [v1])",
@@ -122,6 +129,11 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 	}
 	if review.Request == nil {
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: no request", ErrBadReview))
+	}
+	// The API server always sets a UID and drops a response that does not
+	// echo it; a review without one is not from the API server.
+	if review.Request.UID == "" {
+		return deny(http.StatusBadRequest, fmt.Errorf("%w: request has no uid", ErrBadReview))
 	}
 	resp = h.reviewer.Review(req.Context(), stage, review.Request)
 	resp.UID = uid

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/oci"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -156,6 +157,14 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
+	var pub *promotion.PublishError
+	if errors.As(err, &pub) {
+		// Recorded but not published: the receipt is real, so hand it over
+		// with the error.
+		a.log.Warn("publishing to the registry failed", "index", pub.Index, "err", pub.Err)
+		writeJSON(w, http.StatusBadGateway, map[string]any{"error": err.Error(), "receipt": res.Receipt})
+		return
+	}
 	if err != nil {
 		a.writeUseCaseError(w, err)
 		return
@@ -172,13 +181,14 @@ func (a *API) writeUseCaseError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &denied):
 		writeJSON(w, http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations})
-	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference):
+	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, oci.ErrInvalidReference):
 		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, oci.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):
 		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
+	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized),
+		errors.Is(err, oci.ErrRegistry), errors.Is(err, oci.ErrUnauthorized):
 		writeError(w, http.StatusBadGateway, err.Error())
 	default:
 		// The details may name files on disk; the log has them.

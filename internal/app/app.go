@@ -21,7 +21,9 @@ import (
 	"github.com/stagegate/stagegate/internal/admission"
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/federation"
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/oci"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -149,8 +151,27 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		return nil, err
 	}
 	m := newMetrics(reg)
-	a.Service = promotion.New(l, keys.Signer, pol, rc, cfg.StageNames(), promotion.WithLogger(logger))
-	a.Reviewer = admission.NewReviewer(l, pol,
+	att := oci.NewAttacher(oci.WithRemoteOptions(rc.RemoteOptions), oci.WithLogger(logger))
+	evidenceKeys, err := EvidenceKeys(cfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	a.Service = promotion.New(l, keys.Signer, pol, rc, cfg.StageNames(), promotion.WithLogger(logger),
+		promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys))
+	reviewOpts := []admission.Option{}
+	if cfg.RegistrySource.Enabled {
+		trusted, err := TrustedKeys(cfg)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		reviewOpts = append(reviewOpts, admission.WithFallback(federation.New(l, att, trusted,
+			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),
+			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
+			federation.WithLogger(logger))))
+	}
+	a.Reviewer = admission.NewReviewer(l, pol, append(reviewOpts,
 		admission.WithStages(cfg.StageNames()),
 		admission.WithModes(Modes(cfg)),
 		admission.WithResolver(rc),
@@ -158,7 +179,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		admission.WithRecorder(breakGlassRecorder{a.Service}),
 		admission.WithMetrics(m),
 		admission.WithLogger(logger),
-	)
+	)...)
 	tokens := &api.TokenFile{}
 	if cfg.TokensFile != "" {
 		if tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {

@@ -30,7 +30,9 @@ func (f *ledgerFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.file, "ledger", "", "ledger file (default <data-dir>/ledger.db)")
 }
 
-func (f *ledgerFlags) path() (string, *signing.Verifier, ledgerVerifier, error) {
+// path returns the ledger file, the check of each entry's attestation
+// (foreign entries against registrySource.trustedKeys) and the log key.
+func (f *ledgerFlags) path() (string, func(ledger.Entry) error, ledgerVerifier, error) {
 	cfg, err := f.cf.load()
 	if err != nil {
 		return "", nil, nil, err
@@ -39,11 +41,15 @@ func (f *ledgerFlags) path() (string, *signing.Verifier, ledgerVerifier, error) 
 	if err != nil {
 		return "", nil, nil, err
 	}
+	trusted, err := app.TrustedKeys(cfg)
+	if err != nil {
+		return "", nil, nil, err
+	}
 	p := f.file
 	if p == "" {
 		p = cfg.LedgerPath()
 	}
-	return p, v, lv, nil
+	return p, app.EntryCheck(v, trusted), lv, nil
 }
 
 func newLedgerVerifyCommand(s Streams) *cobra.Command {
@@ -57,7 +63,7 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 			"It opens the ledger read-only; run it on a copy while serve is running.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, v, lv, err := f.path()
+			path, check, lv, err := f.path()
 			if err != nil {
 				return err
 			}
@@ -66,7 +72,7 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 				return err
 			}
 			defer l.Close()
-			if err := l.Verify(lv, signing.CheckEntry(v)); err != nil {
+			if err := l.Verify(lv, check); err != nil {
 				return fmt.Errorf("ledger %s does not verify: %w", path, err)
 			}
 			size, _ := l.Size()
@@ -123,7 +129,7 @@ func newLedgerImportCommand(s Streams) *cobra.Command {
 		Short: "Import an export into an empty ledger; everything is verified before anything is written",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, v, lv, err := f.path()
+			path, check, lv, err := f.path()
 			if err != nil {
 				return err
 			}
@@ -137,7 +143,7 @@ func newLedgerImportCommand(s Streams) *cobra.Command {
 				return err
 			}
 			defer l.Close()
-			if err := l.Import(bufio.NewReader(in), lv, signing.CheckEntry(v)); err != nil {
+			if err := l.Import(bufio.NewReader(in), lv, check); err != nil {
 				return err
 			}
 			size, _ := l.Size()

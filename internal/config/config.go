@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -43,8 +44,33 @@ type Stage struct {
 	// defaults to false.
 	AllowTags *bool `json:"allowTags,omitempty"`
 	// RequiredEvidence lists predicate types that must be attested on the
-	// image before promotion.
+	// image, by one of EvidenceKeys, before promotion.
 	RequiredEvidence []string `json:"requiredEvidence,omitempty"`
+	// Attest attaches the promotion (and revocation) attestation to the
+	// image in its registry, the way `cosign attest` does.
+	Attest bool `json:"attest,omitempty"`
+	// Tag is moved to the promoted digest, e.g. "{{stage}}" or
+	// "{{repository}}:{{stage}}" (the repository part is implied).
+	Tag string `json:"tag,omitempty"`
+	// Target is a repository prefix the image is copied under, with its
+	// signatures and attestations, e.g. "registry.prod:5000/mirror" makes
+	// "registry.dev/team/app" into "registry.prod:5000/mirror/team/app".
+	Target string `json:"target,omitempty"`
+}
+
+// RegistrySource lets a cluster that shares no ledger learn promotions from
+// attestations in the registry.
+type RegistrySource struct {
+	Enabled bool `json:"enabled"`
+	// TrustedKeys are the cosign public keys of the stagegates whose
+	// promotions count here.
+	TrustedKeys []string `json:"trustedKeys"`
+	// Timeout bounds one registry fetch on the admission path; keep it well
+	// below the webhook timeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Refresh is how often a digest learned from the registry is checked
+	// again, so that revocations arrive.
+	Refresh Duration `json:"refresh,omitempty"`
 }
 
 // TLS holds the serving certificate and optional client CA for mTLS.
@@ -87,6 +113,11 @@ type Config struct {
 	PolicyDir  string     `json:"policyDir,omitempty"`
 	Stages     []Stage    `json:"stages"`
 	Registries []Registry `json:"registries,omitempty"`
+	// EvidenceKeys are the public keys (e.g. of build pipelines) whose
+	// attestations on an image count as evidence for the promotion policy.
+	EvidenceKeys []string `json:"evidenceKeys,omitempty"`
+	// RegistrySource imports promotions made by other stagegates.
+	RegistrySource RegistrySource `json:"registrySource,omitempty"`
 	// LogOrigin names the ledger in its checkpoints.
 	LogOrigin string `json:"logOrigin"`
 	// ResolveTimeout bounds a registry call on the admission path.
@@ -173,6 +204,23 @@ func (c *Config) Validate() error {
 		c.TokensFile = filepath.Join(c.DataDir, "tokens.yaml")
 	}
 	c.fillKeyPaths()
+	if c.RegistrySource.Enabled && len(c.RegistrySource.TrustedKeys) == 0 {
+		errs = append(errs, errors.New("registrySource.trustedKeys: at least one key is required when enabled"))
+	}
+	if c.RegistrySource.Timeout <= 0 {
+		c.RegistrySource.Timeout = Duration(2 * time.Second)
+	}
+	if c.RegistrySource.Refresh <= 0 {
+		c.RegistrySource.Refresh = Duration(30 * time.Second)
+	}
+	for _, s := range c.Stages {
+		if len(s.RequiredEvidence) > 0 && len(c.EvidenceKeys) == 0 {
+			errs = append(errs, fmt.Errorf("stage %q: requiredEvidence needs evidenceKeys to verify it", s.Name))
+		}
+		if s.Tag != "" && strings.ContainsAny(strings.TrimPrefix(s.Tag, "{{repository}}:"), ":/@") {
+			errs = append(errs, fmt.Errorf("stage %q: tag %q must be a tag name such as \"{{stage}}\"", s.Name, s.Tag))
+		}
+	}
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
@@ -192,6 +240,29 @@ func (c *Config) fillKeyPaths() {
 	set(&c.Keys.CosignPub, "cosign.pub")
 	set(&c.Keys.LogKey, "log.key")
 	set(&c.Keys.LogPub, "log.pub")
+}
+
+// StageTag is the tag a promotion to stage moves, or "" for none.
+func (s Stage) StageTag() string {
+	if s.Tag == "" {
+		return ""
+	}
+	t := strings.TrimPrefix(s.Tag, "{{repository}}:")
+	return strings.ReplaceAll(t, "{{stage}}", s.Name)
+}
+
+// TargetRepository is where a promotion to s copies repository, or "".
+func (s Stage) TargetRepository(repository string) string {
+	if s.Target == "" {
+		return ""
+	}
+	path := repository
+	if i := strings.IndexByte(repository, '/'); i > 0 {
+		if host := repository[:i]; strings.ContainsAny(host, ".:") || host == "localhost" {
+			path = repository[i+1:]
+		}
+	}
+	return strings.TrimRight(s.Target, "/") + "/" + path
 }
 
 // LedgerPath is where the bbolt file lives.

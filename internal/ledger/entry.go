@@ -34,6 +34,9 @@ type Entry struct {
 	Reason    string            `json:"reason,omitempty"`
 	Time      time.Time         `json:"time"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Copies are the repositories a promotion copied the image to, digest
+	// unchanged.
+	Copies []string `json:"copies,omitempty"`
 	// Workload names the admitted object of a break-glass entry
 	// (namespace/kind/name) and Images the images it ran.
 	Workload string   `json:"workload,omitempty"`

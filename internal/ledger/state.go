@@ -214,6 +214,9 @@ func historyNames(e *Entry) []string {
 	for _, p := range e.Platforms {
 		add(p)
 	}
+	for _, c := range e.Copies {
+		add(c)
+	}
 	// A break-glass entry may cover several images; digest-pinned ones are
 	// findable by digest.
 	for _, img := range e.Images {

@@ -3,6 +3,9 @@ package oci
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -92,7 +95,10 @@ func (a *Attacher) Copy(ctx context.Context, srcRepository, digest, dstRepositor
 
 	var ev ProgressEvent
 	var missing []blob
-	for h, b := range blobs {
+	// Sorted, so that uploads and events come in the same order each time.
+	order := slices.SortedFunc(maps.Keys(blobs), func(x, y v1.Hash) int { return strings.Compare(x.String(), y.String()) })
+	for _, h := range order {
+		b := blobs[h]
 		l, err := remote.Layer(dstRepo.Digest(h.String()), a.ropts(ctx, dst)...)
 		if err != nil {
 			return classify("copy to", dst, err)

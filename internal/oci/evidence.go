@@ -67,7 +67,8 @@ func (a *Attacher) attestations(ctx context.Context, ref name.Digest) (oci.Signa
 // without a transparency log) and whose subject is the digest, keyed by
 // predicate type. Only the given predicate types are returned; none means
 // all. Attestations that no key verifies are skipped, not errors; a registry
-// failure is an error. When several verified attestations have one type, the
+// failure is an error. Without keys nothing can verify, and the registry is
+// not asked. When several verified attestations have one type, the
 // first key's first wins.
 func (a *Attacher) VerifiedEvidence(ctx context.Context, repository, digest string, keys []TrustedKey, predicateTypes []string) (map[string]any, error) {
 	ref, err := parseDigest(repository, digest)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/oci"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
@@ -22,6 +23,7 @@ import (
 // Ledger is the part of *ledger.Ledger the use case needs.
 type Ledger interface {
 	Append(build ledger.BuildFunc) (ledger.Receipt, error)
+	View(fn func(ledger.Reader) error) error
 }
 
 // Signer signs in-toto statements as DSSE envelopes.
@@ -49,6 +51,10 @@ type Service struct {
 	stages   []string
 	now      func() time.Time
 	log      *slog.Logger
+
+	registry     Registry
+	stageOpts    map[string]StageOptions
+	evidenceKeys []oci.TrustedKey
 }
 
 // Option configures a Service.
@@ -82,6 +88,8 @@ type Request struct {
 	Reason    string
 	Evidence  map[string]any
 	Requester policy.Identity
+	// Progress, if set, hears about the copy to a target repository.
+	Progress oci.Progress
 }
 
 // Result is the receipt and whether this request created it.
@@ -91,8 +99,11 @@ type Result struct {
 }
 
 // Promote resolves req.Image, asks the policy, signs and records the
-// promotion. Promoting a digest that is already active in the stage returns
-// the existing receipt with Created false.
+// promotion, then publishes it to the registry as the stage asks
+// (attestation, stage tag). With a target repository, the image is copied
+// before anything is recorded. Promoting a digest that is already active in
+// the stage returns the existing receipt with Created false, and publishes
+// again, so a retry repairs a publication that failed.
 func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err := s.checkStage(req.Stage, false); err != nil {
 		return Result{}, err
@@ -107,44 +118,38 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	so := s.stageOpts[req.Stage]
+	var evidence map[string]any
+	if len(so.RequiredEvidence) > 0 && s.registry != nil {
+		if evidence, err = s.registry.VerifiedEvidence(ctx, img.Repository, img.Digest, s.evidenceKeys, so.RequiredEvidence); err != nil {
+			return Result{}, err
+		}
+	}
+	var copies []string
+	if target := so.target(img.Repository); target != "" && s.registry != nil {
+		// Ask the policy before copying, so that a refused promotion moves
+		// no bytes; it is asked again when the entry is recorded.
+		if err := s.ledger.View(func(r ledger.Reader) error {
+			_, err := s.decide(ctx, r, req, img, evidence, s.now().UTC())
+			return err
+		}); err != nil && !errors.Is(err, ledger.ErrExists) {
+			return Result{}, err
+		}
+		if err := s.registry.Copy(ctx, img.Repository, img.Digest, target, req.Progress); err != nil {
+			return Result{}, err
+		}
+		copies = []string{target}
+	}
 	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
-		states := make(map[string]policy.StageState, len(s.stages))
-		var existing *ledger.ExistsError
-		for _, st := range s.stages {
-			state, _ := r.State(img.Digest, st)
-			states[st] = stageState(state)
-			if st == req.Stage && state.Active() {
-				existing = &ledger.ExistsError{Index: state.PromotedIndex}
-			}
-		}
 		now := s.now().UTC()
-		violations, err := s.policy.Promotion(ctx, policy.PromotionInput{
-			Image: policy.Image{
-				Reference: req.Image, Repository: img.Repository, Tag: img.Tag,
-				Digest: img.Digest, Platforms: img.Platforms, Labels: img.Labels,
-			},
-			Stage:     req.Stage,
-			Requester: req.Requester,
-			Reason:    req.Reason,
-			Evidence:  req.Evidence,
-			States:    states,
-			Now:       now.Format(time.RFC3339),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("promotion: policy: %w", err)
-		}
-		// The policy is asked even when the digest is already there, so
-		// that the existing receipt only goes to someone who may promote.
-		if len(violations) > 0 {
-			return nil, &DeniedError{Stage: req.Stage, Violations: violations}
-		}
-		if existing != nil {
-			return nil, existing
+		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
+			return nil, err
 		}
 		pred := signing.PromotionPredicate{
 			Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
 			Requester: requester(req.Requester), Reason: req.Reason, Evidence: req.Evidence,
 			Time: now, LedgerIndex: index, PolicyDigest: s.policy.Digest(), Labels: img.Labels,
+			Copies: copies, VerifiedEvidence: evidence,
 		}
 		env, err := s.sign(img.Repository, img.Digest, signing.PromotionPredicateType, pred)
 		if err != nil {
@@ -153,18 +158,65 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		return &ledger.Entry{
 			Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
 			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject,
-			Groups: req.Requester.Groups, Reason: req.Reason, Time: now, Labels: img.Labels, Envelope: env,
+			Groups: req.Requester.Groups, Reason: req.Reason, Time: now, Labels: img.Labels,
+			Copies: copies, Envelope: env,
 		}, nil
 	})
-	if errors.Is(err, ledger.ErrExists) {
-		return Result{Receipt: rc}, nil
-	}
-	if err != nil {
+	created := err == nil
+	if err != nil && !errors.Is(err, ledger.ErrExists) {
 		return Result{}, err
 	}
-	s.log.Info("promoted", "repository", img.Repository, "digest", img.Digest, "stage", req.Stage,
-		"subject", req.Requester.Subject, "index", rc.Entry.Index)
-	return Result{Receipt: rc, Created: true}, nil
+	res := Result{Receipt: rc, Created: created}
+	if created {
+		s.log.Info("promoted", "repository", img.Repository, "digest", img.Digest, "stage", req.Stage,
+			"subject", req.Requester.Subject, "index", rc.Entry.Index)
+	}
+	if err := s.publish(ctx, rc.Entry, so, true); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// decide evaluates the promotion policy for req against the ledger as r
+// shows it. It returns a *DeniedError with every violation, or an
+// *ledger.ExistsError when the digest is already active in the stage and
+// the requester may promote it there.
+func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img registry.Resolved, evidence map[string]any, now time.Time) (policy.PromotionInput, error) {
+	states := make(map[string]policy.StageState, len(s.stages))
+	var existing *ledger.ExistsError
+	for _, st := range s.stages {
+		state, _ := r.State(img.Digest, st)
+		states[st] = stageState(state)
+		if st == req.Stage && state.Active() {
+			existing = &ledger.ExistsError{Index: state.PromotedIndex}
+		}
+	}
+	in := policy.PromotionInput{
+		Image: policy.Image{
+			Reference: req.Image, Repository: img.Repository, Tag: img.Tag,
+			Digest: img.Digest, Platforms: img.Platforms, Labels: img.Labels,
+		},
+		Stage:            req.Stage,
+		Requester:        req.Requester,
+		Reason:           req.Reason,
+		Evidence:         req.Evidence,
+		VerifiedEvidence: evidence,
+		States:           states,
+		Now:              now.Format(time.RFC3339),
+	}
+	violations, err := s.policy.Promotion(ctx, in)
+	if err != nil {
+		return in, fmt.Errorf("promotion: policy: %w", err)
+	}
+	// The policy is asked even when the digest is already there, so that
+	// the existing receipt only goes to someone who may promote.
+	if len(violations) > 0 {
+		return in, &DeniedError{Stage: req.Stage, Violations: violations}
+	}
+	if existing != nil {
+		return in, existing
+	}
+	return in, nil
 }
 
 // Revocation withdraws a digest from a stage, or from all with "*".
@@ -198,6 +250,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	}
 	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		var repo string
+		var copies []string
 		active, revoked := false, false
 		var lastRevoke uint64
 		for _, st := range stages {
@@ -205,6 +258,10 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 			if state.Active() {
 				active = true
 				repo = state.Repository
+				// The revocation travels wherever the promotion was copied.
+				if pe, err := r.Entry(state.PromotedIndex); err == nil {
+					copies = appendNew(copies, pe.Copies...)
+				}
 			}
 			if state.Revoked && state.RevokedIndex >= lastRevoke {
 				revoked, lastRevoke = true, state.RevokedIndex
@@ -232,17 +289,34 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 		return &ledger.Entry{
 			Index: index, Kind: ledger.KindRevocation, Repository: repo, Digest: req.Digest,
 			Stage: req.Stage, Subject: req.Requester.Subject, Groups: req.Requester.Groups,
-			Reason: req.Reason, Time: now, Envelope: env,
+			Reason: req.Reason, Time: now, Copies: copies, Envelope: env,
 		}, nil
 	})
-	if errors.Is(err, ledger.ErrExists) {
-		return Result{Receipt: rc}, nil
-	}
-	if err != nil {
+	created := err == nil
+	if err != nil && !errors.Is(err, ledger.ErrExists) {
 		return Result{}, err
 	}
-	s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
-	return Result{Receipt: rc, Created: true}, nil
+	if created {
+		s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
+	}
+	res := Result{Receipt: rc, Created: created}
+	attest := false
+	for _, st := range stages {
+		attest = attest || s.stageOpts[st].Attest
+	}
+	if err := s.publish(ctx, rc.Entry, StageOptions{Attest: attest}, false); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func appendNew(list []string, add ...string) []string {
+	for _, a := range add {
+		if !slices.Contains(list, a) {
+			list = append(list, a)
+		}
+	}
+	return list
 }
 
 // BreakGlass is an admission that overrode a failed check.

@@ -62,6 +62,11 @@ type PromotionPredicate struct {
 	LedgerIndex  uint64            `json:"ledgerIndex"`
 	PolicyDigest string            `json:"policyDigest,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
+	// Copies are the repositories the image was copied to, digest unchanged.
+	Copies []string `json:"copies,omitempty"`
+	// VerifiedEvidence maps the predicate types of evidence attestations
+	// that stagegate verified on the image to their predicates.
+	VerifiedEvidence map[string]any `json:"verifiedEvidence,omitempty"`
 }
 
 // RevocationPredicate is the predicate of RevocationPredicateType. Stage is

@@ -1,0 +1,181 @@
+package admission
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kjson "sigs.k8s.io/json"
+)
+
+var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
+
+// addSeed adds a seed to f and, with -write-corpus, keeps it in the
+// package's corpus in go's corpus format, so that plain `go test` replays it.
+func addSeed(f *testing.F, args ...any) {
+	f.Helper()
+	f.Add(args...)
+	if !*writeCorpus {
+		return
+	}
+	var b bytes.Buffer
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
+		case string:
+			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
+		default:
+			f.Fatalf("addSeed: unsupported type %T", a)
+		}
+	}
+	dir := filepath.Join("testdata", "fuzz", f.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	sum := sha256.Sum256(b.Bytes())
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b.Bytes(), 0o644); err != nil {
+		f.Fatal(err)
+	}
+}
+
+// fuzzFixtures are the workload fixtures the fuzz targets start from.
+var fuzzFixtures = []string{"pod.yaml", "deployment.yaml", "cronjob.yaml", "job.yaml", "daemonset.yaml",
+	"statefulset.yaml", "replicaset.yaml", "replicationcontroller.yaml", "replicationcontroller-notemplate.yaml",
+	"pod-generatename.yaml", "service.yaml"}
+
+// FuzzReviewHTTP sends arbitrary bodies to the webhook handler. Whatever the
+// body, the answer is HTTP 200 with a decodable AdmissionReview v1 carrying a
+// response, and nothing is allowed that has images the ledger does not
+// promote (the fake ledger is empty, so only image-less requests pass).
+func FuzzReviewHTTP(f *testing.F) {
+	for _, name := range fuzzFixtures {
+		req := requestFor(f, fixtureJSON(f, name), admissionv1.Create, "")
+		b, err := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind}, Request: req,
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+		addSeed(f, b, "dev")
+	}
+	for _, s := range []string{
+		``, `{}`, `null`, `[]`, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
+		`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":[{"name":"a","image":"nginx"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","uid":"y"}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"DELETE"}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":[{"image":"a@sha256:AAAA"}]}}}}`,
+	} {
+		addSeed(f, []byte(s), "dev")
+	}
+	addSeed(f, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x"}}`), "../prod")
+
+	f.Fuzz(func(t *testing.T, body []byte, stage string) {
+		rev := NewReviewer(&fakeStates{}, &fakePolicy{}, WithStages([]string{"dev", "prod"}))
+		h := &handler{reviewer: rev, opts: handlerOptions{maxBody: MaxBodyBytes, log: slog.New(slog.DiscardHandler)}}
+		req := httptest.NewRequest(http.MethodPost, "/admission/validate/x", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetPathValue("stage", stage)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("HTTP %d, want 200", rec.Code)
+		}
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("answer does not decode: %v", err)
+		}
+		if out.APIVersion != reviewAPIVersion || out.Kind != reviewKind || out.Response == nil {
+			t.Fatalf("answer is not an AdmissionReview v1 with a response: %s", rec.Body.Bytes())
+		}
+		if out.Response.Allowed {
+			// Allowed only what the strict decode accepts, for a known
+			// stage, with a UID, and with no image to check.
+			var in admissionv1.AdmissionReview
+			strict, err := kjson.UnmarshalStrict(body, &in, kjson.DisallowDuplicateFields)
+			if err != nil || len(strict) > 0 || in.Request == nil || in.Request.UID == "" {
+				t.Fatalf("allowed an undecodable review: %s", body)
+			}
+			if stage != "dev" && stage != "prod" {
+				t.Fatalf("allowed for unknown stage %q", stage)
+			}
+			if out.Response.UID != in.Request.UID {
+				t.Fatalf("uid %q, want %q", out.Response.UID, in.Request.UID)
+			}
+			switch in.Request.Operation {
+			case admissionv1.Delete, admissionv1.Connect:
+				return
+			}
+			if w, err := extractWorkload(in.Request); err != nil || len(w.Images) > 0 {
+				t.Fatalf("allowed a workload with images %v (err %v) although none is promoted", w.Images, err)
+			}
+		} else if out.Response.Result == nil || out.Response.Result.Message == "" {
+			t.Fatalf("denial without a message: %s", rec.Body.Bytes())
+		}
+	})
+}
+
+// FuzzWorkloadImages feeds arbitrary objects of every supported kind to the
+// workload → images extraction and the image reference parser: they never
+// panic, and every digest they accept is a lowercase sha256 digest.
+func FuzzWorkloadImages(f *testing.F) {
+	for _, name := range fuzzFixtures {
+		var head objectHead
+		raw := fixtureJSON(f, name)
+		if err := json.Unmarshal(raw, &head); err != nil {
+			f.Fatal(err)
+		}
+		addSeed(f, head.APIVersion, head.Kind, raw, "")
+	}
+	addSeed(f, "v1", "Pod", []byte(`{"spec":{"containers":[{"image":"reg.example/app:1@sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}}`), "")
+	addSeed(f, "v1", "Pod", []byte(`{"spec":{"ephemeralContainers":[{"image":"APP@sha256:ABCD"}]}}`), "ephemeralcontainers")
+	addSeed(f, "v1", "Pod", []byte(`{"spec":{"containers":[{"image":"a"}],"Containers":[{"image":"b"}]}}`), "")
+	addSeed(f, "apps/v1", "Deployment", []byte(`{"spec":{"template":null}}`), "")
+	addSeed(f, "v1", "ReplicationController", []byte(`{"spec":{"template":{"spec":{"initContainers":[{"image":"x/../y:1"}]}}}}`), "")
+
+	f.Fuzz(func(t *testing.T, apiVersion, kind string, raw []byte, sub string) {
+		group, version := "", apiVersion
+		if i := bytes.IndexByte([]byte(apiVersion), '/'); i >= 0 {
+			group, version = apiVersion[:i], apiVersion[i+1:]
+		}
+		req := &admissionv1.AdmissionRequest{
+			UID:         "fuzz",
+			Kind:        metav1.GroupVersionKind{Group: group, Version: version, Kind: kind},
+			Resource:    metav1.GroupVersionResource{Group: group, Version: version, Resource: "pods"},
+			SubResource: sub,
+			Operation:   admissionv1.Create,
+			Object:      runtime.RawExtension{Raw: raw},
+		}
+		w, err := extractWorkload(req)
+		if err != nil {
+			return
+		}
+		for _, c := range w.Images {
+			ref, err := parseImage(c.Image)
+			if err != nil {
+				continue
+			}
+			if ref.Digest != "" && !validSHA256(ref.Digest) {
+				t.Fatalf("parseImage(%q) accepted digest %q", c.Image, ref.Digest)
+			}
+			if ref.Digest == "" && ref.Tag == "" {
+				t.Fatalf("parseImage(%q) has neither tag nor digest", c.Image)
+			}
+		}
+	})
+}

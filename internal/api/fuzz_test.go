@@ -1,0 +1,164 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/promotion"
+)
+
+var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
+
+// addSeed adds a seed to f and, with -write-corpus, keeps it in the
+// package's corpus in go's corpus format, so that plain `go test` replays it.
+func addSeed(f *testing.F, args ...any) {
+	f.Helper()
+	f.Add(args...)
+	if !*writeCorpus {
+		return
+	}
+	var b bytes.Buffer
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
+		case string:
+			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
+		default:
+			f.Fatalf("addSeed: unsupported type %T", a)
+		}
+	}
+	dir := filepath.Join("testdata", "fuzz", f.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	sum := sha256.Sum256(b.Bytes())
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b.Bytes(), 0o644); err != nil {
+		f.Fatal(err)
+	}
+}
+
+// recordingPromoter accepts everything and keeps what reached it.
+type recordingPromoter struct {
+	mu       sync.Mutex
+	promotes []promotion.Request
+	revokes  []promotion.Revocation
+}
+
+func (p *recordingPromoter) Promote(_ context.Context, req promotion.Request) (promotion.Result, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.promotes = append(p.promotes, req)
+	return promotion.Result{Created: true}, nil
+}
+
+func (p *recordingPromoter) Revoke(_ context.Context, req promotion.Revocation) (promotion.Result, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.revokes = append(p.revokes, req)
+	return promotion.Result{Created: true}, nil
+}
+
+const fuzzToken = "fuzz-token"
+
+// fuzzRequest posts body to path through the API's real mux and returns the
+// status and the recorder's calls.
+func fuzzRequest(t *testing.T, path, contentType string, body []byte) (int, []byte, *recordingPromoter) {
+	p := &recordingPromoter{}
+	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(fuzzToken), Subject: "ci", Groups: []string{"pipeline"}}}})
+	a := api.New(p, nil, auth, []string{"dev", "prod"}, api.WithRateLimit(1e9, 1<<30))
+	mux := http.NewServeMux()
+	a.Register(mux)
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+fuzzToken)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes(), p
+}
+
+// checkAnswer holds for both write endpoints: a malformed request gets a
+// 4xx JSON error and never reaches the use case; a request that reaches it
+// was one JSON object of known fields, no key twice.
+func checkAnswer(t *testing.T, code int, out, body []byte, reached bool) {
+	t.Helper()
+	switch code {
+	case http.StatusCreated:
+		if !reached {
+			t.Fatal("201 without reaching the promoter")
+		}
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(&m); err != nil || dec.More() {
+			t.Fatalf("accepted a body that is not one JSON object: %q", body)
+		}
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		if reached {
+			t.Fatalf("HTTP %d but the promoter was called", code)
+		}
+		var e struct {
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(out, &e); err != nil || e.Error == "" {
+			t.Fatalf("HTTP %d without a JSON error: %q", code, out)
+		}
+	default:
+		t.Fatalf("unexpected HTTP %d: %s", code, out)
+	}
+}
+
+var apiSeeds = []string{
+	``, `{}`, `null`, `[]`, `"x"`, `{"image":1}`, `{"image":"a"} {"image":"b"}`, `{"image":"a","image":"b"}`,
+	`{"image":"a","Image":"b"}`, `{"image":"reg.example/app@sha256:` + strings.Repeat("a", 64) + `","stage":"prod","reason":"r","evidence":{"a":[1,2,{"b":null}]}}`,
+	`{"evidence":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`,
+	`{"evidence":{"n":1e400}}`, `{"stage":"pro\u0000d"}`, `{"unknown":true}`, `{"image":"a"`,
+	`{"digest":"sha256:` + strings.Repeat("A", 64) + `","repository":"a/../b","stage":"*","reason":"cve"}`,
+	`{"digest":"sha256:x","digest":"sha256:y"}`, "\xff\xfe{}",
+}
+
+// FuzzPromotionRequest sends arbitrary bodies to POST /v1/promotions.
+func FuzzPromotionRequest(f *testing.F) {
+	for _, s := range apiSeeds {
+		addSeed(f, []byte(s), "application/json")
+	}
+	addSeed(f, []byte(`{"image":"a"}`), "text/plain")
+	addSeed(f, []byte(`{"image":"a"}`), "application/json; charset=utf-8")
+	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		code, out, p := fuzzRequest(t, "/v1/promotions", contentType, body)
+		checkAnswer(t, code, out, body, len(p.promotes) > 0)
+		if len(p.promotes) > 0 && p.promotes[0].Requester.Subject != "ci" {
+			t.Fatalf("requester %+v, want the token's identity", p.promotes[0].Requester)
+		}
+	})
+}
+
+// FuzzRevocationRequest sends arbitrary bodies to POST /v1/revocations.
+func FuzzRevocationRequest(f *testing.F) {
+	for _, s := range apiSeeds {
+		addSeed(f, []byte(s), "application/json")
+	}
+	addSeed(f, []byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
+	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		code, out, p := fuzzRequest(t, "/v1/revocations", contentType, body)
+		checkAnswer(t, code, out, body, len(p.revokes) > 0)
+		if len(p.revokes) > 0 && p.revokes[0].Requester.Subject != "ci" {
+			t.Fatalf("requester %+v, want the token's identity", p.revokes[0].Requester)
+		}
+	})
+}

@@ -1,0 +1,163 @@
+// Package federation lets a stagegate that shares no ledger with another
+// enforce its promotions: on a ledger miss it reads the digest's promotion
+// and revocation attestations from the registry, keeps those signed by a
+// trusted key, and imports them into the local ledger as foreign entries.
+// Later decisions are local look-ups.
+package federation
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+// Ledger is the local ledger.
+type Ledger interface {
+	History(key string) ([]ledger.Entry, error)
+	Append(build ledger.BuildFunc) (ledger.Receipt, error)
+}
+
+// Fetcher reads verified foreign entries from the registry (internal/oci).
+type Fetcher interface {
+	ForeignEntries(ctx context.Context, repository, digest string, keys []*signing.Verifier) ([]ledger.Entry, error)
+}
+
+// Source imports foreign promotions on demand.
+type Source struct {
+	ledger  Ledger
+	fetch   Fetcher
+	keys    []*signing.Verifier
+	timeout time.Duration
+	refresh time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+
+	group singleflight.Group
+	mu    sync.Mutex
+	// synced holds when each digest was last read from the registry: a
+	// miss is not asked again before refresh has passed, and a digest
+	// learned from the registry is re-read after it, so that revocations
+	// arrive.
+	synced   map[string]time.Time
+	imported map[string]string // digest → repository, for digests learned here
+}
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithTimeout bounds one registry fetch; keep it well below the webhook's
+// timeout.
+func WithTimeout(d time.Duration) Option { return func(s *Source) { s.timeout = d } }
+
+// WithRefresh sets how often a digest is read from the registry again.
+func WithRefresh(d time.Duration) Option { return func(s *Source) { s.refresh = d } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// New returns a Source that trusts keys.
+func New(l Ledger, f Fetcher, keys []*signing.Verifier, opts ...Option) *Source {
+	s := &Source{ledger: l, fetch: f, keys: keys, timeout: 2 * time.Second, refresh: 30 * time.Second,
+		log: slog.New(slog.DiscardHandler), now: time.Now,
+		synced: map[string]time.Time{}, imported: map[string]string{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Lookup is called on a ledger miss. It reads the registry (once for
+// concurrent callers, and not again for a recent miss) and reports whether
+// it imported anything. An unreachable registry is an error that says so.
+func (s *Source) Lookup(ctx context.Context, repository, digest string) (bool, error) {
+	if s.recent(digest) {
+		return false, nil
+	}
+	v, err, _ := s.group.Do(digest, func() (any, error) {
+		// The shared fetch must outlive the first caller's context, and is
+		// bounded on its own.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
+		return s.sync(fctx, repository, digest)
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
+}
+
+// Seen is called when the ledger knows digest. If it was learned from the
+// registry and not read for a while, it is read again in the background:
+// the decision at hand uses what is known now.
+func (s *Source) Seen(repository, digest string) {
+	s.mu.Lock()
+	_, ours := s.imported[digest]
+	stale := ours && s.now().Sub(s.synced[digest]) >= s.refresh
+	s.mu.Unlock()
+	if !stale {
+		return
+	}
+	go func() {
+		_, _, _ = s.group.Do(digest, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			imported, err := s.sync(ctx, repository, digest)
+			if err != nil {
+				s.log.Warn("refreshing a digest from the registry failed", "digest", digest, "err", err)
+			}
+			return imported, err
+		})
+	}()
+}
+
+func (s *Source) recent(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.synced[digest]
+	return ok && s.now().Sub(t) < s.refresh
+}
+
+func (s *Source) sync(ctx context.Context, repository, digest string) (bool, error) {
+	entries, err := s.fetch.ForeignEntries(ctx, repository, digest, s.keys)
+	if err != nil {
+		return false, fmt.Errorf("federation: the registry could not be reached for %s@%s: %w", repository, digest, err)
+	}
+	known, err := s.ledger.History(digest)
+	if err != nil {
+		return false, err
+	}
+	have := map[string]bool{}
+	for _, e := range known {
+		have[string(e.Envelope)] = true
+	}
+	imported := false
+	for _, e := range entries {
+		if have[string(e.Envelope)] {
+			continue
+		}
+		e.Foreign = true
+		if _, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+			e.Index = index
+			return &e, nil
+		}); err != nil {
+			return imported, fmt.Errorf("federation: import %s entry for %s: %w", e.Kind, digest, err)
+		}
+		have[string(e.Envelope)] = true
+		imported = true
+		s.log.Info("imported a foreign entry from the registry", "kind", e.Kind, "digest", digest, "stage", e.Stage, "repository", repository)
+	}
+	s.mu.Lock()
+	s.synced[digest] = s.now()
+	if imported || s.imported[digest] != "" {
+		s.imported[digest] = repository
+	}
+	s.mu.Unlock()
+	return imported, nil
+}

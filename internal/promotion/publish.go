@@ -1,0 +1,84 @@
+package promotion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/oci"
+)
+
+// Registry is the registry side of promotion (internal/oci).
+type Registry interface {
+	Attach(ctx context.Context, repository, digest string, envelope []byte) error
+	MoveTag(ctx context.Context, repository, digest, tag string) error
+	Copy(ctx context.Context, srcRepository, digest, dstRepository string, progress oci.Progress) error
+	VerifiedEvidence(ctx context.Context, repository, digest string, keys []oci.TrustedKey, predicateTypes []string) (map[string]any, error)
+}
+
+// StageOptions say what a promotion to one stage does in the registry.
+type StageOptions struct {
+	// Attest attaches the attestation to the image, as `cosign attest`.
+	Attest bool
+	// Tag is moved to the promoted digest ("" for none).
+	Tag string
+	// Target maps a repository to the one the image is copied to ("" for
+	// no copy).
+	Target func(repository string) string
+	// RequiredEvidence are predicate types to verify on the image and pass
+	// to the policy.
+	RequiredEvidence []string
+}
+
+func (o StageOptions) target(repo string) string {
+	if o.Target == nil {
+		return ""
+	}
+	return o.Target(repo)
+}
+
+// WithRegistry turns on registry-native promotion: per-stage attestations,
+// stage tags, copies and evidence verified with evidenceKeys.
+func WithRegistry(r Registry, stages map[string]StageOptions, evidenceKeys []oci.TrustedKey) Option {
+	return func(s *Service) { s.registry, s.stageOpts, s.evidenceKeys = r, stages, evidenceKeys }
+}
+
+// PublishError means the entry is recorded but publishing it to the
+// registry failed. Promoting (or revoking) again retries the publication.
+type PublishError struct {
+	Index uint64
+	Err   error
+}
+
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("recorded as ledger entry %d, but publishing to the registry failed (repeat the request to retry): %v", e.Index, e.Err)
+}
+
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// publish attaches e's attestation and moves the stage tag, on the
+// repository and on every copy.
+func (s *Service) publish(ctx context.Context, e ledger.Entry, so StageOptions, tag bool) error {
+	if s.registry == nil || (!so.Attest && (so.Tag == "" || !tag)) {
+		return nil
+	}
+	var errs []error
+	for _, repo := range append([]string{e.Repository}, e.Copies...) {
+		if so.Attest {
+			if err := s.registry.Attach(ctx, repo, e.Digest, e.Envelope); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if tag && so.Tag != "" {
+			if err := s.registry.MoveTag(ctx, repo, e.Digest, so.Tag); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &PublishError{Index: e.Index, Err: err}
+	}
+	return nil
+}
