@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -87,6 +88,20 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/ledger/checkpoint", a.authed(false, a.checkpoint))
 	mux.HandleFunc("GET /v1/ledger/proof/inclusion", a.authed(false, a.inclusion))
 	mux.HandleFunc("GET /v1/ledger/proof/consistency", a.authed(false, a.consistency))
+	// ServeMux answers a wrong method or an unknown path in plain text;
+	// clients of this API expect its JSON error body everywhere.
+	for path, allow := range map[string]string{
+		"/v1/promotions": "POST", "/v1/revocations": "POST", "/v1/images/": "GET", "/v1/ledger/entries": "GET",
+		"/v1/ledger/checkpoint": "GET", "/v1/ledger/proof/inclusion": "GET", "/v1/ledger/proof/consistency": "GET",
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, path, allow))
+		})
+	}
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	})
 }
 
 type identityKey struct{}
@@ -132,11 +147,43 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	res, err := a.promoter.Promote(r.Context(), promotion.Request{
+	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
-	})
+	}
+	if r.Header.Get("Accept") == ndjson {
+		a.promoteStreaming(w, r, req)
+		return
+	}
+	res, err := a.promoter.Promote(r.Context(), req)
 	a.answer(w, res, err)
 }
+
+const ndjson = "application/x-ndjson"
+
+// promoteStreaming answers with JSON lines: {"progress":…} while the image
+// is copied to a target repository, then {"status":N,…} with what the plain
+// answer would have carried. A copy can outlast the server's write timeout,
+// so each line extends it.
+func (a *API) promoteStreaming(w http.ResponseWriter, r *http.Request, req promotion.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", ndjson)
+	w.WriteHeader(http.StatusOK)
+	var mu sync.Mutex
+	line := func(v any) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		b, _ := json.Marshal(v)
+		_, _ = w.Write(append(b, '\n'))
+		_ = rc.Flush()
+	}
+	req.Progress = func(ev oci.ProgressEvent) { line(map[string]any{"progress": ev}) }
+	res, err := a.promoter.Promote(r.Context(), req)
+	status, body := a.result(res, err)
+	line(map[string]any{"status": status, "body": body})
+}
+
+const streamWriteTimeout = 30 * time.Second
 
 type revokeBody struct {
 	Digest     string `json:"digest"`
@@ -157,43 +204,52 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
+	status, body := a.result(res, err)
+	writeJSON(w, status, body)
+}
+
+// result is the status and body that answer a promotion or revocation.
+func (a *API) result(res promotion.Result, err error) (int, any) {
 	var pub *promotion.PublishError
 	if errors.As(err, &pub) {
 		// Recorded but not published: the receipt is real, so hand it over
 		// with the error.
 		a.log.Warn("publishing to the registry failed", "index", pub.Index, "err", pub.Err)
-		writeJSON(w, http.StatusBadGateway, map[string]any{"error": err.Error(), "receipt": res.Receipt})
-		return
+		return http.StatusBadGateway, map[string]any{"error": err.Error(), "receipt": res.Receipt}
 	}
 	if err != nil {
-		a.writeUseCaseError(w, err)
-		return
+		return a.errorBody(err)
 	}
-	status := http.StatusOK
 	if res.Created {
-		status = http.StatusCreated
+		return http.StatusCreated, res.Receipt
 	}
-	writeJSON(w, status, res.Receipt)
+	return http.StatusOK, res.Receipt
 }
 
 func (a *API) writeUseCaseError(w http.ResponseWriter, err error) {
+	status, body := a.errorBody(err)
+	writeJSON(w, status, body)
+}
+
+func (a *API) errorBody(err error) (int, any) {
 	var denied *promotion.DeniedError
+	msg := func(m string) map[string]string { return map[string]string{"error": m} }
 	switch {
 	case errors.As(err, &denied):
-		writeJSON(w, http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations})
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, oci.ErrInvalidReference):
-		writeError(w, http.StatusBadRequest, err.Error())
+		return http.StatusBadRequest, msg(err.Error())
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, oci.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
+		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):
-		writeError(w, http.StatusConflict, err.Error())
+		return http.StatusConflict, msg(err.Error())
 	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized),
 		errors.Is(err, oci.ErrRegistry), errors.Is(err, oci.ErrUnauthorized):
-		writeError(w, http.StatusBadGateway, err.Error())
+		return http.StatusBadGateway, msg(err.Error())
 	default:
 		// The details may name files on disk; the log has them.
 		a.log.Error("request failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error: the request was not recorded; see the server log")
+		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
 	}
 }
 
@@ -361,6 +417,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if dec.More() {
 		writeError(w, http.StatusBadRequest, "malformed JSON: trailing data after the object")
+		return false
+	}
+	if err := checkFieldNames(b, v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 		return false
 	}
 	if err := checkDuplicateKeys(b); err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 )
 
 // maxDepth bounds nesting in request bodies; nothing stagegate accepts
@@ -71,4 +73,31 @@ func checkDuplicateKeys(b []byte) error {
 			}
 		}
 	}
+}
+
+// checkFieldNames refuses top-level keys that are not spelled exactly as
+// the fields of the struct v points to. encoding/json matches keys without
+// regard to case, and with Unicode folding ("ſtage" sets Stage), so
+// {"stage":"dev","Stage":"prod"} would pass the duplicate check and mean
+// something else to a case-sensitive reader.
+func checkFieldNames(b []byte, v any) error {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil || top == nil {
+		return nil // not an object; Decode already judged it
+	}
+	known := map[string]bool{}
+	for i := range t.Elem().NumField() {
+		name, _, _ := strings.Cut(t.Elem().Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for k := range top {
+		if !known[k] {
+			return fmt.Errorf("unknown field %q (field names are case-sensitive)", k)
+		}
+	}
+	return nil
 }

@@ -125,7 +125,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any) (int,
 
 func newPromoteCommand(s Streams) *cobra.Command {
 	var cf clientFlags
-	var stage, reason, output, evidence string
+	var stage, reason, output, evidence, progress string
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
 		Short: "Promote an image (by tag or digest) to a stage; prints the signed receipt",
@@ -145,7 +145,17 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				}
 				body["evidence"] = ev
 			}
-			status, out, err := c.do(cmd.Context(), http.MethodPost, "/v1/promotions", body)
+			mode, err := progressMode(progress, s.Err)
+			if err != nil {
+				return err
+			}
+			var status int
+			var out []byte
+			if mode == "none" {
+				status, out, err = c.do(cmd.Context(), http.MethodPost, "/v1/promotions", body)
+			} else {
+				status, out, err = c.promoteStreaming(cmd.Context(), body, mode, s.Err)
+			}
 			if err != nil {
 				return fmt.Errorf("promotion refused: %w", err)
 			}
@@ -166,6 +176,7 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded and signed")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the receipt to this file instead of stdout")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")
 	_ = cmd.MarkFlagRequired("stage")
 	return cmd
 }
