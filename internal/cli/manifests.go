@@ -19,8 +19,9 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifests",
 		Short: "Print the Kubernetes objects that install stagegate, as YAML",
-		Long: "Prints a Namespace, ServiceAccount, ConfigMap (the server's config.yaml, from --config),\n" +
-			"PersistentVolumeClaim, Service, Deployment and the ValidatingWebhookConfiguration with\n" +
+		Long: "Prints a Namespace, ServiceAccount, ConfigMaps (the server's config.yaml from --config,\n" +
+			"its policyDir and the public keys and CA files it names), PersistentVolumeClaim, Service,\n" +
+			"Deployment and the ValidatingWebhookConfiguration with\n" +
 			"one namespace entry and one pod-label entry per stage. The Secrets <service>-tls,\n" +
 			"<service>-keys and <service>-tokens are referenced, never generated.\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
@@ -49,7 +50,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			if webhookOnly {
 				return manifests.Write(s.Out, manifests.WebhookConfiguration(o))
 			}
-			if o.ServerConfig, err = manifests.ServerConfig(cfg); err != nil {
+			if o.Server, err = manifests.ServerFiles(cfg); err != nil {
 				return err
 			}
 			return manifests.Write(s.Out, manifests.All(o)...)

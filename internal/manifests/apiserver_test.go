@@ -66,11 +66,14 @@ func TestAPIServer(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	serverCfg, err := ServerConfig(cfg)
+	// Custom policies and a trusted key exercise the optional ConfigMaps.
+	cfg.PolicyDir = filepath.Join(root, "policies")
+	cfg.RegistrySource.TrustedKeys = []string{writeFile(t, "other.pub", testCA)}
+	srv, err := ServerFiles(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Stages: cfg.StageNames(), ExcludeNamespaces: []string{"monitoring"}, ServerConfig: serverCfg}
+	o := Options{Stages: cfg.StageNames(), ExcludeNamespaces: []string{"monitoring"}, Server: srv}
 	for _, obj := range All(o) {
 		if err := c.Create(ctx, obj.(client.Object)); err != nil {
 			t.Fatalf("create %T: %v", obj, err)

@@ -1,15 +1,12 @@
 package manifests
 
 import (
-	"fmt"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/config"
 )
@@ -18,12 +15,14 @@ import (
 // mounting one volume inside another read-only one (a ConfigMap or Secret)
 // fails because the runtime cannot create the mount point.
 const (
-	ConfigDir  = "/etc/stagegate"
-	TLSDir     = "/var/run/secrets/stagegate/tls"
-	TokensDir  = "/var/run/secrets/stagegate/tokens"
-	KeysDir    = "/var/run/stagegate/keys"
-	DataDir    = "/var/lib/stagegate"
-	secretKeys = "/var/run/secrets/stagegate/keys"
+	ConfigDir   = "/etc/stagegate"
+	PoliciesDir = "/etc/stagegate-policies"
+	TrustDir    = "/etc/stagegate-trust"
+	TLSDir      = "/var/run/secrets/stagegate/tls"
+	TokensDir   = "/var/run/secrets/stagegate/tokens"
+	KeysDir     = "/var/run/stagegate/keys"
+	DataDir     = "/var/lib/stagegate"
+	secretKeys  = "/var/run/secrets/stagegate/keys"
 )
 
 // Secret and ConfigMap keys the Deployment expects.
@@ -43,6 +42,8 @@ const nonRoot = int64(65532)
 // Names of the objects, derived from the Service name so that two
 // installations in one namespace do not collide.
 func configMapName(o Options) string  { return o.Service + "-config" }
+func policiesName(o Options) string   { return o.Service + "-policies" }
+func trustName(o Options) string      { return o.Service + "-trust" }
 func tlsSecretName(o Options) string  { return o.Service + "-tls" }
 func keysSecretName(o Options) string { return o.Service + "-keys" }
 func tokensSecretName(o Options) string {
@@ -62,30 +63,10 @@ func meta(o Options, name, component string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels(o, component)}
 }
 
-// ServerConfig returns cfg as the config.yaml of the in-cluster server:
-// the file paths are rewritten to the Deployment's mounts, and it listens on
-// all interfaces. cfg is not modified. Settings that name files on the
-// generating machine (policyDir, tls.clientCAFile) are dropped: the
-// Deployment does not mount them.
-func ServerConfig(cfg *config.Config) ([]byte, error) {
-	c := *cfg
-	c.Listen = fmt.Sprintf(":%d", ServingPort)
-	c.DataDir = DataDir
-	c.TLS = config.TLS{CertFile: TLSDir + "/tls.crt", KeyFile: TLSDir + "/tls.key"}
-	// Only Dir is kept: the server derives the four key paths from it.
-	c.Keys = config.Keys{Dir: KeysDir}
-	c.TokensFile = TokensDir + "/" + TokensFile
-	c.PolicyDir = ""
-	b, err := yaml.Marshal(&c)
-	if err != nil {
-		return nil, fmt.Errorf("manifests: server config: %w", err)
-	}
-	return b, nil
-}
-
 // Deployment returns the objects that run stagegate, in the order they can
-// be applied: Namespace, ServiceAccount, ConfigMap, PersistentVolumeClaim,
-// Service, Deployment.
+// be applied: Namespace, ServiceAccount, ConfigMaps (config.yaml, and the
+// policies and trusted public files if o.Server has any),
+// PersistentVolumeClaim, Service, Deployment.
 //
 // The Secrets are referenced but not generated, since they hold private
 // material:
@@ -95,23 +76,26 @@ func ServerConfig(cfg *config.Config) ([]byte, error) {
 //   - <service>-tokens: tokens.yaml.
 func Deployment(o Options) []runtime.Object {
 	o = o.withDefaults()
-	cfg := o.ServerConfig
-	if len(cfg) == 0 {
-		// The defaults always marshal.
+	srv := o.Server
+	if srv == nil {
+		// The defaults validate and name no file.
 		d := config.Default()
 		_ = d.Validate()
-		cfg, _ = ServerConfig(d)
+		srv, _ = ServerFiles(d)
 	}
-	return []runtime.Object{
+	objs := []runtime.Object{
 		namespace(o),
 		serviceAccount(o),
-		configMap(o, cfg),
-		dataClaim(o),
-		service(o),
-		deployment(o),
+		configMap(o, configMapName(o), map[string]string{ConfigFile: string(srv.Config)}),
 	}
+	if len(srv.Policies) > 0 {
+		objs = append(objs, configMap(o, policiesName(o), srv.Policies))
+	}
+	if len(srv.Trust) > 0 {
+		objs = append(objs, configMap(o, trustName(o), srv.Trust))
+	}
+	return append(objs, dataClaim(o), service(o), deployment(o, srv))
 }
-
 func namespace(o Options) *corev1.Namespace {
 	ns := &corev1.Namespace{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
@@ -134,11 +118,11 @@ func serviceAccount(o Options) *corev1.ServiceAccount {
 	}
 }
 
-func configMap(o Options, cfg []byte) *corev1.ConfigMap {
+func configMap(o Options, name string, data map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: meta(o, configMapName(o), "webhook"),
-		Data:       map[string]string{ConfigFile: string(cfg)},
+		ObjectMeta: meta(o, name, "webhook"),
+		Data:       data,
 	}
 }
 
@@ -175,7 +159,12 @@ func selector(o Options) map[string]string {
 	return map[string]string{"app.kubernetes.io/name": o.Service, "app.kubernetes.io/component": "webhook"}
 }
 
-func deployment(o Options) *appsv1.Deployment {
+// ConfigHashAnnotation on the pod template is a digest of the server's
+// ConfigMaps: applying changed manifests then restarts the server, which
+// reads them only at start.
+const ConfigHashAnnotation = "stagegate.dev/config-hash"
+
+func deployment(o Options, srv *Server) *appsv1.Deployment {
 	// One replica, always: the ledger is a bbolt file, which takes an
 	// exclusive lock and has a single writer. Recreate stops the old pod
 	// (and releases the ReadWriteOnce volume and the lock) before the new
@@ -190,18 +179,21 @@ func deployment(o Options) *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: selector(o)},
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec:       podSpec(o),
+				ObjectMeta: metav1.ObjectMeta{
+					Labels:      podLabels,
+					Annotations: map[string]string{ConfigHashAnnotation: srv.hash()},
+				},
+				Spec: podSpec(o, srv),
 			},
 		},
 	}
 }
 
-func podSpec(o Options) corev1.PodSpec {
+func podSpec(o Options, srv *Server) corev1.PodSpec {
 	no, yes := false, true
 	uid := nonRoot
 	secretMode := int32(0o440)
-	return corev1.PodSpec{
+	spec := corev1.PodSpec{
 		ServiceAccountName:           o.Service,
 		AutomountServiceAccountToken: &no,
 		SecurityContext: &corev1.PodSecurityContext{
@@ -297,6 +289,25 @@ func podSpec(o Options) corev1.PodSpec {
 			}}},
 		},
 	}
+	// Optional ConfigMaps get a volume each: one directory per volume (see
+	// the paths above).
+	for _, cm := range []struct {
+		volume, name, dir string
+		data              map[string]string
+	}{
+		{"policies", policiesName(o), PoliciesDir, srv.Policies},
+		{"trust", trustName(o), TrustDir, srv.Trust},
+	} {
+		if len(cm.data) == 0 {
+			continue
+		}
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: cm.volume, VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: cm.name}},
+		}})
+		c := &spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: cm.volume, MountPath: cm.dir, ReadOnly: true})
+	}
+	return spec
 }
 
 func containerSecurity() *corev1.SecurityContext {

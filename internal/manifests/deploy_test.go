@@ -40,7 +40,7 @@ func TestDeployBase(t *testing.T) {
 	for i := range cfg.Stages {
 		cfg.Stages[i].Mode = config.ModeWarn
 	}
-	warn, err := ServerConfig(cfg)
+	warn, err := ServerFiles(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestDeployBase(t *testing.T) {
 	err = Write(&dev, map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": configMapName(Options{}.withDefaults()), "namespace": DefaultNamespace},
-		"data":     map[string]any{ConfigFile: string(warn)},
+		"data":     map[string]any{ConfigFile: string(warn.Config)},
 	})
 	if err != nil {
 		t.Fatal(err)

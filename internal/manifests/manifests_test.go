@@ -41,7 +41,15 @@ func TestGolden(t *testing.T) {
 			})}
 		}},
 		{"install", func() []any {
-			return All(Options{Stages: []string{"dev", "prod"}, Namespace: "gate", Service: "sg", Image: "example.com/sg@sha256:" + strings.Repeat("a", 64)})
+			// A fixed Server, so that this file does not change with the
+			// config package's defaults (TestDeployBase follows those).
+			srv := &Server{
+				Config:   []byte("listen: :8443\nstages:\n- name: dev\n- name: prod\n"),
+				Policies: map[string]string{"admission.rego": "package stagegate.admission\n"},
+				Trust:    map[string]string{"evidence-0-ci.pub": "-----BEGIN PUBLIC KEY-----\n...\n"},
+			}
+			return All(Options{Stages: []string{"dev", "prod"}, Namespace: "gate", Service: "sg",
+				Image: "example.com/sg@sha256:" + strings.Repeat("a", 64), Server: srv})
 		}},
 	}
 	for _, tt := range tests {
@@ -257,24 +265,61 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-// TestServerConfig checks that the ConfigMap's config.yaml is one the
-// server accepts and that it points at the Deployment's mounts.
-func TestServerConfig(t *testing.T) {
-	in := config.Default()
-	in.Stages = []config.Stage{{Name: "dev", Mode: config.ModeWarn}, {Name: "prod"}}
-	in.PolicyDir = "/home/me/policies"
-	if err := in.Validate(); err != nil {
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := ServerConfig(in)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testServerConfig is a validated config naming every kind of file
+// ServerFiles packs.
+func testServerConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c := config.Default()
+	c.Stages = []config.Stage{{Name: "dev", Mode: config.ModeWarn}, {Name: "prod"}}
+	policies := filepath.Dir(writeFile(t, "promotion.rego", "package stagegate.promotion\n"))
+	for name, content := range map[string]string{"promotion_test.rego": "package x\n", "README.md": "#\n"} {
+		if err := os.WriteFile(filepath.Join(policies, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.PolicyDir = policies
+	// Same base name twice: the ConfigMap keys must still differ.
+	c.EvidenceKeys = []string{writeFile(t, "cosign.pub", "ci-key"), writeFile(t, "cosign.pub", "other-ci-key")}
+	c.RegistrySource = config.RegistrySource{Enabled: true, TrustedKeys: []string{writeFile(t, "peer.pub", "peer-key")}}
+	c.Registries = []config.Registry{{Host: "a.example"}, {Host: "b.example", CAFile: writeFile(t, "b ca.crt", "b-ca")}}
+	c.TLS.ClientCAFile = writeFile(t, "clients.crt", "client-ca")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestServerFiles checks that the ConfigMap's config.yaml is one the
+// server accepts, that it points at the Deployment's mounts, and that every
+// file it names is carried along.
+func TestServerFiles(t *testing.T) {
+	in := testServerConfig(t)
+	before, err := yaml.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Listen != "127.0.0.1:8443" || in.PolicyDir == "" {
-		t.Errorf("ServerConfig modified its argument: %+v", in)
+	srv, err := ServerFiles(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := yaml.Marshal(in); !bytes.Equal(before, after) {
+		t.Errorf("ServerFiles modified its argument:\n%s", after)
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := os.WriteFile(path, srv.Config, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got, err := config.Load(path)
@@ -292,34 +337,84 @@ func TestServerConfig(t *testing.T) {
 		"cosignKey": {got.Keys.CosignKey, KeysDir + "/cosign.key"},
 		"logPub":    {got.Keys.LogPub, KeysDir + "/log.pub"},
 		"tokens":    {got.TokensFile, TokensDir + "/tokens.yaml"},
-		"policyDir": {got.PolicyDir, ""},
+		"policyDir": {got.PolicyDir, PoliciesDir},
 		"stages":    {strings.Join(got.StageNames(), ","), "dev,prod"},
 		"mode":      {got.Stages[0].Mode, config.ModeWarn},
+		"registry0": {got.Registries[0].CAFile, ""},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
 			t.Errorf("%s = %q, want %q", name, c[0], c[1])
 		}
 	}
+	// Every trusted path must be in TrustDir and carry its file's content.
+	trusted := map[string]string{
+		got.TLS.ClientCAFile:              "client-ca",
+		got.EvidenceKeys[0]:               "ci-key",
+		got.EvidenceKeys[1]:               "other-ci-key",
+		got.RegistrySource.TrustedKeys[0]: "peer-key",
+		got.Registries[1].CAFile:          "b-ca",
+	}
+	if len(trusted) != 5 || len(srv.Trust) != 5 {
+		t.Fatalf("trusted paths %v, files %v: want 5 distinct", trusted, srv.Trust)
+	}
+	for p, want := range trusted {
+		dir, key := filepath.Split(p)
+		if dir != TrustDir+"/" || srv.Trust[key] != want || configMapKey(key) != key {
+			t.Errorf("%s: content %q, want %q in %s", p, srv.Trust[key], want, TrustDir)
+		}
+	}
+	if len(srv.Policies) != 1 || srv.Policies["promotion.rego"] == "" {
+		t.Errorf("policies %v, want only promotion.rego", srv.Policies)
+	}
 }
 
-// TestDeploymentMounts ties the Deployment to ServerConfig and the
+func TestServerFilesErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*config.Config)
+		want   error
+	}{
+		{"missing key file", func(c *config.Config) { c.EvidenceKeys = []string{"/nonexistent/key.pub"} }, os.ErrNotExist},
+		{"missing policy dir", func(c *config.Config) { c.PolicyDir = "/nonexistent" }, os.ErrNotExist},
+		{"policy dir without policy", func(c *config.Config) { c.PolicyDir = t.TempDir() }, ErrInvalidOption},
+		{"too large", func(c *config.Config) {
+			c.EvidenceKeys = []string{writeFile(t, "big.pub", strings.Repeat("x", maxConfigMap+1))}
+		}, ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.modify(c)
+			if _, err := ServerFiles(c); !errors.Is(err, tt.want) {
+				t.Fatalf("ServerFiles() = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDeploymentMounts ties the Deployment to ServerFiles and the
 // security requirements: every path the config names is mounted, and the
 // pod runs restricted.
 func TestDeploymentMounts(t *testing.T) {
-	objs := Deployment(Options{Stages: []string{"dev"}})
+	srv, err := ServerFiles(testServerConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := Deployment(Options{Stages: []string{"dev"}, Server: srv})
 	var d *appsv1.Deployment
-	var cm *corev1.ConfigMap
+	cms := map[string]*corev1.ConfigMap{}
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *appsv1.Deployment:
 			d = o
 		case *corev1.ConfigMap:
-			cm = o
+			cms[o.Name] = o
 		}
 	}
-	if d == nil || cm == nil {
-		t.Fatalf("missing Deployment or ConfigMap in %T", objs)
+	cm := cms["stagegate-config"]
+	if d == nil || cm == nil || cms["stagegate-policies"] == nil || cms["stagegate-trust"] == nil {
+		t.Fatalf("missing Deployment or ConfigMaps in %T", objs)
 	}
 	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("replicas %d strategy %s, want 1 Recreate (bbolt is single-writer)", *d.Spec.Replicas, d.Spec.Strategy.Type)
@@ -338,7 +433,9 @@ func TestDeploymentMounts(t *testing.T) {
 		}
 		return false
 	}
-	for _, p := range []string{cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Keys.Dir, cfg.TokensFile, c.Args[len(c.Args)-1]} {
+	paths := []string{cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.Keys.Dir,
+		cfg.TokensFile, cfg.PolicyDir, cfg.EvidenceKeys[0], cfg.RegistrySource.TrustedKeys[0], c.Args[len(c.Args)-1]}
+	for _, p := range paths {
 		if !mounted(p) {
 			t.Errorf("%s is not on a mounted volume", p)
 		}
@@ -356,6 +453,12 @@ func TestDeploymentMounts(t *testing.T) {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
 			t.Errorf("probe %+v, want HTTPS", p)
 		}
+	}
+	// A different config must restart the pod.
+	other := *srv
+	other.Config = append([]byte("# changed\n"), srv.Config...)
+	if h := d.Spec.Template.Annotations[ConfigHashAnnotation]; h == "" || h == other.hash() {
+		t.Errorf("config hash %q does not follow the config", h)
 	}
 	if e := c.Env; len(e) != 1 || e[0].Name != config.PasswordEnv || e[0].ValueFrom.SecretKeyRef == nil {
 		t.Errorf("env %+v, want %s from a Secret", e, config.PasswordEnv)

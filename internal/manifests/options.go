@@ -61,9 +61,9 @@ type Options struct {
 	// ExcludeNamespaces are excluded from every entry, in addition to
 	// SystemNamespaces and Namespace.
 	ExcludeNamespaces []string
-	// ServerConfig is the config.yaml put in the ConfigMap; see
-	// ServerConfig. Empty uses the defaults.
-	ServerConfig []byte
+	// Server is the server's configuration for the ConfigMaps; see
+	// ServerFiles. Nil uses the defaults.
+	Server *Server
 }
 
 // withDefaults returns a copy of o with zero fields set to their defaults.

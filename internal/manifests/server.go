@@ -1,0 +1,167 @@
+package manifests
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/stagegate/stagegate/internal/config"
+)
+
+// Server is what the in-cluster server is given besides its Secrets: its
+// config.yaml, and the files that config names which are not secret.
+type Server struct {
+	// Config is config.yaml, with paths pointing at the Deployment's mounts.
+	Config []byte
+	// Policies are the Rego files of the config's policyDir, by file name.
+	// Empty means the built-in policies.
+	Policies map[string]string
+	// Trust holds the public keys and CA certificates the config names
+	// (evidenceKeys, registrySource.trustedKeys, registries[].caFile,
+	// tls.clientCAFile), by the name the rewritten config gives them.
+	Trust map[string]string
+}
+
+// maxConfigMap is below the API server's 1 MiB limit on a ConfigMap, with
+// room for its metadata.
+const maxConfigMap = 1000 << 10
+
+// ServerFiles returns cfg as the in-cluster server sees it: listening on
+// all interfaces, paths rewritten to the Deployment's mounts, and the
+// contents of the non-secret files it names, read from the paths in cfg.
+// cfg, which should have passed Validate, is not modified.
+func ServerFiles(cfg *config.Config) (*Server, error) {
+	c := *cfg
+	srv := &Server{Trust: map[string]string{}}
+	c.Listen = fmt.Sprintf(":%d", ServingPort)
+	c.DataDir = DataDir
+	c.TLS = config.TLS{CertFile: TLSDir + "/tls.crt", KeyFile: TLSDir + "/tls.key"}
+	// Only Dir is kept: the server derives the four key paths from it.
+	c.Keys = config.Keys{Dir: KeysDir}
+	c.TokensFile = TokensDir + "/" + TokensFile
+
+	// trust copies the file at path into srv.Trust and returns its path in
+	// the container. name is unique per config field and index, so two
+	// files with the same base name cannot collide.
+	trust := func(name, path string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("manifests: %s: %w", name, err)
+		}
+		key := configMapKey(name + "-" + filepath.Base(path))
+		srv.Trust[key] = string(b)
+		return TrustDir + "/" + key, nil
+	}
+	var err error
+	if cfg.TLS.ClientCAFile != "" {
+		if c.TLS.ClientCAFile, err = trust("client-ca", cfg.TLS.ClientCAFile); err != nil {
+			return nil, err
+		}
+	}
+	c.EvidenceKeys = slices.Clone(cfg.EvidenceKeys)
+	for i, p := range c.EvidenceKeys {
+		if c.EvidenceKeys[i], err = trust(fmt.Sprintf("evidence-%d", i), p); err != nil {
+			return nil, err
+		}
+	}
+	c.RegistrySource.TrustedKeys = slices.Clone(cfg.RegistrySource.TrustedKeys)
+	for i, p := range c.RegistrySource.TrustedKeys {
+		if c.RegistrySource.TrustedKeys[i], err = trust(fmt.Sprintf("trusted-%d", i), p); err != nil {
+			return nil, err
+		}
+	}
+	c.Registries = slices.Clone(cfg.Registries)
+	for i, r := range c.Registries {
+		if r.CAFile == "" {
+			continue
+		}
+		if c.Registries[i].CAFile, err = trust(fmt.Sprintf("registry-%d", i), r.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.PolicyDir != "" {
+		if srv.Policies, err = readPolicies(cfg.PolicyDir); err != nil {
+			return nil, err
+		}
+		c.PolicyDir = PoliciesDir
+	}
+	for name, m := range map[string]map[string]string{"trusted files": srv.Trust, "policies": srv.Policies} {
+		if n := size(m); n > maxConfigMap {
+			return nil, fmt.Errorf("manifests: %w: %s take %d bytes, more than a ConfigMap holds", ErrInvalidOption, name, n)
+		}
+	}
+	if srv.Config, err = yaml.Marshal(&c); err != nil {
+		return nil, fmt.Errorf("manifests: server config: %w", err)
+	}
+	return srv, nil
+}
+
+// readPolicies reads the Rego files the server would load from dir: the
+// *.rego files at its top level, without the tests.
+func readPolicies(dir string) (map[string]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifests: policyDir: %w", err)
+	}
+	out := map[string]string{}
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || filepath.Ext(name) != ".rego" || strings.HasSuffix(name, "_test.rego") {
+			continue
+		}
+		if configMapKey(name) != name {
+			return nil, fmt.Errorf("manifests: %w: policy file name %q cannot be a ConfigMap key", ErrInvalidOption, name)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("manifests: policyDir: %w", err)
+		}
+		out[name] = string(b)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("manifests: %w: policyDir %s holds no policy", ErrInvalidOption, dir)
+	}
+	return out, nil
+}
+
+var notKeyChar = regexp.MustCompile(`[^-._a-zA-Z0-9]`)
+
+// configMapKey turns s into a valid ConfigMap key.
+func configMapKey(s string) string { return notKeyChar.ReplaceAllString(s, "_") }
+
+func size(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// hash is a digest of everything the server reads from ConfigMaps. Put on
+// the pod template, it makes re-applying changed manifests restart the
+// server, which reads its configuration only at start.
+func (s *Server) hash() string {
+	h := sha256.New()
+	write := func(m map[string]string) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(m[k]), m[k])
+		}
+		h.Write([]byte{0})
+	}
+	write(map[string]string{ConfigFile: string(s.Config)})
+	write(s.Policies)
+	write(s.Trust)
+	return hex.EncodeToString(h.Sum(nil))
+}

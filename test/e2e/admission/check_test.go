@@ -1,0 +1,129 @@
+package admission
+
+import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// checkCases is a manifest and the API server's decision for each of its
+// objects, keyed by "Kind/name".
+type checkCases struct {
+	file string
+	// api is the API server's answer: "" for created, else its message.
+	api map[string]string
+}
+
+// denialPrefix ends what the API server puts before a webhook's message.
+const denialPrefix = "denied the request: "
+
+// checkCases writes a manifest of workloads and records what the API server
+// decides for each (as server-side dry runs, so that nothing is stored and
+// the later offline check sees the same ledger).
+func (s *suite) checkCases(t *testing.T, img images) checkCases {
+	t.Helper()
+	ns := s.namespace(t, "prod-check", "prod")
+	withInit := deployment(ns, "with-init", img.prod)
+	withInit.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: img.nowhere}}
+	breakGlass := pod(ns, "break-glass", img.nowhere)
+	breakGlass.Annotations = map[string]string{breakGlassAnnotation: "not in prod"}
+	cm := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"},
+		Data:       map[string]string{"k": "v"},
+	}
+	// What the API server must decide, as a sanity check of the table
+	// itself: true means created.
+	objs := []struct {
+		obj     runtime.Object
+		key     string
+		created bool
+	}{
+		{pod(ns, "promoted", img.prod), "Pod/promoted", true},
+		{pod(ns, "unpromoted", img.nowhere), "Pod/unpromoted", false},
+		{pod(ns, "dev-only", img.dev), "Pod/dev-only", false},
+		{pod(ns, "by-tag", s.reg.Repo("e2e/web:v1")), "Pod/by-tag", false},
+		{breakGlass, "Pod/break-glass", false},
+		{deployment(ns, "web", img.prod), "Deployment/web", true},
+		{withInit, "Deployment/with-init", false},
+		{job(ns, "migrate", img.nowhere), "Job/migrate", false},
+		{cronJob(ns, "nightly", img.prod), "CronJob/nightly", true},
+		{cm, "ConfigMap/settings", true},
+	}
+	c := checkCases{file: filepath.Join(s.dir, "check.yaml"), api: map[string]string{}}
+	var all []runtime.Object
+	for _, o := range objs {
+		all = append(all, o.obj)
+		err := createDryRun(t, s.api.Clientset, o.obj)
+		switch {
+		case err == nil:
+			c.api[o.key] = ""
+		case strings.Contains(err.Error(), denialPrefix):
+			c.api[o.key] = err.Error()
+		default:
+			t.Fatalf("%s: the API server refused it for another reason than stagegate: %v", o.key, err)
+		}
+		if got := err == nil; got != o.created {
+			t.Errorf("%s: API server created = %v, want %v (%v)", o.key, got, o.created, err)
+		}
+	}
+	writeFile(t, c.file, manifest(t, all...), 0o644)
+	return c
+}
+
+// testCheck runs `stagegate check` on the manifest, against the running
+// server (--remote) or the ledger file (serve stopped), and compares each
+// object's decision with the API server's.
+func (s *suite) testCheck(t *testing.T, c checkCases, remote bool) {
+	args := []string{"check", "-f", c.file, "--stage", "prod", "-o", "json"}
+	if remote {
+		args = s.client(append(args, "--remote")...)
+	} else {
+		args = append(args, "--config", s.configPath)
+	}
+	stdout, stderr, err := s.run(t, args...)
+	// Some objects are refused, so check exits 1.
+	if _, ok := errors.AsType[*exec.ExitError](err); !ok {
+		t.Fatalf("stagegate check: err = %v, want exit status 1\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "objects would be refused in stage prod") {
+		t.Errorf("stagegate check stderr = %q, want the count of refused objects", stderr)
+	}
+	var results []struct {
+		Kind, Name, Message string
+		Allowed             bool
+	}
+	if err := json.Unmarshal([]byte(stdout), &results); err != nil {
+		t.Fatalf("stagegate check -o json: %v\n%s\n%s", err, stdout, stderr)
+	}
+	seen := map[string]bool{}
+	for _, r := range results {
+		key := r.Kind + "/" + r.Name
+		seen[key] = true
+		apiMsg, ok := c.api[key]
+		if !ok {
+			t.Errorf("check reported %s, which is not in the manifest", key)
+			continue
+		}
+		if apiAllowed := apiMsg == ""; r.Allowed != apiAllowed {
+			t.Errorf("%s: check allowed = %v, the API server allowed = %v (check: %q, API server: %q)", key, r.Allowed, apiAllowed, r.Message, apiMsg)
+			continue
+		}
+		// The same decision, for the same reasons, word for word.
+		if !r.Allowed && !strings.HasSuffix(apiMsg, denialPrefix+r.Message) {
+			t.Errorf("%s: check says %q, the API server said %q", key, r.Message, apiMsg)
+		}
+	}
+	for key := range c.api {
+		if !seen[key] {
+			t.Errorf("check did not report %s", key)
+		}
+	}
+}
