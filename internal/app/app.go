@@ -187,7 +187,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 			return nil, err
 		}
 	}
-	promAPI := api.New(a.Service, l, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger))
+	promAPI := api.New(a.Service, l, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger),
+		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst))
 
 	mux := http.NewServeMux()
 	promAPI.Register(mux)

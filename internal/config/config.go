@@ -93,6 +93,13 @@ type Keys struct {
 	Password []byte `json:"-"`
 }
 
+// RateLimit is a token bucket per identity: PerSecond requests a second
+// on average, up to Burst at once. A client over it gets 429 and Retry-After.
+type RateLimit struct {
+	PerSecond float64 `json:"perSecond"`
+	Burst     int     `json:"burst"`
+}
+
 // Registry is per-registry client settings.
 type Registry struct {
 	// Host is the registry host[:port] these settings apply to.
@@ -122,6 +129,8 @@ type Config struct {
 	LogOrigin string `json:"logOrigin"`
 	// ResolveTimeout bounds a registry call on the admission path.
 	ResolveTimeout Duration `json:"resolveTimeout,omitempty"`
+	// RateLimit bounds each identity's requests to the write endpoints.
+	RateLimit RateLimit `json:"rateLimit,omitempty"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }
@@ -141,6 +150,7 @@ func Default() *Config {
 			{Name: "prod", Groups: []string{"release"}, Mode: ModeEnforce, BreakGlass: &no, MinSoak: Duration(24 * time.Hour)},
 		},
 		ResolveTimeout: Duration(2 * time.Second),
+		RateLimit:      RateLimit{PerSecond: 50, Burst: 100},
 	}
 }
 
@@ -223,6 +233,10 @@ func (c *Config) Validate() error {
 	}
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = Duration(2 * time.Second)
+	}
+	if c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst < 1 {
+		errs = append(errs, fmt.Errorf("rateLimit: perSecond must be positive and burst at least 1, got %v and %d",
+			c.RateLimit.PerSecond, c.RateLimit.Burst))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
