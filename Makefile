@@ -42,6 +42,10 @@ e2e: tools
 bench: tools
 	$(GO) run ./bench
 
+## soak: 1000 crash/restart cycles of serve under promotion load (not CI).
+soak: tools
+	STAGEGATE_SOAK_CYCLES=1000 $(GOTEST) -timeout 2h -v -run Crash ./test/e2e/reliability/
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
