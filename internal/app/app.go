@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		return nil, err
 	}
 	m := newMetrics(reg)
-	att := oci.NewAttacher(oci.WithRemoteOptions(rc.RemoteOptions), oci.WithLogger(logger))
+	att := oci.NewAttacher(oci.WithRemoteOptions(rc.RemoteOptions), oci.WithReferenceParser(rc.ParseReference), oci.WithLogger(logger))
 	evidenceKeys, err := EvidenceKeys(cfg)
 	if err != nil {
 		l.Close()

@@ -72,6 +72,9 @@ func TestAttachVerifiedByCosign(t *testing.T) {
 			if err == nil {
 				t.Errorf("cosign verified with another key:\nstdout: %s\nstderr: %s", out, stderr)
 			}
+			if !strings.Contains(stderr, "no matching attestations") {
+				t.Errorf("cosign failed for another reason than the key:\n%s", stderr)
+			}
 		})
 	}
 }

@@ -43,8 +43,13 @@ type RemoteOptionsFunc func(ctx context.Context, ref name.Reference) []remote.Op
 // concurrent use.
 type Attacher struct {
 	remoteOptions RemoteOptionsFunc
+	parse         ReferenceParser
 	log           *slog.Logger
 }
+
+// ReferenceParser parses an image reference. registry.Client.ParseReference
+// has this signature; it marks plain-HTTP registries as insecure.
+type ReferenceParser func(ref string) (name.Reference, error)
 
 // Option configures an Attacher.
 type Option func(*Attacher)
@@ -53,6 +58,12 @@ type Option func(*Attacher)
 // that the registry client's credentials and per-host TLS settings apply.
 func WithRemoteOptions(f RemoteOptionsFunc) Option {
 	return func(a *Attacher) { a.remoteOptions = f }
+}
+
+// WithReferenceParser makes the Attacher parse "repository@digest" with p,
+// so that per-registry settings such as plain HTTP apply to names too.
+func WithReferenceParser(p ReferenceParser) Option {
+	return func(a *Attacher) { a.parse = p }
 }
 
 // WithLogger sets the logger; the default discards.
@@ -67,7 +78,8 @@ func NewAttacher(opts ...Option) *Attacher {
 		remoteOptions: func(ctx context.Context, _ name.Reference) []remote.Option {
 			return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 		},
-		log: slog.New(slog.DiscardHandler),
+		parse: func(ref string) (name.Reference, error) { return name.ParseReference(ref) },
+		log:   slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(a)
@@ -96,9 +108,11 @@ func (a *Attacher) coopts(ctx context.Context, ref name.Reference) []ociremote.O
 // `cosign attest --key` does: a layer of media type
 // application/vnd.dsse.envelope.v1+json with a predicateType annotation,
 // appended to the image's sha256-<hex>.att tag. Attaching an envelope that
-// is already there changes nothing.
+// is already there changes nothing. Like cosign's, the update of the tag is a
+// read-modify-write: concurrent Attach calls for one digest may lose one, so
+// callers serialize them per digest.
 func (a *Attacher) Attach(ctx context.Context, repository, digest string, envelope []byte) error {
-	ref, err := parseDigest(repository, digest)
+	ref, err := a.parseDigest(repository, digest)
 	if err != nil {
 		return err
 	}
@@ -136,14 +150,14 @@ func (a *Attacher) Attach(ctx context.Context, repository, digest string, envelo
 // MoveTag points repository:tag at repository@digest, for consumers that
 // follow stage tags.
 func (a *Attacher) MoveTag(ctx context.Context, repository, digest, tag string) error {
-	ref, err := parseDigest(repository, digest)
+	ref, err := a.parseDigest(repository, digest)
 	if err != nil {
 		return err
 	}
-	t, err := name.NewTag(ref.Context().Name()+":"+tag, name.StrictValidation)
-	if err != nil {
+	if _, err := name.NewTag(ref.Context().Name()+":"+tag, name.StrictValidation); err != nil {
 		return fmt.Errorf("oci: %w: tag %q: %v", ErrInvalidReference, tag, err)
 	}
+	t := ref.Context().Tag(tag) // keeps the repository's registry settings
 	desc, err := remote.Get(ref, a.ropts(ctx, ref)...)
 	if err != nil {
 		return classify("move tag to", ref, err)
@@ -245,17 +259,22 @@ func decodeStatement(envelope []byte) (statement, error) {
 	return st, nil
 }
 
-// parseDigest parses repository and a sha256 digest into a digest reference.
-func parseDigest(repository, digest string) (name.Digest, error) {
-	repo, err := name.NewRepository(repository)
-	if err != nil {
-		return name.Digest{}, fmt.Errorf("oci: %w: repository %q: %v", ErrInvalidReference, repository, err)
-	}
+// parseDigest parses repository and a sha256 digest into a digest
+// reference with the Attacher's ReferenceParser.
+func (a *Attacher) parseDigest(repository, digest string) (name.Digest, error) {
 	h, err := v1.NewHash(digest)
 	if err != nil || h.Algorithm != "sha256" {
 		return name.Digest{}, fmt.Errorf("oci: %w: digest %q: want sha256:<64 hex>", ErrInvalidReference, digest)
 	}
-	return repo.Digest(h.String()), nil
+	ref, err := a.parse(repository + "@" + h.String())
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("oci: %w: repository %q: %w", ErrInvalidReference, repository, err)
+	}
+	d, ok := ref.(name.Digest)
+	if !ok {
+		return name.Digest{}, fmt.Errorf("oci: %w: repository %q", ErrInvalidReference, repository)
+	}
+	return d, nil
 }
 
 // classify wraps a go-containerregistry or cosign error with the sentinel

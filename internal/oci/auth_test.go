@@ -130,7 +130,8 @@ func TestTLSRegistry(t *testing.T) {
 			if tt.host != nil {
 				opts = append(opts, registry.WithHost(reg.Addr, *tt.host))
 			}
-			a := NewAttacher(WithRemoteOptions(registry.New(opts...).RemoteOptions))
+			c := registry.New(opts...)
+			a := NewAttacher(WithRemoteOptions(c.RemoteOptions), WithReferenceParser(c.ParseReference))
 			err := a.MoveTag(context.Background(), repo, digest, "prod")
 			if tt.wantErr {
 				if !errors.Is(err, ErrRegistry) {

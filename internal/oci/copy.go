@@ -46,15 +46,15 @@ type blob struct {
 // digest are copied. Blobs the destination already has are not uploaded
 // again. progress may be nil.
 func (a *Attacher) Copy(ctx context.Context, srcRepository, digest, dstRepository string, progress Progress) error {
-	src, err := parseDigest(srcRepository, digest)
+	src, err := a.parseDigest(srcRepository, digest)
 	if err != nil {
 		return err
 	}
-	dstRepo, err := name.NewRepository(dstRepository)
+	dst, err := a.parseDigest(dstRepository, digest)
 	if err != nil {
-		return fmt.Errorf("oci: %w: repository %q: %v", ErrInvalidReference, dstRepository, err)
+		return err
 	}
-	dst := dstRepo.Digest(src.DigestStr())
+	dstRepo := dst.Repository
 	if progress == nil {
 		progress = func(ProgressEvent) {}
 	}

@@ -71,7 +71,7 @@ func (a *Attacher) attestations(ctx context.Context, ref name.Digest) (oci.Signa
 // not asked. When several verified attestations have one type, the
 // first key's first wins.
 func (a *Attacher) VerifiedEvidence(ctx context.Context, repository, digest string, keys []TrustedKey, predicateTypes []string) (map[string]any, error) {
-	ref, err := parseDigest(repository, digest)
+	ref, err := a.parseDigest(repository, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (a *Attacher) VerifiedEvidence(ctx context.Context, repository, digest stri
 // the importing ledger), sorted by the time in their predicate. A registry
 // failure is an error; an unverifiable attestation is skipped.
 func (a *Attacher) ForeignEntries(ctx context.Context, repository, digest string, keys []*signing.Verifier) ([]ledger.Entry, error) {
-	ref, err := parseDigest(repository, digest)
+	ref, err := a.parseDigest(repository, digest)
 	if err != nil {
 		return nil, err
 	}

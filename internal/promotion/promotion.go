@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -55,6 +56,9 @@ type Service struct {
 	registry     Registry
 	stageOpts    map[string]StageOptions
 	evidenceKeys []oci.TrustedKey
+
+	pubMu    sync.Mutex
+	pubLocks map[string]*imageLock
 }
 
 // Option configures a Service.
@@ -69,7 +73,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // New returns a Service over the given stages, in pipeline order.
 func New(l Ledger, signer Signer, pol Policy, res Resolver, stages []string, opts ...Option) *Service {
 	s := &Service{ledger: l, signer: signer, policy: pol, resolver: res, stages: stages,
-		now: time.Now, log: slog.New(slog.DiscardHandler)}
+		now: time.Now, log: slog.New(slog.DiscardHandler), pubLocks: map[string]*imageLock{}}
 	for _, o := range opts {
 		o(s)
 	}

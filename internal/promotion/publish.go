@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/oci"
@@ -65,9 +66,13 @@ func (s *Service) publish(ctx context.Context, e ledger.Entry, so StageOptions, 
 	}
 	var errs []error
 	for _, repo := range append([]string{e.Repository}, e.Copies...) {
+		// Attaching rewrites the image's .att tag (read, modify, write), so
+		// two publications of one image must not overlap.
+		unlock := s.lockImage(repo + "@" + e.Digest)
 		if so.Attest {
 			if err := s.registry.Attach(ctx, repo, e.Digest, e.Envelope); err != nil {
 				errs = append(errs, err)
+				unlock()
 				continue
 			}
 		}
@@ -76,9 +81,37 @@ func (s *Service) publish(ctx context.Context, e ledger.Entry, so StageOptions, 
 				errs = append(errs, err)
 			}
 		}
+		unlock()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return &PublishError{Index: e.Index, Err: err}
 	}
 	return nil
+}
+
+// lockImage serialises publications of one image in this process. The
+// locks are few (one per image being published) and dropped when unused.
+func (s *Service) lockImage(key string) (unlock func()) {
+	s.pubMu.Lock()
+	l, ok := s.pubLocks[key]
+	if !ok {
+		l = &imageLock{}
+		s.pubLocks[key] = l
+	}
+	l.users++
+	s.pubMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.pubMu.Lock()
+		if l.users--; l.users == 0 {
+			delete(s.pubLocks, key)
+		}
+		s.pubMu.Unlock()
+	}
+}
+
+type imageLock struct {
+	mu    sync.Mutex
+	users int
 }
