@@ -185,6 +185,20 @@ func TestCosignBinary(t *testing.T) {
 	if got.Payload != want.Payload {
 		t.Errorf("cosign verified a different payload:\n%s", out)
 	}
+
+	// The same command with another key must fail, or the check above proves
+	// nothing.
+	other := loadTestKeys(t)
+	cmd = exec.Command(bin, "verify-attestation",
+		"--key", filepath.Join(other.dir, CosignPubFile),
+		"--type", PromotionPredicateType,
+		"--insecure-ignore-tlog=true",
+		"--allow-http-registry=true",
+		digest.String())
+	cmd.Env = append(os.Environ(), "TUF_ROOT="+t.TempDir(), "HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("cosign verified our attestation with another key:\n%s", out)
+	}
 }
 
 // loadPublicKeyRaw is cosign's pkg/signature.LoadPublicKeyRaw (what
