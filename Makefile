@@ -6,6 +6,9 @@ BIN      := bin
 TOOLS    := k8s opa cosign registry crane
 GOTEST   ?= $(GO) test -count=1
 TEST_TIMEOUT ?= 45m
+# Each fuzz target runs this long in `make test`, and FUZZ_SECONDS in `make fuzz`.
+FUZZ_SECONDS_TEST ?= 5
+FUZZ_SECONDS ?= 120
 
 .PHONY: all build run test unit policy-test e2e bench fuzz soak tools lint fmt clean
 
@@ -23,12 +26,13 @@ run: build
 tools:
 	hack/tools.sh $(TOOLS)
 
-## test: vet, policy tests with opa, unit tests, end-to-end tests against a
-## real kube-apiserver, registry and cosign, and short fuzz runs.
+## test: vet, policy tests with opa, unit and end-to-end tests (a real
+## kube-apiserver, registry and cosign), then a short run of every fuzz target.
 test: tools
 	$(GO) vet ./...
 	$(BIN)/opa test policies/
 	$(GOTEST) -timeout $(TEST_TIMEOUT) ./...
+	hack/fuzz.sh $(FUZZ_SECONDS_TEST) ./internal/...
 
 policy-test: tools
 	$(BIN)/opa test policies/ -v
@@ -41,6 +45,10 @@ e2e: tools
 
 bench: tools
 	$(GO) run ./bench
+
+## fuzz: every fuzz target for FUZZ_SECONDS; crashers land in testdata/fuzz/.
+fuzz:
+	hack/fuzz.sh $(FUZZ_SECONDS) ./internal/...
 
 ## soak: 1000 crash/restart cycles of serve under promotion load (not CI).
 soak: tools

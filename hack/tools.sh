@@ -64,10 +64,14 @@ build() {
 	log "built ${out#"$ROOT"/} in $((SECONDS - start))s"
 }
 
-# link TARGET NAME points bin/NAME at TARGET (relative to bin/), replacing
-# an older link atomically enough for our purpose (ln -sfn).
+# link TARGET NAME points bin/NAME at TARGET (relative to bin/, so that the
+# checkout can move). The new link is renamed over the old one, so a test
+# starting meanwhile sees either version, never no link.
 link() {
-	ln -sfn -- "$1" "$BIN/$2"
+	local tmp="$BIN/.$2.tmp.$$"
+	TMPFILES+=("$tmp")
+	ln -sfn -- "$1" "$tmp"
+	mv -fT -- "$tmp" "$BIN/$2"
 }
 
 build_k8s() {
@@ -145,4 +149,6 @@ main() {
 	log "done in $((SECONDS - start))s"
 }
 
-main "$@"
+# exit on the same line: bash reads scripts as it runs them, and an edit
+# to this file during a long build must not run leftover text.
+main "$@"; exit

@@ -74,4 +74,3 @@ func FuzzParseReference(f *testing.F) {
 		}
 	})
 }
-

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the module for N seconds each (default 10).
+# Targets are found with `go test -list`, so a new Fuzz function is picked up
+# without editing this script. A crasher is written by go test to the
+# package's testdata/fuzz/<FuzzName>/; fix the bug and keep the file.
+#
+#   hack/fuzz.sh [seconds] [package pattern]
+#
+# FUZZ_PARALLEL sets the number of fuzzing workers (default 1: the fuzz
+# targets run one after another and share the machine with the build).
+set -euo pipefail
+
+secs="${1:-10}"
+pattern="${2:-./...}"
+parallel="${FUZZ_PARALLEL:-1}"
+cd "$(dirname "$0")/.."
+
+case "$secs" in
+'' | *[!0-9]*) echo "usage: hack/fuzz.sh [seconds] [package pattern]" >&2; exit 2 ;;
+esac
+
+# `go test -list` prints the matching names, then "ok <pkg> ..." per package.
+targets="$(go test -vet=off -run '^$' -list '^Fuzz' "$pattern" | awk '
+	/^Fuzz/ { names = names " " $1; next }
+	/^ok / { if (names != "") print $2 names; names = "" }
+')"
+if [ -z "$targets" ]; then
+	echo "fuzz: no fuzz targets found in $pattern" >&2
+	exit 1
+fi
+
+failed=0
+while read -r pkg names; do
+	for name in $names; do
+		echo "fuzz: $pkg $name for ${secs}s"
+		if ! go test -vet=off -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" -parallel "$parallel" "$pkg"; then
+			echo "fuzz: $pkg $name FAILED; the crasher is in its testdata/fuzz/$name/" >&2
+			failed=1
+		fi
+	done
+done <<<"$targets"
+exit "$failed"
