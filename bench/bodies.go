@@ -71,7 +71,7 @@ func review(uid string, gvk metav1.GroupVersionKind, gvr metav1.GroupVersionReso
 	ar := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID("705ab4f5-6393-11e8-b7cc-42010a8000" + fmt.Sprintf("%02x", len(uid))),
+			UID:  types.UID("705ab4f5-6393-11e8-b7cc-42010a8000" + fmt.Sprintf("%02x", len(uid))),
 			Kind: gvk, Resource: gvr, RequestKind: &gvk, RequestResource: &gvr,
 			Name: name, Namespace: "shop", Operation: admissionv1.Create,
 			UserInfo: authnv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller",

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,9 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
-	"golang.org/x/mod/sumdb/note"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/api"
@@ -167,11 +162,13 @@ func (ws *workspace) fixture(ctx context.Context, n int) (built bool, err error)
 	return true, nil
 }
 
-// buildLedger signs n real promotion attestations (in parallel, outside any
-// ledger transaction), writes them as a ledger export with a checkpoint
-// signed by the log key, and loads that with ledger.Import: the same
-// canonical entries, tree, state and history indexes as n Appends would
-// give, in one transaction instead of n, and `ledger verify` passes on it.
+// buildLedger appends n real promotions through Ledger.Append, as the
+// promotion use case does, one transaction each (without fsync). The
+// attestations are signed ahead by parallel workers, outside the write
+// transaction, since each names its ledger index; `ledger verify` passes
+// on the result. (ledger.Import would write everything in one bbolt
+// transaction, which is quadratic in the number of random keys because
+// bbolt splits nodes only at commit.)
 func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	cfg, err := ws.config(dir, "127.0.0.1:0", "")
 	if err != nil {
@@ -185,92 +182,84 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	if err != nil {
 		return err
 	}
-	exportPath := filepath.Join(dir, "export.jsonl")
-	f, err := os.Create(exportPath)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.Remove(exportPath)
-	defer f.Close()
-	w := bufio.NewWriterSize(f, 1<<20)
-
-	hasher := rfc6962.DefaultHasher
-	rng := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
-	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	workers := runtime.NumCPU()
-	const chunk = 4096
-	lines := make([][]byte, chunk)
-	errs := make([]error, workers)
-	t0 := time.Now()
-	for lo := 0; lo < n; lo += chunk {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		hi := min(lo+chunk, n)
-		var wg sync.WaitGroup
-		for wk := range workers {
-			wg.Go(func() {
-				for i := lo + wk; i < hi; i += workers {
-					line, err := fixtureEntry(keys.Signer, pol.Digest(), i, base)
-					if err != nil {
-						errs[wk] = err
-						return
-					}
-					lines[i-lo] = line
-				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
-		}
-		for _, line := range lines[:hi-lo] {
-			w.Write(line)
-			w.WriteByte('\n')
-			if err := rng.Append(hasher.HashLeaf(line), nil); err != nil {
-				return fmt.Errorf("bench: tree: %w", err)
-			}
-		}
-		if hi%(100*chunk) < chunk {
-			ws.log.Info("signing fixture entries", "done", hi, "of", n, "elapsed", time.Since(t0).Round(time.Second))
-		}
-	}
-	root, err := rng.GetRootHash(nil)
-	if err != nil {
-		return fmt.Errorf("bench: root: %w", err)
-	}
-	cp, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", keys.LogSigner.Name(), n, base64.StdEncoding.EncodeToString(root))}, keys.LogSigner)
-	if err != nil {
-		return fmt.Errorf("bench: checkpoint: %w", err)
-	}
-	trailer, _ := json.Marshal(map[string]string{"checkpoint": string(cp)})
-	w.Write(trailer)
-	w.WriteByte('\n')
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	ws.log.Info("importing fixture", "entries", n, "signed in", time.Since(t0).Round(time.Second))
 	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithSigner(keys.LogSigner), ledger.WithNoSync())
 	if err != nil {
 		return err
 	}
-	// Import re-checks canonical bytes and the root against the checkpoint;
-	// the attestations are checked by `ledger verify` in the scale scenario.
-	if err := l.Import(bufio.NewReaderSize(f, 1<<20), keys.LogVerifier, nil); err != nil {
-		l.Close()
-		return fmt.Errorf("bench: import fixture: %w", err)
+	defer l.Close()
+
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	workers := runtime.NumCPU()
+	const chunk = 4096
+	// Two chunks in flight: one being appended while the next is signed.
+	ready := make(chan []*ledger.Entry, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var signErr error
+	go func() {
+		defer close(ready)
+		for lo := 0; lo < n; lo += chunk {
+			hi := min(lo+chunk, n)
+			batch := make([]*ledger.Entry, hi-lo)
+			errs := make([]error, workers)
+			var wg sync.WaitGroup
+			for wk := range workers {
+				wg.Go(func() {
+					for i := lo + wk; i < hi; i += workers {
+						if batch[i-lo], errs[wk] = fixtureEntry(keys.Signer, pol.Digest(), i, base); errs[wk] != nil {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					signErr = err
+					return
+				}
+			}
+			select {
+			case ready <- batch:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	t0 := time.Now()
+	done := 0
+	for batch := range ready {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, e := range batch {
+			_, err := l.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+				if index != e.Index {
+					return nil, fmt.Errorf("bench: ledger at %d, fixture entry %d", index, e.Index)
+				}
+				return e, nil
+			})
+			if err != nil {
+				return fmt.Errorf("bench: append fixture entry %d: %w", e.Index, err)
+			}
+		}
+		done += len(batch)
+		if done%(25*chunk) < chunk || done == n {
+			ws.log.Info("appending fixture entries", "done", done, "of", n, "elapsed", time.Since(t0).Round(time.Second))
+		}
 	}
-	return l.Close()
+	if signErr != nil {
+		return fmt.Errorf("bench: sign fixture: %w", signErr)
+	}
+	if done != n {
+		return fmt.Errorf("bench: fixture has %d entries, want %d", done, n)
+	}
+	return nil
 }
 
-// fixtureEntry is the canonical JSON of entry i: a promotion built and
-// signed the way internal/promotion does it.
-func fixtureEntry(s *signing.Signer, policyDigest string, i int, base time.Time) ([]byte, error) {
+// fixtureEntry is entry i: a promotion built and signed the way
+// internal/promotion does it.
+func fixtureEntry(s *signing.Signer, policyDigest string, i int, base time.Time) (*ledger.Entry, error) {
 	at := base.Add(time.Duration(i) * time.Millisecond)
 	repo, digest := repoOf(i), digestOf(i)
 	req := signing.Requester{Subject: "ci-pipeline", Groups: []string{"pipeline", "release"}}
@@ -286,11 +275,10 @@ func fixtureEntry(s *signing.Signer, policyDigest string, i int, base time.Time)
 	if err != nil {
 		return nil, err
 	}
-	e := ledger.Entry{
+	return &ledger.Entry{
 		Index: uint64(i), Kind: ledger.KindPromotion, Repository: repo, Digest: digest, Stage: benchStage,
 		Subject: req.Subject, Groups: req.Groups, Reason: pred.Reason, Time: at, Envelope: env,
-	}
-	return json.Marshal(&e)
+	}, nil
 }
 
 func writeYAML(path string, v any, mode os.FileMode) error {

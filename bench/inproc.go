@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/stagegate/stagegate/internal/admission"
+	"github.com/stagegate/stagegate/internal/app"
+	"github.com/stagegate/stagegate/internal/ledger"
+)
+
+// benchmark runs fn under testing.B with allocation reporting (the
+// equivalent of -benchmem) for about d.
+func benchmark(d time.Duration, fn func(b *testing.B)) testing.BenchmarkResult {
+	testing.Init()
+	_ = flag.Set("test.benchtime", d.String())
+	return testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		fn(b)
+	})
+}
+
+func benchRow(name string, entries int, r testing.BenchmarkResult) BenchRow {
+	return BenchRow{Name: name, Entries: entries, N: r.N, NsPerOp: float64(r.T.Nanoseconds()) / float64(max(r.N, 1)),
+		AllocsPerOp: r.AllocsPerOp(), BytesPerOp: r.AllocedBytesPerOp()}
+}
+
+// decision is scenario 1: the in-process admission decision on the
+// webhook-sized ledger, with and without the HTTP handler's JSON work.
+func (r *Runner) decision(ctx context.Context) error {
+	n := r.plan.WebhookLedger
+	cfg, err := r.ws.config(r.ws.fixtureDir(n), "127.0.0.1:0", "")
+	if err != nil {
+		return err
+	}
+	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithReadOnly())
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	pol, err := app.NewPolicy(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(app.Modes(cfg)))
+	handler := admission.NewHandler(rev)
+	bodies, err := reviewBodies(n)
+	if err != nil {
+		return err
+	}
+	path := "/admission/validate/" + benchStage
+	for _, b := range bodies {
+		var ar admissionv1.AdmissionReview
+		if err := json.Unmarshal(b.JSON, &ar); err != nil {
+			return fmt.Errorf("bench: %s body: %w", b.Name, err)
+		}
+		req := ar.Request
+		// A benchmark of a denial would measure the wrong path.
+		if resp := rev.Review(ctx, benchStage, req); !resp.Allowed {
+			return fmt.Errorf("bench: %s is not allowed on the fixture: %v", b.Name, resp.Result)
+		}
+		// A CPU profile of the review, for `go tool pprof -top` when a
+		// target is missed.
+		prof, err := os.Create(filepath.Join(r.out, "decision-"+b.Name+".cpu.pprof"))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			prof.Close()
+			return err
+		}
+		res := benchmark(r.plan.BenchTime.Std(), func(tb *testing.B) {
+			for tb.Loop() {
+				if resp := rev.Review(ctx, benchStage, req); !resp.Allowed {
+					tb.Fatal("denied")
+				}
+			}
+		})
+		pprof.StopCPUProfile()
+		prof.Close()
+		r.res.Decision = append(r.res.Decision, benchRow("Reviewer.Review/"+b.Name, n, res))
+		res = benchmark(r.plan.BenchTime.Std(), func(tb *testing.B) {
+			w := httptest.NewRecorder()
+			for tb.Loop() {
+				hr := httptest.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(b.JSON))
+				hr.Header.Set("Content-Type", "application/json")
+				w.Body.Reset()
+				handler.ServeHTTP(w, hr)
+				if !bytes.Contains(w.Body.Bytes(), []byte(`"allowed":true`)) {
+					tb.Fatalf("denied: %s", w.Body.Bytes())
+				}
+			}
+		})
+		r.res.Decision = append(r.res.Decision, benchRow("handler (decode+review+encode)/"+b.Name, n, res))
+		r.log.Info("decision", "body", b.Name, "bytes", len(b.JSON), "review ns/op", r.res.Decision[len(r.res.Decision)-2].NsPerOp)
+	}
+	return nil
+}
+
+// scale is scenario 6: look-up latency, file size and `ledger verify` time
+// per ledger size.
+func (r *Runner) scale(ctx context.Context) error {
+	for _, n := range r.plan.ScaleSizes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		row := ScaleRow{Entries: n}
+		dir := r.ws.fixtureDir(n)
+		dbPath := filepath.Join(dir, "ledger.db")
+		fi, err := os.Stat(dbPath)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		row.FileBytes = fi.Size()
+
+		l, err := ledger.Open(dbPath, ledger.WithReadOnly())
+		if err != nil {
+			return err
+		}
+		// Random present digests: the state bucket is read at random, as
+		// admission reads it, not in insertion order.
+		rnd := rand.New(rand.NewPCG(uint64(n), 1))
+		digests := make([]string, 4096)
+		for i := range digests {
+			digests[i] = digestOf(rnd.IntN(n))
+		}
+		res := benchmark(r.plan.BenchTime.Std(), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				st, ok, err := l.State(digests[i%len(digests)], benchStage)
+				if err != nil || !ok || !st.Active() {
+					b.Fatalf("state of %s: %v %v %v", digests[i%len(digests)], st, ok, err)
+				}
+				i++
+			}
+		})
+		l.Close()
+		row.Lookup = benchRow("Ledger.State", n, res)
+
+		cfgPath := filepath.Join(r.ws.dir, fmt.Sprintf("verify-%d.yaml", n))
+		if _, err := r.ws.config(dir, "127.0.0.1:0", cfgPath); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, r.ws.bin, "ledger", "verify", "--config", cfgPath)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		t0 := time.Now()
+		err = cmd.Run()
+		row.VerifySeconds = time.Since(t0).Seconds()
+		if err != nil {
+			return fmt.Errorf("bench: ledger verify of %d entries: %w\n%s", n, err, out.Bytes())
+		}
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			row.VerifyPeakRSS = ru.Maxrss * 1024
+		}
+		row.VerifyOutput = string(bytes.TrimSpace(out.Bytes()))
+		r.res.Scale = append(r.res.Scale, row)
+		r.log.Info("scale", "entries", n, "lookup ns/op", row.Lookup.NsPerOp, "verify s", row.VerifySeconds, "file MB", row.FileBytes>>20)
+	}
+	return nil
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// proc is a server under test running as its own process.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	target string // URL the reviews are posted to
+	health string // URL that answers 200 once it serves
+	logf   *os.File
+	done   chan struct{} // closed when the process has exited
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func startProc(ctx context.Context, name, logPath string, bin string, args ...string) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logf: logf, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// stop ends the process with SIGTERM and returns its peak RSS in bytes.
+func (p *proc) stop() int64 {
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.logf.Close()
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss * 1024
+	}
+	return 0
+}
+
+// peakRSS is the peak RSS (VmHWM) of a running process, in bytes.
+func (p *proc) peakRSS() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			var kb int64
+			fmt.Sscanf(string(bytes.TrimSpace(v)), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// waitReady polls p.health until it answers 200, the process exits, or
+// timeout passes.
+func (p *proc) waitReady(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration) error {
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			break
+		}
+		resp, err := c.Get(p.health)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	tail, _ := os.ReadFile(p.logf.Name())
+	if len(tail) > 2000 {
+		tail = tail[len(tail)-2000:]
+	}
+	return fmt.Errorf("bench: %s did not become ready within %s; log %s:\n%s", p.name, timeout, p.logf.Name(), tail)
+}
+
+// clientTLS is the one client TLS configuration: TLS 1.3 only, trusting
+// the bench CA, as an API server calling a webhook with a caBundle.
+func clientTLS(caFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("bench: %s: no certificates", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS13}, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// checkAnswer sends one review and checks that the server allows it and
+// echoes its UID, so that no system is measured answering something else.
+func checkAnswer(ctx context.Context, tlsCfg *tls.Config, url string, b body) error {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b.JSON))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var in, out struct {
+		Request  struct{ UID string }
+		Response struct {
+			UID     string
+			Allowed bool
+		}
+	}
+	_ = json.Unmarshal(b.JSON, &in)
+	if err := json.Unmarshal(raw, &out); err != nil || resp.StatusCode != 200 || !out.Response.Allowed || out.Response.UID != in.Request.UID {
+		return fmt.Errorf("bench: %s answered %d %s to the %s review, want allowed with uid %s", url, resp.StatusCode, raw, b.Name, in.Request.UID)
+	}
+	return nil
+}
+
+// attack offers rate requests/s of the bodies (in turn) to url for d with
+// vegeta's open-loop constant pacer over keep-alive HTTP/1.1 TLS 1.3, and
+// returns exact percentiles of every latency. A response that is not HTTP
+// 200 with "allowed":true counts as an error.
+func attack(tlsCfg *tls.Config, url string, bodies []body, rate int, d time.Duration) LoadRun {
+	hdr := http.Header{"Content-Type": []string{"application/json"}}
+	targets := make([]vegeta.Target, len(bodies))
+	for i, b := range bodies {
+		targets[i] = vegeta.Target{Method: http.MethodPost, URL: url, Body: b.JSON, Header: hdr}
+	}
+	atk := vegeta.NewAttacker(
+		vegeta.TLSConfig(tlsCfg), vegeta.KeepAlive(true), vegeta.HTTP2(false),
+		vegeta.Timeout(10*time.Second), vegeta.Workers(16), vegeta.MaxBody(4096),
+		// A bounded pool, as an API server's webhook client has: without
+		// it an overloaded server gets thousands of connections, and its
+		// RSS measures the client's backlog.
+		vegeta.MaxConnections(64),
+	)
+	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
+	var lat []time.Duration
+	var m vegeta.Metrics
+	run := LoadRun{Rate: rate, Seconds: d.Seconds(), LoadAvg1: loadAvg()}
+	errSamples := map[string]bool{}
+	for res := range atk.Attack(vegeta.NewStaticTargeter(targets...), pacer, d, "bench") {
+		m.Add(res)
+		lat = append(lat, res.Latency)
+		if res.Error != "" || res.Code != http.StatusOK || !allowed(res.Body) {
+			run.Errors++
+			msg := res.Error
+			if msg == "" {
+				msg = fmt.Sprintf("HTTP %d: %.200s", res.Code, res.Body)
+			}
+			if len(errSamples) < 5 {
+				errSamples[msg] = true
+			}
+		}
+	}
+	m.Close()
+	run.Requests = len(lat)
+	run.Achieved = m.Rate
+	for msg := range errSamples {
+		run.ErrorSamples = append(run.ErrorSamples, msg)
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		i := min(int(p*float64(len(lat))), len(lat)-1)
+		return ms(lat[i])
+	}
+	run.P50, run.P90, run.P99, run.P999 = q(0.50), q(0.90), q(0.99), q(0.999)
+	if len(lat) > 0 {
+		run.Max = ms(lat[len(lat)-1])
+	}
+	return run
+}
+
+func allowed(body []byte) bool {
+	return bytes.Contains(body, []byte(`"allowed":true`)) || bytes.Contains(body, []byte(`"allowed": true`))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// writeOPAData writes data.promotions for the same digests the n-entry
+// fixture promotes, unless it exists.
+func writeOPAData(path string, n int) error {
+	if exists(path) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"promotions":{`)
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `%q:{%q:{"promoted":true,"revoked":false,"index":%d}}`, digestOf(i), benchStage, i)
+		if buf.Len() > 1<<20 {
+			if _, err := f.Write(buf.Bytes()); err != nil {
+				f.Close()
+				return fmt.Errorf("bench: %w", err)
+			}
+			buf.Reset()
+		}
+	}
+	buf.WriteString("}}\n")
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return os.Rename(tmp, filepath.Clean(path))
+}
+
+// loadAvg is the 1-minute load average, recorded with each run because
+// other work on the machine shows in the tail latencies.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var v float64
+	fmt.Sscanf(string(b), "%f", &v)
+	return v
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// renderReport is REPORT.md; it is also what the run prints.
+func renderReport(res *Results, plots []string) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# stagegate bench (%s mode)\n\n", res.Plan.Mode)
+	p("Run %s, took %s. %s, %d CPUs, %s/%s. Load generator, servers and benchmarks share the machine.\n\n",
+		res.Started.Format(time.RFC3339), res.Finished.Sub(res.Started).Round(time.Second), res.GoVersion, res.CPUs, res.GOOS, res.GOARCH)
+
+	p("## Targets\n\nReported, never asserted.\n\n| target | goal | measured | met |\n| --- | --- | --- | --- |\n")
+	for _, t := range res.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = map[bool]string{true: "met", false: "**not met**"}[*t.Met]
+		} else if t.Value != "not measured" {
+			met = "n/a (" + t.Note + ")"
+		}
+		value := t.Value
+		if t.Note != "" && t.Met != nil {
+			value += " — " + t.Note
+		}
+		p("| %s | %s | %s | %s |\n", t.Name, t.Goal, value, met)
+	}
+
+	if len(res.Decision) > 0 {
+		p("\n## 1. In-process decision\n\nLedger of %d entries, stage %q, testing.B with allocation counts.\n\n", res.Decision[0].Entries, benchStage)
+		p("| benchmark | ns/op | allocs/op | B/op |\n| --- | ---: | ---: | ---: |\n")
+		for _, d := range res.Decision {
+			p("| %s | %.0f | %d | %d |\n", d.Name, d.NsPerOp, d.AllocsPerOp, d.BytesPerOp)
+		}
+	}
+
+	w := res.Webhook
+	if len(w.Runs) > 0 {
+		p("\n## 2–4. Webhook over HTTPS: stagegate, OPA baseline, floor\n\n")
+		p("Ledger (and OPA data) of %d digests; Pod and Deployment AdmissionReview bodies (%d and %d bytes) in turn; "+
+			"TLS 1.3, keep-alive HTTP/1.1, vegeta constant rate, %s per rate after a %s warm-up. Latencies in ms.\n\n",
+			w.Entries, w.BodyBytes["pod"], w.BodyBytes["deployment"], res.Plan.RateDuration.Std(), res.Plan.Warmup.Std())
+		p("| system | offered rps | achieved rps | requests | errors | p50 | p90 | p99 | p99.9 | max | peak RSS | load avg |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, r := range w.Runs {
+			p("| %s | %d | %.0f | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.1f |\n",
+				r.System, r.Rate, r.Achieved, r.Requests, r.Errors, r.P50, r.P90, r.P99, r.P999, r.Max, fmtMB(r.PeakRSS), r.LoadAvg1)
+		}
+		p("\n| offered rps | stagegate p99 / floor p99 | stagegate p99 / OPA p99 |\n| ---: | ---: | ---: |\n")
+		for _, rate := range res.Plan.Rates {
+			sg, ok := w.run(sysStagegate, rate)
+			if !ok {
+				continue
+			}
+			p("| %d | %s | %s |\n", rate, ratio(sg, w, sysFloor, rate), ratio(sg, w, sysOPA, rate))
+		}
+		p("\nHighest offered rate held (no errors, ≥ 95%% of the rate achieved, p99 < 10 ms):")
+		for _, s := range w.systems() {
+			if m := w.maxHeld(s); m > 0 {
+				p(" %s %d rps;", s, m)
+			} else {
+				p(" %s none of the rates;", s)
+			}
+		}
+		p("\n\nPeak RSS: stagegate serve %s, OPA %s, floor %s.\n", fmtMB(w.ServePeakRSS), fmtMB(w.OPAPeakRSS), fmtMB(w.FloorPeakRSS))
+		for _, r := range w.Runs {
+			for _, e := range r.ErrorSamples {
+				p("\n- error sample, %s at %d rps: `%s`", r.System, r.Rate, strings.ReplaceAll(e, "`", "'"))
+			}
+		}
+		p("\n")
+	}
+
+	if pr := res.Promotion; pr.Clients > 0 {
+		p("\n## 5. Promotion throughput\n\n%d concurrent clients, %.1f s, distinct digests, real policy, cosign signing, fsynced bbolt commit.\n\n", pr.Clients, pr.Seconds)
+		p("| promotions | errors | per second | p50 | p99 | max |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		p("| %d | %d | %.0f | %s | %s | %s |\n", pr.Count, pr.Errors, pr.PerSecond, fmtMs(pr.P50), fmtMs(pr.P99), fmtMs(pr.Max))
+		if pr.LastError != "" {
+			p("\nLast error: `%s`\n", pr.LastError)
+		}
+	}
+
+	if len(res.Scale) > 0 {
+		p("\n## 6. Ledger scale\n\n| entries | file size | look-up ns/op | look-up allocs/op | `ledger verify` | verify peak RSS |\n")
+		p("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, s := range res.Scale {
+			p("| %d | %s | %.0f | %d | %.2f s | %s |\n", s.Entries, fmtMB(s.FileBytes), s.Lookup.NsPerOp, s.Lookup.AllocsPerOp, s.VerifySeconds, fmtMB(s.VerifyPeakRSS))
+		}
+		if w.ServePeakRSS > 0 {
+			p("\nPeak RSS of `stagegate serve` with %d entries after the webhook runs: %s.\n", w.Entries, fmtMB(w.ServePeakRSS))
+		}
+	}
+
+	if len(plots) > 0 {
+		p("\n## Plots\n\n")
+		for _, f := range plots {
+			p("![%s](%s)\n", f, f)
+		}
+	}
+	if len(res.Notes) > 0 {
+		p("\n## Notes\n\n")
+		for _, n := range res.Notes {
+			p("- %s\n", n)
+		}
+	}
+	return b.String()
+}
+
+func ratio(sg LoadRun, w WebhookResult, other string, rate int) string {
+	o, ok := w.run(other, rate)
+	if !ok || o.P99 == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", sg.P99/o.P99)
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Results is results.json. Latencies are in milliseconds, sizes in bytes.
+type Results struct {
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
+	Plan      Plan      `json:"plan"`
+	GoVersion string    `json:"goVersion"`
+	CPUs      int       `json:"cpus"`
+	GOOS      string    `json:"goos"`
+	GOARCH    string    `json:"goarch"`
+
+	Decision  []BenchRow      `json:"decision"`
+	Webhook   WebhookResult   `json:"webhook"`
+	Promotion PromotionResult `json:"promotion"`
+	Scale     []ScaleRow      `json:"scale"`
+	Targets   []TargetResult  `json:"targets"`
+	Notes     []string        `json:"notes,omitempty"`
+}
+
+// BenchRow is one testing.B figure.
+type BenchRow struct {
+	Name        string  `json:"name"`
+	Entries     int     `json:"ledgerEntries"`
+	N           int     `json:"n"`
+	NsPerOp     float64 `json:"nsPerOp"`
+	AllocsPerOp int64   `json:"allocsPerOp"`
+	BytesPerOp  int64   `json:"bytesPerOp"`
+}
+
+// LoadRun is one system attacked at one rate.
+type LoadRun struct {
+	System       string   `json:"system"`
+	Rate         int      `json:"rate"`
+	Seconds      float64  `json:"seconds"`
+	Requests     int      `json:"requests"`
+	Achieved     float64  `json:"achievedRate"`
+	Errors       int      `json:"errors"`
+	ErrorSamples []string `json:"errorSamples,omitempty"`
+	P50          float64  `json:"p50Ms"`
+	P90          float64  `json:"p90Ms"`
+	P99          float64  `json:"p99Ms"`
+	P999         float64  `json:"p999Ms"`
+	Max          float64  `json:"maxMs"`
+	// LoadAvg1 is the machine's 1-minute load average when the run began.
+	LoadAvg1 float64 `json:"loadAvg1"`
+	// PeakRSS is the server's peak RSS (VmHWM) after the run.
+	PeakRSS int64 `json:"peakRSSBytes"`
+}
+
+// held says whether the run kept up with its rate without errors and with
+// p99 under limit.
+func (r LoadRun) held(limitMs float64) bool {
+	return r.Errors == 0 && r.Achieved >= 0.95*float64(r.Rate) && r.P99 < limitMs
+}
+
+// WebhookResult gathers scenarios 2 to 4.
+type WebhookResult struct {
+	Entries      int            `json:"ledgerEntries"`
+	BodyBytes    map[string]int `json:"bodyBytes"`
+	Runs         []LoadRun      `json:"runs"`
+	ServePeakRSS int64          `json:"servePeakRSSBytes"`
+	OPAPeakRSS   int64          `json:"opaPeakRSSBytes"`
+	FloorPeakRSS int64          `json:"floorPeakRSSBytes"`
+}
+
+func (w WebhookResult) run(system string, rate int) (LoadRun, bool) {
+	for _, r := range w.Runs {
+		if r.System == system && r.Rate == rate {
+			return r, true
+		}
+	}
+	return LoadRun{}, false
+}
+
+func (w WebhookResult) systems() []string {
+	var out []string
+	for _, r := range w.Runs {
+		if !slices.Contains(out, r.System) {
+			out = append(out, r.System)
+		}
+	}
+	return out
+}
+
+// maxHeld is the highest offered rate the system held with p99 under 10 ms.
+func (w WebhookResult) maxHeld(system string) int {
+	best := 0
+	for _, r := range w.Runs {
+		if r.System == system && r.held(10) && r.Rate > best {
+			best = r.Rate
+		}
+	}
+	return best
+}
+
+// PromotionResult is scenario 5.
+type PromotionResult struct {
+	Clients   int     `json:"clients"`
+	Seconds   float64 `json:"seconds"`
+	Count     int     `json:"promotions"`
+	Errors    int     `json:"errors"`
+	LastError string  `json:"lastError,omitempty"`
+	PerSecond float64 `json:"perSecond"`
+	P50       float64 `json:"p50Ms"`
+	P99       float64 `json:"p99Ms"`
+	Max       float64 `json:"maxMs"`
+	FileBytes int64   `json:"ledgerFileBytes"`
+}
+
+// ScaleRow is scenario 6 at one ledger size.
+type ScaleRow struct {
+	Entries       int      `json:"entries"`
+	FileBytes     int64    `json:"fileBytes"`
+	Lookup        BenchRow `json:"lookup"`
+	VerifySeconds float64  `json:"verifySeconds"`
+	VerifyPeakRSS int64    `json:"verifyPeakRSSBytes"`
+	VerifyOutput  string   `json:"verifyOutput"`
+}
+
+// TargetResult is one target of issue 5 next to its figure. Met is nil when
+// the figure was not measured (or not at the size the target names).
+type TargetResult struct {
+	Name  string `json:"name"`
+	Goal  string `json:"goal"`
+	Value string `json:"value"`
+	Met   *bool  `json:"met"`
+	Note  string `json:"note,omitempty"`
+}
+
+const (
+	targetRate    = 1000
+	targetEntries = 1_000_000
+)
+
+// evaluateTargets compares the figures with issue 5's targets. Targets are
+// reported, never asserted.
+func evaluateTargets(res *Results) []TargetResult {
+	var out []TargetResult
+	add := func(name, goal, value string, met *bool, note string) {
+		out = append(out, TargetResult{Name: name, Goal: goal, Value: value, Met: met, Note: note})
+	}
+	sizeNote := func(n int) string {
+		if n != targetEntries {
+			return fmt.Sprintf("measured at %d entries, the target names %d", n, targetEntries)
+		}
+		return ""
+	}
+	w := res.Webhook
+	sg, okSG := w.run(sysStagegate, targetRate)
+	if okSG {
+		add("webhook p99 at 1000 rps", "≤ 2 ms", fmtMs(sg.P99), ptr(sg.P99 <= 2 && sg.Errors == 0), sizeNote(w.Entries))
+	} else {
+		add("webhook p99 at 1000 rps", "≤ 2 ms", "not measured", nil, "")
+	}
+	if fl, ok := w.run(sysFloor, targetRate); ok && okSG && fl.P99 > 0 {
+		ratio := sg.P99 / fl.P99
+		add("stagegate p99 / floor p99 at 1000 rps", "≤ 1.5×", fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtMs(sg.P99), fmtMs(fl.P99)), ptr(ratio <= 1.5), "")
+	} else {
+		add("stagegate p99 / floor p99 at 1000 rps", "≤ 1.5×", "not measured", nil, "")
+	}
+	if op, ok := w.run(sysOPA, targetRate); ok && okSG && op.P99 > 0 {
+		ratio := sg.P99 / op.P99
+		add("stagegate p99 / OPA p99 at 1000 rps", "≤ 0.33× (1/3)", fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtMs(sg.P99), fmtMs(op.P99)), ptr(ratio <= 1.0/3), "")
+	} else {
+		add("stagegate p99 / OPA p99 at 1000 rps", "≤ 0.33× (1/3)", "not measured", nil, "")
+	}
+	if p := res.Promotion; p.Clients > 0 {
+		add("durable promotions per second", "≥ 300/s", fmt.Sprintf("%.0f/s (p99 %s, %d clients)", p.PerSecond, fmtMs(p.P99), p.Clients), ptr(p.PerSecond >= 300 && p.Errors == 0), "")
+	} else {
+		add("durable promotions per second", "≥ 300/s", "not measured", nil, "")
+	}
+	if len(res.Scale) >= 2 {
+		lo, hi := res.Scale[0], res.Scale[len(res.Scale)-1]
+		ratio := hi.Lookup.NsPerOp / lo.Lookup.NsPerOp
+		note := ""
+		if lo.Entries != 10_000 || hi.Entries != targetEntries {
+			note = fmt.Sprintf("measured from %d to %d entries, the target names 10000 to %d", lo.Entries, hi.Entries, targetEntries)
+		}
+		add("look-up latency flat", "within 2× from 10^4 to 10^6", fmt.Sprintf("%.2f× (%.0f ns → %.0f ns)", ratio, lo.Lookup.NsPerOp, hi.Lookup.NsPerOp), ptr(ratio <= 2), note)
+	} else {
+		add("look-up latency flat", "within 2× from 10^4 to 10^6", "not measured", nil, "")
+	}
+	if len(res.Scale) > 0 {
+		hi := res.Scale[len(res.Scale)-1]
+		var met *bool
+		if hi.Entries == targetEntries {
+			met = ptr(hi.VerifySeconds < 30)
+		}
+		add("`ledger verify` of 10^6 entries", "< 30 s", fmt.Sprintf("%.1f s at %d entries", hi.VerifySeconds, hi.Entries), met, sizeNote(hi.Entries))
+	} else {
+		add("`ledger verify` of 10^6 entries", "< 30 s", "not measured", nil, "")
+	}
+	if sg.PeakRSS > 0 {
+		var met *bool
+		if w.Entries == targetEntries {
+			met = ptr(sg.PeakRSS < 150<<20)
+		}
+		add("peak RSS of serve", "< 150 MB at 10^6 entries", fmt.Sprintf("%s at %d entries, up to 1000 rps (%s after all rates)",
+			fmtMB(sg.PeakRSS), w.Entries, fmtMB(w.ServePeakRSS)), met, sizeNote(w.Entries))
+	} else {
+		add("peak RSS of serve", "< 150 MB at 10^6 entries", "not measured", nil, "")
+	}
+	return out
+}
+
+func fmtMs(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.2f ms", v)
+	}
+	return fmt.Sprintf("%.1f ms", v)
+}
+
+func fmtMB(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
