@@ -174,24 +174,37 @@ func checkAnswer(ctx context.Context, tlsCfg *tls.Config, url string, b body) er
 	return nil
 }
 
+// newClient is the one client of every system: keep-alive HTTP/1.1 with
+// TLS 1.3 and a bounded pool, as an API server's webhook client has
+// (without the bound an overloaded server gets thousands of connections,
+// and its RSS measures the client's backlog). Each system gets its own,
+// kept for its warm-up and all its rates, so that measured runs reuse warm
+// connections; a vegeta Attacker is single-use, the client is not.
+func newClient(tlsCfg *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     tlsCfg,
+			MaxIdleConnsPerHost: 64,
+			MaxConnsPerHost:     64,
+			// A non-nil empty map turns HTTP/2 off.
+			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		},
+	}
+}
+
 // attack offers rate requests/s of the bodies (in turn) to url for d with
-// vegeta's open-loop constant pacer over keep-alive HTTP/1.1 TLS 1.3, and
-// returns exact percentiles of every latency. A response that is not HTTP
-// 200 with "allowed":true counts as an error.
-func attack(tlsCfg *tls.Config, url string, bodies []body, rate int, d time.Duration) LoadRun {
+// vegeta's open-loop constant pacer, and returns exact percentiles of every
+// latency. A response that is not HTTP 200 with "allowed":true counts as
+// an error.
+func attack(client *http.Client, url string, bodies []body, rate int, d time.Duration) LoadRun {
 	hdr := http.Header{"Content-Type": []string{"application/json"}}
 	targets := make([]vegeta.Target, len(bodies))
 	for i, b := range bodies {
 		targets[i] = vegeta.Target{Method: http.MethodPost, URL: url, Body: b.JSON, Header: hdr}
 	}
-	atk := vegeta.NewAttacker(
-		vegeta.TLSConfig(tlsCfg), vegeta.KeepAlive(true), vegeta.HTTP2(false),
-		vegeta.Timeout(10*time.Second), vegeta.Workers(16), vegeta.MaxBody(4096),
-		// A bounded pool, as an API server's webhook client has: without
-		// it an overloaded server gets thousands of connections, and its
-		// RSS measures the client's backlog.
-		vegeta.MaxConnections(64),
-	)
+	atk := vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(16), vegeta.MaxBody(4096))
 	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
 	var lat []time.Duration
 	var m vegeta.Metrics

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -121,14 +122,18 @@ func (r *Runner) webhook(ctx context.Context) error {
 		r.res.Webhook.BodyBytes[b.Name] = len(b.JSON)
 	}
 
+	clients := map[string]*http.Client{}
+	for _, p := range systems {
+		clients[p.name] = newClient(tlsCfg)
+	}
 	// Rates outermost: each system sees each rate at nearly the same time.
 	for _, rate := range r.plan.Rates {
 		for _, p := range systems {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			attack(tlsCfg, p.target, bodies, min(rate, 500), r.plan.Warmup.Std())
-			run := attack(tlsCfg, p.target, bodies, rate, r.plan.RateDuration.Std())
+			attack(clients[p.name], p.target, bodies, min(rate, 500), r.plan.Warmup.Std())
+			run := attack(clients[p.name], p.target, bodies, rate, r.plan.RateDuration.Std())
 			run.System = p.name
 			run.PeakRSS = p.peakRSS()
 			r.res.Webhook.Runs = append(r.res.Webhook.Runs, run)
