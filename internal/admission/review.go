@@ -102,6 +102,7 @@ type Reviewer struct {
 	log      *slog.Logger
 	metrics  Metrics
 	fallback Fallback
+	refs     refCache
 }
 
 type options struct {
@@ -269,7 +270,7 @@ func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.Adm
 	states := map[string]looked{}  // digest → state
 	for _, c := range w.Images {
 		ci := policy.ContainerImage{Container: c.Container, Type: c.Type, Image: policy.Image{Reference: c.Image}}
-		ref, err := parseImage(c.Image)
+		ref, err := r.refs.parse(c.Image)
 		if err != nil {
 			ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
 			in.Images = append(in.Images, ci)
