@@ -162,13 +162,10 @@ func (ws *workspace) fixture(ctx context.Context, n int) (built bool, err error)
 	return true, nil
 }
 
-// buildLedger appends n real promotions through Ledger.Append, as the
-// promotion use case does, one transaction each (without fsync). The
-// attestations are signed ahead by parallel workers, outside the write
-// transaction, since each names its ledger index; `ledger verify` passes
-// on the result. (ledger.Import would write everything in one bbolt
-// transaction, which is quadratic in the number of random keys because
-// bbolt splits nodes only at commit.)
+// buildLedger appends n real promotions, signed as the promotion use case
+// signs them, with Ledger.AppendEntries one chunk per transaction (without
+// fsync). The attestations are signed ahead by parallel workers, since each
+// names its ledger index; `ledger verify` passes on the result.
 func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	cfg, err := ws.config(dir, "127.0.0.1:0", "")
 	if err != nil {
@@ -232,16 +229,8 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		for _, e := range batch {
-			_, err := l.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
-				if index != e.Index {
-					return nil, fmt.Errorf("bench: ledger at %d, fixture entry %d", index, e.Index)
-				}
-				return e, nil
-			})
-			if err != nil {
-				return fmt.Errorf("bench: append fixture entry %d: %w", e.Index, err)
-			}
+		if err := l.AppendEntries(batch); err != nil {
+			return fmt.Errorf("bench: append fixture entries from %d: %w", batch[0].Index, err)
 		}
 		done += len(batch)
 		if done%(25*chunk) < chunk || done == n {
