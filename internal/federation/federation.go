@@ -46,7 +46,8 @@ type Source struct {
 	// learned from the registry is re-read after it, so that revocations
 	// arrive.
 	synced   map[string]time.Time
-	imported map[string]string // digest → repository, for digests learned here
+	imported map[string]string   // digest → repository, for digests learned from the registry
+	local    map[string]struct{} // digests the ledger knows only from local entries
 }
 
 // Option configures a Source.
@@ -66,7 +67,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
 func New(l Ledger, f Fetcher, keys []*signing.Verifier, opts ...Option) *Source {
 	s := &Source{ledger: l, fetch: f, keys: keys, timeout: 2 * time.Second, refresh: 30 * time.Second,
 		log: slog.New(slog.DiscardHandler), now: time.Now,
-		synced: map[string]time.Time{}, imported: map[string]string{}}
+		synced: map[string]time.Time{}, imported: map[string]string{}, local: map[string]struct{}{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -99,13 +100,21 @@ func (s *Source) Lookup(ctx context.Context, repository, digest string) (bool, e
 func (s *Source) Seen(repository, digest string) {
 	s.mu.Lock()
 	_, ours := s.imported[digest]
+	_, known := s.local[digest]
 	stale := ours && s.now().Sub(s.synced[digest]) >= s.refresh
 	s.mu.Unlock()
-	if !stale {
+	if !stale && (ours || known) {
 		return
 	}
 	go func() {
 		_, _, _ = s.group.Do(digest, func() (any, error) {
+			if !ours {
+				// Learned before a restart, or promoted here: the ledger
+				// says which, once per digest.
+				if foreign, err := s.hasForeign(digest); err != nil || !foreign {
+					return false, err
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 			defer cancel()
 			imported, err := s.sync(ctx, repository, digest)
@@ -115,6 +124,27 @@ func (s *Source) Seen(repository, digest string) {
 			return imported, err
 		})
 	}()
+}
+
+// hasForeign reports whether the ledger holds foreign entries for digest,
+// and remembers the digests that it does not.
+func (s *Source) hasForeign(digest string) (bool, error) {
+	entries, err := s.ledger.History(digest)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Foreign {
+			s.mu.Lock()
+			s.imported[digest] = e.Repository
+			s.mu.Unlock()
+			return true, nil
+		}
+	}
+	s.mu.Lock()
+	s.local[digest] = struct{}{}
+	s.mu.Unlock()
+	return false, nil
 }
 
 func (s *Source) recent(digest string) bool {
