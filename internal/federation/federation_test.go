@@ -118,4 +118,3 @@ func TestSeenRefreshesForeignDigestsAfterRestart(t *testing.T) {
 		t.Fatalf("history has %d entries, want 2", len(hist))
 	}
 }
-
