@@ -132,3 +132,31 @@ test_break_glass_absent_config_refused if {
 test_no_images_allowed if {
 	decide(review("dev", [])).deny == set()
 }
+
+# The cases below sit at the edge of the policy's fast path (quiet): each must
+# decide exactly as the full rules do.
+
+test_tag_among_pinned_images_warned if {
+	d := decide(review("stage", [img(true, promoted), object.union(img(false, promoted), {"container": "proxy"})]))
+	d.deny == set()
+	d.warn == {sprintf(`container "proxy": image "reg.example/app:1.0" is referenced by tag and resolved to %s; a tag can move, pin by digest (reg.example/app@%s)`, [digest, digest])}
+}
+
+test_revoked_absent_means_not_revoked if {
+	decide(review("prod", [img(true, {"promoted": true})])) == {"deny": set(), "warn": set(), "break_glass_allowed": false}
+}
+
+test_empty_error_is_no_error if {
+	i := object.union(img(true, promoted), {"error": ""})
+	decide(review("prod", [i])) == {"deny": set(), "warn": set(), "break_glass_allowed": false}
+}
+
+test_images_absent_allowed if {
+	inp := json.remove(review("dev", []), ["images"])
+	decide(inp) == {"deny": set(), "warn": set(), "break_glass_allowed": true}
+}
+
+test_unknown_stage_denied_with_clean_images if {
+	d := decide(review("", [img(true, promoted)]))
+	d.deny == {`stage "" is not a known stage (known: dev, test, stage, prod): label the namespace or pod with one of them`}
+}

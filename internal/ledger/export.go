@@ -3,10 +3,13 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
@@ -45,101 +48,212 @@ func (l *Ledger) Export(w io.Writer) error {
 	})
 }
 
+// importChunk is how many entries one write transaction of Import holds:
+// bbolt splits and rebalances nodes at commit, so one transaction for a
+// whole large export would be slow and hold everything in memory.
+const importChunk = 10_000
+
 // Import loads an export into this ledger, which must be empty. Everything is
 // verified first (canonical entries with contiguous indexes from 0, check on
 // each, the recomputed root against the checkpoint, the checkpoint signature
-// via v); only then is anything written, in one transaction that also
-// rebuilds every index and keeps the imported checkpoint. The export is held
-// in memory while it is verified. Verification failures are *VerifyError.
+// via v), streaming: check runs concurrently on GOMAXPROCS goroutines, so it
+// must be safe for concurrent use. Meanwhile the entries are spooled to a
+// temporary file (mode 0600) beside the ledger, since r cannot be read twice.
+// Only then is anything written, in transactions of importChunk entries that
+// also rebuild every index; the size and the imported checkpoint are written
+// by the last one, so until then the ledger has no checkpoint and verifies as
+// broken. If a write fails midway, Import deletes what it wrote; if even that
+// fails, the error says the file must be deleted. Verification failures are
+// *VerifyError.
 func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) error {
 	if l.db.IsReadOnly() {
 		return ErrReadOnly
 	}
-	lines, err := readLines(r)
+	if size, err := l.Size(); err != nil {
+		return err
+	} else if size != 0 {
+		return ErrNotEmpty
+	}
+	spool, err := os.CreateTemp(filepath.Dir(l.path), ".import-*")
 	if err != nil {
 		return fmt.Errorf("ledger: import: %w", err)
 	}
-	if len(lines) == 0 {
-		return &VerifyError{Index: -1, Reason: "import: no checkpoint line"}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	sw := bufio.NewWriter(spool)
+	trailer, cp, err := verifyExport(r, v, check, sw)
+	if err != nil {
+		return err
+	}
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("ledger: import: spool: %w", err)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("ledger: import: spool: %w", err)
+	}
+	written, err := l.writeImport(bufio.NewReaderSize(spool, 1<<20), cp.Size, trailer)
+	if err != nil && written > 0 {
+		if werr := l.db.Update(wipeEntries); werr != nil {
+			return fmt.Errorf("ledger: import failed after writing %d entries, and they could not be removed (%w): delete %s: %w", written, werr, l.path, err)
+		}
+	}
+	return err
+}
+
+// verifyExport reads an export, verifies it and copies its entry lines to
+// spool. It returns the checkpoint text and the parsed checkpoint. Problems
+// are reported in the order the all-in-memory version used: the checkpoint
+// line first, then the first bad entry, then the root.
+func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool io.Writer) (string, Checkpoint, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	pool := newCheckPool(check, "import: ")
+	defer pool.close()
+	rng := rangeFactory.NewEmptyRange(0)
+	var entryErr error
+	batch := pool.batch()
+	submit := func(drain bool) {
+		if len(batch.items) > 0 && (drain || len(batch.items) == cap(batch.items)) {
+			pool.submit(batch)
+			batch = pool.batch()
+		}
+		for pool.busy(drain) {
+			for _, it := range pool.next().items {
+				if entryErr == nil && it.err != nil {
+					entryErr = it.err
+					pool.abort()
+				}
+			}
+		}
+	}
+	var prev []byte // the line before the current one: an entry unless it is the last
+	n := uint64(0)
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return "", Checkpoint{}, fmt.Errorf("ledger: import: %w", err)
+		}
+		if line == nil {
+			break
+		}
+		if prev != nil && entryErr == nil {
+			if _, err := spool.Write(append(prev, '\n')); err != nil {
+				return "", Checkpoint{}, fmt.Errorf("ledger: import: spool: %w", err)
+			}
+			if err := rng.Append(hasher.HashLeaf(prev), nil); err != nil {
+				entryErr = &VerifyError{Index: int64(n), Reason: "import: tree", Err: err}
+			}
+			batch.items = append(batch.items, checkItem{index: n, raw: prev})
+			submit(false)
+		}
+		if prev != nil {
+			n++
+		}
+		prev = line
+	}
+	submit(true)
+	if prev == nil {
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: no checkpoint line"}
 	}
 	var trailer exportTrailer
-	dec := json.NewDecoder(bytes.NewReader(lines[len(lines)-1]))
+	dec := json.NewDecoder(bytes.NewReader(prev))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&trailer); err != nil || trailer.Checkpoint == "" {
-		return &VerifyError{Index: -1, Reason: "import: last line is not a checkpoint", Err: err}
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: last line is not a checkpoint", Err: err}
 	}
 	cp, err := ParseCheckpoint(trailer.Checkpoint, v)
 	if err != nil {
-		return &VerifyError{Index: -1, Reason: "import: bad checkpoint", Err: err}
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: bad checkpoint", Err: err}
 	}
-	lines = lines[:len(lines)-1]
-	if uint64(len(lines)) != cp.Size {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("import: %d entries, checkpoint size %d", len(lines), cp.Size)}
+	if n != cp.Size {
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: fmt.Sprintf("import: %d entries, checkpoint size %d", n, cp.Size)}
 	}
-
-	entries := make([]Entry, len(lines))
-	rng := rangeFactory.NewEmptyRange(0)
-	for i, raw := range lines {
-		e, err := canonicalEntry(raw)
-		if err != nil {
-			return &VerifyError{Index: int64(i), Reason: "import: bad bytes", Err: err}
-		}
-		if e.Index != uint64(i) {
-			return &VerifyError{Index: int64(i), Reason: fmt.Sprintf("import: index field says %d", e.Index)}
-		}
-		if err := validateEntry(&e); err != nil {
-			return &VerifyError{Index: int64(i), Reason: "import: invalid", Err: err}
-		}
-		if check != nil {
-			if err := check(e); err != nil {
-				return &VerifyError{Index: int64(i), Reason: "import: entry check failed", Err: err}
-			}
-		}
-		if err := rng.Append(hasher.HashLeaf(raw), nil); err != nil {
-			return &VerifyError{Index: int64(i), Reason: "import: tree", Err: err}
-		}
-		entries[i] = e
+	if entryErr != nil {
+		return "", Checkpoint{}, entryErr
 	}
 	root := hasher.EmptyRoot()
-	if len(lines) > 0 {
+	if n > 0 {
 		if root, err = rng.GetRootHash(nil); err != nil {
-			return &VerifyError{Index: -1, Reason: "import: tree", Err: err}
+			return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: tree", Err: err}
 		}
 	}
 	if !bytes.Equal(root, cp.Root) {
-		return &VerifyError{Index: -1, Reason: "import: recomputed root differs from the checkpoint root"}
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: recomputed root differs from the checkpoint root"}
 	}
-
-	return l.db.Update(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketEntries).Cursor().First(); txSize(tx) != 0 || k != nil {
-			return ErrNotEmpty
-		}
-		rng := rangeFactory.NewEmptyRange(0)
-		states := newStateBatch(bucketLoader(tx.Bucket(bucketState)))
-		for i := range entries {
-			if err := writeEntry(tx, rng, states, &entries[i], lines[i]); err != nil {
-				return err
-			}
-		}
-		if err := states.flush(tx.Bucket(bucketState)); err != nil {
-			return err
-		}
-		return putMeta(tx, cp.Size, trailer.Checkpoint)
-	})
+	return trailer.Checkpoint, cp, nil
 }
 
-// readLines splits r into non-empty lines. Lines have no length limit: an
-// entry carries a whole DSSE envelope.
-func readLines(r io.Reader) ([][]byte, error) {
-	br := bufio.NewReader(r)
-	var lines [][]byte
+// writeImport writes the size verified entries read from spool in chunks,
+// the checkpoint with the last chunk. It returns how many entries it
+// committed.
+func (l *Ledger) writeImport(spool *bufio.Reader, size uint64, checkpoint string) (uint64, error) {
+	rng := rangeFactory.NewEmptyRange(0)
+	written := uint64(0)
+	for first := true; first || written < size; first = false {
+		lines := make([][]byte, 0, min(size-written, importChunk))
+		for uint64(len(lines)) < min(size-written, importChunk) {
+			line, err := readLine(spool)
+			if err != nil || line == nil {
+				return written, fmt.Errorf("ledger: import: spool: %w", cmp.Or(err, io.ErrUnexpectedEOF))
+			}
+			lines = append(lines, line)
+		}
+		last := written+uint64(len(lines)) == size
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			if first {
+				if k, _ := tx.Bucket(bucketEntries).Cursor().First(); txSize(tx) != 0 || k != nil {
+					return ErrNotEmpty
+				}
+			}
+			states := newStateBatch(bucketLoader(tx.Bucket(bucketState)))
+			for _, raw := range lines {
+				e, err := decodeEntry(raw)
+				if err != nil {
+					return fmt.Errorf("ledger: import: %w", err)
+				}
+				if err := writeEntry(tx, rng, states, &e, raw); err != nil {
+					return err
+				}
+			}
+			if err := states.flush(tx.Bucket(bucketState)); err != nil {
+				return err
+			}
+			if last {
+				return putMeta(tx, size, checkpoint)
+			}
+			return nil
+		})
+		if err != nil {
+			return written, err
+		}
+		written += uint64(len(lines))
+	}
+	return written, nil
+}
+
+// wipeEntries empties every bucket a failed import may have written to.
+func wipeEntries(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketEntries, bucketNodes, bucketState, bucketHistory} {
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLine returns the next non-empty line without its newline, or nil at
+// the end. Lines have no length limit: an entry carries a whole DSSE
+// envelope.
+func readLine(br *bufio.Reader) ([]byte, error) {
 	for {
 		line, err := br.ReadBytes('\n')
 		if line = bytes.TrimSuffix(line, []byte("\n")); len(line) > 0 {
-			lines = append(lines, line)
+			return line, nil
 		}
 		if errors.Is(err, io.EOF) {
-			return lines, nil
+			return nil, nil
 		}
 		if err != nil {
 			return nil, err

@@ -2,7 +2,11 @@ package ledger
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
 	bolt "go.etcd.io/bbolt"
@@ -21,6 +25,13 @@ func (l *Ledger) Verify(v note.Verifier, check func(Entry) error) error {
 
 // verifyTx turns any panic from corrupted data (in bbolt or in decoding)
 // into an error: the point of Verify is to report corruption, not crash on it.
+//
+// It streams: entries are read in order from one cursor, decoded and checked
+// on a bounded pool of workers (check is the expensive part), and taken back
+// in order, so at most a window of entries is in memory and the error still
+// names the lowest bad index. All bbolt access stays on this goroutine (a Tx
+// is not safe for concurrent use); workers only read entry bytes, which stay
+// valid because the pool is drained before the transaction ends.
 func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error) {
 	cur := int64(-1)
 	defer func() {
@@ -55,47 +66,64 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 		}
 	}
 	rng := rangeFactory.NewEmptyRange(0)
-	states := newStateBatch(nil)
-	history := map[string]bool{}
+	ix := newIndexCheck(tx)
+
+	pool := newCheckPool(check, "")
+	defer pool.close()
+	batch := pool.batch()
+	submit := func(force bool) error {
+		if len(batch.items) > 0 && (force || len(batch.items) == cap(batch.items)) {
+			pool.submit(batch)
+			batch = pool.batch()
+		}
+		for pool.busy(force) {
+			for _, it := range pool.next().items {
+				cur = int64(it.index)
+				if it.err != nil {
+					pool.abort()
+					return it.err
+				}
+				if err := ix.add(&it.entry); err != nil {
+					pool.abort()
+					return err
+				}
+			}
+		}
+		return nil
+	}
 
 	c := tx.Bucket(bucketEntries).Cursor()
 	i := uint64(0)
 	for k, raw := c.First(); k != nil; k, raw = c.Next() {
 		cur = int64(i)
-		if i >= size {
-			return &VerifyError{Index: cur, Reason: "entry beyond the checkpointed size"}
-		}
-		if !bytes.Equal(k, be64(i)) {
-			return &VerifyError{Index: cur, Reason: fmt.Sprintf("missing (next stored key %x)", k)}
-		}
-		e, err := canonicalEntry(raw)
-		if err != nil {
-			return &VerifyError{Index: cur, Reason: "bad bytes", Err: err}
-		}
-		if e.Index != i {
-			return &VerifyError{Index: cur, Reason: fmt.Sprintf("index field says %d", e.Index)}
-		}
-		if err := validateEntry(&e); err != nil {
-			return &VerifyError{Index: cur, Reason: "invalid", Err: err}
-		}
-		if err := rng.Append(hasher.HashLeaf(raw), compare); err != nil {
-			return &VerifyError{Index: cur, Reason: "tree", Err: err}
-		}
-		if nodeErr != nil {
-			return &VerifyError{Index: cur, Reason: "stored tree disagrees", Err: nodeErr}
-		}
-		if check != nil {
-			if err := check(e); err != nil {
-				return &VerifyError{Index: cur, Reason: "entry check failed", Err: err}
+		it := checkItem{index: i, raw: raw}
+		switch {
+		case i >= size:
+			it.raw, it.pre = nil, &VerifyError{Index: cur, Reason: "entry beyond the checkpointed size"}
+		case !bytes.Equal(k, be64(i)):
+			it.raw, it.pre = nil, &VerifyError{Index: cur, Reason: fmt.Sprintf("missing (next stored key %x)", k)}
+		default:
+			if err := rng.Append(hasher.HashLeaf(raw), compare); err != nil {
+				it.pre = &VerifyError{Index: cur, Reason: "tree", Err: err}
+			} else if nodeErr != nil {
+				it.pre = &VerifyError{Index: cur, Reason: "stored tree disagrees", Err: nodeErr}
 			}
 		}
-		if err := states.apply(&e); err != nil {
-			return &VerifyError{Index: cur, Reason: "state", Err: err}
+		batch.items = append(batch.items, it)
+		if it.pre != nil {
+			// Earlier entries may still fail their check: report the first.
+			if err := submit(true); err != nil {
+				return err
+			}
+			return it.pre
 		}
-		for _, name := range historyNames(&e) {
-			history[string(historyKey(name, i))] = true
+		if err := submit(false); err != nil {
+			return err
 		}
 		i++
+	}
+	if err := submit(true); err != nil {
+		return err
 	}
 	cur = -1
 	if i != size {
@@ -113,35 +141,248 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 	if n := nodes.Stats().KeyN; n != nodeCount {
 		return &VerifyError{Index: -1, Reason: fmt.Sprintf("%d tree nodes stored, %d expected", n, nodeCount)}
 	}
-	return verifyIndexes(tx, states, history)
+	return ix.finish()
 }
 
-// verifyIndexes compares the state and history buckets with what the
-// entries imply, in both directions.
-func verifyIndexes(tx *bolt.Tx, states *stateBatch, history map[string]bool) error {
-	stored := tx.Bucket(bucketState)
-	err := states.encoded(func(d string, want []byte) error {
-		if got := stored.Get([]byte(d)); !bytes.Equal(got, want) {
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index of %s disagrees with the entries", d)}
+// checkItem is one entry on its way through a checkPool.
+type checkItem struct {
+	index uint64
+	raw   []byte       // nil when pre alone is the verdict
+	pre   *VerifyError // found while reading; reported after decoding errors
+	entry Entry
+	err   *VerifyError
+}
+
+type checkBatch struct {
+	items []checkItem
+	done  chan struct{}
+}
+
+// checkBatchSize amortises channel traffic over many ~100 µs checks.
+const checkBatchSize = 64
+
+// checkPool decodes, validates and checks entries on GOMAXPROCS workers
+// while its one caller keeps reading, and hands batches back in the order
+// they were submitted: the first failure the caller meets is the lowest bad
+// index however the workers interleave. At most window batches are in
+// flight, which bounds memory whatever the ledger size.
+type checkPool struct {
+	check   func(Entry) error
+	prefix  string
+	jobs    chan *checkBatch
+	pending []*checkBatch // submitted and not yet taken back, oldest first
+	window  int
+	stopped atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newCheckPool(check func(Entry) error, prefix string) *checkPool {
+	n := runtime.GOMAXPROCS(0)
+	p := &checkPool{check: check, prefix: prefix, jobs: make(chan *checkBatch, 4*n), window: 4 * n}
+	p.wg.Add(n)
+	for range n {
+		go p.work()
+	}
+	return p
+}
+
+func (p *checkPool) batch() *checkBatch {
+	return &checkBatch{items: make([]checkItem, 0, checkBatchSize), done: make(chan struct{})}
+}
+
+func (p *checkPool) submit(b *checkBatch) {
+	p.pending = append(p.pending, b)
+	p.jobs <- b
+}
+
+// busy reports whether the caller must take a batch back now: when the
+// window is full, or, when draining, while anything is pending.
+func (p *checkPool) busy(drain bool) bool {
+	return len(p.pending) >= p.window || (drain && len(p.pending) > 0)
+}
+
+// next waits for the oldest pending batch.
+func (p *checkPool) next() *checkBatch {
+	b := p.pending[0]
+	p.pending = p.pending[1:]
+	<-b.done
+	return b
+}
+
+// abort makes the workers skip what is still queued: its results will not
+// be looked at once an earlier entry has failed.
+func (p *checkPool) abort() { p.stopped.Store(true) }
+
+// close stops the workers and waits for them; the entry bytes they hold may
+// be bbolt memory, so this must happen before the transaction ends.
+func (p *checkPool) close() {
+	p.abort()
+	close(p.jobs)
+	p.wg.Wait()
+}
+
+func (p *checkPool) work() {
+	defer p.wg.Done()
+	for b := range p.jobs {
+		for i := range b.items {
+			if p.stopped.Load() {
+				break
+			}
+			p.run(&b.items[i])
 		}
-		return nil
-	})
+		close(b.done)
+	}
+}
+
+// run gives the same verdict, in the same order of reasons, as the serial
+// loop it replaced: bytes, index, validity, tree, then check.
+func (p *checkPool) run(it *checkItem) {
+	idx := int64(it.index)
+	fail := func(reason string, err error) {
+		it.err = &VerifyError{Index: idx, Reason: p.prefix + reason, Err: err}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			fail(fmt.Sprintf("corrupted data: %v", r), nil)
+		}
+	}()
+	if it.raw == nil {
+		it.err = it.pre
+		return
+	}
+	e, err := canonicalEntry(it.raw)
 	if err != nil {
-		return err
+		fail("bad bytes", err)
+		return
 	}
-	if n := stored.Stats().KeyN; n != len(states.order) {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, len(states.order))}
+	if e.Index != it.index {
+		fail(fmt.Sprintf("index field says %d", e.Index), nil)
+		return
 	}
+	if err := validateEntry(&e); err != nil {
+		fail("invalid", err)
+		return
+	}
+	if it.pre != nil {
+		it.err = it.pre
+		return
+	}
+	if p.check != nil {
+		if err := p.check(e); err != nil {
+			fail("entry check failed", err)
+			return
+		}
+	}
+	it.raw = nil // the entry is what the caller needs now
+	it.entry = e
+}
+
+// indexCheck compares the state and history buckets with what the entries
+// imply, fed the entries in order, without a whole-ledger map of either.
+//
+// History: each key an entry implies is looked up as the entry passes, and
+// at the end the bucket must hold exactly as many keys; keys are unique, so
+// that makes the two sets equal.
+//
+// State: a record depends on every entry touching its digest (a revocation
+// reaches platforms promoted long before), so it is rebuilt with the same
+// stateBatch code that writes it, in chunks of stateChunk entries, but kept
+// between chunks in sealed form: each mark reduced to its index and a hash
+// of its encoding. That costs tens of bytes per digest, none per entry. At
+// the end every stored record, sealed the same way, must equal the rebuilt
+// one, and must itself be canonically encoded.
+type indexCheck struct {
+	hist    *bolt.Bucket
+	histCur *bolt.Cursor
+	state   *bolt.Bucket
+	nHist   int
+	sealed  map[string][]byte // digest -> encodeRecord of the sealed record
+	batch   *stateBatch
+	applied int
+}
+
+const stateChunk = 4096
+
+func newIndexCheck(tx *bolt.Tx) *indexCheck {
+	hist := tx.Bucket(bucketHistory)
+	x := &indexCheck{hist: hist, histCur: hist.Cursor(), state: tx.Bucket(bucketState), sealed: map[string][]byte{}}
+	x.batch = x.newBatch()
+	return x
+}
+
+func (x *indexCheck) newBatch() *stateBatch {
+	return newStateBatch(func(d string) []byte { return x.sealed[d] })
+}
+
+func (x *indexCheck) add(e *Entry) error {
+	for _, name := range historyNames(e) {
+		key := historyKey(name, e.Index)
+		if k, _ := x.histCur.Seek(key); !bytes.Equal(k, key) {
+			return &VerifyError{Index: int64(e.Index), Reason: fmt.Sprintf("history index lacks %q", name)}
+		}
+		x.nHist++
+	}
+	if err := x.batch.apply(e); err != nil {
+		return &VerifyError{Index: int64(e.Index), Reason: "state", Err: err}
+	}
+	// apply gave every digest the entry reaches one shared mark, so sealing
+	// it through the entry's own digest seals it everywhere.
+	if r := x.batch.recs[e.Digest]; r != nil && r.Stages[e.Stage] != nil {
+		switch m := r.Stages[e.Stage]; e.Kind {
+		case KindPromotion:
+			sealMark(m.Promoted)
+		case KindRevocation:
+			sealMark(m.Revoked)
+		}
+	}
+	if x.applied++; x.applied == stateChunk {
+		x.flush()
+	}
+	return nil
+}
+
+func (x *indexCheck) flush() {
+	_ = x.batch.encoded(func(d string, v []byte) error { x.sealed[d] = v; return nil })
+	x.batch, x.applied = x.newBatch(), 0
+}
+
+// sealTag is the By of a sealed mark; real marks are never sealed twice.
+const sealTag = "\x00sealed"
+
+// sealMark keeps of m only what identifies it: its index and a hash of its
+// whole encoding.
+func sealMark(m *mark) {
+	if m == nil || m.By == sealTag {
+		return
+	}
+	sum := sha256.Sum256(appendMark(nil, m))
+	*m = mark{Index: m.Index, By: sealTag, Reason: string(sum[:16])}
+}
+
+func (x *indexCheck) finish() error {
+	x.flush()
 	n := 0
-	c := tx.Bucket(bucketHistory).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if !history[string(k)] {
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("history index has a stray key %q", k)}
+	c := x.state.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		bad := &VerifyError{Index: -1, Reason: fmt.Sprintf("state index of %s disagrees with the entries", k)}
+		rec, err := decodeRecord(v, nil)
+		if err != nil || !bytes.Equal(encodeRecord(rec), v) {
+			return bad
+		}
+		for _, m := range rec.Stages {
+			sealMark(m.Promoted)
+			sealMark(m.Revoked)
+		}
+		if want, ok := x.sealed[string(k)]; !ok || !bytes.Equal(encodeRecord(rec), want) {
+			return bad
 		}
 		n++
 	}
-	if n != len(history) {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("history index has %d keys, entries imply %d", n, len(history))}
+	if n != len(x.sealed) {
+		return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, len(x.sealed))}
+	}
+	if n := x.hist.Stats().KeyN; n != x.nHist {
+		return &VerifyError{Index: -1, Reason: fmt.Sprintf("history index has %d keys, entries imply %d", n, x.nHist)}
 	}
 	return nil
 }
