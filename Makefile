@@ -50,9 +50,12 @@ bench: tools
 fuzz:
 	hack/fuzz.sh $(FUZZ_SECONDS) ./internal/...
 
-## soak: 1000 crash/restart cycles of serve under promotion load (not CI).
+## soak (not CI): 1000 crash/restart cycles of serve under promotion load,
+## then 10 minutes of mixed load (admission at 500/s plus promotions) with
+## zero errors and flat memory (BENCH_SOAK_DURATION=1m for a try).
 soak: tools
 	STAGEGATE_SOAK_CYCLES=1000 $(GOTEST) -timeout 2h -v -run Crash ./test/e2e/reliability/
+	$(GO) run ./bench -soak
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -6,6 +6,10 @@
 //
 // BENCH_QUICK=1 (or -quick) runs a short version of about a minute with
 // smaller ledgers. See bench/README.md.
+//
+// -soak (BENCH_SOAK=1) runs the mixed-load soak of issue 6 instead, for
+// BENCH_SOAK_DURATION (default 10m), and writes bench/results/soak-<UTC
+// timestamp>/.
 package main
 
 import (
@@ -67,6 +71,8 @@ func main() {
 		workDir = flag.String("work", envOr("BENCH_WORK", filepath.Join("bench", "results", "tmp")), "cache of keys, certificates and ledger fixtures, kept between runs (also BENCH_WORK)")
 		opaBin  = flag.String("opa", envOr("BENCH_OPA", filepath.Join("bin", "opa")), "opa binary for the baseline (built by `hack/tools.sh opa`)")
 		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale); default all")
+		soak    = flag.Bool("soak", envBool("BENCH_SOAK"), "run the mixed-load soak instead of the suite (also BENCH_SOAK=1)")
+		soakFor = flag.String("soak-duration", envOr("BENCH_SOAK_DURATION", "10m"), "how long the soak's load lasts (also BENCH_SOAK_DURATION)")
 		floor   = flag.String("floor", "", "internal: serve the floor server on this address (used by the suite itself)")
 		cert    = flag.String("floor-cert", "", "internal: floor server certificate")
 		key     = flag.String("floor-key", "", "internal: floor server key")
@@ -79,6 +85,20 @@ func main() {
 	if *floor != "" {
 		if err := serveFloor(ctx, *floor, *cert, *key); err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	if *soak {
+		d, err := time.ParseDuration(*soakFor)
+		if err != nil || d < 10*time.Second {
+			fmt.Fprintf(os.Stderr, "bench: soak duration %q: want a Go duration of at least 10s\n", *soakFor)
+			os.Exit(2)
+		}
+		out := filepath.Join(*outRoot, "soak-"+time.Now().UTC().Format("20060102T150405Z"))
+		if err := runSoak(ctx, *workDir, out, d, logger); err != nil {
+			logger.Error("soak failed", "err", err)
 			os.Exit(1)
 		}
 		return

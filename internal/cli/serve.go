@@ -96,14 +96,14 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 // tuneGC trades a little memory for admission latency. A review allocates
 // about 30 KB and keeps almost nothing, so with the default GOGC=100 the
 // collector runs every few hundred requests and its assists land in the
-// p99. A higher GOGC runs it a quarter as often; the soft memory limit keeps
+// p99. A higher GOGC runs it a quarter as often; the 64 MiB soft limit keeps
 // the heap bounded all the same. GOGC and GOMEMLIMIT, when set, win.
 func tuneGC() {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(400)
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		debug.SetMemoryLimit(96 << 20)
+		debug.SetMemoryLimit(64 << 20)
 	}
 }
 
