@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
 	"testing"
 	"time"
 
@@ -161,13 +160,35 @@ func (r *Runner) scale(ctx context.Context) error {
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		t0 := time.Now()
-		err = cmd.Run()
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("bench: ledger verify of %d entries: %w", n, err)
+		}
+		// The child's rusage maxrss starts at the parent's (Linux keeps it
+		// across fork), so poll the child's own high-water mark instead.
+		stop := make(chan struct{})
+		hwm := make(chan int64, 1)
+		go func() {
+			var peak int64
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if v := peakRSS(cmd.Process.Pid); v > peak {
+					peak = v
+				}
+				select {
+				case <-stop:
+					hwm <- peak
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(stop)
+		row.VerifyPeakRSS = <-hwm
 		row.VerifySeconds = time.Since(t0).Seconds()
 		if err != nil {
 			return fmt.Errorf("bench: ledger verify of %d entries: %w\n%s", n, err, out.Bytes())
-		}
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			row.VerifyPeakRSS = ru.Maxrss * 1024
 		}
 		row.VerifyOutput = string(bytes.TrimSpace(out.Bytes()))
 		r.res.Scale = append(r.res.Scale, row)

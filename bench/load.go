@@ -78,8 +78,12 @@ func (p *proc) stop() int64 {
 }
 
 // peakRSS is the peak RSS (VmHWM) of a running process, in bytes.
-func (p *proc) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+func (p *proc) peakRSS() int64 { return peakRSS(p.cmd.Process.Pid) }
+
+// peakRSS is the peak RSS (VmHWM) of process pid, in bytes, or 0 once it
+// has exited.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
