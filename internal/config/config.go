@@ -166,8 +166,17 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// encoding/json decodes an array into the existing elements of a
+	// slice, so a file's stages would inherit the fields of the default
+	// stage at the same position (its soak, its break-glass). The file's
+	// list replaces the defaults whole instead.
+	defaults := c.Stages
+	c.Stages = nil
 	if err := yaml.UnmarshalStrict(b, c); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if c.Stages == nil {
+		c.Stages = defaults
 	}
 	return c, nil
 }
