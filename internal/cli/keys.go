@@ -5,14 +5,11 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/pki"
 	"github.com/stagegate/stagegate/internal/signing"
 )
-
-type ledgerVerifier = note.Verifier
 
 func newKeysCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Manage signing keys"}

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -32,7 +33,7 @@ func (f *ledgerFlags) bind(cmd *cobra.Command) {
 
 // path returns the ledger file, the check of each entry's attestation
 // (foreign entries against registrySource.trustedKeys) and the log key.
-func (f *ledgerFlags) path() (string, func(ledger.Entry) error, ledgerVerifier, error) {
+func (f *ledgerFlags) path() (string, func(ledger.Entry) error, note.Verifier, error) {
 	cfg, err := f.cf.load()
 	if err != nil {
 		return "", nil, nil, err
