@@ -86,27 +86,9 @@ func (e *apiError) Error() string {
 }
 
 func (c *apiClient) do(ctx context.Context, method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	resp, err := c.send(ctx, method, path, body, "")
 	if err != nil {
 		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -114,13 +96,49 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any) (int,
 		return 0, nil, err
 	}
 	if resp.StatusCode >= 300 {
-		ae := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(out, ae) != nil || ae.Message == "" {
-			ae.Message = strings.TrimSpace(string(out))
-		}
-		return resp.StatusCode, out, ae
+		return resp.StatusCode, out, newAPIError(resp.StatusCode, out)
 	}
 	return resp.StatusCode, out, nil
+}
+
+// send makes an authenticated request with body as JSON (if not nil).
+func (c *apiClient) send(ctx context.Context, method, path string, body any, accept string) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
+	}
+	return resp, nil
+}
+
+// newAPIError reads the API's {"error": ..., "violations": [...]} body,
+// or keeps the body as the message when it is something else.
+func newAPIError(status int, body []byte) *apiError {
+	ae := &apiError{Status: status}
+	if json.Unmarshal(body, ae) != nil || ae.Message == "" {
+		ae.Message = strings.TrimSpace(string(body))
+	}
+	return ae
 }
 
 func newPromoteCommand(s Streams) *cobra.Command {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,31 +33,14 @@ func progressMode(flag string, w io.Writer) (string, error) {
 // promoteStreaming posts a promotion asking for JSON lines, shows the copy
 // progress on w, and returns the final status and body.
 func (c *apiClient) promoteStreaming(ctx context.Context, body any, mode string, w io.Writer) (int, []byte, error) {
-	b, err := json.Marshal(body)
+	resp, err := c.send(ctx, http.MethodPost, "/v1/promotions", body, "application/x-ndjson")
 	if err != nil {
 		return 0, nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/promotions", bytes.NewReader(b))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/x-ndjson")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
 		out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ae := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(out, ae) != nil || ae.Message == "" {
-			ae.Message = strings.TrimSpace(string(out))
-		}
-		return resp.StatusCode, out, ae
+		return resp.StatusCode, out, newAPIError(resp.StatusCode, out)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -81,11 +63,7 @@ func (c *apiClient) promoteStreaming(ctx context.Context, body any, mode string,
 			fmt.Fprintln(w)
 		}
 		if line.Status >= 300 {
-			ae := &apiError{Status: line.Status}
-			if json.Unmarshal(line.Body, ae) != nil || ae.Message == "" {
-				ae.Message = string(line.Body)
-			}
-			return line.Status, line.Body, ae
+			return line.Status, line.Body, newAPIError(line.Status, line.Body)
 		}
 		return line.Status, line.Body, nil
 	}
