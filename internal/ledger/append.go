@@ -70,6 +70,8 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 	}
 	var rc Receipt
 	var refused error
+	var touched []string // every run's, in case bbolt reran fn
+	defer func() { l.cache.invalidate(touched, false) }()
 	// Batch lets concurrent appends share one transaction and so one fsync:
 	// durable throughput then grows with concurrency instead of being capped
 	// at one commit per entry. A call whose build refuses returns nil to
@@ -99,6 +101,7 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		if err := writeEntry(tx, rng, states, e, raw); err != nil {
 			return err
 		}
+		touched = append(touched, states.order...)
 		if err := states.flush(tx.Bucket(bucketState)); err != nil {
 			return err
 		}

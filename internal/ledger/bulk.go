@@ -21,6 +21,8 @@ func (l *Ledger) AppendEntries(entries []*Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	var touched []string
+	defer func() { l.cache.invalidate(touched, false) }()
 	return l.db.Update(func(tx *bolt.Tx) error {
 		size := txSize(tx)
 		rng, err := loadRange(tx.Bucket(bucketNodes), size)
@@ -48,6 +50,7 @@ func (l *Ledger) AppendEntries(entries []*Entry) error {
 				return err
 			}
 		}
+		touched = states.order
 		if err := states.flush(tx.Bucket(bucketState)); err != nil {
 			return err
 		}

@@ -93,7 +93,9 @@ func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) e
 	}
 	written, err := l.writeImport(bufio.NewReaderSize(spool, 1<<20), cp.Size, trailer)
 	if err != nil && written > 0 {
-		if werr := l.db.Update(wipeEntries); werr != nil {
+		werr := l.db.Update(wipeEntries)
+		l.cache.invalidate(nil, true)
+		if werr != nil {
 			return fmt.Errorf("ledger: import failed after writing %d entries, and they could not be removed (%w): delete %s: %w", written, werr, l.path, err)
 		}
 	}
@@ -222,6 +224,8 @@ func (l *Ledger) writeImport(spool *bufio.Reader, size uint64, checkpoint string
 			}
 			return nil
 		})
+		// Whatever a reader cached before this chunk may be out of date.
+		l.cache.invalidate(nil, true)
 		if err != nil {
 			return written, err
 		}

@@ -42,6 +42,7 @@ type Ledger struct {
 	db     *bolt.DB
 	signer note.Signer
 	path   string
+	cache  *stateCache // nil: State reads bbolt every time
 }
 
 type options struct {
@@ -49,6 +50,7 @@ type options struct {
 	readOnly bool
 	noSync   bool
 	timeout  time.Duration
+	cache    int
 }
 
 // Option configures Open.
@@ -66,6 +68,11 @@ func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 // may lose acknowledged promotions.
 func WithNoSync() Option { return func(o *options) { o.noSync = true } }
 
+// WithStateCache sets how many digests' decoded state records State keeps
+// in memory (default DefaultStateCache); 0 turns the cache off, so that
+// every State reads the file.
+func WithStateCache(n int) Option { return func(o *options) { o.cache = n } }
+
 // WithLockTimeout bounds how long Open waits for the file lock (default 1s),
 // so that a second server on the same file fails fast instead of hanging.
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
@@ -73,7 +80,7 @@ func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeo
 // Open opens or creates the ledger at path. A new file gets mode 0600 and
 // missing parent directories 0700.
 func Open(path string, opts ...Option) (*Ledger, error) {
-	o := options{timeout: time.Second}
+	o := options{timeout: time.Second, cache: DefaultStateCache}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -96,7 +103,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	// A short batch window: a lone promotion waits at most this long for
 	// company, while concurrent ones share a commit (see Append).
 	db.MaxBatchDelay = 2 * time.Millisecond
-	l := &Ledger{db: db, signer: o.signer, path: path}
+	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache)}
 	if o.readOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			for _, name := range allBuckets {
@@ -173,8 +180,12 @@ func (l *Ledger) Checkpoint() (string, error) {
 
 // State returns what the ledger says about digest in stage; ok is false when
 // no promotion or revocation of the digest (in any stage) is known.
-// It is the admission hot path: one read transaction, one Get.
+// It is the admission hot path: a map look-up for a digest asked about
+// recently, otherwise one read transaction and one Get.
 func (l *Ledger) State(digest, stage string) (State, bool, error) {
+	if l.cache != nil {
+		return l.cachedState(digest, stage)
+	}
 	var (
 		st State
 		ok bool
