@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"flag"
@@ -80,6 +81,9 @@ func FuzzReviewHTTP(f *testing.F) {
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"DELETE"}}`,
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{}}}`,
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":[{"image":"a@sha256:AAAA"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":[{"image":"a","image":"b"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":"a"}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"batch","version":"v1","kind":"CronJob"},"operation":"CREATE","object":{"spec":{"jobTemplate":null}}}}`,
 	} {
 		addSeed(f, []byte(s), "dev")
 	}
@@ -103,6 +107,15 @@ func FuzzReviewHTTP(f *testing.F) {
 		if out.APIVersion != reviewAPIVersion || out.Kind != reviewKind || out.Response == nil {
 			t.Fatalf("answer is not an AdmissionReview v1 with a response: %s", rec.Body.Bytes())
 		}
+		// The one-pass decode must answer exactly as the strict decode
+		// followed by Review does.
+		var in admissionv1.AdmissionReview
+		if strict, err := kjson.UnmarshalStrict(body, &in, kjson.DisallowDuplicateFields); err == nil && len(strict) == 0 && checkReview(in.TypeMeta, in.Request) == nil {
+			want := rev.Review(context.Background(), stage, in.Request)
+			if want.Allowed != out.Response.Allowed || fmt.Sprint(want.Result) != fmt.Sprint(out.Response.Result) || fmt.Sprint(want.Warnings) != fmt.Sprint(out.Response.Warnings) {
+				t.Fatalf("handler answered %+v, Review of the strict decode %+v, for %s", out.Response, want, body)
+			}
+		}
 		if out.Response.Allowed {
 			// Allowed only what the strict decode accepts, for a known
 			// stage, with a UID, and with no image to check.
@@ -121,7 +134,7 @@ func FuzzReviewHTTP(f *testing.F) {
 			case admissionv1.Delete, admissionv1.Connect:
 				return
 			}
-			if w, err := extractWorkload(in.Request); err != nil || len(w.Images) > 0 {
+			if w, err := extractWorkload(in.Request, nil); err != nil || len(w.Images) > 0 {
 				t.Fatalf("allowed a workload with images %v (err %v) although none is promoted", w.Images, err)
 			}
 		} else if out.Response.Result == nil || out.Response.Result.Message == "" {
@@ -161,7 +174,7 @@ func FuzzWorkloadImages(f *testing.F) {
 			Operation:   admissionv1.Create,
 			Object:      runtime.RawExtension{Raw: raw},
 		}
-		w, err := extractWorkload(req)
+		w, err := extractWorkload(req, nil)
 		if err != nil {
 			return
 		}

@@ -54,12 +54,21 @@ type podTemplate struct {
 	Spec     podSpec    `json:"spec"`
 }
 
-// withTemplate is every controller that keeps its pod template at
-// spec.template (a pointer: a ReplicationController may have none).
-type withTemplate struct {
+// workloadObject is every shape admission reads, in one type: a Pod's spec,
+// a controller's spec.template and a CronJob's spec.jobTemplate.spec.template
+// (pointers: a ReplicationController may have no template). One type for
+// every kind lets the webhook decode the object in the same pass as the
+// AdmissionReview around it, before it has looked at the request's kind.
+type workloadObject struct {
 	Metadata objectMeta `json:"metadata"`
 	Spec     struct {
-		Template *podTemplate `json:"template"`
+		podSpec
+		Template    *podTemplate `json:"template"`
+		JobTemplate *struct {
+			Spec struct {
+				Template *podTemplate `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
 	} `json:"spec"`
 }
 
@@ -67,57 +76,44 @@ type withTemplate struct {
 type workloadKind struct {
 	gvk      metav1.GroupVersionKind
 	resource string
-	// decode returns the object metadata, the pod template's annotations
-	// (nil for a Pod) and the pod spec (nil when there is none).
-	decode func(raw []byte) (objectMeta, map[string]string, *podSpec, error)
+	// pod returns the pod template's annotations (nil for a Pod) and the
+	// pod spec (nil when there is none).
+	pod func(o *workloadObject) (map[string]string, *podSpec)
 }
 
-func decodePod(raw []byte) (objectMeta, map[string]string, *podSpec, error) {
-	var o struct {
-		Metadata objectMeta `json:"metadata"`
-		Spec     podSpec    `json:"spec"`
-	}
-	err := decodeObject(raw, &o)
-	return o.Metadata, nil, &o.Spec, err
+func podOfPod(o *workloadObject) (map[string]string, *podSpec) { return nil, &o.Spec.podSpec }
+
+func podOfTemplated(o *workloadObject) (map[string]string, *podSpec) {
+	return fromTemplate(o.Spec.Template)
 }
 
-func decodeTemplated(raw []byte) (objectMeta, map[string]string, *podSpec, error) {
-	var o withTemplate
-	err := decodeObject(raw, &o)
-	if o.Spec.Template == nil {
-		// A controller without a template runs no pods, hence no images.
-		return o.Metadata, nil, nil, err
+func podOfCronJob(o *workloadObject) (map[string]string, *podSpec) {
+	if o.Spec.JobTemplate == nil {
+		return nil, nil
 	}
-	return o.Metadata, o.Spec.Template.Metadata.Annotations, &o.Spec.Template.Spec, err
+	return fromTemplate(o.Spec.JobTemplate.Spec.Template)
 }
 
-func decodeCronJob(raw []byte) (objectMeta, map[string]string, *podSpec, error) {
-	var o struct {
-		Metadata objectMeta `json:"metadata"`
-		Spec     struct {
-			JobTemplate struct {
-				Spec struct {
-					Template podTemplate `json:"template"`
-				} `json:"spec"`
-			} `json:"jobTemplate"`
-		} `json:"spec"`
+// fromTemplate: a controller without a template runs no pods, hence no
+// images.
+func fromTemplate(t *podTemplate) (map[string]string, *podSpec) {
+	if t == nil {
+		return nil, nil
 	}
-	err := decodeObject(raw, &o)
-	t := &o.Spec.JobTemplate.Spec.Template
-	return o.Metadata, t.Metadata.Annotations, &t.Spec, err
+	return t.Metadata.Annotations, &t.Spec
 }
 
 // workloadKinds are the kinds the webhook is registered for. The resource
 // names let Check build the request the API server would send.
 var workloadKinds = []workloadKind{
-	{gvk("", "v1", "Pod"), "pods", decodePod},
-	{gvk("", "v1", "ReplicationController"), "replicationcontrollers", decodeTemplated},
-	{gvk("apps", "v1", "Deployment"), "deployments", decodeTemplated},
-	{gvk("apps", "v1", "ReplicaSet"), "replicasets", decodeTemplated},
-	{gvk("apps", "v1", "StatefulSet"), "statefulsets", decodeTemplated},
-	{gvk("apps", "v1", "DaemonSet"), "daemonsets", decodeTemplated},
-	{gvk("batch", "v1", "Job"), "jobs", decodeTemplated},
-	{gvk("batch", "v1", "CronJob"), "cronjobs", decodeCronJob},
+	{gvk("", "v1", "Pod"), "pods", podOfPod},
+	{gvk("", "v1", "ReplicationController"), "replicationcontrollers", podOfTemplated},
+	{gvk("apps", "v1", "Deployment"), "deployments", podOfTemplated},
+	{gvk("apps", "v1", "ReplicaSet"), "replicasets", podOfTemplated},
+	{gvk("apps", "v1", "StatefulSet"), "statefulsets", podOfTemplated},
+	{gvk("apps", "v1", "DaemonSet"), "daemonsets", podOfTemplated},
+	{gvk("batch", "v1", "Job"), "jobs", podOfTemplated},
+	{gvk("batch", "v1", "CronJob"), "cronjobs", podOfCronJob},
 }
 
 func gvk(group, version, kind string) metav1.GroupVersionKind {
@@ -169,8 +165,9 @@ func (w workloadInfo) ID() string {
 
 // extractWorkload finds the workload and its images in an admission request.
 // Subresources other than pods/ephemeralcontainers cannot change images, so
-// they yield a workload without images.
-func extractWorkload(req *admissionv1.AdmissionRequest) (workloadInfo, error) {
+// they yield a workload without images. obj is req.Object already decoded,
+// or nil to decode req.Object.Raw here.
+func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (workloadInfo, error) {
 	w := workloadInfo{Workload: policy.Workload{
 		Group:     req.Kind.Group,
 		Version:   req.Kind.Version,
@@ -186,13 +183,17 @@ func extractWorkload(req *admissionv1.AdmissionRequest) (workloadInfo, error) {
 		return w, fmt.Errorf("%w: %s (stagegate checks Pods, Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs and ReplicationControllers)",
 			ErrUnknownKind, formatGVK(req.Kind))
 	}
-	if len(req.Object.Raw) == 0 {
-		return w, fmt.Errorf("%w: %s has no object", ErrDecode, formatGVK(req.Kind))
+	if obj == nil {
+		if len(req.Object.Raw) == 0 {
+			return w, fmt.Errorf("%w: %s has no object", ErrDecode, formatGVK(req.Kind))
+		}
+		obj = new(workloadObject)
+		if err := decodeObject(req.Object.Raw, obj); err != nil {
+			return w, fmt.Errorf("%s: %w", formatGVK(req.Kind), err)
+		}
 	}
-	meta, tmplAnnotations, spec, err := k.decode(req.Object.Raw)
-	if err != nil {
-		return w, fmt.Errorf("%s: %w", formatGVK(req.Kind), err)
-	}
+	meta := obj.Metadata
+	tmplAnnotations, spec := k.pod(obj)
 	if w.Namespace == "" {
 		w.Namespace = meta.Namespace
 	}

@@ -93,7 +93,7 @@ func TestExtractWorkload(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			req := requestFor(t, fixtureJSON(t, tc.file), tc.op, tc.subResource)
-			w, err := extractWorkload(req)
+			w, err := extractWorkload(req, nil)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -126,7 +126,7 @@ func TestExtractWorkloadBadObject(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			req := requestFor(t, []byte(`{"apiVersion":"v1","kind":"Pod"}`), admissionv1.Create, "")
 			req.Object.Raw = raw
-			if _, err := extractWorkload(req); !errors.Is(err, ErrDecode) {
+			if _, err := extractWorkload(req, nil); !errors.Is(err, ErrDecode) {
 				t.Fatalf("err = %v, want ErrDecode", err)
 			}
 		})

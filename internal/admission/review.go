@@ -208,6 +208,12 @@ func (r *Reviewer) count(stage, result string) {
 // Review decides one admission request for a stage. It never returns nil
 // and fails closed: whatever it cannot decide, it denies with a message.
 func (r *Reviewer) Review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return r.review(ctx, stage, req, nil)
+}
+
+// review is Review with the request's object possibly decoded already (obj
+// not nil), as the webhook does in the pass that decodes the review.
+func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) *admissionv1.AdmissionResponse {
 	if req == nil {
 		r.count(stage, ResultError)
 		return Errored("", fmt.Errorf("stagegate could not decide: %w: no request", ErrBadReview))
@@ -223,7 +229,7 @@ func (r *Reviewer) Review(ctx context.Context, stage string, req *admissionv1.Ad
 		r.count(stage, ResultAllowed)
 		return Allowed(req.UID)
 	}
-	w, err := extractWorkload(req)
+	w, err := extractWorkload(req, obj)
 	if err != nil {
 		r.count(stage, ResultError)
 		r.log.Warn("admission: cannot read workload", "stage", stage, "uid", req.UID, "err", err)

@@ -110,6 +110,17 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 		}
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: read body: %v", ErrBadReview, err))
 	}
+	// The common case in one pass: the review with its object decoded
+	// straight into the shape admission reads. Anything wrong with it is
+	// left to the strict path below, which names the problem.
+	var fast fastReview
+	if strict, err := kjson.UnmarshalStrict(body, &fast, kjson.DisallowDuplicateFields); err == nil && len(strict) == 0 &&
+		fast.Request != nil && checkReview(fast.TypeMeta, &fast.Request.AdmissionRequest) == nil {
+		uid = fast.Request.UID
+		resp = h.reviewer.review(req.Context(), stage, &fast.Request.AdmissionRequest, fast.Request.Object)
+		resp.UID = uid
+		return resp
+	}
 	// Decode as the API server encodes: case-sensitive, and no field twice,
 	// so that no two readers of the same body can disagree about it.
 	var review admissionv1.AdmissionReview
@@ -123,21 +134,43 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 	if len(strict) > 0 {
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: %v", ErrBadReview, errors.Join(strict...)))
 	}
-	if review.APIVersion != reviewAPIVersion || review.Kind != reviewKind {
-		return deny(http.StatusBadRequest, fmt.Errorf("%w: got %s %s, want %s %s (set admissionReviewVersions to [v1])",
-			ErrBadReview, review.APIVersion, review.Kind, reviewAPIVersion, reviewKind))
-	}
-	if review.Request == nil {
-		return deny(http.StatusBadRequest, fmt.Errorf("%w: no request", ErrBadReview))
-	}
-	// The API server always sets a UID and drops a response that does not
-	// echo it; a review without one is not from the API server.
-	if review.Request.UID == "" {
-		return deny(http.StatusBadRequest, fmt.Errorf("%w: request has no uid", ErrBadReview))
+	if err := checkReview(review.TypeMeta, review.Request); err != nil {
+		return deny(http.StatusBadRequest, err)
 	}
 	resp = h.reviewer.Review(req.Context(), stage, review.Request)
 	resp.UID = uid
 	return resp
+}
+
+// fastReview is an AdmissionReview whose request's object is decoded as a
+// workloadObject rather than kept as raw bytes to decode again: the field
+// at the shallower depth wins over AdmissionRequest.Object.
+type fastReview struct {
+	metav1.TypeMeta `json:",inline"`
+	Request         *fastRequest `json:"request"`
+}
+
+type fastRequest struct {
+	admissionv1.AdmissionRequest
+	Object *workloadObject `json:"object"`
+}
+
+// checkReview is what makes a decoded body an AdmissionReview v1 request
+// from the API server.
+func checkReview(tm metav1.TypeMeta, req *admissionv1.AdmissionRequest) error {
+	if tm.APIVersion != reviewAPIVersion || tm.Kind != reviewKind {
+		return fmt.Errorf("%w: got %s %s, want %s %s (set admissionReviewVersions to [v1])",
+			ErrBadReview, tm.APIVersion, tm.Kind, reviewAPIVersion, reviewKind)
+	}
+	if req == nil {
+		return fmt.Errorf("%w: no request", ErrBadReview)
+	}
+	// The API server always sets a UID and drops a response that does not
+	// echo it; a review without one is not from the API server.
+	if req.UID == "" {
+		return fmt.Errorf("%w: request has no uid", ErrBadReview)
+	}
+	return nil
 }
 
 func metaV1Review() metav1.TypeMeta {
