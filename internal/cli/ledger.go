@@ -68,7 +68,7 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := ledger.Open(path, ledger.WithReadOnly())
+			l, err := ledger.Open(path, ledger.WithReadOnly(), ledger.WithReadAhead())
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ func newLedgerExportCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := ledger.Open(path, ledger.WithReadOnly())
+			l, err := ledger.Open(path, ledger.WithReadOnly(), ledger.WithReadAhead())
 			if err != nil {
 				return err
 			}

@@ -43,14 +43,17 @@ type Ledger struct {
 	signer note.Signer
 	path   string
 	cache  *stateCache // nil: State reads bbolt every time
+	// stopReadAhead ends WithReadAhead's background read.
+	stopReadAhead func()
 }
 
 type options struct {
-	signer   note.Signer
-	readOnly bool
-	noSync   bool
-	timeout  time.Duration
-	cache    int
+	signer    note.Signer
+	readOnly  bool
+	noSync    bool
+	timeout   time.Duration
+	cache     int
+	readAhead bool
 }
 
 // Option configures Open.
@@ -73,6 +76,14 @@ func WithNoSync() Option { return func(o *options) { o.noSync = true } }
 // every State reads the file.
 func WithStateCache(n int) Option { return func(o *options) { o.cache = n } }
 
+// WithReadAhead starts reading the whole file into the page cache in the
+// background when it is opened, for callers that will read all of it, like
+// Verify and Export: on a file the page cache does not hold, a sequential
+// read ahead of the cursor is far quicker than faulting in one page at a
+// time. (On a 2.8 GB, 10^6-entry ledger, cold, `ledger verify` took 212 s
+// without it.)
+func WithReadAhead() Option { return func(o *options) { o.readAhead = true } }
+
 // WithLockTimeout bounds how long Open waits for the file lock (default 1s),
 // so that a second server on the same file fails fast instead of hanging.
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
@@ -89,11 +100,19 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			return nil, fmt.Errorf("ledger: create directory: %w", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	bo := &bolt.Options{
 		Timeout:  o.timeout,
 		ReadOnly: o.readOnly,
 		NoSync:   o.noSync,
-	})
+	}
+	stopReadAhead := func() {}
+	if o.readAhead {
+		stopReadAhead = readAhead(path)
+	}
+	db, err := bolt.Open(path, 0o600, bo)
+	if err != nil {
+		stopReadAhead()
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (is another stagegate running?)", ErrLocked, path)
 	}
@@ -103,7 +122,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	// A short batch window: a lone promotion waits at most this long for
 	// company, while concurrent ones share a commit (see Append).
 	db.MaxBatchDelay = 2 * time.Millisecond
-	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache)}
+	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache), stopReadAhead: stopReadAhead}
 	if o.readOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			for _, name := range allBuckets {
@@ -124,6 +143,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 		})
 	}
 	if err != nil {
+		stopReadAhead()
 		_ = db.Close()
 		return nil, err
 	}
@@ -133,6 +153,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 // Close releases the file. A writable ledger that has free pages and is
 // not large is compacted on the way out; see compact.go for why.
 func (l *Ledger) Close() error {
+	l.stopReadAhead()
 	st := l.db.Stats()
 	compact := !l.db.IsReadOnly() && st.FreePageN+st.PendingPageN > 0
 	if err := l.db.Close(); err != nil {
