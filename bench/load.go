@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -302,4 +304,57 @@ func loadAvg() float64 {
 	var v float64
 	fmt.Sscanf(string(b), "%f", &v)
 	return v
+}
+
+// cpuTicks is the CPU time (user + system, in clock ticks) process pid has
+// used, or 0 once it has exited.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields 14 and 15 count
+	// from the ')' that ends it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return user + sys
+}
+
+// settle waits until none of the servers is still busy with an earlier
+// run, at most max. An overloaded OPA server goes on draining its backlog
+// and collecting its heap for seconds after its attack ends; without this
+// the next system's run shared the two cores with it.
+func settle(ctx context.Context, procs []*proc, max time.Duration) time.Duration {
+	const window = 500 * time.Millisecond
+	start := time.Now()
+	busy := func() int64 {
+		var t int64
+		for _, p := range procs {
+			t += cpuTicks(p.cmd.Process.Pid)
+		}
+		return t
+	}
+	before := busy()
+	for time.Since(start) < max {
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-time.After(window):
+		}
+		after := busy()
+		// Clock ticks are 10 ms: at most 2 in 500 ms is under 5% of a core.
+		if after-before <= 2 {
+			break
+		}
+		before = after
+	}
+	return time.Since(start)
 }

@@ -132,6 +132,9 @@ func (r *Runner) webhook(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if waited := settle(ctx, systems, 30*time.Second); waited > time.Second {
+				r.log.Info("waited for the servers to go idle", "before", p.name, "rate", rate, "waited", waited.Round(100*time.Millisecond))
+			}
 			attack(clients[p.name], p.target, bodies, min(rate, 500), r.plan.Warmup.Std())
 			run := attack(clients[p.name], p.target, bodies, rate, r.plan.RateDuration.Std())
 			run.System = p.name
