@@ -296,7 +296,7 @@ type indexCheck struct {
 	histCur *bolt.Cursor
 	state   *bolt.Bucket
 	nHist   int
-	sealed  map[string][]byte // digest -> encodeRecord of the sealed record
+	sealed  *sealedStore // digest -> encodeRecord of the sealed record
 	batch   *stateBatch
 	applied int
 }
@@ -305,13 +305,13 @@ const stateChunk = 4096
 
 func newIndexCheck(tx *bolt.Tx) *indexCheck {
 	hist := tx.Bucket(bucketHistory)
-	x := &indexCheck{hist: hist, histCur: hist.Cursor(), state: tx.Bucket(bucketState), sealed: map[string][]byte{}}
+	x := &indexCheck{hist: hist, histCur: hist.Cursor(), state: tx.Bucket(bucketState), sealed: newSealedStore()}
 	x.batch = x.newBatch()
 	return x
 }
 
 func (x *indexCheck) newBatch() *stateBatch {
-	return newStateBatch(func(d string) []byte { return x.sealed[d] })
+	return newStateBatch(x.sealed.get)
 }
 
 func (x *indexCheck) add(e *Entry) error {
@@ -342,7 +342,7 @@ func (x *indexCheck) add(e *Entry) error {
 }
 
 func (x *indexCheck) flush() {
-	_ = x.batch.encoded(func(d string, v []byte) error { x.sealed[d] = v; return nil })
+	_ = x.batch.encoded(func(d string, v []byte) error { x.sealed.put(d, v); return nil })
 	x.batch, x.applied = x.newBatch(), 0
 }
 
@@ -373,13 +373,13 @@ func (x *indexCheck) finish() error {
 			sealMark(m.Promoted)
 			sealMark(m.Revoked)
 		}
-		if want, ok := x.sealed[string(k)]; !ok || !bytes.Equal(encodeRecord(rec), want) {
+		if want := x.sealed.get(string(k)); want == nil || !bytes.Equal(encodeRecord(rec), want) {
 			return bad
 		}
 		n++
 	}
-	if n != len(x.sealed) {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, len(x.sealed))}
+	if n != x.sealed.len() {
+		return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, x.sealed.len())}
 	}
 	if n := x.hist.Stats().KeyN; n != x.nHist {
 		return &VerifyError{Index: -1, Reason: fmt.Sprintf("history index has %d keys, entries imply %d", n, x.nHist)}
