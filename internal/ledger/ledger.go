@@ -100,16 +100,15 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			return nil, fmt.Errorf("ledger: create directory: %w", err)
 		}
 	}
-	bo := &bolt.Options{
-		Timeout:  o.timeout,
-		ReadOnly: o.readOnly,
-		NoSync:   o.noSync,
-	}
 	stopReadAhead := func() {}
 	if o.readAhead {
 		stopReadAhead = readAhead(path)
 	}
-	db, err := bolt.Open(path, 0o600, bo)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  o.timeout,
+		ReadOnly: o.readOnly,
+		NoSync:   o.noSync,
+	})
 	if err != nil {
 		stopReadAhead()
 	}
