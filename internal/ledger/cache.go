@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"fmt"
 	"maps"
 	"sync"
 
@@ -95,16 +94,11 @@ func (c *stateCache) invalidate(digests []string, all bool) {
 func (l *Ledger) cachedState(digest, stage string) (State, bool, error) {
 	rec, hit, gen := l.cache.get(digest)
 	if !hit {
-		if err := l.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketState).Get([]byte(digest))
-			if v == nil {
-				return nil
-			}
-			var err error
-			rec, err = decodeRecord(v, nil)
+		if err := l.db.View(func(tx *bolt.Tx) (err error) {
+			rec, err = txRecord(tx, digest, nil)
 			return err
 		}); err != nil {
-			return State{}, false, fmt.Errorf("ledger: state of %s: %w", digest, err)
+			return State{}, false, err
 		}
 		l.cache.put(digest, rec, gen)
 	}

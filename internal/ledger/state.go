@@ -74,15 +74,25 @@ func (r *stateRecord) fold(digest, stage string) State {
 
 // txState is the one-Get lookup shared by Ledger.State and Reader.State.
 func txState(tx *bolt.Tx, digest, stage string) (State, bool, error) {
-	v := tx.Bucket(bucketState).Get([]byte(digest))
-	if v == nil {
-		return State{Digest: digest, Stage: stage}, false, nil
-	}
-	rec, err := decodeRecord(v, func(s []byte) bool { return string(s) == stage || string(s) == AllStages })
-	if err != nil {
-		return State{}, false, fmt.Errorf("ledger: state of %s: %w", digest, err)
+	rec, err := txRecord(tx, digest, func(s []byte) bool { return string(s) == stage || string(s) == AllStages })
+	if err != nil || rec == nil {
+		return State{Digest: digest, Stage: stage}, false, err
 	}
 	return rec.fold(digest, stage), true, nil
+}
+
+// txRecord reads and decodes the state record of digest (only the stages
+// want accepts; all when want is nil), or nil when there is none.
+func txRecord(tx *bolt.Tx, digest string, want func(stage []byte) bool) (*stateRecord, error) {
+	v := tx.Bucket(bucketState).Get([]byte(digest))
+	if v == nil {
+		return nil, nil
+	}
+	rec, err := decodeRecord(v, want)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: state of %s: %w", digest, err)
+	}
+	return rec, nil
 }
 
 // stateBatch applies entries to state records loaded on demand (from the
