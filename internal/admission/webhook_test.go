@@ -3,6 +3,7 @@ package admission
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func reviewBody(t *testing.T, apiVersion string, req *admissionv1.AdmissionRequest) []byte {
@@ -150,5 +152,57 @@ func TestHandlerRoutes(t *testing.T) {
 				t.Errorf("status = %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// TestHandlerReusesBodyBuffers sends allowed and denied reviews at once
+// through one handler, whose body buffers are reused as soon as a review is
+// answered: every answer must still be its own request's (uid, verdict,
+// and the denied image named), or something decoded pointed into a buffer
+// another request had overwritten.
+func TestHandlerReusesBodyBuffers(t *testing.T) {
+	h := NewHandler(NewReviewer(testStates(), &fakePolicy{}, WithStages([]string{"dev", "prod"})))
+	const workers, perWorker = 4, 100
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range perWorker {
+				img, allowed := imgA, true
+				if (w+i)%2 == 1 {
+					img, allowed = imgB, false
+				}
+				req := podRequest(t, nil, img)
+				req.UID = types.UID(fmt.Sprintf("uid-%d-%d", w, i))
+				// Pad so that bodies differ in length as well as content.
+				req.Name = strings.Repeat("p", i)
+				rec := httptest.NewRecorder()
+				hr := httptest.NewRequest(http.MethodPost, "/admission/validate/prod", bytes.NewReader(reviewBody(t, "admission.k8s.io/v1", req)))
+				hr.Header.Set("Content-Type", "application/json")
+				h.ServeHTTP(rec, hr)
+				var out admissionv1.AdmissionReview
+				if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+					errs <- fmt.Errorf("%s: answer %s: %v", req.UID, rec.Body.Bytes(), err)
+					return
+				}
+				r := out.Response
+				switch {
+				case r.UID != req.UID:
+					errs <- fmt.Errorf("answer for %s carries uid %s", req.UID, r.UID)
+					return
+				case r.Allowed != allowed:
+					errs <- fmt.Errorf("%s (%s): allowed = %v", req.UID, img, r.Allowed)
+					return
+				case !allowed && (r.Result == nil || !strings.Contains(r.Result.Message, img)):
+					errs <- fmt.Errorf("%s: denial does not name %s: %+v", req.UID, img, r.Result)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
