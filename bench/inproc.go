@@ -187,8 +187,6 @@ func (r *Runner) scale(ctx context.Context) error {
 			l.Close()
 			if cached {
 				row.LookupFirstNs = first
-			}
-			if cached {
 				row.Lookup = benchRow("Ledger.State", n, res)
 			} else {
 				row.LookupUncached = benchRow("Ledger.State uncached", n, res)
