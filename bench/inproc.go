@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,9 +126,47 @@ func readEach(l *ledger.Ledger, digests []string) (float64, error) {
 	return float64(time.Since(t0).Nanoseconds()) / float64(len(digests)), nil
 }
 
+// signatureFloor measures what `ledger verify` cannot go below: one
+// fixture entry's envelope checked by signing.Verifier on every core at
+// once, as verify's workers do, and nothing else (no bbolt, no tree, no
+// index). Its ns/op times the entry count is the verify time of a ledger
+// whose every other cost were zero.
+func (r *Runner) signatureFloor(dataDir string) (BenchRow, error) {
+	cfg, err := r.ws.config(dataDir, "127.0.0.1:0", "")
+	if err != nil {
+		return BenchRow{}, err
+	}
+	keys, err := app.LoadKeys(cfg)
+	if err != nil {
+		return BenchRow{}, err
+	}
+	e, err := fixtureEntry(keys.Signer, "sha256:"+strings.Repeat("0", 64), 0, time.Now())
+	if err != nil {
+		return BenchRow{}, err
+	}
+	res := benchmark(r.plan.BenchTime.Std(), func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := keys.Verifier.Verify(e.Envelope); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	return benchRow("signing.Verifier.Verify on all cores", 0, res), nil
+}
+
 // scale is scenario 6: look-up latency, file size and `ledger verify` time
 // per ledger size.
 func (r *Runner) scale(ctx context.Context) error {
+	if len(r.plan.ScaleSizes) > 0 {
+		floor, err := r.signatureFloor(r.ws.fixtureDir(r.plan.ScaleSizes[0]))
+		if err != nil {
+			return err
+		}
+		r.res.SignatureFloor = floor
+	}
 	for _, n := range r.plan.ScaleSizes {
 		if err := ctx.Err(); err != nil {
 			return err

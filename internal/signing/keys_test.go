@@ -12,7 +12,7 @@ import (
 )
 
 // genKeys writes a fresh key set into a new directory and returns it.
-func genKeys(t *testing.T, password []byte) string {
+func genKeys(t testing.TB, password []byte) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "keys")
 	if err := GenerateKeys(dir, password, "stagegate.test/log"); err != nil {
