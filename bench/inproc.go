@@ -113,14 +113,23 @@ func (r *Runner) decision(ctx context.Context) error {
 	return nil
 }
 
+// lookUp is the look-up the scale scenario times: the digest must be
+// active in the bench stage, or the fixture is not what the figure claims.
+func lookUp(l *ledger.Ledger, digest string) error {
+	st, ok, err := l.State(digest, benchStage)
+	if err != nil || !ok || !st.Active() {
+		return fmt.Errorf("bench: state of %s: %v %v %v", digest, st, ok, err)
+	}
+	return nil
+}
+
 // readEach looks up every digest once and returns the mean time of a look-up
 // in nanoseconds.
 func readEach(l *ledger.Ledger, digests []string) (float64, error) {
 	t0 := time.Now()
 	for _, d := range digests {
-		st, ok, err := l.State(d, benchStage)
-		if err != nil || !ok || !st.Active() {
-			return 0, fmt.Errorf("bench: state of %s: %v %v %v", d, st, ok, err)
+		if err := lookUp(l, d); err != nil {
+			return 0, err
 		}
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(len(digests)), nil
@@ -216,9 +225,8 @@ func (r *Runner) scale(ctx context.Context) error {
 			res := benchmark(r.plan.BenchTime.Std(), func(b *testing.B) {
 				i := 0
 				for b.Loop() {
-					st, ok, err := l.State(digests[i%len(digests)], benchStage)
-					if err != nil || !ok || !st.Active() {
-						b.Fatalf("state of %s: %v %v %v", digests[i%len(digests)], st, ok, err)
+					if err := lookUp(l, digests[i%len(digests)]); err != nil {
+						b.Fatal(err)
 					}
 					i++
 				}

@@ -91,7 +91,7 @@ func renderReport(res *Results, plots []string) string {
 			p("| %d | %s | %.0f | %d | %.0f | %d | %.0f | %.2f s | %s |\n", s.Entries, fmtMB(s.FileBytes), s.Lookup.NsPerOp, s.Lookup.AllocsPerOp, s.LookupUncached.NsPerOp, s.LookupUncached.AllocsPerOp, s.LookupFirstNs, s.VerifySeconds, fmtMB(s.VerifyPeakRSS))
 		}
 		if f := res.SignatureFloor; f.NsPerOp > 0 {
-			p("\nSignature floor: `signing.Verifier.Verify` of one entry's envelope on all %d cores at once, nothing else, %.1f µs per entry, so %.1f s for 10^6 entries. `ledger verify` checks every entry's attestation this way (issue 2), so this is its floor on this machine.\n", res.CPUs, f.NsPerOp/1e3, f.NsPerOp*targetEntries/1e9)
+			p("\nSignature floor: `signing.Verifier.Verify` of one entry's envelope on all %d cores at once, nothing else, %.1f µs per entry, so %.1f s for 10^6 entries. `ledger verify` checks every entry's attestation this way (issue 2), so this is its floor on this machine.\n", res.CPUs, f.NsPerOp/1e3, res.floorSeconds())
 		}
 		if w.ServePeakRSS > 0 {
 			p("\nPeak RSS of `stagegate serve` with %d entries after the webhook runs: %s.\n", w.Entries, fmtMB(w.ServePeakRSS))
