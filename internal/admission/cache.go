@@ -12,12 +12,21 @@ import (
 // Defaults of the tag → digest cache.
 const (
 	DefaultResolverCacheSize = 1024
-	DefaultResolverTTL       = 5 * time.Minute
+	// DefaultResolverTTL is short because a cached answer is a window in
+	// which a moved tag is still admitted as the old digest; the kubelet
+	// pulls the tag later anyway (see the mutating webhook, which pins it).
+	DefaultResolverTTL = 30 * time.Second
 	// DefaultResolverErrorTTL is short: long enough that a down registry is
 	// not asked again by every pod of a rollout, short enough that admission
 	// recovers soon after the registry does.
 	DefaultResolverErrorTTL = 10 * time.Second
 	DefaultResolverTimeout  = 5 * time.Second
+	// DefaultReviewTimeout is below the webhook's default timeoutSeconds
+	// (5), so that a slow registry ends in stagegate's own refusal.
+	DefaultReviewTimeout = 4 * time.Second
+	// DefaultMaxImages is far more than any real pod names (every
+	// container, init and ephemeral container and image volume counts).
+	DefaultMaxImages = 64
 )
 
 // cachingResolver is a bounded LRU of tag → digest answers with a TTL, errors
@@ -59,7 +68,7 @@ func (c *cachingResolver) Digest(ctx context.Context, ref string) (string, error
 	if d, err, ok := c.get(ref); ok {
 		return d, err
 	}
-	v, err, _ := c.group.Do(ref, func() (any, error) {
+	ch := c.group.DoChan(ref, func() (any, error) {
 		// The shared call must not die with the first caller's context, but
 		// it is bounded so that a hung registry cannot hold admission.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
@@ -68,10 +77,17 @@ func (c *cachingResolver) Digest(ctx context.Context, ref string) (string, error
 		c.put(ref, d, err)
 		return d, err
 	})
-	if err != nil {
-		return "", err
+	// Each caller waits only as long as its own review may: the shared call
+	// goes on for the others and fills the cache.
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	return v.(string), nil
 }
 
 func (c *cachingResolver) get(ref string) (string, error, bool) {

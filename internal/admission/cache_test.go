@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,23 +84,44 @@ func TestCachingResolver(t *testing.T) {
 }
 
 // A canceled request does not poison the shared lookup: the registry call is
-// detached from the caller's cancellation (but still bounded).
+// detached from the caller's cancellation (but still bounded), so the next
+// caller gets its answer without a second registry call. The canceled caller
+// itself stops waiting at once: its review is over.
 func TestCachingResolverDetachedContext(t *testing.T) {
-	up := &ctxResolver{}
+	up := &ctxResolver{release: make(chan struct{})}
 	c := newCachingResolver(up, 10, time.Minute, time.Second, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.Digest(ctx, "a"); err != nil {
-		t.Fatalf("Digest with a canceled caller: %v", err)
+	if _, err := c.Digest(ctx, "a"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Digest with a canceled caller = %v, want context.Canceled", err)
+	}
+	close(up.release)
+	d, err := c.Digest(context.Background(), "a")
+	if err != nil || d != digestA {
+		t.Fatalf("Digest after the canceled caller = %q, %v", d, err)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.calls != 1 {
+		t.Errorf("registry calls = %d, want 1 (the canceled caller's, shared)", up.calls)
 	}
 	if !up.hadDeadline {
 		t.Error("registry call has no deadline")
 	}
 }
 
-type ctxResolver struct{ hadDeadline bool }
+type ctxResolver struct {
+	release     chan struct{}
+	mu          sync.Mutex
+	calls       int
+	hadDeadline bool
+}
 
 func (r *ctxResolver) Digest(ctx context.Context, _ string) (string, error) {
+	<-r.release
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
 	_, r.hadDeadline = ctx.Deadline()
 	return digestA, ctx.Err()
 }

@@ -90,7 +90,7 @@ func TestCheckMalformed(t *testing.T) {
 			res, err := r.Check(context.Background(), "prod", strings.NewReader(manifest))
 			if name == "bad pod spec" {
 				// The webhook would fail closed on it; so does the what-if.
-				if err != nil || len(res) != 1 || res[0].Allowed || !strings.Contains(res[0].Message, "could not decide") {
+				if err != nil || len(res) != 1 || res[0].Allowed || !strings.Contains(res[0].Message, "cannot decode") {
 					t.Fatalf("Check = %+v, %v; want one refused result", res, err)
 				}
 				return

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -16,11 +17,18 @@ import (
 // justification) asks to admit a workload despite a failed check.
 const BreakGlassAnnotation = "stagegate.dev/break-glass"
 
-// The container types of policy.ContainerImage.Type.
+// StageLabel is the namespace or pod label that selects a stage.
+const StageLabel = "stagegate.dev/stage"
+
+// The image types of policy.ContainerImage.Type. An image volume
+// (spec.volumes[].image, GA in Kubernetes 1.36) is an image too: the pod
+// mounts its files and can execute them, so it must be promoted like a
+// container's image.
 const (
 	typeContainer          = "container"
 	typeInitContainer      = "initContainer"
 	typeEphemeralContainer = "ephemeralContainer"
+	typeImageVolume        = "imageVolume"
 )
 
 // subResourceEphemeral is the only pod subresource that can add images.
@@ -43,10 +51,19 @@ type container struct {
 	Image string `json:"image"`
 }
 
+// volume is a pod volume; only image volumes matter to admission.
+type volume struct {
+	Name  string `json:"name"`
+	Image *struct {
+		Reference string `json:"reference"`
+	} `json:"image"`
+}
+
 type podSpec struct {
 	InitContainers      []container `json:"initContainers"`
 	Containers          []container `json:"containers"`
 	EphemeralContainers []container `json:"ephemeralContainers"`
+	Volumes             []volume    `json:"volumes"`
 }
 
 type podTemplate struct {
@@ -72,26 +89,33 @@ type workloadObject struct {
 	} `json:"spec"`
 }
 
-// workloadKind is one kind whose pod spec admission knows how to find.
+// workloadKind is one kind whose pod spec admission knows how to find
+// without the generic search (generic.go): the built-in kinds, decoded in
+// the same pass as the review because nearly every review is one of them.
 type workloadKind struct {
 	gvk      metav1.GroupVersionKind
 	resource string
-	// pod returns the pod template's annotations (nil for a Pod) and the
-	// pod spec (nil when there is none).
-	pod func(o *workloadObject) (map[string]string, *podSpec)
+	// pod returns the pod template's annotations (nil for a Pod), the pod
+	// spec (nil when there is none) and the JSON pointer of the pod spec in
+	// the object, which the mutating webhook patches.
+	pod func(o *workloadObject) (map[string]string, *podSpec, string)
 }
 
-func podOfPod(o *workloadObject) (map[string]string, *podSpec) { return nil, &o.Spec.podSpec }
-
-func podOfTemplated(o *workloadObject) (map[string]string, *podSpec) {
-	return fromTemplate(o.Spec.Template)
+func podOfPod(o *workloadObject) (map[string]string, *podSpec, string) {
+	return nil, &o.Spec.podSpec, "/spec"
 }
 
-func podOfCronJob(o *workloadObject) (map[string]string, *podSpec) {
+func podOfTemplated(o *workloadObject) (map[string]string, *podSpec, string) {
+	a, s := fromTemplate(o.Spec.Template)
+	return a, s, "/spec/template/spec"
+}
+
+func podOfCronJob(o *workloadObject) (map[string]string, *podSpec, string) {
 	if o.Spec.JobTemplate == nil {
-		return nil, nil
+		return nil, nil, ""
 	}
-	return fromTemplate(o.Spec.JobTemplate.Spec.Template)
+	a, s := fromTemplate(o.Spec.JobTemplate.Spec.Template)
+	return a, s, "/spec/jobTemplate/spec/template/spec"
 }
 
 // fromTemplate: a controller without a template runs no pods, hence no
@@ -141,11 +165,14 @@ func decodeObject(raw []byte, into any) error {
 	return nil
 }
 
-// containerImage is one container's image as written in the pod spec.
+// containerImage is one image as written in the pod spec: a container's,
+// or an image volume's (Container then holds the volume's name).
 type containerImage struct {
 	Container string
 	Type      string
 	Image     string
+	// Path is the JSON pointer of the image string in the object.
+	Path string
 }
 
 // workloadInfo is what admission learned from a request's object.
@@ -165,8 +192,13 @@ func (w workloadInfo) ID() string {
 
 // extractWorkload finds the workload and its images in an admission request.
 // Subresources other than pods/ephemeralcontainers cannot change images, so
-// they yield a workload without images. obj is req.Object already decoded,
-// or nil to decode req.Object.Raw here.
+// they yield a workload without images. obj is req.Object already decoded
+// (only for the built-in kinds), or nil to decode req.Object.Raw here.
+//
+// Any other kind is searched for pod specs (generic.go): a custom workload
+// with a pod template is checked like a Deployment, and a kind with no pod
+// spec at all yields no images. Only an object whose pod spec cannot be read
+// is an error (ErrUnreadable), so that admission fails closed on it.
 func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (workloadInfo, error) {
 	w := workloadInfo{Workload: policy.Workload{
 		Group:     req.Kind.Group,
@@ -178,10 +210,9 @@ func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (wo
 	if req.SubResource != "" && !(req.Resource.Resource == "pods" && req.SubResource == subResourceEphemeral) {
 		return w, nil
 	}
-	k, ok := lookupKind(req.Kind.Group, req.Kind.Kind)
-	if !ok {
-		return w, fmt.Errorf("%w: %s (stagegate checks Pods, Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs and ReplicationControllers)",
-			ErrUnknownKind, formatGVK(req.Kind))
+	k, known := lookupKind(req.Kind.Group, req.Kind.Kind)
+	if !known {
+		return extractGeneric(req, w)
 	}
 	if obj == nil {
 		if len(req.Object.Raw) == 0 {
@@ -192,8 +223,17 @@ func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (wo
 			return w, fmt.Errorf("%s: %w", formatGVK(req.Kind), err)
 		}
 	}
-	meta := obj.Metadata
-	tmplAnnotations, spec := k.pod(obj)
+	tmplAnnotations, spec, path := k.pod(obj)
+	w.setMeta(obj.Metadata, tmplAnnotations)
+	if spec != nil {
+		w.Images = podImages(spec, path, nil)
+	}
+	return w, nil
+}
+
+// setMeta fills in what the object's metadata says, keeping the request's
+// namespace and name when it has them.
+func (w *workloadInfo) setMeta(meta objectMeta, tmplAnnotations map[string]string) {
 	if w.Namespace == "" {
 		w.Namespace = meta.Namespace
 	}
@@ -209,24 +249,29 @@ func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (wo
 	if w.BreakGlass == "" {
 		w.BreakGlass = strings.TrimSpace(tmplAnnotations[BreakGlassAnnotation])
 	}
-	if spec != nil {
-		w.Images = podImages(spec)
-	}
-	return w, nil
 }
 
-// podImages lists the images of every container, init container and
-// ephemeral container, in that order.
-func podImages(spec *podSpec) []containerImage {
-	out := make([]containerImage, 0, len(spec.InitContainers)+len(spec.Containers)+len(spec.EphemeralContainers))
-	for _, c := range spec.InitContainers {
-		out = append(out, containerImage{Container: c.Name, Type: typeInitContainer, Image: c.Image})
+// podImages appends to out the images of every init container, container,
+// ephemeral container and image volume, in that order. path is the JSON
+// pointer of spec in the object.
+func podImages(spec *podSpec, path string, out []containerImage) []containerImage {
+	if out == nil {
+		out = make([]containerImage, 0, len(spec.InitContainers)+len(spec.Containers)+len(spec.EphemeralContainers))
 	}
-	for _, c := range spec.Containers {
-		out = append(out, containerImage{Container: c.Name, Type: typeContainer, Image: c.Image})
+	add := func(list []container, field, typ string) {
+		for i, c := range list {
+			out = append(out, containerImage{Container: c.Name, Type: typ, Image: c.Image,
+				Path: path + "/" + field + "/" + strconv.Itoa(i) + "/image"})
+		}
 	}
-	for _, c := range spec.EphemeralContainers {
-		out = append(out, containerImage{Container: c.Name, Type: typeEphemeralContainer, Image: c.Image})
+	add(spec.InitContainers, "initContainers", typeInitContainer)
+	add(spec.Containers, "containers", typeContainer)
+	add(spec.EphemeralContainers, "ephemeralContainers", typeEphemeralContainer)
+	for i, v := range spec.Volumes {
+		if v.Image != nil {
+			out = append(out, containerImage{Container: v.Name, Type: typeImageVolume, Image: v.Image.Reference,
+				Path: path + "/volumes/" + strconv.Itoa(i) + "/image/reference"})
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -103,6 +104,9 @@ type Reviewer struct {
 	metrics  Metrics
 	fallback Fallback
 	refs     refCache
+	// timeout bounds a whole review; maxImages bounds its work.
+	timeout   time.Duration
+	maxImages int
 }
 
 type options struct {
@@ -117,6 +121,8 @@ type options struct {
 	metrics      Metrics
 	fallback     Fallback
 	cacheEnabled bool
+	reviewTO     time.Duration
+	maxImages    int
 }
 
 // Option configures a Reviewer.
@@ -135,6 +141,17 @@ func WithResolverCache(size int, ttl, errTTL time.Duration) Option {
 
 // WithResolverTimeout bounds one registry call.
 func WithResolverTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithReviewTimeout bounds a whole review (default DefaultReviewTimeout).
+// Keep it below the webhook's timeoutSeconds, so that the API server gets
+// stagegate's own refusal, naming the image it could not learn, instead of
+// a bare "context deadline exceeded". Zero or less disables the bound.
+func WithReviewTimeout(d time.Duration) Option { return func(o *options) { o.reviewTO = d } }
+
+// WithMaxImages caps the images (containers, init and ephemeral containers,
+// image volumes) one review checks (default DefaultMaxImages); a workload
+// naming more is refused.
+func WithMaxImages(n int) Option { return func(o *options) { o.maxImages = n } }
 
 // WithRecorder records break-glass admissions. Without it, break-glass is
 // refused, since nothing is admitted by break-glass without a record.
@@ -164,6 +181,8 @@ func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
 		ttl:       DefaultResolverTTL,
 		errTTL:    DefaultResolverErrorTTL,
 		timeout:   DefaultResolverTimeout,
+		reviewTO:  DefaultReviewTimeout,
+		maxImages: DefaultMaxImages,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -177,6 +196,11 @@ func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
 		log:      o.log,
 		metrics:  o.metrics,
 		fallback: o.fallback,
+		timeout:  o.reviewTO,
+	}
+	r.maxImages = o.maxImages
+	if r.maxImages <= 0 {
+		r.maxImages = DefaultMaxImages
 	}
 	for k, v := range o.modes {
 		r.modes[k] = v
@@ -199,10 +223,21 @@ func (r *Reviewer) mode(stage string) Mode {
 	}
 }
 
+// unknownStageLabel is the metrics label of every stage that is not
+// configured, so that made-up stage paths cannot grow /metrics.
+const unknownStageLabel = "unknown"
+
 func (r *Reviewer) count(stage, result string) {
 	if r.metrics != nil {
+		if !r.knownStage(stage) {
+			stage = unknownStageLabel
+		}
 		r.metrics.Decision(stage, result)
 	}
+}
+
+func (r *Reviewer) knownStage(stage string) bool {
+	return stage != "" && (r.stages == nil || slices.Contains(r.stages, stage))
 }
 
 // Review decides one admission request for a stage. It never returns nil
@@ -216,24 +251,24 @@ func (r *Reviewer) Review(ctx context.Context, stage string, req *admissionv1.Ad
 func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) *admissionv1.AdmissionResponse {
 	if req == nil {
 		r.count(stage, ResultError)
-		return Errored("", fmt.Errorf("stagegate could not decide: %w: no request", ErrBadReview))
+		return Denied("", http.StatusBadRequest, fmt.Sprintf("stagegate could not decide: %v: no request", ErrBadReview))
 	}
-	if stage == "" || (r.stages != nil && !slices.Contains(r.stages, stage)) {
-		r.count(stage, ResultError)
-		r.log.Error("admission for an unknown stage; check the webhook configuration", "stage", stage, "uid", req.UID)
-		return Errored(req.UID, fmt.Errorf("stagegate could not decide: %w %q (known stages: %s); the webhook configuration names a stage stagegate does not have",
-			ErrUnknownStage, stage, strings.Join(r.stages, ", ")))
+	if !r.knownStage(stage) {
+		return r.unknownStage(req, obj, strconv.Quote(stage))
 	}
 	switch req.Operation {
 	case admissionv1.Delete, admissionv1.Connect:
 		r.count(stage, ResultAllowed)
 		return Allowed(req.UID)
 	}
-	w, err := extractWorkload(req, obj)
-	if err != nil {
-		r.count(stage, ResultError)
-		r.log.Warn("admission: cannot read workload", "stage", stage, "uid", req.UID, "err", err)
-		return Errored(req.UID, fmt.Errorf("stagegate could not decide for stage %q: %w", stage, err))
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	w, resp := r.workload(stage, req, obj)
+	if resp != nil {
+		return resp
 	}
 	if len(w.Images) == 0 {
 		r.count(stage, ResultAllowed)
@@ -252,6 +287,69 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		return Errored(req.UID, fmt.Errorf("stagegate could not decide for %s in stage %q: policy: %w", w.ID(), stage, err))
 	}
 	return r.decide(ctx, stage, req, w, in, dec)
+}
+
+// workload extracts the workload of req, or returns the refusal when it
+// cannot be read or names more images than a review checks. Both are the
+// client's doing, so they carry 400 and 403, not 500 (which kubectl shows
+// as "Internal error occurred").
+func (r *Reviewer) workload(stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) (workloadInfo, *admissionv1.AdmissionResponse) {
+	w, err := extractWorkload(req, obj)
+	if err != nil {
+		r.count(stage, ResultError)
+		r.log.Warn("admission: cannot read workload", "stage", stage, "uid", req.UID, "err", err)
+		return w, Denied(req.UID, http.StatusBadRequest, fmt.Sprintf("stagegate refused %s in stage %q: %v", w.ID(), stage, err))
+	}
+	if len(w.Images) > r.maxImages {
+		r.count(stage, ResultDenied)
+		r.log.Warn("admission: too many images", "stage", stage, "workload", w.ID(), "images", len(w.Images))
+		return w, Denied(req.UID, http.StatusForbidden, fmt.Sprintf("stagegate denied %s in stage %q: %v: it names %d images, and one review checks at most %d (admission.maxImages)",
+			w.ID(), stage, ErrTooManyImages, len(w.Images), r.maxImages))
+	}
+	return w, nil
+}
+
+// ReviewUnknownStage decides a request that the webhook configuration sent
+// because its namespace or object carries the stage label with a value that
+// is no configured stage (e.g. "qa" or "Prod"). Such a namespace is
+// enforced, not skipped: every workload with images is refused, naming the
+// known stages, and objects without images pass.
+func (r *Reviewer) ReviewUnknownStage(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	if req == nil {
+		r.count("", ResultError)
+		return Denied("", http.StatusBadRequest, fmt.Sprintf("stagegate could not decide: %v: no request", ErrBadReview))
+	}
+	return r.unknownStage(req, nil, "")
+}
+
+// unknownStage refuses the workload of req for a stage that is not
+// configured; what names that stage for the message (the URL's, quoted), ""
+// to name the label that routed the request here.
+func (r *Reviewer) unknownStage(req *admissionv1.AdmissionRequest, obj *workloadObject, what string) *admissionv1.AdmissionResponse {
+	switch req.Operation {
+	case admissionv1.Delete, admissionv1.Connect:
+		r.count("", ResultAllowed)
+		return Allowed(req.UID)
+	}
+	// An object that cannot be read is refused here too, with the reason
+	// that matters more: its stage is unknown.
+	w, err := extractWorkload(req, obj)
+	if err == nil && len(w.Images) == 0 {
+		r.count("", ResultAllowed)
+		return Allowed(req.UID)
+	}
+	if what == "" {
+		if v, ok := w.Labels[StageLabel]; ok && !r.knownStage(v) {
+			what = fmt.Sprintf("%q in its label %s", v, StageLabel)
+		} else {
+			what = fmt.Sprintf("in the %s label of namespace %q", StageLabel, w.Namespace)
+		}
+	}
+	r.count("", ResultDenied)
+	r.log.Warn("admission for an unknown stage: refused", "stage", what, "workload", w.ID(), "uid", req.UID)
+	return Denied(req.UID, http.StatusForbidden, fmt.Sprintf(
+		"stagegate denied %s: unknown stage %s (known stages: %s); label the namespace or object %s with one of them",
+		w.ID(), what, strings.Join(r.stages, ", "), StageLabel))
 }
 
 // input builds the policy input: each image's digest (from the reference or
@@ -349,6 +447,9 @@ func (r *Reviewer) resolve(ctx context.Context, ref imageRef) (digest, errText s
 	d, err := r.resolver.Digest(ctx, ref.Name)
 	if err == nil && !validSHA256(d) {
 		err = fmt.Errorf("registry answered %q, not a sha256 digest", d)
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "", fmt.Sprintf("cannot resolve %s: %v after %s (the registry %s is slow or down)", ref.Name, ErrDeadline, r.timeout, ref.Registry)
 	}
 	if err != nil {
 		return "", fmt.Sprintf("cannot resolve %s: registry %s: %v", ref.Name, ref.Registry, err)

@@ -180,9 +180,9 @@ func TestReview(t *testing.T) {
 		"unknown stage fails closed": {
 			stage:      "qa",
 			req:        func(t *testing.T) *admissionv1.AdmissionRequest { return podRequest(t, nil, imgA) },
-			wantCode:   http.StatusInternalServerError,
+			wantCode:   http.StatusForbidden,
 			wantMsg:    []string{`unknown stage "qa"`, "dev, test, stage, prod"},
-			wantMetric: "qa:error",
+			wantMetric: "unknown:denied",
 		},
 		"delete is allowed without a policy call": {
 			req: func(t *testing.T) *admissionv1.AdmissionRequest {
@@ -206,13 +206,37 @@ func TestReview(t *testing.T) {
 			},
 			wantAllowed: true, wantMetric: "prod:allowed",
 		},
-		"unknown kind fails closed": {
+		"kind without a pod spec is allowed": {
 			req: func(t *testing.T) *admissionv1.AdmissionRequest {
 				return requestFor(t, fixtureJSON(t, "service.yaml"), admissionv1.Create, "")
 			},
-			wantCode:   http.StatusInternalServerError,
-			wantMsg:    []string{"unsupported kind", "v1/Service"},
+			wantAllowed: true, wantMetric: "prod:allowed",
+		},
+		"unreadable pod spec of a custom kind fails closed with 400": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest {
+				return requestFor(t, []byte(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"},"spec":{"template":{"spec":{"containers":"nginx"}}}}`), admissionv1.Create, "")
+			},
+			wantCode:   http.StatusBadRequest,
+			wantMsg:    []string{"cannot read the pod spec", "example.com/v1/Widget", "/spec/template/spec", "--skip-resource widgets.example.com"},
 			wantMetric: "prod:error",
+		},
+		"unknown stage with an unreadable object is refused as unknown stage": {
+			stage: "Prod",
+			req: func(t *testing.T) *admissionv1.AdmissionRequest {
+				return requestFor(t, []byte(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"},"spec":{"containers":3}}`), admissionv1.Create, "")
+			},
+			wantCode:   http.StatusForbidden,
+			wantMsg:    []string{`unknown stage "Prod"`},
+			wantMetric: "unknown:denied",
+		},
+		"too many images are refused before any lookup": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest {
+				return podRequest(t, nil, imgA, imgA, imgC)
+			},
+			opts:       func(*reviewFixture) []Option { return []Option{WithMaxImages(2)} },
+			wantCode:   http.StatusForbidden,
+			wantMsg:    []string{"too many images", "names 3 images", "at most 2"},
+			wantMetric: "prod:denied",
 		},
 	}
 	for name, tc := range tests {
@@ -375,7 +399,7 @@ func TestReviewNoResolver(t *testing.T) {
 
 func TestReviewNilRequest(t *testing.T) {
 	resp := NewReviewer(testStates(), &fakePolicy{}).Review(context.Background(), "prod", nil)
-	if resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
+	if resp.Allowed || resp.Result.Code != http.StatusBadRequest {
 		t.Fatalf("nil request: %+v", resp)
 	}
 }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,10 @@ const MaxBodyBytes = 3 << 20
 // ValidatePath is the route of the webhook; {stage} is the stage to enforce.
 const ValidatePath = "/admission/validate/{stage}"
 
+// UnknownStagePath is the route the webhook configuration sends namespaces
+// and objects to whose stage label names no configured stage.
+const UnknownStagePath = "/admission/unknown-stage"
+
 // The AdmissionReview version the webhook speaks.
 const (
 	reviewAPIVersion = "admission.k8s.io/v1"
@@ -44,10 +49,12 @@ func WithMaxBodyBytes(n int64) HandlerOption { return func(o *handlerOptions) { 
 // WithHandlerLogger sets the handler's logger; the default discards.
 func WithHandlerLogger(l *slog.Logger) HandlerOption { return func(o *handlerOptions) { o.log = l } }
 
-// NewHandler serves "POST /admission/validate/{stage}". It always answers a
-// review request with HTTP 200 and an AdmissionReview, even when the request
-// is malformed or the Reviewer panics: the API server then shows our message
-// instead of a bare "failed calling webhook", and fails closed either way.
+// NewHandler serves the webhook's routes: "POST /admission/validate/{stage}",
+// "POST /admission/unknown-stage" and the mutating "POST
+// /admission/mutate/{stage}". It always answers a review request with HTTP
+// 200 and an AdmissionReview, even when the request is malformed or the
+// Reviewer panics: the API server then shows our message instead of a bare
+// "failed calling webhook", and fails closed either way.
 func NewHandler(r *Reviewer, opts ...HandlerOption) http.Handler {
 	o := handlerOptions{maxBody: MaxBodyBytes}
 	for _, opt := range opts {
@@ -58,8 +65,28 @@ func NewHandler(r *Reviewer, opts ...HandlerOption) http.Handler {
 	}
 	h := &handler{reviewer: r, opts: o}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+ValidatePath, h)
+	mux.Handle("POST "+ValidatePath, h.route(func(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) *admissionv1.AdmissionResponse {
+		return r.review(ctx, stage, req, obj)
+	}, true))
+	mux.Handle("POST "+UnknownStagePath, h.route(func(ctx context.Context, _ string, req *admissionv1.AdmissionRequest, _ *workloadObject) *admissionv1.AdmissionResponse {
+		return r.ReviewUnknownStage(ctx, req)
+	}, false))
+	mux.Handle("POST "+MutatePath, h.route(func(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, _ *workloadObject) *admissionv1.AdmissionResponse {
+		return r.Pin(ctx, stage, req)
+	}, false))
 	return mux
+}
+
+// decideFunc answers one decoded request; obj is its object already
+// decoded, or nil.
+type decideFunc func(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) *admissionv1.AdmissionResponse
+
+// route serves one route with decide; fast says whether decide can take the
+// object decoded in the same pass as the review.
+func (h *handler) route(decide decideFunc, fast bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h.serve(w, req, decide, fast)
+	})
 }
 
 type handler struct {
@@ -73,9 +100,9 @@ type handler struct {
 	bodies sync.Pool
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (h *handler) serve(w http.ResponseWriter, req *http.Request, decide decideFunc, fast bool) {
 	stage := req.PathValue("stage")
-	resp := h.review(w, req, stage)
+	resp := h.review(w, req, stage, decide, fast)
 	out, err := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metaV1Review(),
 		Response: resp,
@@ -95,7 +122,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // review decodes the request and asks the Reviewer, turning every failure,
 // panics included, into a denial that echoes the UID when it could be read.
-func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string) (resp *admissionv1.AdmissionResponse) {
+func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string, decide decideFunc, fast bool) (resp *admissionv1.AdmissionResponse) {
 	var uid types.UID
 	defer func() {
 		if p := recover(); p != nil {
@@ -125,15 +152,20 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 		return deny(http.StatusBadRequest, fmt.Errorf("%w: read body: %v", ErrBadReview, err))
 	}
 	// The common case in one pass: the review with its object decoded
-	// straight into the shape admission reads. Anything wrong with it is
-	// left to the strict path below, which names the problem.
-	var fast fastReview
-	if strict, err := kjson.UnmarshalStrict(body, &fast, kjson.DisallowDuplicateFields); err == nil && len(strict) == 0 &&
-		fast.Request != nil && checkReview(fast.TypeMeta, &fast.Request.AdmissionRequest) == nil {
-		uid = fast.Request.UID
-		resp = h.reviewer.review(req.Context(), stage, &fast.Request.AdmissionRequest, fast.Request.Object)
-		resp.UID = uid
-		return resp
+	// straight into the shape admission reads, for the built-in kinds.
+	// Anything else is left to the strict path below, which keeps the raw
+	// object and names any problem.
+	if fast {
+		var fr fastReview
+		if strict, err := kjson.UnmarshalStrict(body, &fr, kjson.DisallowDuplicateFields); err == nil && len(strict) == 0 &&
+			fr.Request != nil && checkReview(fr.TypeMeta, &fr.Request.AdmissionRequest) == nil && fr.Request.Object != nil {
+			if _, known := lookupKind(fr.Request.Kind.Group, fr.Request.Kind.Kind); known {
+				uid = fr.Request.UID
+				resp = decide(req.Context(), stage, &fr.Request.AdmissionRequest, fr.Request.Object)
+				resp.UID = uid
+				return resp
+			}
+		}
 	}
 	// Decode as the API server encodes: case-sensitive, and no field twice,
 	// so that no two readers of the same body can disagree about it.
@@ -151,7 +183,7 @@ func (h *handler) review(w http.ResponseWriter, req *http.Request, stage string)
 	if err := checkReview(review.TypeMeta, review.Request); err != nil {
 		return deny(http.StatusBadRequest, err)
 	}
-	resp = h.reviewer.Review(req.Context(), stage, review.Request)
+	resp = decide(req.Context(), stage, review.Request, nil)
 	resp.UID = uid
 	return resp
 }

@@ -53,7 +53,7 @@ func TestHandler(t *testing.T) {
 		},
 		"unknown stage in the url": {
 			path: "/admission/validate/qa", body: reviewBody(t, "admission.k8s.io/v1", good), wantUID: "good-uid",
-			wantCode: http.StatusInternalServerError, wantMsg: `unknown stage "qa"`,
+			wantCode: http.StatusForbidden, wantMsg: `unknown stage "qa"`,
 		},
 		"wrong content type": {
 			contentType: "application/yaml", body: reviewBody(t, "admission.k8s.io/v1", good),
