@@ -107,6 +107,21 @@ test_init_container_named_by_type if {
 	d == {sprintf(`initContainer "setup": image "reg.example/app@%s" (%s) is not promoted to stage "dev"`, [digest, digest])}
 }
 
+test_image_volume_named_by_type if {
+	v := object.union(img(true, {"promoted": false, "revoked": false}), {"container": "models", "type": "imageVolume"})
+	d := decide(review("dev", [img(true, promoted), v])).deny
+	d == {sprintf(`imageVolume "models": image "reg.example/app@%s" (%s) is not promoted to stage "dev"`, [digest, digest])}
+}
+
+test_revoked_image_volume_denied if {
+	v := object.union(img(true, {"promoted": true, "revoked": true, "reason": "CVE-1"}), {"container": "models", "type": "imageVolume"})
+	d := decide(review("dev", [v])).deny
+	count(d) == 1
+	some msg in d
+	startswith(msg, `imageVolume "models": image`)
+	contains(msg, "CVE-1")
+}
+
 test_each_image_checked if {
 	other := object.union(img(true, {"promoted": false, "revoked": false}), {"container": "sidecar"})
 	d := decide(review("dev", [img(true, promoted), other])).deny

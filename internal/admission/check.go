@@ -38,9 +38,8 @@ const checkNamespace = "default"
 // Check makes, offline, the decision the webhook would make for each object
 // of a multi-document YAML (or JSON) manifest applied in stage. It builds the
 // AdmissionRequest the API server would send for a CREATE, as a dry run so
-// that nothing is recorded. Objects of kinds the webhook does not check are
-// reported as allowed, with a message saying so. Only a malformed manifest is
-// an error.
+// that nothing is recorded. Objects without images are allowed, as the
+// webhook allows them. Only a malformed manifest is an error.
 func (r *Reviewer) Check(ctx context.Context, stage string, manifests io.Reader) ([]CheckResult, error) {
 	return CheckWith(ctx, stage, manifests, r.Review)
 }
@@ -132,17 +131,18 @@ func checkObject(ctx context.Context, review ReviewFunc, stage, uid string, obj 
 	if res.Name == "" {
 		res.Name = head.Metadata.GenerateName
 	}
-	k, ok := lookupKind(gv.Group, head.Kind)
-	if !ok {
-		res.Allowed = true
-		res.Message = fmt.Sprintf("%s is not a workload kind stagegate checks", head.Kind)
-		return res, nil
+	// Every object goes to the webhook's decision, as the generated
+	// configuration sends every namespaced kind: a custom workload with a
+	// pod template is checked, and a kind with no pod spec is allowed.
+	resourceName := strings.ToLower(head.Kind) + "s" // as informational as the API server's discovery would be
+	if k, ok := lookupKind(gv.Group, head.Kind); ok {
+		resourceName = k.resource
 	}
 	if res.Namespace == "" {
 		res.Namespace = checkNamespace
 	}
 	kind := metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: head.Kind}
-	resource := metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: k.resource}
+	resource := metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: resourceName}
 	dryRun := true
 	req := &admissionv1.AdmissionRequest{
 		UID:             types.UID(uid),

@@ -66,7 +66,8 @@ func TestCheck(t *testing.T) {
 	for _, res := range got {
 		allowed[res.Kind+"/"+res.Name] = res.Allowed
 	}
-	wantAllowed := map[string]bool{"Service/web": true, "Deployment/web": true, "Job/migrate-": false, "Pod/hotfix": true, "ConfigMap/cfg": true}
+	wantAllowed := map[string]bool{"Service/web": true, "Deployment/web": true, "Job/migrate-": false, "Pod/hotfix": true, "ConfigMap/cfg": true,
+		"Rollout/canary": false, "Pod/models": false}
 	if len(got) != len(wantAllowed) {
 		t.Errorf("got %d results, want %d", len(got), len(wantAllowed))
 	}

@@ -43,7 +43,7 @@ func extractGeneric(req *admissionv1.AdmissionRequest, w workloadInfo) (workload
 		return w, fmt.Errorf("%s: %w", formatGVK(req.Kind), err)
 	}
 	s := searcher{}
-	err := s.walk(tree, "", 0, nil)
+	err := s.walk(tree, "", "", 0, nil)
 	w.setMeta(head.Metadata, s.annotations)
 	if err != nil {
 		return w, fmt.Errorf("%w of %s %q: %v; if this kind runs no pods, exclude it from the webhook with `stagegate manifests --skip-resource %s`",
@@ -61,14 +61,15 @@ type searcher struct {
 	annotations map[string]string
 }
 
-// walk visits v at JSON pointer path; parent is the object holding v.
-func (s *searcher) walk(v any, path string, depth int, parent map[string]any) error {
+// walk visits v at JSON pointer path, under key in parent (the object
+// holding v, or nil).
+func (s *searcher) walk(v any, path, key string, depth int, parent map[string]any) error {
 	if depth > maxSearchDepth {
 		return fmt.Errorf("at %s: nested deeper than %d levels", path, maxSearchDepth)
 	}
 	switch v := v.(type) {
 	case map[string]any:
-		if isPodSpec(v) {
+		if isPodSpec(v, key) {
 			return s.podSpec(v, path, parent)
 		}
 		keys := make([]string, 0, len(v))
@@ -81,13 +82,13 @@ func (s *searcher) walk(v any, path string, depth int, parent map[string]any) er
 		}
 		slices.Sort(keys) // the same object always lists its images in the same order
 		for _, k := range keys {
-			if err := s.walk(v[k], path+"/"+escapePointer(k), depth+1, v); err != nil {
+			if err := s.walk(v[k], path+"/"+escapePointer(k), k, depth+1, v); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for i, e := range v {
-			if err := s.walk(e, path+"/"+strconv.Itoa(i), depth+1, nil); err != nil {
+			if err := s.walk(e, path+"/"+strconv.Itoa(i), "", depth+1, nil); err != nil {
 				return err
 			}
 		}
@@ -95,18 +96,89 @@ func (s *searcher) walk(v any, path string, depth int, parent map[string]any) er
 	return nil
 }
 
-func isPodSpec(m map[string]any) bool {
+// isPodSpec says whether m is to be read as a pod spec: it has a list under
+// one of podSpecKeys, or it is a "spec" with any value under them (so that a
+// template whose containers are not a list is refused, not skipped). A
+// ConfigMap's data key "containers" holds a string and is no pod spec.
+func isPodSpec(m map[string]any, key string) bool {
 	for _, k := range podSpecKeys {
-		if _, ok := m[k]; ok {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		if _, list := v.([]any); list || v == nil || key == "spec" {
 			return true
 		}
 	}
 	return false
 }
 
+// foldedFields are, per level of a pod spec, the fields admission reads.
+// Kubernetes decodes built-in kinds case-sensitively, but a custom
+// controller may decode its objects with encoding/json, which matches field
+// names case-insensitively: {"image": "promoted", "Image": "other"} would
+// then run "other". A key that differs from one of these only in case is
+// refused.
+var foldedFields = struct{ spec, container, volume, volumeImage []string }{
+	spec:        append(slices.Clone(podSpecKeys), "volumes"),
+	container:   []string{"image", "name"},
+	volume:      []string{"image", "name"},
+	volumeImage: []string{"reference"},
+}
+
+// checkFolded refuses keys of m that match one of fields only when case is
+// ignored.
+func checkFolded(m map[string]any, fields []string) error {
+	for k := range m {
+		for _, f := range fields {
+			if k != f && strings.EqualFold(k, f) {
+				return fmt.Errorf("field %q beside %q: field names are case-sensitive", k, f)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPodSpecCase applies checkFolded to every level of a pod spec that
+// admission reads.
+func checkPodSpecCase(spec map[string]any) error {
+	if err := checkFolded(spec, foldedFields.spec); err != nil {
+		return err
+	}
+	for _, k := range podSpecKeys {
+		list, _ := spec[k].([]any)
+		for _, c := range list {
+			if c, ok := c.(map[string]any); ok {
+				if err := checkFolded(c, foldedFields.container); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+			}
+		}
+	}
+	vols, _ := spec["volumes"].([]any)
+	for _, v := range vols {
+		v, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		if err := checkFolded(v, foldedFields.volume); err != nil {
+			return fmt.Errorf("volumes: %w", err)
+		}
+		if img, ok := v["image"].(map[string]any); ok {
+			if err := checkFolded(img, foldedFields.volumeImage); err != nil {
+				return fmt.Errorf("volumes: image: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // podSpec decodes m with the same shape and strictness as a Pod's spec, so
 // that an image hidden in a field of the wrong type is an error, not a miss.
 func (s *searcher) podSpec(m map[string]any, path string, parent map[string]any) error {
+	if err := checkPodSpecCase(m); err != nil {
+		return fmt.Errorf("pod spec at %s: %v", path, err)
+	}
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("at %s: %v", path, err)

@@ -53,7 +53,8 @@ type PromotionInput struct {
 // ContainerImage is one image of an admitted workload.
 type ContainerImage struct {
 	Container string `json:"container"`
-	// Type is "container", "initContainer" or "ephemeralContainer".
+	// Type is "container", "initContainer", "ephemeralContainer" or
+	// "imageVolume" (then Container is the volume's name).
 	Type string `json:"type"`
 	Image
 	// Pinned is true when the reference names a digest.
