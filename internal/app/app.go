@@ -128,6 +128,20 @@ func Modes(cfg *config.Config) map[string]admission.Mode {
 	return m
 }
 
+// ReviewerOptions are the admission options every Reviewer gets from the
+// config, so that `check` decides exactly as the webhook of `serve`.
+func ReviewerOptions(cfg *config.Config, rc admission.Resolver) []admission.Option {
+	return []admission.Option{
+		admission.WithStages(cfg.StageNames()),
+		admission.WithModes(Modes(cfg)),
+		admission.WithResolver(rc),
+		admission.WithResolverTimeout(cfg.ResolveTimeout.Std()),
+		admission.WithResolverCache(admission.DefaultResolverCacheSize, cfg.Admission.TagCacheTTL.Std(), admission.DefaultResolverErrorTTL),
+		admission.WithReviewTimeout(cfg.Admission.Timeout.Std()),
+		admission.WithMaxImages(cfg.Admission.MaxImages),
+	}
+}
+
 // New opens the ledger and builds every part. The caller must Close it.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*App, error) {
 	keys, err := LoadKeys(cfg)
@@ -176,11 +190,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
 			federation.WithLogger(logger))))
 	}
+	reviewOpts = append(reviewOpts, ReviewerOptions(cfg, rc)...)
 	a.Reviewer = admission.NewReviewer(l, pol, append(reviewOpts,
-		admission.WithStages(cfg.StageNames()),
-		admission.WithModes(Modes(cfg)),
-		admission.WithResolver(rc),
-		admission.WithResolverTimeout(cfg.ResolveTimeout.Std()),
 		admission.WithRecorder(breakGlassRecorder{a.Service}),
 		admission.WithMetrics(m),
 		admission.WithLogger(logger),
@@ -197,7 +208,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 
 	mux := http.NewServeMux()
 	promAPI.Register(mux)
-	mux.Handle("POST /admission/validate/{stage}", admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger)))
+	mux.Handle("/admission/", admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {

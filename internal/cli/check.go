@@ -77,8 +77,7 @@ func newCheckCommand(s Streams) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				r := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()),
-					admission.WithModes(app.Modes(cfg)), admission.WithResolver(rc))
+				r := admission.NewReviewer(l, pol, app.ReviewerOptions(cfg, rc)...)
 				review = r.Review
 			}
 			results, err := admission.CheckWith(cmd.Context(), stage, &in, review)

@@ -73,6 +73,28 @@ type RegistrySource struct {
 	Refresh Duration `json:"refresh,omitempty"`
 }
 
+// Admission bounds the webhook's work per review.
+type Admission struct {
+	// Timeout bounds one review, registry look-ups included. Keep it below
+	// the webhook's timeoutSeconds (default 5), so that the API server
+	// gets stagegate's own refusal instead of a bare timeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// MaxImages caps the images (containers, init and ephemeral
+	// containers, image volumes) of one object; more are refused.
+	MaxImages int `json:"maxImages,omitempty"`
+	// TagCacheTTL is how long a tag's resolved digest is reused. A tag can
+	// move in that window, so keep it short (or pin tags with the mutating
+	// webhook, `stagegate manifests --pin-tags`).
+	TagCacheTTL Duration `json:"tagCacheTTL,omitempty"`
+}
+
+// Defaults of Admission.
+const (
+	DefaultAdmissionTimeout = 4 * time.Second
+	DefaultMaxImages        = 64
+	DefaultTagCacheTTL      = 30 * time.Second
+)
+
 // TLS holds the serving certificate and optional client CA for mTLS.
 type TLS struct {
 	CertFile     string `json:"certFile"`
@@ -129,6 +151,8 @@ type Config struct {
 	LogOrigin string `json:"logOrigin"`
 	// ResolveTimeout bounds a registry call on the admission path.
 	ResolveTimeout Duration `json:"resolveTimeout,omitempty"`
+	// Admission bounds each review.
+	Admission Admission `json:"admission,omitempty"`
 	// RateLimit bounds each identity's requests to the write endpoints.
 	RateLimit RateLimit `json:"rateLimit,omitempty"`
 	// Dev turns on the embedded registry and generated material.
@@ -150,7 +174,12 @@ func Default() *Config {
 			{Name: "prod", Groups: []string{"release"}, Mode: ModeEnforce, BreakGlass: &no, MinSoak: Duration(24 * time.Hour)},
 		},
 		ResolveTimeout: Duration(2 * time.Second),
-		RateLimit:      RateLimit{PerSecond: 50, Burst: 100},
+		Admission: Admission{
+			Timeout:     Duration(DefaultAdmissionTimeout),
+			MaxImages:   DefaultMaxImages,
+			TagCacheTTL: Duration(DefaultTagCacheTTL),
+		},
+		RateLimit: RateLimit{PerSecond: 50, Burst: 100},
 	}
 }
 
@@ -243,6 +272,7 @@ func (c *Config) Validate() error {
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
+	errs = append(errs, c.Admission.validate()...)
 	if c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst < 1 {
 		errs = append(errs, fmt.Errorf("rateLimit: perSecond must be positive and burst at least 1, got %v and %d",
 			c.RateLimit.PerSecond, c.RateLimit.Burst))
@@ -251,6 +281,31 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+// validate fills zero fields with the defaults and checks the bounds: the
+// API server waits at most 30 s for a webhook.
+func (a *Admission) validate() []error {
+	var errs []error
+	if a.Timeout == 0 {
+		a.Timeout = Duration(DefaultAdmissionTimeout)
+	}
+	if a.MaxImages == 0 {
+		a.MaxImages = DefaultMaxImages
+	}
+	if a.TagCacheTTL == 0 {
+		a.TagCacheTTL = Duration(DefaultTagCacheTTL)
+	}
+	if a.Timeout < 0 || a.Timeout.Std() >= 30*time.Second {
+		errs = append(errs, fmt.Errorf("admission.timeout %s must be positive and below 30s, the API server's limit for a webhook", a.Timeout.Std()))
+	}
+	if a.MaxImages < 0 {
+		errs = append(errs, fmt.Errorf("admission.maxImages %d must be positive", a.MaxImages))
+	}
+	if a.TagCacheTTL < 0 || a.TagCacheTTL.Std() > time.Hour {
+		errs = append(errs, fmt.Errorf("admission.tagCacheTTL %s must be between 0s and 1h; a cached tag can have moved", a.TagCacheTTL.Std()))
+	}
+	return errs
 }
 
 func (c *Config) fillKeyPaths() {

@@ -61,14 +61,17 @@ rateLimit: {perSecond: 5, burst: 10}
 
 func TestValidateRejects(t *testing.T) {
 	tests := map[string]struct{ body, want string }{
-		"unknown field":         {"stages: [{name: dev}]\ncolour: red\n", "unknown field"},
-		"bad stage name":        {"stages: [{name: Prod}]\n", "DNS label"},
-		"duplicate stage":       {"stages: [{name: dev}, {name: dev}]\n", "defined twice"},
-		"bad mode":              {"stages: [{name: dev, mode: block}]\n", "enforce, warn or audit"},
-		"evidence without keys": {"stages: [{name: dev, requiredEvidence: [x]}]\n", "evidenceKeys"},
-		"source without keys":   {"stages: [{name: dev}]\nregistrySource: {enabled: true}\n", "trustedKeys"},
-		"tag with a repository": {"stages: [{name: dev, tag: \"other/repo:dev\"}]\n", "tag name"},
-		"duration not a string": {"stages: [{name: dev, minSoak: 3600}]\n", "duration"},
+		"unknown field":                          {"stages: [{name: dev}]\ncolour: red\n", "unknown field"},
+		"bad stage name":                         {"stages: [{name: Prod}]\n", "DNS label"},
+		"duplicate stage":                        {"stages: [{name: dev}, {name: dev}]\n", "defined twice"},
+		"bad mode":                               {"stages: [{name: dev, mode: block}]\n", "enforce, warn or audit"},
+		"evidence without keys":                  {"stages: [{name: dev, requiredEvidence: [x]}]\n", "evidenceKeys"},
+		"source without keys":                    {"stages: [{name: dev}]\nregistrySource: {enabled: true}\n", "trustedKeys"},
+		"tag with a repository":                  {"stages: [{name: dev, tag: \"other/repo:dev\"}]\n", "tag name"},
+		"duration not a string":                  {"stages: [{name: dev, minSoak: 3600}]\n", "duration"},
+		"review timeout beyond the API server's": {"admission: {timeout: 30s}\n", "below 30s"},
+		"negative image cap":                     {"admission: {maxImages: -1}\n", "maxImages"},
+		"tag cache for a day":                    {"admission: {tagCacheTTL: 24h}\n", "tagCacheTTL"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -78,6 +81,33 @@ func TestValidateRejects(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAdmissionSettings(t *testing.T) {
+	tests := map[string]struct {
+		body         string
+		timeout, ttl time.Duration
+		maxImages    int
+	}{
+		"defaults":            {body: "", timeout: 4 * time.Second, ttl: 30 * time.Second, maxImages: 64},
+		"from file":           {body: "admission: {timeout: 2s, maxImages: 8, tagCacheTTL: 5s}\n", timeout: 2 * time.Second, ttl: 5 * time.Second, maxImages: 8},
+		"zero is the default": {body: "admission: {timeout: 0s}\n", timeout: 4 * time.Second, ttl: 30 * time.Second, maxImages: 64},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(write(t, tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			a := c.Admission
+			if a.Timeout.Std() != tc.timeout || a.TagCacheTTL.Std() != tc.ttl || a.MaxImages != tc.maxImages {
+				t.Errorf("admission = %+v, want timeout %s, ttl %s, maxImages %d", a, tc.timeout, tc.ttl, tc.maxImages)
 			}
 		})
 	}
