@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -39,6 +40,8 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"},
 		Data:       map[string]string{"k": "v"},
 	}
+	withVolume := pod(ns, "with-volume", img.prod)
+	withImageVolume(&withVolume.Spec, img.nowhere)
 	// What the API server must decide, as a sanity check of the table
 	// itself: true means created.
 	objs := []struct {
@@ -56,12 +59,20 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		{job(ns, "migrate", img.nowhere), "Job/migrate", false},
 		{cronJob(ns, "nightly", img.prod), "CronJob/nightly", true},
 		{cm, "ConfigMap/settings", true},
+		{withVolume, "Pod/with-volume", false},
+		{rollout(ns, "canary", img.nowhere, nil), "Rollout/canary", false},
+		{rollout(ns, "stable", img.prod, nil), "Rollout/stable", true},
 	}
 	c := checkCases{file: filepath.Join(s.dir, "check.yaml"), api: map[string]string{}}
 	var all []runtime.Object
 	for _, o := range objs {
 		all = append(all, o.obj)
-		err := createDryRun(t, s.api.Clientset, o.obj)
+		var err error
+		if u, ok := o.obj.(*unstructured.Unstructured); ok {
+			err = s.createCustom(t, rolloutGVR, u)
+		} else {
+			err = createDryRun(t, s.api.Clientset, o.obj)
+		}
 		switch {
 		case err == nil:
 			c.api[o.key] = ""

@@ -123,10 +123,10 @@ stages:
 // installWebhook applies what `stagegate manifests --webhook-only` prints,
 // with kubectl, and waits until the API server calls the webhook for a pod
 // in probeNS, a prod namespace.
-func (s *suite) installWebhook(t *testing.T, probeNS string) {
+func (s *suite) installWebhook(t *testing.T, probeNS string, extra ...string) {
 	t.Helper()
-	out := s.mustRun(t, "manifests", "--config", s.configPath, "--url", s.url,
-		"--ca-file", s.caFile(), "--webhook-only")
+	out := s.mustRun(t, append([]string{"manifests", "--config", s.configPath, "--url", s.url,
+		"--ca-file", s.caFile(), "--webhook-only"}, extra...)...)
 	p := filepath.Join(s.dir, "webhook.yaml")
 	writeFile(t, p, out, 0o600)
 	if _, stderr, err := s.api.Kubectl(t, "apply", "-f", p); err != nil {
