@@ -51,6 +51,17 @@ func TestHandler(t *testing.T) {
 		"denied review": {
 			body: reviewBody(t, "admission.k8s.io/v1", bad), wantUID: "bad-uid", wantCode: http.StatusForbidden, wantMsg: "not promoted",
 		},
+		"mislabelled route refuses a workload": {
+			path: "/admission/unknown-stage", body: reviewBody(t, "admission.k8s.io/v1", good), wantUID: "good-uid",
+			wantCode: http.StatusForbidden, wantMsg: "known stages: dev, prod",
+		},
+		"mutating route never refuses": {
+			path: "/admission/mutate/prod", body: reviewBody(t, "admission.k8s.io/v1", bad), wantUID: "bad-uid", wantAllowed: true,
+		},
+		"mutating route still answers a bad review": {
+			path: "/admission/mutate/prod", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`),
+			wantCode: http.StatusBadRequest, wantMsg: "no request",
+		},
 		"unknown stage in the url": {
 			path: "/admission/validate/qa", body: reviewBody(t, "admission.k8s.io/v1", good), wantUID: "good-uid",
 			wantCode: http.StatusForbidden, wantMsg: `unknown stage "qa"`,
@@ -136,6 +147,9 @@ func TestHandlerRoutes(t *testing.T) {
 		"no stage":                {http.MethodPost, "/admission/validate/", http.StatusNotFound},
 		"other path":              {http.MethodPost, "/v1/promotions", http.StatusNotFound},
 		"post to a stage answers": {http.MethodPost, "/admission/validate/prod", http.StatusOK},
+		"unknown-stage answers":   {http.MethodPost, "/admission/unknown-stage", http.StatusOK},
+		"mutate answers":          {http.MethodPost, "/admission/mutate/prod", http.StatusOK},
+		"mutate needs a stage":    {http.MethodPost, "/admission/mutate/", http.StatusNotFound},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
