@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -114,17 +115,21 @@ func (a *API) authed(write bool, h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, err.Error())
 			return
 		}
-		if write && !a.allow(id.Subject) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "too many requests from "+id.Subject+"; retry later")
-			return
+		if write {
+			if ok, wait := a.allow(id.Subject); !ok {
+				w.Header().Set("Retry-After", retryAfter(wait))
+				writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many requests from %s; retry in %s", id.Subject, retryAfter(wait)+"s"))
+				return
+			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	}
 }
 
-func (a *API) allow(subject string) bool {
+// allow takes a token from subject's bucket, or says how long until one
+// is there, so that Retry-After tells a client the real wait.
+func (a *API) allow(subject string) (bool, time.Duration) {
 	a.limitMu.Lock()
 	defer a.limitMu.Unlock()
 	l, ok := a.limits[subject]
@@ -132,7 +137,21 @@ func (a *API) allow(subject string) bool {
 		l = rate.NewLimiter(a.rate, a.burst)
 		a.limits[subject] = l
 	}
-	return l.Allow()
+	r := l.Reserve()
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return false, d
+	}
+	return true, 0
+}
+
+// retryAfter is d in whole seconds, rounded up, and at least 1: the header
+// has no finer unit, and 0 would invite an immediate retry.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
 type promoteBody struct {

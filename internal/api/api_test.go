@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/secretfile"
 	"github.com/stagegate/stagegate/internal/signing"
 	"github.com/stagegate/stagegate/policies"
 )
@@ -373,5 +376,69 @@ func TestMultiArchIndexRecordsPlatforms(t *testing.T) {
 		if err != nil || !ok || !st.Active() {
 			t.Errorf("platform %s not active in dev: %+v %v", p, st, err)
 		}
+	}
+}
+
+// A client over its rate gets 429 with the real wait in Retry-After, not
+// a fixed second that would have it retry nine times in vain.
+func TestRetryAfterIsTheRealWait(t *testing.T) {
+	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(pipelineToken), Subject: "ci"}}})
+	tests := map[string]struct {
+		perSecond float64
+		want      string
+	}{
+		"one every ten seconds": {0.1, "10"},
+		"two a second":          {2, "1"},
+		"one a minute":          {1.0 / 60, "60"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := api.New(nil, nil, auth, []string{"dev"}, api.WithRateLimit(tc.perSecond, 1))
+			mux := http.NewServeMux()
+			a.Register(mux)
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			send := func() *http.Response {
+				// A malformed body: the first request is refused before it
+				// reaches the promotion service, but after the rate limit.
+				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/promotions", strings.NewReader("{"))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+pipelineToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp
+			}
+			if r := send(); r.StatusCode != http.StatusBadRequest {
+				t.Fatalf("first request: %d, want 400", r.StatusCode)
+			}
+			r := send()
+			if r.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("second request: %d, want 429", r.StatusCode)
+			}
+			if got := r.Header.Get("Retry-After"); got != tc.want {
+				t.Errorf("Retry-After = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The token file holds who may write, so it gets the signing keys' check.
+func TestTokenFilePermissions(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tokens.yaml")
+	body := "tokens:\n- {sha256: " + api.HashToken("x") + ", subject: ci}\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.LoadTokens(p); !errors.Is(err, secretfile.ErrPermissions) {
+		t.Fatalf("LoadTokens of a 0644 file = %v, want ErrPermissions", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.LoadTokens(p); err != nil {
+		t.Fatal(err)
 	}
 }

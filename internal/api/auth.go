@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/secretfile"
 )
 
 // TokenFile is the on-disk list of bearer tokens. It stores only the
@@ -37,7 +37,9 @@ func HashToken(token string) string {
 
 // LoadTokens reads a token file.
 func LoadTokens(path string) (*TokenFile, error) {
-	b, err := os.ReadFile(path)
+	// Only hashes are stored, but who may read the list of subjects and
+	// groups, and who may add a line to it, is still the owner's alone.
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("api: tokens: %w", err)
 	}

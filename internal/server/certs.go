@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/stagegate/stagegate/internal/secretfile"
 )
 
 // certReloader serves the certificate in certFile/keyFile and reloads it
@@ -53,6 +55,11 @@ func (r *certReloader) get() (*tls.Certificate, error) {
 	}
 	if r.cert != nil && ci.ModTime().Equal(r.modCert) && ki.ModTime().Equal(r.modKey) {
 		return r.cert, nil
+	}
+	// The serving key gets the same check as the signing keys: a key
+	// others can read may already have leaked.
+	if err := secretfile.Check(r.keyFile); err != nil {
+		return r.keep(fmt.Errorf("server: certificate key: %w", err))
 	}
 	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {

@@ -25,6 +25,19 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// AEADCipherSuites are the TLS 1.2 suites the server accepts: ECDHE key
+// exchange with an AEAD cipher only. Go's defaults still include CBC-mode
+// suites, whose MAC-then-encrypt construction has a history of padding
+// oracles. TLS 1.3 suites are all AEAD and not configurable.
+var AEADCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // Server is an HTTPS server.
 type Server struct {
 	cfg    Config
@@ -41,6 +54,7 @@ func New(cfg Config, h http.Handler, logger *slog.Logger) (*Server, error) {
 	}
 	tlsCfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   AEADCipherSuites,
 		GetCertificate: certs.getCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},
 	}

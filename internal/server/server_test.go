@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/pki"
+	"github.com/stagegate/stagegate/internal/secretfile"
 	"github.com/stagegate/stagegate/internal/server"
 )
 
@@ -115,5 +117,80 @@ func TestMutualTLSIdentity(t *testing.T) {
 		t.Fatalf("a certificate from another CA got HTTP %d", code)
 	} else if !strings.Contains(msg, "certificate") {
 		t.Fatalf("handshake error %q does not mention the certificate", msg)
+	}
+}
+
+// startTLS serves 200 on a fresh certificate pair in dir and returns the
+// address and the CA pool.
+func startTLS(t *testing.T, dir string) (string, *x509.CertPool) {
+	t.Helper()
+	if err := pki.Generate(dir, pki.Options{Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		Addr: "127.0.0.1:0", CertFile: filepath.Join(dir, pki.TLSCert), KeyFile: filepath.Join(dir, pki.TLSKey),
+	}, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	caPEM, _ := os.ReadFile(filepath.Join(dir, pki.CACert))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	return srv.Addr(), roots
+}
+
+// TLS 1.2 clients get AEAD suites only: a client offering only CBC-mode
+// suites (which Go's own defaults still accept) fails the handshake.
+func TestTLS12CipherSuites(t *testing.T) {
+	addr, roots := startTLS(t, t.TempDir())
+	tests := map[string]struct {
+		suites []uint16
+		ok     bool
+	}{
+		"AES-GCM":           {suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, ok: true},
+		"ChaCha20-Poly1305": {suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, ok: true},
+		"CBC with SHA-1":    {suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}},
+		"CBC with SHA-256":  {suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+				CipherSuites: tc.suites, ServerName: "127.0.0.1"})
+			if err == nil {
+				conn.Close()
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("handshake err = %v, want success %v", err, tc.ok)
+			}
+		})
+	}
+	for _, s := range server.AEADCipherSuites {
+		for _, insecure := range tls.InsecureCipherSuites() {
+			if s == insecure.ID {
+				t.Errorf("%s is in AEADCipherSuites", insecure.Name)
+			}
+		}
+	}
+}
+
+// A serving key that group or others can read is refused at start, as the
+// signing keys are.
+func TestServingKeyPermissions(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.Generate(dir, pki.Options{Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, pki.TLSKey)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.New(server.Config{Addr: "127.0.0.1:0", CertFile: filepath.Join(dir, pki.TLSCert), KeyFile: key},
+		http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	if !errors.Is(err, secretfile.ErrPermissions) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("New with a 0644 key = %v, want a permissions error saying how to fix it", err)
 	}
 }
