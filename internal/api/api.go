@@ -52,6 +52,7 @@ type API struct {
 	auth     *Authenticator
 	stages   []string
 	log      *slog.Logger
+	reviewer Reviewer
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter
@@ -89,11 +90,15 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/ledger/checkpoint", a.authed(false, a.checkpoint))
 	mux.HandleFunc("GET /v1/ledger/proof/inclusion", a.authed(false, a.inclusion))
 	mux.HandleFunc("GET /v1/ledger/proof/consistency", a.authed(false, a.consistency))
+	// A review costs a policy evaluation and maybe registry calls, so it
+	// is rate-limited like a write.
+	mux.HandleFunc("POST /v1/reviews/{stage}", a.authed(true, a.review))
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.
 	for path, allow := range map[string]string{
 		"/v1/promotions": "POST", "/v1/revocations": "POST", "/v1/images/": "GET", "/v1/ledger/entries": "GET",
 		"/v1/ledger/checkpoint": "GET", "/v1/ledger/proof/inclusion": "GET", "/v1/ledger/proof/consistency": "GET",
+		"/v1/reviews/": "POST",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)

@@ -45,8 +45,13 @@ type App struct {
 	Ledger   *ledger.Ledger
 	Service  *promotion.Service
 	Reviewer *admission.Reviewer
-	Handler  http.Handler
-	ready    atomic.Bool
+	// Handler serves the promotion API, and the webhook too unless it has
+	// a listener of its own (config admission.listen).
+	Handler http.Handler
+	// AdmissionHandler serves the webhook on admission.listen; nil when it
+	// shares Handler's listener.
+	AdmissionHandler http.Handler
+	ready            atomic.Bool
 }
 
 // Keys is the loaded signing material.
@@ -204,21 +209,36 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		}
 	}
 	promAPI := api.New(a.Service, l, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger),
-		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst))
+		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer))
 
+	webhook := admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger))
+	health := func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !a.ready.Load() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ok\n"))
+		})
+	}
 	mux := http.NewServeMux()
 	promAPI.Register(mux)
-	mux.Handle("/admission/", admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger)))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	health(mux)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	if cfg.Admission.Listen == "" {
+		// One listener for both, as on a developer's machine.
+		mux.Handle("/admission/", webhook)
+	} else {
+		// The webhook's own listener serves nothing but the webhook (and
+		// the probes), so that a NetworkPolicy can open it to the API
+		// server alone, and its client certificate can be required.
+		wmux := http.NewServeMux()
+		wmux.Handle("/admission/", webhook)
+		health(wmux)
+		a.AdmissionHandler = m.instrument(wmux)
 	}
 	a.Handler = m.instrument(mux)
 	a.ready.Store(true)

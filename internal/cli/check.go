@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"text/tabwriter"
 
@@ -150,13 +151,15 @@ func printCheck(s Streams, output string, results []admission.CheckResult) int {
 	return refused
 }
 
-// review sends req to the running webhook, as the API server would.
+// review asks the running server for the webhook's decision on req, through
+// the promotion API (POST /v1/reviews/{stage}, authenticated, always a dry
+// run): the webhook's own listener may take reviews from the API server only.
 func (c *apiClient) review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	ar := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request:  req,
 	}
-	_, out, err := c.do(ctx, http.MethodPost, "/admission/validate/"+stage, ar)
+	_, out, err := c.do(ctx, http.MethodPost, "/v1/reviews/"+url.PathEscape(stage), ar)
 	if err != nil {
 		return admission.Errored(req.UID, err)
 	}

@@ -57,6 +57,27 @@ func newCertsCommand(s Streams) *cobra.Command {
 	gen.Flags().StringVar(&namespace, "namespace", "stagegate-system", "webhook Service namespace")
 	gen.Flags().StringSliceVar(&extra, "host", nil, "additional DNS names or IPs")
 	gen.Flags().BoolVar(&force, "force", false, "replace existing files")
-	cmd.AddCommand(gen)
+	var cn string
+	client := &cobra.Command{
+		Use:   "client",
+		Short: "Write a client certificate (client.crt, client.key) signed by the CA in --dir",
+		Long: "Writes the client certificate kube-apiserver presents to the webhook, through the\n" +
+			"kubeconfig of its AdmissionConfiguration. Point the server's admission.clientCAFile at\n" +
+			"the CA's ca.crt, so that only the API server can send it reviews. Use a CA of its own\n" +
+			"(e.g. `stagegate certs generate --dir client-ca` first), not the serving one.",
+		Example: "  stagegate certs generate --dir client-ca && stagegate certs client --dir client-ca",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pki.GenerateClient(dir, cn, pki.Options{Force: force}); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "wrote %s/{client.crt,client.key} for %q, signed by %s/ca.crt\n", dir, cn, dir)
+			return nil
+		},
+	}
+	client.Flags().StringVar(&dir, "dir", "certs", "directory of the CA, and of the output")
+	client.Flags().StringVar(&cn, "cn", "kube-apiserver", "common name of the client")
+	client.Flags().BoolVar(&force, "force", false, "replace existing files")
+	cmd.AddCommand(gen, client)
 	return cmd
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -21,14 +22,22 @@ func newManifestsCommand(s Streams) *cobra.Command {
 		Short: "Print the Kubernetes objects that install stagegate, as YAML",
 		Long: "Prints a Namespace, ServiceAccount, ConfigMaps (the server's config.yaml from --config,\n" +
 			"its policyDir and the public keys and CA files it names), PersistentVolumeClaim, Service,\n" +
-			"Deployment and the ValidatingWebhookConfiguration with\n" +
-			"one namespace entry and one pod-label entry per stage. The Secrets <service>-tls,\n" +
-			"<service>-keys and <service>-tokens are referenced, never generated.\n\n" +
+			"Deployment, and the admission objects: the ValidatingWebhookConfiguration with\n" +
+			"one namespace entry and one pod-label entry per stage (and two that refuse a stage\n" +
+			"label naming no stage), the ValidatingAdmissionPolicy that lets only\n" +
+			"--stage-label-group change the stage label on namespaces, and, with --pin-tags, the\n" +
+			"MutatingWebhookConfiguration that rewrites pod image tags to checked digests.\n" +
+			"The Secrets <service>-tls, <service>-keys and <service>-tokens are referenced,\n" +
+			"never generated.\n\n" +
+			"The webhook sees every namespaced resource, since any kind may carry a pod template;\n" +
+			"--skip-resource excludes a custom kind that runs no pods and that the server cannot read.\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
 			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
 			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",
 		Example: "  stagegate manifests --ca-file certs/ca.crt | kubectl apply -f -\n" +
-			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443",
+			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443\n" +
+			"  stagegate manifests --pin-tags prod --skip-resource widgets.example.com \\\n" +
+			"    --stage-label-group system:masters --stage-label-group platform-admins",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgFile)
@@ -48,7 +57,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 				return err
 			}
 			if webhookOnly {
-				return manifests.Write(s.Out, manifests.WebhookConfiguration(o))
+				return manifests.Write(s.Out, manifests.Admission(o)...)
 			}
 			if o.Server, err = manifests.ServerFiles(cfg); err != nil {
 				return err
@@ -65,7 +74,11 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.StringVar(&o.Image, "image", manifests.DefaultImage, "stagegate container image")
 	f.StringVar(&o.ClusterStage, "cluster-stage", "", "bind the whole cluster to this stage")
 	f.StringSliceVar(&o.ExcludeNamespaces, "exclude-namespace", nil, "more namespaces never sent to the webhook")
-	f.BoolVar(&webhookOnly, "webhook-only", false, "print only the ValidatingWebhookConfiguration")
+	f.StringSliceVar(&o.SkipResources, "skip-resource", nil, "resource never sent to the validating webhook, as resource.group (e.g. widgets.example.com; a core resource by its name); repeatable")
+	// An array, not a slice: a group name may hold a comma.
+	f.StringArrayVar(&o.StageLabelGroups, "stage-label-group", slices.Clone(manifests.DefaultStageLabelGroups), "group allowed to add, change or remove the stage label on namespaces; repeatable")
+	f.StringSliceVar(&o.PinTags, "pin-tags", nil, "stages (or '*' for all) whose pods get image tags rewritten to the checked digests by a mutating webhook")
+	f.BoolVar(&webhookOnly, "webhook-only", false, "print only the admission objects (webhook configurations and the stage-label policy)")
 	f.Int32Var(&o.TimeoutSeconds, "timeout", manifests.DefaultTimeoutSeconds, "webhook timeout in seconds (1-30)")
 	return cmd
 }

@@ -89,8 +89,21 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 	if err != nil {
 		return err
 	}
+	servers := []*server.Server{srv}
+	if a.AdmissionHandler != nil {
+		wsrv, err := server.New(server.Config{
+			Addr: cfg.Admission.Listen, CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+			ClientCAFile: cfg.Admission.ClientCAFile, RequireClientCert: cfg.Admission.ClientCAFile != "",
+		}, a.AdmissionHandler, logger)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		servers = append(servers, wsrv)
+		logger.Info("serving the webhook", "addr", wsrv.Addr(), "clientCertRequired", cfg.Admission.ClientCAFile != "")
+	}
 	logger.Info("serving", "addr", srv.Addr(), "ledger", cfg.LedgerPath(), "stages", cfg.StageNames())
-	return srv.Serve(ctx)
+	return server.ServeAll(ctx, servers...)
 }
 
 // tuneGC trades a little memory for admission latency. A review allocates

@@ -73,8 +73,18 @@ type RegistrySource struct {
 	Refresh Duration `json:"refresh,omitempty"`
 }
 
-// Admission bounds the webhook's work per review.
+// Admission is the webhook's listener and the bounds of its work.
 type Admission struct {
+	// Listen, if set, gives the webhook a listener of its own, apart from
+	// the promotion API's: a NetworkPolicy can then let only the API server
+	// reach it. Empty serves the webhook on Listen, with the API.
+	Listen string `json:"listen,omitempty"`
+	// ClientCAFile is the CA of the client certificate the API server
+	// presents to webhooks (its AdmissionConfiguration kubeconfig). When
+	// set, the webhook's listener requires a certificate signed by it, so
+	// that nobody else can send reviews and record break-glass entries
+	// under an identity of their choosing. It needs Listen.
+	ClientCAFile string `json:"clientCAFile,omitempty"`
 	// Timeout bounds one review, registry look-ups included. Keep it below
 	// the webhook's timeoutSeconds (default 5), so that the API server
 	// gets stagegate's own refusal instead of a bare timeout.
@@ -273,6 +283,9 @@ func (c *Config) Validate() error {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
 	errs = append(errs, c.Admission.validate()...)
+	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
+		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
+	}
 	if c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst < 1 {
 		errs = append(errs, fmt.Errorf("rateLimit: perSecond must be positive and burst at least 1, got %v and %d",
 			c.RateLimit.PerSecond, c.RateLimit.Burst))

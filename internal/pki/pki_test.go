@@ -46,3 +46,38 @@ func TestGenerate(t *testing.T) {
 		t.Fatalf("forced Generate: %v", err)
 	}
 }
+
+// A client certificate is signed by the CA of its directory, for client
+// authentication only, and its key is private.
+func TestGenerateClient(t *testing.T) {
+	dir := t.TempDir()
+	if err := Generate(dir, Options{Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := GenerateClient(dir, "kube-apiserver", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ClientKey)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("client key: %v %v", fi, err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, ClientCert), filepath.Join(dir, ClientKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(pair.Certificate[0])
+	caPEM, _ := os.ReadFile(filepath.Join(dir, CACert))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("client certificate does not verify for client auth: %v", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("client certificate also verifies for serving")
+	}
+	if cert.Subject.CommonName != "kube-apiserver" {
+		t.Errorf("CN = %q", cert.Subject.CommonName)
+	}
+	if err := GenerateClient(dir, "again", Options{}); !errors.Is(err, ErrExists) {
+		t.Errorf("second GenerateClient = %v, want ErrExists", err)
+	}
+}

@@ -21,6 +21,10 @@ type Config struct {
 	CertFile     string
 	KeyFile      string
 	ClientCAFile string
+	// RequireClientCert refuses, at the handshake, any client without a
+	// certificate signed by ClientCAFile. Otherwise a certificate is
+	// optional (tokens are the alternative), but one presented must verify.
+	RequireClientCert bool
 	// ShutdownTimeout bounds how long in-flight requests may take to finish.
 	ShutdownTimeout time.Duration
 }
@@ -68,9 +72,12 @@ func New(cfg Config, h http.Handler, logger *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("server: client CA %s: no PEM certificates", cfg.ClientCAFile)
 		}
 		tlsCfg.ClientCAs = pool
-		// Tokens remain an alternative, so a certificate is optional, but
-		// one that is presented must verify.
 		tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if cfg.RequireClientCert {
+			tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	} else if cfg.RequireClientCert {
+		return nil, errors.New("server: a client certificate is required but no client CA is set")
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 20 * time.Second
@@ -115,4 +122,31 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	return nil
+}
+
+// Close closes the listener of a server that is not serving yet.
+func (s *Server) Close() error { return s.ln.Close() }
+
+// ServeAll serves every server until ctx ends or one of them fails, then
+// shuts them all down gracefully. A listener that fails takes the others
+// down with it: a stagegate without its webhook, or without its API, is
+// not one to keep half-running.
+func ServeAll(ctx context.Context, servers ...*Server) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() {
+			err := s.Serve(ctx)
+			cancel()
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range servers {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
