@@ -7,11 +7,16 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -163,9 +168,31 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 	if err != nil {
 		return false, err
 	}
+	// A revocation of a platform is attested on the platform's digest, not
+	// on the index's: read those too, or a pod naming the index would run
+	// a platform revoked elsewhere. They go in by time with the index's
+	// own entries, so that the ledger orders them as their ledger did.
+	platforms := platformsOf(digest, entries, known)
+	more, err := s.platformEntries(ctx, repository, platforms)
+	if err != nil {
+		return false, err
+	}
+	if len(more) > 0 {
+		entries = append(entries, more...)
+		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.Before(entries[j].Time) })
+	}
 	have := map[string]bool{}
 	for _, e := range known {
 		have[string(e.Envelope)] = true
+	}
+	for _, p := range platforms {
+		hist, err := s.ledger.History(p)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range hist {
+			have[string(e.Envelope)] = true
+		}
 	}
 	imported := false
 	for _, e := range entries {
@@ -173,15 +200,16 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 			continue
 		}
 		e.Foreign = true
+		s.completePlatformLabels(&e)
 		if _, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
 			e.Index = index
 			return &e, nil
 		}); err != nil {
-			return imported, fmt.Errorf("federation: import %s entry for %s: %w", e.Kind, digest, err)
+			return imported, fmt.Errorf("federation: import %s entry for %s: %w", e.Kind, e.Digest, err)
 		}
 		have[string(e.Envelope)] = true
 		imported = true
-		s.log.Info("imported a foreign entry from the registry", "kind", e.Kind, "digest", digest, "stage", e.Stage, "repository", repository)
+		s.log.Info("imported a foreign entry from the registry", "kind", e.Kind, "digest", e.Digest, "stage", e.Stage, "repository", repository)
 	}
 	s.mu.Lock()
 	s.synced[digest] = s.now()
@@ -190,4 +218,80 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 	}
 	s.mu.Unlock()
 	return imported, nil
+}
+
+// platformsOf lists the platforms of digest named by its promotions, the
+// ones fetched and the ones the ledger has.
+func platformsOf(digest string, lists ...[]ledger.Entry) []string {
+	var out []string
+	for _, list := range lists {
+		for _, e := range list {
+			if e.Kind != ledger.KindPromotion || e.Digest != digest {
+				continue
+			}
+			for _, p := range e.Platforms {
+				if p != digest && !slices.Contains(out, p) {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// platformFetches bounds the concurrent reads of platforms' attestations.
+const platformFetches = 4
+
+// platformEntries reads the foreign entries of each platform, in platform
+// order. Any failure fails the whole sync, as for the index itself: a
+// revocation that could not be read must not pass for none.
+func (s *Source) platformEntries(ctx context.Context, repository string, platforms []string) ([]ledger.Entry, error) {
+	found := make([][]ledger.Entry, len(platforms))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(platformFetches)
+	for i, p := range platforms {
+		g.Go(func() error {
+			es, err := s.fetch.ForeignEntries(gctx, repository, p, s.keys)
+			if err != nil {
+				return fmt.Errorf("federation: the registry could not be reached for %s@%s (a platform): %w", repository, p, err)
+			}
+			found[i] = es
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(found...), nil
+}
+
+// completePlatformLabels copies the platform labels of a foreign promotion
+// from its predicate when the fetcher left them out, so that each platform
+// is recorded with its own labels, as where it was promoted. The envelope
+// is verified again for that: only a trusted key's word is read. Labels
+// for a digest that is not a platform of the entry are dropped (the
+// ledger would refuse the entry).
+func (s *Source) completePlatformLabels(e *ledger.Entry) {
+	if e.Kind != ledger.KindPromotion || len(e.Platforms) == 0 || len(e.PlatformLabels) > 0 {
+		return
+	}
+	for _, k := range s.keys {
+		st, err := k.Verify(e.Envelope)
+		if err != nil {
+			continue
+		}
+		var p struct {
+			PlatformLabels map[string]map[string]string `json:"platformLabels"`
+		}
+		if err := json.Unmarshal(st.Predicate, &p); err != nil {
+			return
+		}
+		maps.DeleteFunc(p.PlatformLabels, func(d string, _ map[string]string) bool {
+			return d == e.Digest || !slices.Contains(e.Platforms, d)
+		})
+		if len(p.PlatformLabels) > 0 {
+			e.PlatformLabels = p.PlatformLabels
+		}
+		return
+	}
 }

@@ -12,38 +12,75 @@ import (
 // about without decoding them. The encoding is deterministic (stages and
 // labels sorted) so that Verify can rebuild the index and compare bytes.
 //
-//	record  = version(1) str(repository) uv(n) str(platform)*n uv(n) stage*n
+//	record  = version(1) str(repository) uv(n) str(platform)*n [uv(n) str(index)*n] uv(n) stage*n
 //	stage   = str(name) uv(len(section)) section
-//	section = flags(1: promoted, 2: revoked) [mark] [mark]
+//	section = flags(1) [mark: promoted] [mark: revoked] [mark: blocked] [str(origin of revoked)] [str(origin of blocked)]
 //	mark    = uv(index) str(time.MarshalBinary) str(by) str(repository) str(reason) uv(n) (str(key) str(value))*n
-const recordVersion = 1
+//
+// The flags say which parts are present: 1 promoted, 2 revoked, 4 blocked,
+// 8 the origin of revoked, 16 the origin of blocked. The origin of a
+// revocation mark (the digest its entry names) is written only when it is
+// not the record's own digest.
+//
+// Version 1 has no list of indexes; version 2, the list. A record without
+// indexes is written as version 1, so that the records of ledgers written
+// before the list existed keep their bytes (Verify, which compares bytes,
+// keeps accepting them; none of them has flags above 2) and an old record
+// decodes with no indexes.
+const (
+	recordVersion        = 1
+	recordVersionIndexes = 2
+)
+
+const (
+	flagPromoted byte = 1 << iota
+	flagRevoked
+	flagBlocked
+	flagRevokedOrigin
+	flagBlockedOrigin
+	flagsKnown = 1<<iota - 1
+)
 
 var errCorruptRecord = errors.New("corrupt state record")
 
-func encodeRecord(r *stateRecord) []byte {
+// encodeRecord encodes the record of digest.
+func encodeRecord(digest string, r *stateRecord) []byte {
 	b := []byte{recordVersion}
+	if len(r.Indexes) > 0 {
+		b[0] = recordVersionIndexes
+	}
 	b = appendStr(b, r.Repository)
-	b = binary.AppendUvarint(b, uint64(len(r.Platforms)))
-	for _, p := range r.Platforms {
-		b = appendStr(b, p)
+	b = appendList(b, r.Platforms)
+	if len(r.Indexes) > 0 {
+		b = appendList(b, r.Indexes)
 	}
 	names := slices.Sorted(maps.Keys(r.Stages))
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, name := range names {
 		m := r.Stages[name]
-		var sec []byte
 		var flags byte
-		if m.Promoted != nil {
-			flags |= 1
+		var origins []string
+		for _, p := range []struct {
+			mk           *mark
+			flag, origin byte
+		}{{m.Promoted, flagPromoted, 0}, {m.Revoked, flagRevoked, flagRevokedOrigin}, {m.Blocked, flagBlocked, flagBlockedOrigin}} {
+			if p.mk == nil {
+				continue
+			}
+			flags |= p.flag
+			if p.origin != 0 && p.mk.Origin != digest {
+				flags |= p.origin
+				origins = append(origins, p.mk.Origin)
+			}
 		}
-		if m.Revoked != nil {
-			flags |= 2
-		}
-		sec = append(sec, flags)
-		for _, mk := range []*mark{m.Promoted, m.Revoked} {
+		sec := []byte{flags}
+		for _, mk := range []*mark{m.Promoted, m.Revoked, m.Blocked} {
 			if mk != nil {
 				sec = appendMark(sec, mk)
 			}
+		}
+		for _, o := range origins {
+			sec = appendStr(sec, o)
 		}
 		b = appendStr(b, name)
 		b = binary.AppendUvarint(b, uint64(len(sec)))
@@ -71,6 +108,14 @@ func appendMark(b []byte, m *mark) []byte {
 	return b
 }
 
+func appendList(b []byte, list []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(list)))
+	for _, s := range list {
+		b = appendStr(b, s)
+	}
+	return b
+}
+
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -81,23 +126,22 @@ func appendBytes(b, s []byte) []byte {
 	return append(b, s...)
 }
 
-// decodeRecord decodes v, keeping only the stages for which want returns
-// true (all when want is nil). Everything is copied out of v.
-func decodeRecord(v []byte, want func(stage []byte) bool) (*stateRecord, error) {
+// decodeRecord decodes v, the record of digest, keeping only the stages for
+// which want returns true (all when want is nil). Everything is copied out
+// of v.
+func decodeRecord(digest string, v []byte, want func(stage []byte) bool) (*stateRecord, error) {
 	d := decoder{b: v}
-	if d.byte() != recordVersion {
+	version := d.byte()
+	if version != recordVersion && version != recordVersionIndexes {
 		return nil, errCorruptRecord
 	}
 	r := &stateRecord{Repository: d.str(), Stages: map[string]*stageMarks{}}
-	n := d.uv()
-	for i := uint64(0); i < n && !d.bad; i++ {
-		if want == nil {
-			r.Platforms = append(r.Platforms, d.str())
-		} else {
-			d.bytes() // a lookup does not need the platforms
-		}
+	// A lookup needs neither list.
+	r.Platforms = d.list(want == nil)
+	if version == recordVersionIndexes {
+		r.Indexes = d.list(want == nil)
 	}
-	n = d.uv()
+	n := d.uv()
 	for i := uint64(0); i < n && !d.bad; i++ {
 		name := d.bytes()
 		sec := decoder{b: d.bytes()}
@@ -106,13 +150,30 @@ func decodeRecord(v []byte, want func(stage []byte) bool) (*stateRecord, error) 
 		}
 		m := &stageMarks{}
 		flags := sec.byte()
-		if flags&1 != 0 {
+		if flags&flagPromoted != 0 {
 			m.Promoted = sec.mark()
 		}
-		if flags&2 != 0 {
+		if flags&flagRevoked != 0 {
 			m.Revoked = sec.mark()
+			m.Revoked.Origin = digest
 		}
-		if sec.bad || len(sec.b) != 0 || flags&^3 != 0 {
+		if flags&flagBlocked != 0 {
+			m.Blocked = sec.mark()
+			m.Blocked.Origin = digest
+		}
+		if flags&flagRevokedOrigin != 0 {
+			if m.Revoked == nil {
+				return nil, errCorruptRecord
+			}
+			m.Revoked.Origin = sec.str()
+		}
+		if flags&flagBlockedOrigin != 0 {
+			if m.Blocked == nil {
+				return nil, errCorruptRecord
+			}
+			m.Blocked.Origin = sec.str()
+		}
+		if sec.bad || len(sec.b) != 0 || flags&^flagsKnown != 0 {
 			return nil, errCorruptRecord
 		}
 		r.Stages[string(name)] = m
@@ -161,6 +222,18 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) str() string { return string(d.bytes()) }
+
+// list reads uv(n) str*n, keeping the strings only if keep.
+func (d *decoder) list(keep bool) []string {
+	n := d.uv()
+	var out []string
+	for i := uint64(0); i < n && !d.bad; i++ {
+		if s := d.bytes(); keep {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
 
 func (d *decoder) mark() *mark {
 	m := &mark{Index: d.uv()}

@@ -27,13 +27,23 @@ type Entry struct {
 	Digest     string `json:"digest"`
 	// Platforms holds the platform manifest digests of a promoted index, so that
 	// admission can match either without a registry call.
-	Platforms []string          `json:"platforms,omitempty"`
-	Stage     string            `json:"stage"`
-	Subject   string            `json:"subject"`
-	Groups    []string          `json:"groups,omitempty"`
-	Reason    string            `json:"reason,omitempty"`
-	Time      time.Time         `json:"time"`
-	Labels    map[string]string `json:"labels,omitempty"`
+	Platforms []string  `json:"platforms,omitempty"`
+	Stage     string    `json:"stage"`
+	Subject   string    `json:"subject"`
+	Groups    []string  `json:"groups,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Time      time.Time `json:"time"`
+	// Labels are the image config labels of Digest. For an index, which has
+	// no config of its own, they are the labels every platform image of it
+	// shares (internal/registry), so that a policy reading the index's
+	// labels learns only what holds whichever platform a node pulls.
+	Labels map[string]string `json:"labels,omitempty"`
+	// PlatformLabels holds the config labels of each platform image of a
+	// promoted index, by platform digest; a platform without labels has no
+	// key. Entries made before it existed lack it, and then every platform
+	// is recorded with Labels, as they always were: omitempty keeps their
+	// bytes, and so their leaf hashes, unchanged.
+	PlatformLabels map[string]map[string]string `json:"platformLabels,omitempty"`
 	// Copies are the repositories a promotion copied the image to, digest
 	// unchanged.
 	Copies []string `json:"copies,omitempty"`
@@ -51,18 +61,21 @@ type Entry struct {
 // State is what the ledger says about one digest in one stage, folding in
 // revocations for AllStages.
 type State struct {
-	Digest        string            `json:"digest"`
-	Repository    string            `json:"repository"`
-	Stage         string            `json:"stage"`
-	Promoted      bool              `json:"promoted"`
-	PromotedIndex uint64            `json:"promotedIndex"`
-	PromotedAt    time.Time         `json:"promotedAt"`
-	PromotedBy    string            `json:"promotedBy"`
-	Revoked       bool              `json:"revoked"`
-	RevokedIndex  uint64            `json:"revokedIndex,omitempty"`
-	RevokedAt     time.Time         `json:"revokedAt,omitzero"`
-	RevokedBy     string            `json:"revokedBy,omitempty"`
-	RevokeReason  string            `json:"revokeReason,omitempty"`
+	Digest        string    `json:"digest"`
+	Repository    string    `json:"repository"`
+	Stage         string    `json:"stage"`
+	Promoted      bool      `json:"promoted"`
+	PromotedIndex uint64    `json:"promotedIndex"`
+	PromotedAt    time.Time `json:"promotedAt"`
+	PromotedBy    string    `json:"promotedBy"`
+	Revoked       bool      `json:"revoked"`
+	RevokedIndex  uint64    `json:"revokedIndex,omitempty"`
+	RevokedAt     time.Time `json:"revokedAt,omitzero"`
+	RevokedBy     string    `json:"revokedBy,omitempty"`
+	RevokeReason  string    `json:"revokeReason,omitempty"`
+	// RevokedDigest is the digest the revocation named when it is not
+	// Digest: a platform of this index, or an index this platform is in.
+	RevokedDigest string            `json:"revokedDigest,omitempty"`
 	Labels        map[string]string `json:"labels,omitempty"`
 }
 

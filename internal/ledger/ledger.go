@@ -27,12 +27,13 @@ import (
 var (
 	bucketEntries = []byte("entries") // be64 index -> canonical entry JSON
 	bucketNodes   = []byte("nodes")   // level(1) be64 index -> node hash
-	bucketState   = []byte("state")   // digest -> stateRecord JSON
+	bucketState   = []byte("state")   // digest -> encodeRecord(stateRecord)
 	bucketHistory = []byte("history") // name 0x00 be64 index -> nil
 	bucketMeta    = []byte("meta")
 
 	keySize       = []byte("size")       // be64 number of entries
 	keyCheckpoint = []byte("checkpoint") // latest signed checkpoint text
+	// keyStateRules (upgrade.go) is in the meta bucket too.
 )
 
 var allBuckets = [][]byte{bucketEntries, bucketNodes, bucketState, bucketHistory, bucketMeta}
@@ -140,6 +141,9 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			}
 			return nil
 		})
+		if err == nil {
+			err = upgradeState(db)
+		}
 	}
 	if err != nil {
 		stopReadAhead()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,18 +17,47 @@ import (
 // last promotion and the last revocation per stage. Keeping every stage of a
 // digest in one value is what makes State a single Get even though a
 // revocation of AllStages must be folded in. It is stored with encodeRecord.
+//
+// A digest may stand for others: an index names its platform manifests,
+// and a pod that names the index runs one of them. The rules, applied by
+// stateBatch.apply whenever an entry is written, imported or re-derived
+// by Verify:
+//
+//   - Revoking a digest revokes, in the same stage (or "*"), everything it
+//     contains (Platforms, transitively), so that a pod pinned by platform
+//     digest does not outlive the index's revocation, and every index
+//     known to contain any of those (Indexes, transitively), so that a pod
+//     naming the index does not run the revoked platform. A sibling
+//     platform of a revoked one stays as it was: it is another image.
+//   - Promoting an index does not lift a revocation of one of its
+//     platforms that is in force in the stage: the policy was asked about
+//     the index, not about the platform. The platform stays revoked, and
+//     the index (and every index known to contain it) is revoked by that
+//     revocation (stageMarks.Blocked) until it is promoted again while no
+//     platform of it is revoked there. Promoting the platform's own digest
+//     does lift its revocation, as it always has.
+//
+// The marks are written into every record concerned, so that a look-up
+// never reads more than the digest's own record.
 type stateRecord struct {
 	Repository string
 	// Platforms are the platform manifest digests promoted together with
-	// this (index) digest: revoking the index revokes them too, otherwise a
-	// pod pinned by platform digest would outlive the revocation.
+	// this (index) digest.
 	Platforms []string
-	Stages    map[string]*stageMarks
+	// Indexes are the digests of the indexes promoted with this digest
+	// among their platforms: the back-reference that lets a revocation of
+	// a platform reach them.
+	Indexes []string
+	Stages  map[string]*stageMarks
 }
 
 type stageMarks struct {
 	Promoted *mark
 	Revoked  *mark
+	// Blocked is the revocation of a platform that was in force in this
+	// stage when Promoted was written; Promoted does not lift it. Each
+	// promotion in the stage sets it afresh.
+	Blocked *mark
 }
 
 // mark copies from an entry what State reports, so that admission need not
@@ -38,20 +69,37 @@ type mark struct {
 	Repository string
 	Reason     string
 	Labels     map[string]string
+	// Origin is, for a revocation, the digest its entry names: a mark
+	// written into the records of the platforms or indexes it reaches
+	// says where it came from, which decides what a promotion lifts.
+	Origin string
 }
 
-// fold computes the State of digest in stage: the later of the stage's own
-// revocation and the AllStages one wins over an earlier promotion, and a
-// later promotion wins over both.
+// effective returns the promotion of the record in stage and the
+// revocation in force there (nil when none): the later of the stage's own
+// revocation and the AllStages one wins over an earlier promotion, a later
+// promotion wins over both, except over a Blocked revocation.
+func (r *stateRecord) effective(stage string) (promo, rev *mark) {
+	var own, blocked *mark
+	if m := r.Stages[stage]; m != nil {
+		promo, own, blocked = m.Promoted, m.Revoked, m.Blocked
+	}
+	if m := r.Stages[AllStages]; m != nil && m.Revoked != nil && (own == nil || m.Revoked.Index > own.Index) {
+		own = m.Revoked
+	}
+	switch {
+	case own != nil && (promo == nil || own.Index > promo.Index):
+		return promo, own
+	case promo != nil && blocked != nil:
+		return promo, blocked
+	}
+	return promo, nil
+}
+
+// fold computes the State of digest in stage.
 func (r *stateRecord) fold(digest, stage string) State {
 	st := State{Digest: digest, Stage: stage, Repository: r.Repository}
-	var promo, rev *mark
-	if m := r.Stages[stage]; m != nil {
-		promo, rev = m.Promoted, m.Revoked
-	}
-	if m := r.Stages[AllStages]; m != nil && m.Revoked != nil && (rev == nil || m.Revoked.Index > rev.Index) {
-		rev = m.Revoked
-	}
+	promo, rev := r.effective(stage)
 	if promo != nil {
 		st.Promoted = true
 		st.PromotedIndex = promo.Index
@@ -62,12 +110,15 @@ func (r *stateRecord) fold(digest, stage string) State {
 			st.Repository = promo.Repository
 		}
 	}
-	if rev != nil && (promo == nil || rev.Index > promo.Index) {
+	if rev != nil {
 		st.Revoked = true
 		st.RevokedIndex = rev.Index
 		st.RevokedAt = rev.Time
 		st.RevokedBy = rev.By
 		st.RevokeReason = rev.Reason
+		if rev.Origin != digest {
+			st.RevokedDigest = rev.Origin
+		}
 	}
 	return st
 }
@@ -88,7 +139,7 @@ func txRecord(tx *bolt.Tx, digest string, want func(stage []byte) bool) (*stateR
 	if v == nil {
 		return nil, nil
 	}
-	rec, err := decodeRecord(v, want)
+	rec, err := decodeRecord(digest, v, want)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: state of %s: %w", digest, err)
 	}
@@ -97,11 +148,15 @@ func txRecord(tx *bolt.Tx, digest string, want func(stage []byte) bool) (*stateR
 
 // stateBatch applies entries to state records loaded on demand (from the
 // bucket, or from nothing when Verify rebuilds the index) and writes back the
-// ones it touched.
+// ones it touched. Every record apply reads or writes (an index reached
+// through a platform's back-reference too) is listed in order, and the
+// writers invalidate exactly those digests in the state cache.
 type stateBatch struct {
 	load  func(digest string) []byte // nil: no stored record
 	recs  map[string]*stateRecord
 	order []string
+	// made collects the marks apply creates, for Verify to seal.
+	made []*mark
 }
 
 func newStateBatch(load func(string) []byte) *stateBatch {
@@ -116,7 +171,7 @@ func (b *stateBatch) record(digest string) (*stateRecord, error) {
 	if b.load != nil {
 		if v := b.load(digest); v != nil {
 			var err error
-			if r, err = decodeRecord(v, nil); err != nil {
+			if r, err = decodeRecord(digest, v, nil); err != nil {
 				return nil, fmt.Errorf("ledger: state of %s: %w", digest, err)
 			}
 		}
@@ -126,35 +181,48 @@ func (b *stateBatch) record(digest string) (*stateRecord, error) {
 	return r, nil
 }
 
+func (b *stateBatch) newMark(e *Entry, labels map[string]string) *mark {
+	m := &mark{Index: e.Index, Time: e.Time, By: e.Subject, Repository: e.Repository, Labels: labels}
+	if e.Kind == KindRevocation {
+		m.Reason, m.Origin = e.Reason, e.Digest
+	}
+	b.made = append(b.made, m)
+	return m
+}
+
+// closure returns start and every digest reachable from it through next,
+// in first-seen order, each once.
+func (b *stateBatch) closure(start []string, next func(*stateRecord) []string) ([]string, error) {
+	out := union(nil, start)
+	for i := 0; i < len(out); i++ {
+		r, err := b.record(out[i])
+		if err != nil {
+			return nil, err
+		}
+		out = union(out, next(r))
+	}
+	return out, nil
+}
+
+func platformsOf(r *stateRecord) []string { return r.Platforms }
+func indexesOf(r *stateRecord) []string   { return r.Indexes }
+
 func (b *stateBatch) apply(e *Entry) error {
 	switch e.Kind {
 	case KindPromotion:
-		m := &mark{Index: e.Index, Time: e.Time, By: e.Subject, Repository: e.Repository, Labels: e.Labels}
-		for i, d := range append([]string{e.Digest}, e.Platforms...) {
-			r, err := b.record(d)
-			if err != nil {
-				return err
-			}
-			if e.Repository != "" {
-				r.Repository = e.Repository
-			}
-			if i == 0 {
-				r.Platforms = union(r.Platforms, e.Platforms)
-			}
-			stageOf(r, e.Stage).Promoted = m
-		}
+		return b.applyPromotion(e)
 	case KindRevocation:
-		m := &mark{Index: e.Index, Time: e.Time, By: e.Subject, Repository: e.Repository, Reason: e.Reason}
-		r, err := b.record(e.Digest)
+		down, err := b.closure(append([]string{e.Digest}, e.Platforms...), platformsOf)
 		if err != nil {
 			return err
 		}
-		targets := union(append([]string{e.Digest}, e.Platforms...), r.Platforms)
+		targets, err := b.closure(down, indexesOf)
+		if err != nil {
+			return err
+		}
+		m := b.newMark(e, nil)
 		for _, d := range targets {
-			r, err := b.record(d)
-			if err != nil {
-				return err
-			}
+			r := b.recs[d] // loaded by closure
 			if r.Repository == "" {
 				r.Repository = e.Repository
 			}
@@ -162,6 +230,75 @@ func (b *stateBatch) apply(e *Entry) error {
 		}
 	}
 	// Break-glass entries are a record of an exception, never a state change.
+	return nil
+}
+
+// applyPromotion records a promotion of e.Digest and its platforms, each
+// with its own labels, and the revocations of platforms it does not lift
+// (see stateRecord).
+func (b *stateBatch) applyPromotion(e *Entry) error {
+	index, err := b.record(e.Digest)
+	if err != nil {
+		return err
+	}
+	var platforms []string
+	for _, p := range union(nil, e.Platforms) {
+		if p != e.Digest {
+			platforms = append(platforms, p)
+		}
+	}
+	// This index and those known to contain it: a revocation of one of
+	// them reached the platforms through this index, and promoting it
+	// lifts that as it lifts the index's own revocation. Any other
+	// revocation of a platform in force in the stage, judged on the
+	// ledger before this entry, stays.
+	through, err := b.closure([]string{e.Digest}, indexesOf)
+	if err != nil {
+		return err
+	}
+	inForce := make([]*mark, len(platforms))
+	var held *mark
+	for i, p := range platforms {
+		r, err := b.record(p)
+		if err != nil {
+			return err
+		}
+		if _, rev := r.effective(e.Stage); rev != nil && !slices.Contains(through, rev.Origin) {
+			inForce[i] = rev
+			if held == nil || rev.Index > held.Index {
+				held = rev
+			}
+		}
+	}
+	promote := func(r *stateRecord, labels map[string]string, blocked *mark) {
+		if e.Repository != "" {
+			r.Repository = e.Repository
+		}
+		m := stageOf(r, e.Stage)
+		m.Promoted, m.Blocked = b.newMark(e, labels), blocked
+	}
+	promote(index, e.Labels, held)
+	index.Platforms = union(index.Platforms, e.Platforms)
+	for i, p := range platforms {
+		r := b.recs[p]
+		labels := e.Labels // the meaning of entries without PlatformLabels
+		if len(e.PlatformLabels) > 0 {
+			labels = e.PlatformLabels[p]
+		}
+		promote(r, labels, inForce[i])
+		r.Indexes = union(r.Indexes, []string{e.Digest})
+	}
+	if held == nil {
+		return nil
+	}
+	// An index already promoted that contains this one now contains a
+	// revoked platform too.
+	for _, d := range through[1:] {
+		m := b.recs[d].Stages[e.Stage]
+		if m != nil && m.Promoted != nil && (m.Blocked == nil || held.Index > m.Blocked.Index) {
+			m.Blocked = held
+		}
+	}
 	return nil
 }
 
@@ -195,7 +332,7 @@ func union(a, b []string) []string {
 // encoded returns the records in the order they were first touched.
 func (b *stateBatch) encoded(yield func(digest string, v []byte) error) error {
 	for _, d := range b.order {
-		if err := yield(d, encodeRecord(b.recs[d])); err != nil {
+		if err := yield(d, encodeRecord(d, b.recs[d])); err != nil {
 			return err
 		}
 	}
@@ -270,6 +407,16 @@ func validateEntry(e *Entry) error {
 	for _, p := range e.Platforms {
 		if p == "" {
 			errs = append(errs, errors.New("empty platform digest"))
+		}
+	}
+	if len(e.PlatformLabels) > 0 && e.Kind != KindPromotion {
+		errs = append(errs, fmt.Errorf("platform labels in a %s entry", e.Kind))
+	}
+	// Labels of a digest the entry does not promote would be recorded
+	// nowhere, and so mean nothing.
+	for _, p := range slices.Sorted(maps.Keys(e.PlatformLabels)) {
+		if !slices.Contains(e.Platforms, p) || p == e.Digest {
+			errs = append(errs, fmt.Errorf("platform labels for %q, which is not a platform of the entry", p))
 		}
 	}
 	for _, s := range append([]string{e.Repository, e.Digest}, e.Platforms...) {

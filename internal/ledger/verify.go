@@ -287,10 +287,10 @@ func (p *checkPool) run(it *checkItem) {
 // State: a record depends on every entry touching its digest (a revocation
 // reaches platforms promoted long before), so it is rebuilt with the same
 // stateBatch code that writes it, in chunks of stateChunk entries, but kept
-// between chunks in sealed form: each mark reduced to its index and a hash
-// of its encoding. That costs tens of bytes per digest, none per entry. At
-// the end every stored record, sealed the same way, must equal the rebuilt
-// one, and must itself be canonically encoded.
+// between chunks in sealed form: each mark reduced to its index, its
+// origin and a hash of its encoding. That costs tens of bytes per digest,
+// none per entry. At the end every stored record, sealed the same way, must
+// equal the rebuilt one, and must itself be canonically encoded.
 type indexCheck struct {
 	hist    *bolt.Bucket
 	histCur *bolt.Cursor
@@ -299,13 +299,15 @@ type indexCheck struct {
 	sealed  *sealedStore // digest -> encodeRecord of the sealed record
 	batch   *stateBatch
 	applied int
+	rules   uint64 // what the file says its state index was built with
 }
 
 const stateChunk = 4096
 
 func newIndexCheck(tx *bolt.Tx) *indexCheck {
 	hist := tx.Bucket(bucketHistory)
-	x := &indexCheck{hist: hist, histCur: hist.Cursor(), state: tx.Bucket(bucketState), sealed: newSealedStore()}
+	x := &indexCheck{hist: hist, histCur: hist.Cursor(), state: tx.Bucket(bucketState), sealed: newSealedStore(),
+		rules: txStateRules(tx)}
 	x.batch = x.newBatch()
 	return x
 }
@@ -325,16 +327,12 @@ func (x *indexCheck) add(e *Entry) error {
 	if err := x.batch.apply(e); err != nil {
 		return &VerifyError{Index: int64(e.Index), Reason: "state", Err: err}
 	}
-	// apply gave every digest the entry reaches one shared mark, so sealing
-	// it through the entry's own digest seals it everywhere.
-	if r := x.batch.recs[e.Digest]; r != nil && r.Stages[e.Stage] != nil {
-		switch m := r.Stages[e.Stage]; e.Kind {
-		case KindPromotion:
-			sealMark(m.Promoted)
-		case KindRevocation:
-			sealMark(m.Revoked)
-		}
+	// The marks apply made are the only unsealed ones: everything else came
+	// from the sealed store or from an earlier entry.
+	for _, m := range x.batch.made {
+		sealMark(m)
 	}
+	x.batch.made = x.batch.made[:0]
 	if x.applied++; x.applied == stateChunk {
 		x.flush()
 	}
@@ -350,13 +348,14 @@ func (x *indexCheck) flush() {
 const sealTag = "\x00sealed"
 
 // sealMark keeps of m only what identifies it: its index and a hash of its
-// whole encoding.
+// whole encoding. Its origin, which the record encodes beside the mark and
+// which a later promotion reads, stays as it is.
 func sealMark(m *mark) {
 	if m == nil || m.By == sealTag {
 		return
 	}
 	sum := sha256.Sum256(appendMark(nil, m))
-	*m = mark{Index: m.Index, By: sealTag, Reason: string(sum[:16])}
+	*m = mark{Index: m.Index, By: sealTag, Reason: string(sum[:16]), Origin: m.Origin}
 }
 
 func (x *indexCheck) finish() error {
@@ -365,15 +364,20 @@ func (x *indexCheck) finish() error {
 	c := x.state.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		bad := &VerifyError{Index: -1, Reason: fmt.Sprintf("state index of %s disagrees with the entries", k)}
-		rec, err := decodeRecord(v, nil)
-		if err != nil || !bytes.Equal(encodeRecord(rec), v) {
+		if x.rules < stateRules {
+			bad.Reason += fmt.Sprintf(" (it was built with the rules of an older stagegate, %d, not %d: "+
+				"opening the ledger writable, as `stagegate serve` does, rebuilds it)", x.rules, stateRules)
+		}
+		rec, err := decodeRecord(string(k), v, nil)
+		if err != nil || !bytes.Equal(encodeRecord(string(k), rec), v) {
 			return bad
 		}
 		for _, m := range rec.Stages {
 			sealMark(m.Promoted)
 			sealMark(m.Revoked)
+			sealMark(m.Blocked)
 		}
-		if want := x.sealed.get(string(k)); want == nil || !bytes.Equal(encodeRecord(rec), want) {
+		if want := x.sealed.get(string(k)); want == nil || !bytes.Equal(encodeRecord(string(k), rec), want) {
 			return bad
 		}
 		n++

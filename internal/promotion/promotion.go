@@ -153,7 +153,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
 			Requester: requester(req.Requester), Reason: req.Reason, Evidence: req.Evidence,
 			Time: now, LedgerIndex: index, PolicyDigest: s.policy.Digest(), Labels: img.Labels,
-			Copies: copies, VerifiedEvidence: evidence,
+			PlatformLabels: img.PlatformLabels, Copies: copies, VerifiedEvidence: evidence,
 		}
 		env, err := s.sign(img.Repository, img.Digest, signing.PromotionPredicateType, pred)
 		if err != nil {
@@ -163,7 +163,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
 			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject,
 			Groups: req.Requester.Groups, Reason: req.Reason, Time: now, Labels: img.Labels,
-			Copies: copies, Envelope: env,
+			PlatformLabels: img.PlatformLabels, Copies: copies, Envelope: env,
 		}, nil
 	})
 	created := err == nil
@@ -220,7 +220,36 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 	if existing != nil {
 		return in, existing
 	}
+	if revoked := revokedPlatforms(r, img, req.Stage); len(revoked) > 0 {
+		return in, &DeniedError{Stage: req.Stage, Violations: revoked}
+	}
 	return in, nil
+}
+
+// revokedPlatforms says which platforms of an index are revoked in stage by
+// a revocation that a promotion of the index would not lift. The ledger
+// would record such a promotion with the index revoked by that revocation
+// (a promotion lifts only the revocations of the digest the policy was
+// asked about, and those that reached the platform through it), so it is
+// refused here rather than recorded to no effect. A revocation of an index
+// that contains this one also reaches the platforms through it, and the
+// ledger would lift it; it is refused here too, which errs on the safe
+// side: promoting the platform first lifts it.
+func revokedPlatforms(r ledger.Reader, img registry.Resolved, stage string) []string {
+	var out []string
+	for _, p := range img.Platforms {
+		st, _ := r.State(p, stage)
+		if !st.Revoked || st.RevokedDigest == img.Digest {
+			continue
+		}
+		what := "it"
+		if st.RevokedDigest != "" {
+			what = st.RevokedDigest
+		}
+		out = append(out, fmt.Sprintf("platform %s of this index is revoked in %s (ledger entry %d revoked %s: %s): "+
+			"promote that platform again first, or promote an index without it", p, stageWord(stage), st.RevokedIndex, what, st.RevokeReason))
+	}
+	return out
 }
 
 // Revocation withdraws a digest from a stage, or from all with "*".
@@ -259,7 +288,11 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 		var lastRevoke uint64
 		for _, st := range stages {
 			state, _ := r.State(req.Digest, st)
-			if state.Active() {
+			// A digest revoked only through another one (a platform of
+			// this index, an index this platform is in) is not revoked
+			// itself: its own revocation reaches more (the other
+			// platforms of the index) and is attested on its digest.
+			if state.Active() || state.Promoted && state.Revoked && state.RevokedDigest != "" {
 				active = true
 				repo = state.Repository
 				// The revocation travels wherever the promotion was copied.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -129,7 +130,16 @@ type Resolved struct {
 	Digest     string
 	// Platforms are the platform manifest digests of an index.
 	Platforms []string
-	Labels    map[string]string
+	// Labels are the image config labels. An index has no config: its
+	// Labels are those that every platform image of it carries with the
+	// same value, so that what a policy reads about the index holds
+	// whichever platform a node pulls. For the usual index, one build for
+	// several platforms, that is every label, as when the first image's
+	// labels stood for the index.
+	Labels map[string]string
+	// PlatformLabels are the config labels of each platform image of an
+	// index, by digest; a platform without labels has no key.
+	PlatformLabels map[string]map[string]string
 }
 
 // Resolve asks the registry for the digest of ref (a tag or a digest), the
@@ -149,44 +159,87 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 	if t, ok := r.(name.Tag); ok {
 		out.Tag = t.TagStr()
 	}
-	var img v1.Image
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return Resolved{}, c.classify(r, err)
 		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return Resolved{}, c.classify(r, err)
-		}
-		for _, m := range im.Manifests {
-			out.Platforms = append(out.Platforms, m.Digest.String())
-		}
-		// Labels come from the first image of the index: platform images of
-		// one build share their labels.
-		for _, m := range im.Manifests {
-			if m.MediaType.IsImage() {
-				if img, err = idx.Image(m.Digest); err != nil {
-					return Resolved{}, c.classify(r, err)
-				}
-				break
-			}
+		if err := c.resolveIndex(r, idx, &out); err != nil {
+			return Resolved{}, err
 		}
 	} else if desc.MediaType.IsImage() {
-		if img, err = desc.Image(); err != nil {
-			return Resolved{}, c.classify(r, err)
-		}
-	}
-	if img != nil {
-		cf, err := img.ConfigFile()
+		img, err := desc.Image()
 		if err != nil {
 			return Resolved{}, c.classify(r, err)
 		}
-		if len(cf.Config.Labels) > 0 {
-			out.Labels = cf.Config.Labels
+		if out.Labels, err = labelsOf(img); err != nil {
+			return Resolved{}, c.classify(r, err)
 		}
 	}
 	return out, nil
+}
+
+// resolveIndex fills in the platforms of an index and the labels of each
+// platform image, one manifest and one config read per image.
+func (c *Client) resolveIndex(r name.Reference, idx v1.ImageIndex, out *Resolved) error {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return c.classify(r, err)
+	}
+	var shared map[string]string
+	runnable := 0
+	for _, m := range im.Manifests {
+		out.Platforms = append(out.Platforms, m.Digest.String())
+		// A nested index has no config, and its images are not read. An
+		// attestation manifest (buildx's provenance and SBOM) is listed as
+		// an image but never runs: its config says nothing about the index.
+		if !m.MediaType.IsImage() || isAttestation(m) {
+			continue
+		}
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			return c.classify(r, err)
+		}
+		labels, err := labelsOf(img)
+		if err != nil {
+			return c.classify(r, err)
+		}
+		if len(labels) > 0 {
+			if out.PlatformLabels == nil {
+				out.PlatformLabels = map[string]map[string]string{}
+			}
+			out.PlatformLabels[m.Digest.String()] = labels
+		}
+		if runnable++; runnable == 1 {
+			shared = maps.Clone(labels)
+			continue
+		}
+		maps.DeleteFunc(shared, func(k, v string) bool { w, ok := labels[k]; return !ok || w != v })
+	}
+	if len(shared) > 0 {
+		out.Labels = shared
+	}
+	return nil
+}
+
+// isAttestation reports whether an index entry is an attestation manifest
+// as docker buildx writes them.
+func isAttestation(m v1.Descriptor) bool {
+	if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+		return true
+	}
+	return m.Platform != nil && m.Platform.OS == "unknown" && m.Platform.Architecture == "unknown"
+}
+
+func labelsOf(img v1.Image) (map[string]string, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if len(cf.Config.Labels) == 0 {
+		return nil, nil
+	}
+	return cf.Config.Labels, nil
 }
 
 // Digest returns the digest a reference points at now, with one HEAD

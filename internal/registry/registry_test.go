@@ -4,10 +4,19 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func startSeeded(t *testing.T) (*Embedded, Sample) {
@@ -52,6 +61,12 @@ func TestResolve(t *testing.T) {
 	}
 	if idx.Labels["org.opencontainers.image.title"] != "stagegate sample multi" {
 		t.Fatalf("index labels not read: %v", idx.Labels)
+	}
+	// One build for two platforms: each has the labels the index shows.
+	for _, p := range idx.Platforms {
+		if !maps.Equal(idx.PlatformLabels[p], idx.Labels) {
+			t.Fatalf("labels of platform %s = %v, want %v", p, idx.PlatformLabels[p], idx.Labels)
+		}
 	}
 
 	// The digest reference resolves to itself, and so does tag@digest.
@@ -117,6 +132,115 @@ func TestResolveErrors(t *testing.T) {
 			_, err := c.Resolve(context.Background(), tc.ref)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Resolve(%q) error = %v, want %v", tc.ref, err, tc.want)
+			}
+		})
+	}
+}
+
+// labelledImage is a small image for arch whose config has labels.
+func labelledImage(t *testing.T, arch string, labels map[string]string) v1.Image {
+	t.Helper()
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Config.Labels = labels
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func TestResolvePlatformLabels(t *testing.T) {
+	e, _ := startSeeded(t)
+	attestation := mutate.IndexAddendum{
+		Add: labelledImage(t, "unknown", nil),
+		Descriptor: v1.Descriptor{
+			Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
+			Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"},
+		},
+	}
+	tests := map[string]struct {
+		platforms  map[string]map[string]string // arch -> labels
+		attest     bool
+		wantLabels map[string]string // of the index
+	}{
+		"platforms with their own labels": {
+			platforms: map[string]map[string]string{
+				"amd64": {"team": "a", "org.opencontainers.image.version": "1.0-amd64"},
+				"arm64": {"team": "a", "org.opencontainers.image.version": "1.0-arm64", "arm.only": "yes"},
+			},
+			wantLabels: map[string]string{"team": "a"},
+		},
+		"an attestation manifest says nothing about the index": {
+			platforms: map[string]map[string]string{
+				"amd64": {"team": "a"},
+				"arm64": {"team": "a"},
+			},
+			attest:     true,
+			wantLabels: map[string]string{"team": "a"},
+		},
+		"a platform without labels": {
+			platforms: map[string]map[string]string{
+				"amd64": {"team": "a"},
+				"arm64": nil,
+			},
+		},
+	}
+	c := New()
+	for title, tc := range tests {
+		t.Run(title, func(t *testing.T) {
+			idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+			want := map[string]map[string]string{} // digest -> labels
+			for _, arch := range slices.Sorted(maps.Keys(tc.platforms)) {
+				img := labelledImage(t, arch, tc.platforms[arch])
+				d, err := img.Digest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[d.String()] = tc.platforms[arch]
+				idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+			}
+			if tc.attest {
+				idx = mutate.AppendManifests(idx, attestation)
+			}
+			ref := e.Host + "/labels/" + strings.ReplaceAll(title, " ", "-") + ":1"
+			r, err := name.ParseReference(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.WriteIndex(r, idx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve(context.Background(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPlatforms := len(tc.platforms)
+			if tc.attest {
+				wantPlatforms++
+			}
+			if len(got.Platforms) != wantPlatforms {
+				t.Fatalf("platforms %v, want %d", got.Platforms, wantPlatforms)
+			}
+			if !maps.Equal(got.Labels, tc.wantLabels) {
+				t.Errorf("index labels %v, want %v", got.Labels, tc.wantLabels)
+			}
+			for _, p := range got.Platforms {
+				labels, ok := got.PlatformLabels[p]
+				if w, isImage := want[p]; !isImage {
+					if ok {
+						t.Errorf("attestation manifest %s has labels %v", p, labels)
+					}
+				} else if !maps.Equal(labels, w) || ok != (len(w) > 0) {
+					t.Errorf("labels of platform %s = %v (present %v), want %v", p, labels, ok, w)
+				}
+			}
+			if len(got.PlatformLabels) > len(want) {
+				t.Errorf("labels for digests that are not platforms: %v", got.PlatformLabels)
 			}
 		})
 	}

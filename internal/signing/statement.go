@@ -54,14 +54,20 @@ type PromotionPredicate struct {
 	Stage      string `json:"stage"`
 	Repository string `json:"repository"`
 	// Platforms are the platform manifest digests of a promoted index.
-	Platforms    []string          `json:"platforms,omitempty"`
-	Requester    Requester         `json:"requester"`
-	Reason       string            `json:"reason,omitempty"`
-	Evidence     map[string]any    `json:"evidence,omitempty"`
-	Time         time.Time         `json:"time"`
-	LedgerIndex  uint64            `json:"ledgerIndex"`
-	PolicyDigest string            `json:"policyDigest,omitempty"`
-	Labels       map[string]string `json:"labels,omitempty"`
+	Platforms    []string       `json:"platforms,omitempty"`
+	Requester    Requester      `json:"requester"`
+	Reason       string         `json:"reason,omitempty"`
+	Evidence     map[string]any `json:"evidence,omitempty"`
+	Time         time.Time      `json:"time"`
+	LedgerIndex  uint64         `json:"ledgerIndex"`
+	PolicyDigest string         `json:"policyDigest,omitempty"`
+	// Labels are the image config labels; for an index, those every
+	// platform image of it shares.
+	Labels map[string]string `json:"labels,omitempty"`
+	// PlatformLabels are the config labels of each platform image of an
+	// index, by platform digest. Predicates made before it existed lack
+	// it; their platforms had Labels.
+	PlatformLabels map[string]map[string]string `json:"platformLabels,omitempty"`
 	// Copies are the repositories the image was copied to, digest unchanged.
 	Copies []string `json:"copies,omitempty"`
 	// VerifiedEvidence maps the predicate types of evidence attestations

@@ -73,6 +73,19 @@ func TestStatementGolden(t *testing.T) {
 			Time: at, LedgerIndex: 42, PolicyDigest: "sha256:" + strings.Repeat("2", 64),
 			Labels: map[string]string{"org.opencontainers.image.version": "1.2.0"},
 		}},
+		// An index whose platforms have labels of their own; the
+		// "promotion" file above pins that a predicate without them keeps
+		// its bytes.
+		{"promotion-index", PromotionPredicateType, PromotionPredicate{
+			Stage: "prod", Repository: "registry.example/app",
+			Platforms: []string{"sha256:" + strings.Repeat("1", 64), "sha256:" + strings.Repeat("3", 64)},
+			Requester: req, Time: at, LedgerIndex: 45,
+			Labels: map[string]string{"org.opencontainers.image.version": "1.2.0"},
+			PlatformLabels: map[string]map[string]string{
+				"sha256:" + strings.Repeat("1", 64): {"org.opencontainers.image.version": "1.2.0", "arch": "amd64"},
+				"sha256:" + strings.Repeat("3", 64): {"org.opencontainers.image.version": "1.2.0", "arch": "arm64"},
+			},
+		}},
 		{"revocation", RevocationPredicateType, RevocationPredicate{
 			Stage: "*", Repository: "registry.example/app", Requester: req,
 			Reason: "CVE-2025-0001", Time: at, LedgerIndex: 43,

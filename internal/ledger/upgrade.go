@@ -1,0 +1,106 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// stateRules numbers the rules by which entries make the state index
+// (stateBatch.apply). 1: a revocation reaches the platforms of an index.
+// 2: it also reaches the indexes that contain the revoked digest, an index
+// promotion does not lift a platform's revocation, and each platform keeps
+// its own labels. The number is stored in the meta bucket (absent: 1), so
+// that an index built by an older stagegate is rebuilt, not trusted: under
+// the old rules a platform's record has no back-reference to its indexes,
+// and revoking the platform would leave them admitted.
+const stateRules = 2
+
+var keyStateRules = []byte("state-rules") // be64 stateRules of the state bucket
+
+// rebuildChunk bounds the entries applied per transaction of a rebuild, so
+// that its dirty pages stay few whatever the ledger size.
+const rebuildChunk = 16384
+
+func txStateRules(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(bucketMeta).Get(keyStateRules)
+	if len(v) != 8 {
+		return 1
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// upgradeState rebuilds the state index of a writable ledger whose index
+// was made by older rules, from its entries, and records the rules. It
+// runs in Open, before anyone can read, in transactions of rebuildChunk
+// entries; the rules are recorded by the last one, so a crash midway
+// leaves the old number and the next Open starts again from nothing.
+func upgradeState(db *bolt.DB) error {
+	var rules, size uint64
+	if err := db.View(func(tx *bolt.Tx) error {
+		rules, size = txStateRules(tx), txSize(tx)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if rules == stateRules {
+		return nil
+	}
+	if rules > stateRules {
+		return fmt.Errorf("ledger: state index built with rules %d, newer than this stagegate's %d: run the newer stagegate", rules, stateRules)
+	}
+	if size == 0 {
+		return db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))
+		})
+	}
+	slog.Info("ledger: rebuilding the state index with the current rules", "entries", size, "from", rules, "to", stateRules)
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketState); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketState)
+		return err
+	}); err != nil {
+		return fmt.Errorf("ledger: rebuild state index: %w", err)
+	}
+	for start := uint64(0); ; start += rebuildChunk {
+		last := start+rebuildChunk >= size
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk := tx.Bucket(bucketState)
+			states := newStateBatch(bucketLoader(bk))
+			c := tx.Bucket(bucketEntries).Cursor()
+			end := min(start+rebuildChunk, size)
+			k, raw := c.Seek(be64(start))
+			for i := start; i < end; i++ {
+				if !bytes.Equal(k, be64(i)) {
+					return fmt.Errorf("entry %d missing (run `stagegate ledger verify`)", i)
+				}
+				e, err := decodeEntry(raw)
+				if err != nil {
+					return fmt.Errorf("entry %d: %w", i, err)
+				}
+				if err := states.apply(&e); err != nil {
+					return fmt.Errorf("entry %d: %w", i, err)
+				}
+				k, raw = c.Next()
+			}
+			if err := states.flush(bk); err != nil {
+				return err
+			}
+			if !last {
+				return nil
+			}
+			return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))
+		})
+		if err != nil {
+			return fmt.Errorf("ledger: rebuild state index: %w", err)
+		}
+		if last {
+			return nil
+		}
+	}
+}
