@@ -8,7 +8,8 @@ var (
 	// configuration without entries would admit everything silently.
 	ErrNoStages = errors.New("no stages")
 
-	// ErrUnknownStage is returned when ClusterStage is not one of Stages.
+	// ErrUnknownStage is returned when ClusterStage or a PinTags entry is
+	// not one of Stages.
 	ErrUnknownStage = errors.New("unknown stage")
 
 	// ErrInvalidOption is returned for any other unusable option value.

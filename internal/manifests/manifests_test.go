@@ -6,15 +6,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/config"
@@ -39,6 +36,13 @@ func TestGolden(t *testing.T) {
 				Stages: []string{"dev", "prod"}, URL: "https://127.0.0.1:8443/", CABundle: []byte(testCA),
 				ClusterStage: "prod", TimeoutSeconds: 10, ExcludeNamespaces: []string{"monitoring", "kube-system"},
 			})}
+		}},
+		{"admission-pin-skip", func() []any {
+			return Admission(Options{
+				Stages: []string{"dev", "prod"}, CABundle: []byte(testCA), PinTags: []string{"prod"},
+				SkipResources:    []string{"widgets.example.com", "configmaps"},
+				StageLabelGroups: []string{"system:masters", "platform-admins"},
+			})
 		}},
 		{"install", func() []any {
 			// A fixed Server, so that this file does not change with the
@@ -79,164 +83,6 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
-// webhookName is what the API server accepts: a DNS subdomain of at least
-// three segments.
-var webhookName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?){2,}$`)
-
-func TestWebhookConfigurationStructure(t *testing.T) {
-	tests := []struct {
-		name     string
-		o        Options
-		entries  int
-		excluded []string
-	}{
-		{
-			name:     "defaults",
-			o:        Options{Stages: []string{"dev", "test", "stage", "prod"}},
-			entries:  8,
-			excluded: []string{"kube-system", "kube-public", "kube-node-lease", DefaultNamespace},
-		},
-		{
-			name:     "cluster stage and extra exclusions",
-			o:        Options{Stages: []string{"dev", "prod"}, Namespace: "gate", ClusterStage: "prod", ExcludeNamespaces: []string{"monitoring"}},
-			entries:  5,
-			excluded: []string{"kube-system", "kube-public", "kube-node-lease", "gate", "monitoring"},
-		},
-		{
-			name:     "url",
-			o:        Options{Stages: []string{"one"}, URL: "https://127.0.0.1:8443"},
-			entries:  2,
-			excluded: []string{"kube-system", "kube-public", "kube-node-lease", DefaultNamespace},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			vwc := WebhookConfiguration(tt.o)
-			if vwc.Name != "stagegate" || vwc.Kind != "ValidatingWebhookConfiguration" || vwc.APIVersion != "admissionregistration.k8s.io/v1" {
-				t.Errorf("object = %s %s %q", vwc.APIVersion, vwc.Kind, vwc.Name)
-			}
-			if len(vwc.Webhooks) != tt.entries {
-				t.Fatalf("%d entries, want %d", len(vwc.Webhooks), tt.entries)
-			}
-			seen := map[string]bool{}
-			for _, w := range vwc.Webhooks {
-				if seen[w.Name] {
-					t.Errorf("duplicate entry name %q", w.Name)
-				}
-				seen[w.Name] = true
-				if !webhookName.MatchString(w.Name) {
-					t.Errorf("entry name %q is not a qualified name", w.Name)
-				}
-				kind, stage, _ := strings.Cut(strings.TrimSuffix(w.Name, ".stagegate.dev"), ".")
-				checkEntry(t, tt.o, w, kind, stage, tt.excluded)
-			}
-			for _, s := range tt.o.Stages {
-				for _, kind := range []string{"namespace", "pod"} {
-					if !seen[kind+"."+s+".stagegate.dev"] {
-						t.Errorf("stage %q has no %s entry", s, kind)
-					}
-				}
-			}
-		})
-	}
-}
-
-func checkEntry(t *testing.T, o Options, w admissionregistrationv1.ValidatingWebhook, kind, stage string, excluded []string) {
-	t.Helper()
-	path := "/admission/validate/" + stage
-	switch {
-	case o.URL != "":
-		if w.ClientConfig.URL == nil || *w.ClientConfig.URL != strings.TrimSuffix(o.URL, "/")+path || w.ClientConfig.Service != nil {
-			t.Errorf("%s: client config %+v, want url ending in %s", w.Name, w.ClientConfig, path)
-		}
-	default:
-		svc := w.ClientConfig.Service
-		if svc == nil || svc.Path == nil || *svc.Path != path || *svc.Port != 443 || w.ClientConfig.URL != nil {
-			t.Errorf("%s: client config %+v, want service path %s port 443", w.Name, w.ClientConfig, path)
-		}
-	}
-	if *w.FailurePolicy != admissionregistrationv1.Fail {
-		t.Errorf("%s: failurePolicy %s", w.Name, *w.FailurePolicy)
-	}
-	if *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun || *w.MatchPolicy != admissionregistrationv1.Equivalent {
-		t.Errorf("%s: sideEffects %s matchPolicy %s", w.Name, *w.SideEffects, *w.MatchPolicy)
-	}
-	if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
-		t.Errorf("%s: admissionReviewVersions %v", w.Name, w.AdmissionReviewVersions)
-	}
-	wantTimeout := o.TimeoutSeconds
-	if wantTimeout == 0 {
-		wantTimeout = DefaultTimeoutSeconds
-	}
-	if *w.TimeoutSeconds != wantTimeout {
-		t.Errorf("%s: timeout %d, want %d", w.Name, *w.TimeoutSeconds, wantTimeout)
-	}
-	// Exclusions: every entry, whatever its kind.
-	var exprs []metav1.LabelSelectorRequirement
-	if w.NamespaceSelector != nil {
-		exprs = w.NamespaceSelector.MatchExpressions
-	}
-	if len(exprs) != 1 || exprs[0].Key != "kubernetes.io/metadata.name" || exprs[0].Operator != metav1.LabelSelectorOpNotIn {
-		t.Fatalf("%s: namespace exclusions %+v", w.Name, exprs)
-	}
-	for _, ns := range excluded {
-		if !slices.Contains(exprs[0].Values, ns) {
-			t.Errorf("%s: namespace %q not excluded (%v)", w.Name, ns, exprs[0].Values)
-		}
-	}
-	if len(exprs[0].Values) != len(excluded) {
-		t.Errorf("%s: excluded %v, want exactly %v", w.Name, exprs[0].Values, excluded)
-	}
-	want := map[string]string{StageLabel: stage}
-	nsLabels, objLabels := w.NamespaceSelector.MatchLabels, map[string]string(nil)
-	if w.ObjectSelector != nil {
-		objLabels = w.ObjectSelector.MatchLabels
-	}
-	switch kind {
-	case "namespace":
-		if !mapsEqual(nsLabels, want) || w.ObjectSelector != nil {
-			t.Errorf("%s: namespace labels %v object selector %v", w.Name, nsLabels, w.ObjectSelector)
-		}
-	case "pod":
-		if !mapsEqual(objLabels, want) || len(nsLabels) != 0 {
-			t.Errorf("%s: object labels %v namespace labels %v", w.Name, objLabels, nsLabels)
-		}
-	case "cluster":
-		if stage != o.ClusterStage || len(nsLabels) != 0 || w.ObjectSelector != nil {
-			t.Errorf("%s: cluster entry must have no label selector", w.Name)
-		}
-	default:
-		t.Errorf("unexpected entry %q", w.Name)
-	}
-	var resources []string
-	for _, r := range w.Rules {
-		if !slices.Equal(r.Operations, []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}) {
-			t.Errorf("%s: operations %v", w.Name, r.Operations)
-		}
-		for _, res := range r.Resources {
-			resources = append(resources, r.APIGroups[0]+"/"+res)
-		}
-	}
-	for _, res := range []string{"/pods", "/pods/ephemeralcontainers", "/replicationcontrollers", "apps/deployments",
-		"apps/replicasets", "apps/statefulsets", "apps/daemonsets", "batch/jobs", "batch/cronjobs"} {
-		if !slices.Contains(resources, res) {
-			t.Errorf("%s: %s not gated", w.Name, res)
-		}
-	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -254,6 +100,29 @@ func TestOptionsValidate(t *testing.T) {
 		{"ca bundle without certificate", Options{Stages: []string{"dev"}, CABundle: []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")}, ErrInvalidOption},
 		{"ca bundle not pem", Options{Stages: []string{"dev"}, CABundle: []byte("hello")}, ErrInvalidOption},
 		{"url with query", Options{Stages: []string{"dev"}, URL: "https://h/?a=b"}, ErrInvalidOption},
+		{"empty stage", Options{Stages: []string{"dev", ""}}, ErrInvalidOption},
+		{"stage not a label value", Options{Stages: []string{"Prod"}}, ErrInvalidOption},
+		{"stage named like the unknown-stage entries", Options{Stages: []string{"dev", "unknown-stage"}}, ErrInvalidOption},
+
+		{"skip custom and core resources", Options{Stages: []string{"dev"}, SkipResources: []string{"widgets.example.com", "configmaps", "events"}}, nil},
+		{"skip a kind, not a resource", Options{Stages: []string{"dev"}, SkipResources: []string{"Widget.example.com"}}, ErrInvalidOption},
+		{"skip a bad group", Options{Stages: []string{"dev"}, SkipResources: []string{"widgets.example..com"}}, ErrInvalidOption},
+		{"skip empty", Options{Stages: []string{"dev"}, SkipResources: []string{""}}, ErrInvalidOption},
+		{"skip wildcard", Options{Stages: []string{"dev"}, SkipResources: []string{"*"}}, ErrInvalidOption},
+		{"skip a subresource", Options{Stages: []string{"dev"}, SkipResources: []string{"pods/ephemeralcontainers"}}, ErrInvalidOption},
+		{"skip pods", Options{Stages: []string{"dev"}, SkipResources: []string{"pods"}}, ErrInvalidOption},
+		{"skip deployments", Options{Stages: []string{"dev"}, SkipResources: []string{"deployments.apps"}}, ErrInvalidOption},
+
+		{"stage label groups", Options{Stages: []string{"dev"}, StageLabelGroups: []string{"system:masters", "oidc:platform admins"}}, nil},
+		{"empty stage label group", Options{Stages: []string{"dev"}, StageLabelGroups: []string{"a", " "}}, ErrInvalidOption},
+		{"stage label group with a newline", Options{Stages: []string{"dev"}, StageLabelGroups: []string{"a\nb"}}, ErrInvalidOption},
+		{"stage label group twice", Options{Stages: []string{"dev"}, StageLabelGroups: []string{"a", "a"}}, ErrInvalidOption},
+
+		{"pin some stages", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"prod"}}, nil},
+		{"pin every stage", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"*"}}, nil},
+		{"pin an unknown stage", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"qa"}}, ErrUnknownStage},
+		{"pin a stage twice", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"prod", "prod"}}, ErrInvalidOption},
+		{"pin every stage and one", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"*", "prod"}}, ErrInvalidOption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package manifests generates the Kubernetes objects that install stagegate:
 // the ValidatingWebhookConfiguration that maps namespaces, pods and clusters
-// to stages, and the objects that run the server itself.
+// to stages, the ValidatingAdmissionPolicy that guards the stage label, the
+// optional tag-pinning MutatingWebhookConfiguration, and the objects that
+// run the server itself.
 //
 // The objects are typed k8s.io/api values so that field names and shapes are
 // checked by the compiler; Write renders them as multi-document YAML.
@@ -12,6 +14,9 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Defaults used when an Options field is zero.
@@ -28,9 +33,31 @@ const (
 	// ValidatePath is the admission endpoint prefix; the stage follows it.
 	ValidatePath = "/admission/validate/"
 
+	// UnknownStagePath is the endpoint for objects whose stage label names
+	// no configured stage; the server refuses every workload sent there.
+	UnknownStagePath = "/admission/unknown-stage"
+
+	// MutatePath is the tag-pinning endpoint prefix; the stage follows it.
+	MutatePath = "/admission/mutate/"
+
+	// unknownStage names the unknown-stage entries. A stage of that name
+	// would give two entries the same name, which the API server refuses.
+	unknownStage = "unknown-stage"
+
+	// AllStages in PinTags pins tags in every stage.
+	AllStages = "*"
+
 	// ServingPort is the container port the server listens on.
 	ServingPort = int32(8443)
 )
+
+// DefaultStageLabelGroups may set the stage label on namespaces when
+// Options.StageLabelGroups is empty. system:masters is the one group every
+// cluster has, and its members can already do anything, including deleting
+// the policy: the default trusts nobody new and locks out everyone else
+// until the operator names the groups that own namespace stages (e.g. a
+// GitOps controller's service-account group, or kubeadm:cluster-admins).
+var DefaultStageLabelGroups = []string{"system:masters"}
 
 // SystemNamespaces are never sent to the webhook: a fail-closed webhook on
 // them could stop the control plane from healing itself, including
@@ -61,6 +88,19 @@ type Options struct {
 	// ExcludeNamespaces are excluded from every entry, in addition to
 	// SystemNamespaces and Namespace.
 	ExcludeNamespaces []string
+	// SkipResources are resources, in kubectl's "resource.group" form
+	// ("widgets.example.com"; a core resource by its plain name), that the
+	// validating entries never send to the webhook: for custom kinds that
+	// run no pods and whose shape the server cannot read.
+	SkipResources []string
+	// StageLabelGroups may add, change or remove the stage label on
+	// namespaces; the ValidatingAdmissionPolicy refuses everyone else.
+	// Empty means DefaultStageLabelGroups.
+	StageLabelGroups []string
+	// PinTags lists the stages (or AllStages) whose pods get their image
+	// tags rewritten to the checked digests by a MutatingWebhookConfiguration.
+	// Empty generates none.
+	PinTags []string
 	// Server is the server's configuration for the ConfigMaps; see
 	// ServerFiles. Nil uses the defaults.
 	Server *Server
@@ -80,6 +120,9 @@ func (o Options) withDefaults() Options {
 	if o.TimeoutSeconds == 0 {
 		o.TimeoutSeconds = DefaultTimeoutSeconds
 	}
+	if len(o.StageLabelGroups) == 0 {
+		o.StageLabelGroups = DefaultStageLabelGroups
+	}
 	return o
 }
 
@@ -92,8 +135,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("manifests: %w", ErrNoStages)
 	}
 	for i, s := range o.Stages {
-		if s == "" {
-			return fmt.Errorf("manifests: %w: empty stage name", ErrInvalidOption)
+		// The stage is a label value and part of entry names and paths.
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+			return fmt.Errorf("manifests: %w: stage %q: %s", ErrInvalidOption, s, strings.Join(errs, "; "))
+		}
+		if s == unknownStage {
+			return fmt.Errorf("manifests: %w: stage name %q is reserved for the entries that refuse unknown stages", ErrInvalidOption, s)
 		}
 		if slices.Contains(o.Stages[:i], s) {
 			return fmt.Errorf("manifests: %w: stage %q listed twice", ErrInvalidOption, s)
@@ -119,6 +166,15 @@ func (o Options) Validate() error {
 		if u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return fmt.Errorf("manifests: %w: url %q must be https://host[:port][/path] without user, query or fragment", ErrInvalidOption, o.URL)
 		}
+	}
+	if _, err := skipped(o.SkipResources); err != nil {
+		return err
+	}
+	if err := validGroups(o.StageLabelGroups); err != nil {
+		return err
+	}
+	if _, err := pinStages(o); err != nil {
+		return err
 	}
 	return nil
 }

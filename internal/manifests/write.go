@@ -38,12 +38,25 @@ func Write(w io.Writer, objs ...any) error {
 }
 
 // All returns every object of an installation in apply order: those of
-// Deployment, then the ValidatingWebhookConfiguration last, so that the
-// webhook is only registered once its Service can exist.
+// Deployment, then those of Admission, so that the webhooks are only
+// registered once their Service can exist.
 func All(o Options) []any {
 	var out []any
 	for _, obj := range Deployment(o) {
 		out = append(out, obj)
 	}
-	return append(out, WebhookConfiguration(o))
+	return append(out, Admission(o)...)
+}
+
+// Admission returns the admission objects, which need no server running:
+// the stage-label ValidatingAdmissionPolicy and its binding, the
+// ValidatingWebhookConfiguration, and the MutatingWebhookConfiguration
+// when PinTags is set.
+func Admission(o Options) []any {
+	out := StageLabelPolicies(o)
+	out = append(out, WebhookConfiguration(o))
+	if mwc := MutatingWebhookConfiguration(o); mwc != nil {
+		out = append(out, mwc)
+	}
+	return out
 }
