@@ -39,11 +39,15 @@ const subResourceEphemeral = "ephemeralcontainers"
 // allocated every resource, probe and volume of the pod and was a third of
 // the time of a review.
 type objectMeta struct {
-	Name         string            `json:"name"`
-	GenerateName string            `json:"generateName"`
-	Namespace    string            `json:"namespace"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
+	// DeletionTimestamp is set once an object is being deleted: updates
+	// then only remove finalizers (the garbage collector's), and no new
+	// pod comes from it.
+	DeletionTimestamp *string           `json:"deletionTimestamp"`
+	Name              string            `json:"name"`
+	GenerateName      string            `json:"generateName"`
+	Namespace         string            `json:"namespace"`
+	Labels            map[string]string `json:"labels"`
+	Annotations       map[string]string `json:"annotations"`
 }
 
 type container struct {
@@ -182,6 +186,8 @@ type workloadInfo struct {
 	// object or else from its pod template (which the pods will carry).
 	BreakGlass string
 	Images     []containerImage
+	// Deleting is true for an object already being deleted.
+	Deleting bool
 }
 
 // ID names the workload as "namespace/Kind/name", the form break-glass
@@ -245,6 +251,7 @@ func (w *workloadInfo) setMeta(meta objectMeta, tmplAnnotations map[string]strin
 	}
 	w.Labels = meta.Labels
 	w.Annotations = meta.Annotations
+	w.Deleting = meta.DeletionTimestamp != nil
 	w.BreakGlass = strings.TrimSpace(meta.Annotations[BreakGlassAnnotation])
 	if w.BreakGlass == "" {
 		w.BreakGlass = strings.TrimSpace(tmplAnnotations[BreakGlassAnnotation])

@@ -206,6 +206,23 @@ func TestReview(t *testing.T) {
 			},
 			wantAllowed: true, wantMetric: "prod:allowed",
 		},
+		"an update of an object being deleted is allowed": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest {
+				r := podRequest(t, nil, imgB)
+				r.Operation = admissionv1.Update
+				r.Object.Raw = []byte(strings.Replace(string(r.Object.Raw), `"name":"web"`, `"name":"web","deletionTimestamp":"2026-12-02T00:00:00Z"`, 1))
+				return r
+			},
+			wantAllowed: true, wantMetric: "prod:allowed",
+		},
+		"a create claiming deletion is still checked": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest {
+				r := podRequest(t, nil, imgB)
+				r.Object.Raw = []byte(strings.Replace(string(r.Object.Raw), `"name":"web"`, `"name":"web","deletionTimestamp":"2026-12-02T00:00:00Z"`, 1))
+				return r
+			},
+			wantCode: http.StatusForbidden, wantPolicyCalls: 1, wantMetric: "prod:denied",
+		},
 		"kind without a pod spec is allowed": {
 			req: func(t *testing.T) *admissionv1.AdmissionRequest {
 				return requestFor(t, fixtureJSON(t, "service.yaml"), admissionv1.Create, "")
