@@ -46,6 +46,7 @@ func TestAdmission(t *testing.T) {
 	s.installRolloutCRD(t)
 	t.Run("custom workloads", func(t *testing.T) { s.testCustomWorkloads(t, img) })
 	t.Run("mislabelled namespaces", func(t *testing.T) { s.testMislabelled(t, img) })
+	t.Run("forged review", func(t *testing.T) { s.testForgedReview(t, img) })
 	chk := s.checkCases(t, img)
 	t.Run("check agrees remotely", func(t *testing.T) { s.testCheck(t, chk, true) })
 	t.Run("pin tags", func(t *testing.T) { s.testPinTags(t, img) })

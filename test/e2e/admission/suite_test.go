@@ -49,9 +49,13 @@ type suite struct {
 	// token is the bearer token of the pipeline identity, whose group may
 	// promote into every stage.
 	token string
-	// url is the base URL of the serve process, https://127.0.0.1:<port>.
-	url   string
-	serve *serveProcess
+	// url is the base URL of the promotion API of the serve process,
+	// https://127.0.0.1:<port>; webhookURL that of its webhook listener,
+	// which takes only the API server's client certificate (auth).
+	url        string
+	webhookURL string
+	auth       *framework.WebhookClientAuth
+	serve      *serveProcess
 }
 
 func (s *suite) certDir() string { return filepath.Join(s.dir, "certs") }
@@ -64,8 +68,12 @@ func newSuite(t *testing.T) *suite {
 	s := &suite{dir: t.TempDir()}
 	s.bin = framework.BuildBinary(t, "./cmd/stagegate")
 	s.reg = framework.StartRegistry(t)
-	s.api = framework.StartAPIServer(t)
 	s.url = "https://127.0.0.1:" + strconv.Itoa(framework.FreePort(t))
+	// The API server authenticates itself to the webhook with a client
+	// certificate, as deploy/ sets it up (issue 12).
+	s.webhookURL = "https://127.0.0.1:" + strconv.Itoa(framework.FreePort(t))
+	s.auth = framework.NewWebhookClientAuth(t, strings.TrimPrefix(s.webhookURL, "https://"))
+	s.api = framework.StartAPIServer(t, framework.WithAdmissionConfig(s.auth.AdmissionConfig))
 
 	s.mustRun(t, "keys", "generate", "--dir", filepath.Join(s.dir, "keys"))
 	s.mustRun(t, "certs", "generate", "--dir", s.certDir())
@@ -104,6 +112,9 @@ tls:
 keys:
   dir: %s
 tokensFile: %s
+admission:
+  listen: %s
+  clientCAFile: %s
 registries:
 - host: %s
   insecure: true
@@ -114,7 +125,8 @@ stages:
 - {name: prod, groups: [e2e], minSoak: 0s, breakGlass: false}
 `, strings.TrimPrefix(s.url, "https://"), filepath.Join(s.dir, "data"),
 		filepath.Join(s.certDir(), "tls.crt"), filepath.Join(s.certDir(), "tls.key"),
-		filepath.Join(s.dir, "keys"), filepath.Join(s.dir, "tokens.yaml"), s.reg.Addr)
+		filepath.Join(s.dir, "keys"), filepath.Join(s.dir, "tokens.yaml"),
+		strings.TrimPrefix(s.webhookURL, "https://"), s.auth.CAFile, s.reg.Addr)
 	p := filepath.Join(s.dir, "config.yaml")
 	writeFile(t, p, cfg, 0o600)
 	return p
@@ -125,7 +137,7 @@ stages:
 // in probeNS, a prod namespace.
 func (s *suite) installWebhook(t *testing.T, probeNS string, extra ...string) {
 	t.Helper()
-	out := s.mustRun(t, append([]string{"manifests", "--config", s.configPath, "--url", s.url,
+	out := s.mustRun(t, append([]string{"manifests", "--config", s.configPath, "--url", s.webhookURL,
 		"--ca-file", s.caFile(), "--webhook-only"}, extra...)...)
 	p := filepath.Join(s.dir, "webhook.yaml")
 	writeFile(t, p, out, 0o600)

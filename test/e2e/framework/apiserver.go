@@ -41,11 +41,30 @@ type APIServer struct {
 
 var setLoggerOnce sync.Once
 
+// APIServerOption configures StartAPIServer.
+type APIServerOption func(*apiServerOptions)
+
+type apiServerOptions struct {
+	admissionConfig string
+}
+
+// WithAdmissionConfig starts kube-apiserver with
+// --admission-control-config-file=path, e.g. an AdmissionConfiguration
+// whose WebhookAdmissionConfiguration kubeconfig gives the API server a
+// client certificate for calling webhooks.
+func WithAdmissionConfig(path string) APIServerOption {
+	return func(o *apiServerOptions) { o.admissionConfig = path }
+}
+
 // StartAPIServer starts etcd and kube-apiserver and stops them when the test
 // ends. Starting takes a few seconds; share one per test binary where the
 // tests allow it.
-func StartAPIServer(t testing.TB) *APIServer {
+func StartAPIServer(t testing.TB, opts ...APIServerOption) *APIServer {
 	t.Helper()
+	var o apiServerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	dir := toolPath(t, k8sTool, "k8s")
 	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
 		toolPath(t, k8sTool, "k8s", name)
@@ -70,6 +89,9 @@ func StartAPIServer(t testing.TB) *APIServer {
 	out := &lockedBuffer{}
 	api := env.ControlPlane.GetAPIServer()
 	api.Out, api.Err = out, out
+	if o.admissionConfig != "" {
+		api.Configure().Append("admission-control-config-file", o.admissionConfig)
+	}
 
 	cfg, err := env.Start()
 	if err != nil {
