@@ -49,6 +49,8 @@ func reasonForCode(code int32) metav1.StatusReason {
 		return metav1.StatusReasonRequestEntityTooLarge
 	case http.StatusUnsupportedMediaType:
 		return metav1.StatusReasonUnsupportedMediaType
+	case http.StatusTooManyRequests:
+		return metav1.StatusReasonTooManyRequests
 	case http.StatusInternalServerError:
 		return metav1.StatusReasonInternalError
 	default:

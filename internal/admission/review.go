@@ -107,6 +107,7 @@ type Reviewer struct {
 	// timeout bounds a whole review; maxImages bounds its work.
 	timeout   time.Duration
 	maxImages int
+	glass     *breakGlassGuard
 }
 
 type options struct {
@@ -123,6 +124,7 @@ type options struct {
 	cacheEnabled bool
 	reviewTO     time.Duration
 	maxImages    int
+	now          func() time.Time
 }
 
 // Option configures a Reviewer.
@@ -170,6 +172,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithFallback asks f about digests the ledger does not know.
 func WithFallback(f Fallback) Option { return func(o *options) { o.fallback = f } }
 
+// WithClock sets the clock of the break-glass guard (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // WithMetrics counts decisions.
 func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
 
@@ -198,6 +203,10 @@ func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
 		fallback: o.fallback,
 		timeout:  o.reviewTO,
 	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	r.glass = newBreakGlassGuard(o.now)
 	r.maxImages = o.maxImages
 	if r.maxImages <= 0 {
 		r.maxImages = DefaultMaxImages
@@ -499,6 +508,12 @@ func (r *Reviewer) decide(ctx context.Context, stage string, req *admissionv1.Ad
 		log.Info("admission would be denied; allowed in audit mode", "reasons", reasons)
 		return Allowed(req.UID, warnings...)
 	}
+	if len(w.BreakGlass) > MaxJustification {
+		r.count(stage, ResultDenied)
+		return Denied(req.UID, http.StatusBadRequest, fmt.Sprintf(
+			"stagegate denied %s in stage %q: %s; the %s justification is %d bytes, at most %d are recorded: shorten it (e.g. to an incident link)",
+			w.ID(), stage, reasons, BreakGlassAnnotation, len(w.BreakGlass), MaxJustification))
+	}
 	if w.BreakGlass == "" || !dec.BreakGlassAllowed {
 		msg := fmt.Sprintf("stagegate denied %s in stage %q: %s", w.ID(), stage, reasons)
 		if w.BreakGlass != "" {
@@ -534,12 +549,25 @@ func (r *Reviewer) breakGlass(ctx context.Context, stage string, req *admissionv
 			Groups:        slices.Clone(req.UserInfo.Groups),
 			Images:        breakGlassImages(in.Images),
 		}
-		idx, err := r.recorder.RecordBreakGlass(ctx, bg)
-		if err != nil {
-			r.count(stage, ResultError)
-			log.Error("break-glass refused: recording failed", "err", err)
-			return Errored(req.UID, fmt.Errorf("stagegate could not record the break-glass of %s in stage %q; refused: %s: %w",
-				w.ID(), stage, reasons, err))
+		idx, ok := r.glass.covered(bg)
+		switch {
+		case ok:
+			log.Info("break-glass already recorded", "ledgerIndex", idx)
+		case !r.glass.allow(bg):
+			r.count(stage, ResultDenied)
+			log.Warn("break-glass refused: too many records for this workload")
+			return Denied(req.UID, http.StatusTooManyRequests, fmt.Sprintf(
+				"stagegate refused the break-glass of %s in stage %q: it caused %d ledger records recently, and each new one (another justification, user or image) waits a minute; refused: %s",
+				w.ID(), stage, breakGlassBurst, reasons))
+		default:
+			var err error
+			if idx, err = r.recorder.RecordBreakGlass(ctx, bg); err != nil {
+				r.count(stage, ResultError)
+				log.Error("break-glass refused: recording failed", "err", err)
+				return Errored(req.UID, fmt.Errorf("stagegate could not record the break-glass of %s in stage %q; refused: %s: %w",
+					w.ID(), stage, reasons, err))
+			}
+			r.glass.remember(bg, idx)
 		}
 		annotations[AuditLedgerIndex] = strconv.FormatUint(idx, 10)
 		log = log.With("ledgerIndex", idx)

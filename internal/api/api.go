@@ -37,9 +37,10 @@ type Promoter interface {
 
 // Ledger is what the read endpoints need.
 type Ledger interface {
-	History(key string) ([]ledger.Entry, error)
+	HistoryPage(key string, start uint64, limit int) ([]ledger.Entry, bool, error)
 	State(digest, stage string) (ledger.State, bool, error)
 	Entries(start, limit uint64) ([]ledger.Entry, error)
+	Size() (uint64, error)
 	Checkpoint() (string, error)
 	InclusionProof(index, size uint64) (ledger.InclusionProof, error)
 	ConsistencyProof(from, to uint64) (ledger.ConsistencyProof, error)
@@ -277,26 +278,96 @@ func (a *API) errorBody(err error) (int, any) {
 	}
 }
 
+// Page bounds of the read endpoints. An entry is at most a few tens of KB
+// (reasons, justifications and evidence are capped), and a page also stops
+// at maxPageBytes, so that no response holds more than a bounded amount
+// whatever was written: one unpaginated history response once took 242 MB.
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
+	maxPageBytes     = 4 << 20
+)
+
 type imageView struct {
 	Key     string                    `json:"key"`
 	States  map[string][]ledger.State `json:"states"`
 	History []ledger.Entry            `json:"history"`
+	// Next is the start of the next page of history, absent on the last.
+	Next *uint64 `json:"next,omitempty"`
+}
+
+// pageParams reads start and limit.
+func pageParams(w http.ResponseWriter, r *http.Request) (start uint64, limit int, ok bool) {
+	start, ok = uintParam(w, r, "start", 0)
+	if !ok {
+		return 0, 0, false
+	}
+	l, ok := uintParam(w, r, "limit", defaultPageLimit)
+	if !ok {
+		return 0, 0, false
+	}
+	if l == 0 || l > maxPageLimit {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", maxPageLimit))
+		return 0, 0, false
+	}
+	return start, int(l), true
+}
+
+// trimPage cuts page where it would pass maxPageBytes (keeping at least one
+// entry) and returns the start of the next page, or nil when more is false
+// and nothing was cut.
+func trimPage(page []ledger.Entry, more bool) ([]ledger.Entry, *uint64) {
+	size := 0
+	for i, e := range page {
+		size += entrySize(&e)
+		if i > 0 && size > maxPageBytes {
+			next := e.Index
+			return page[:i], &next
+		}
+	}
+	if more && len(page) > 0 {
+		next := page[len(page)-1].Index + 1
+		return page, &next
+	}
+	return page, nil
+}
+
+// entrySize estimates the JSON size of e from its variable parts.
+func entrySize(e *ledger.Entry) int {
+	n := 512 + len(e.Envelope)*4/3 + len(e.Reason) + len(e.Repository) + len(e.Workload)
+	for _, s := range e.Images {
+		n += len(s) + 3
+	}
+	for _, s := range e.Platforms {
+		n += len(s) + 3
+	}
+	for k, v := range e.Labels {
+		n += len(k) + len(v) + 6
+	}
+	return n
 }
 
 func (a *API) image(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	hist, err := a.ledger.History(key)
+	start, limit, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	hist, more, err := a.ledger.HistoryPage(key, start, limit)
 	if err != nil {
 		a.writeUseCaseError(w, err)
 		return
 	}
-	if len(hist) == 0 {
+	if len(hist) == 0 && start == 0 {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s has no ledger entries", key))
 		return
 	}
-	view := imageView{Key: key, States: map[string][]ledger.State{}, History: hist}
+	view := imageView{Key: key, States: map[string][]ledger.State{}}
+	view.History, view.Next = trimPage(hist, more)
+	// The states of the digests this page names: each is one look-up per
+	// stage, and a page names at most limit digests.
 	seen := map[string]bool{}
-	for _, e := range hist {
+	for _, e := range view.History {
 		if e.Kind == ledger.KindBreakGlass || seen[e.Digest] {
 			continue
 		}
@@ -316,24 +387,26 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) entries(w http.ResponseWriter, r *http.Request) {
-	start, ok := uintParam(w, r, "start", 0)
+	start, limit, ok := pageParams(w, r)
 	if !ok {
 		return
 	}
-	limit, ok := uintParam(w, r, "limit", 100)
-	if !ok {
-		return
-	}
-	if limit == 0 || limit > 1000 {
-		writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
-		return
-	}
-	es, err := a.ledger.Entries(start, limit)
+	es, err := a.ledger.Entries(start, uint64(limit))
 	if err != nil {
 		a.ledgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"start": start, "entries": es})
+	size, err := a.ledger.Size()
+	if err != nil {
+		a.ledgerError(w, err)
+		return
+	}
+	page, next := trimPage(es, start+uint64(len(es)) < size)
+	body := map[string]any{"start": start, "entries": page}
+	if next != nil {
+		body["next"] = *next
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (a *API) checkpoint(w http.ResponseWriter, _ *http.Request) {

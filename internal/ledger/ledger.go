@@ -250,34 +250,6 @@ func (l *Ledger) Entries(start, limit uint64) ([]Entry, error) {
 	return out, err
 }
 
-// History returns, in ledger order, the entries of a repository or of a
-// digest ("sha256:..."); platform digests of a promoted index match too.
-func (l *Ledger) History(repositoryOrDigest string) ([]Entry, error) {
-	var out []Entry
-	err := l.db.View(func(tx *bolt.Tx) error {
-		prefix := append([]byte(repositoryOrDigest), 0)
-		entries := tx.Bucket(bucketEntries)
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) != len(prefix)+8 {
-				continue // a longer name that happens to share the prefix bytes
-			}
-			idx := k[len(prefix):]
-			v := entries.Get(idx)
-			if v == nil {
-				return fmt.Errorf("ledger: history of %q names missing entry %d", repositoryOrDigest, binary.BigEndian.Uint64(idx))
-			}
-			e, err := decodeEntry(v)
-			if err != nil {
-				return fmt.Errorf("ledger: entry %d: %w", binary.BigEndian.Uint64(idx), err)
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
-}
-
 func txSize(tx *bolt.Tx) uint64 {
 	v := tx.Bucket(bucketMeta).Get(keySize)
 	if len(v) != 8 {

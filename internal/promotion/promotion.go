@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,9 +81,19 @@ func New(l Ledger, signer Signer, pol Policy, res Resolver, stages []string, opt
 	return s
 }
 
-// Limits on free text, so that a request cannot bloat the ledger.
+// Limits on what a request puts into a signed entry, which is kept
+// forever and served to every auditor: a 1 MB break-glass justification
+// once wrote a 2.3 MB entry.
 const (
 	maxReason = 1024
+	// maxEvidence bounds the JSON of a promotion's evidence: links and
+	// digests, not documents (those belong in attestations in the
+	// registry, which requiredEvidence verifies).
+	maxEvidence = 16 << 10
+	// maxBreakGlassImages and maxName bound the rest of a break-glass
+	// entry; admission caps images per review below this.
+	maxBreakGlassImages = 128
+	maxName             = 1024
 )
 
 // Request asks for a promotion.
@@ -116,6 +127,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("%w: image is required", ErrInvalid)
 	}
 	if err := checkReason(req.Reason); err != nil {
+		return Result{}, err
+	}
+	if err := checkEvidence(req.Evidence); err != nil {
 		return Result{}, err
 	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
@@ -370,6 +384,17 @@ type BreakGlass struct {
 // is the workload, named by the sha256 of its name, because a break-glass
 // may concern images that have no digest at all.
 func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, error) {
+	if err := checkText("justification", bg.Justification); err != nil {
+		return 0, err
+	}
+	if len(bg.Images) > maxBreakGlassImages {
+		return 0, fmt.Errorf("%w: a break-glass names %d images, at most %d are recorded", ErrInvalid, len(bg.Images), maxBreakGlassImages)
+	}
+	for _, n := range append([]string{bg.Workload, bg.User}, bg.Images...) {
+		if len(n) > maxName {
+			return 0, fmt.Errorf("%w: a break-glass name or image is longer than %d bytes", ErrInvalid, maxName)
+		}
+	}
 	sum := sha256.Sum256([]byte(bg.Workload))
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	rc, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
@@ -419,14 +444,33 @@ func (s *Service) checkStage(stage string, allowAll bool) error {
 	return nil
 }
 
-func checkReason(r string) error {
+func checkReason(r string) error { return checkText("reason", r) }
+
+// checkText refuses free text that is too long for a ledger entry or holds
+// control characters (which would forge lines in logs and terminals).
+func checkText(what, r string) error {
 	if len(r) > maxReason {
-		return fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
+		return fmt.Errorf("%w: %s is %d bytes, longer than %d", ErrInvalid, what, len(r), maxReason)
 	}
 	for _, c := range r {
 		if c < 0x20 && c != '\t' || c == 0x7f {
-			return fmt.Errorf("%w: reason contains control characters", ErrInvalid)
+			return fmt.Errorf("%w: %s contains control characters", ErrInvalid, what)
 		}
+	}
+	return nil
+}
+
+// checkEvidence refuses evidence whose JSON is larger than maxEvidence.
+func checkEvidence(ev map[string]any) error {
+	if len(ev) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("%w: evidence: %v", ErrInvalid, err)
+	}
+	if len(b) > maxEvidence {
+		return fmt.Errorf("%w: evidence is %d bytes of JSON, longer than %d: put documents in attestations and link them", ErrInvalid, len(b), maxEvidence)
 	}
 	return nil
 }

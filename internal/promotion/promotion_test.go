@@ -194,3 +194,61 @@ func TestRevokePlatformOfIndex(t *testing.T) {
 		t.Fatal("a second revocation of the index was recorded")
 	}
 }
+
+// TestRequestsAreBounded: what goes into a signed entry kept forever is
+// bounded, and a refused request writes nothing.
+func TestRequestsAreBounded(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	ref, _ := pushIndex(t)
+	svc := promotion.New(l, &recorder{}, allow{}, registry.New(), []string{"dev", "prod"})
+	big := strings.Repeat("x", 2000)
+	tests := map[string]func() error{
+		"promotion reason": func() error {
+			_, err := svc.Promote(context.Background(), promotion.Request{Image: ref, Stage: "dev", Reason: big, Requester: requester})
+			return err
+		},
+		"promotion evidence": func() error {
+			_, err := svc.Promote(context.Background(), promotion.Request{Image: ref, Stage: "dev", Requester: requester,
+				Evidence: map[string]any{"blob": strings.Repeat("y", 20<<10)}})
+			return err
+		},
+		"break-glass justification": func() error {
+			_, err := svc.RecordBreakGlass(context.Background(), promotion.BreakGlass{Stage: "dev", Workload: "ns/Pod/p", Justification: big})
+			return err
+		},
+		"break-glass with a control character": func() error {
+			_, err := svc.RecordBreakGlass(context.Background(), promotion.BreakGlass{Stage: "dev", Workload: "ns/Pod/p", Justification: "ok\nforged log line"})
+			return err
+		},
+		"break-glass images": func() error {
+			imgs := make([]string, 200)
+			for i := range imgs {
+				imgs[i] = "reg/app:1"
+			}
+			_, err := svc.RecordBreakGlass(context.Background(), promotion.BreakGlass{Stage: "dev", Workload: "ns/Pod/p", Justification: "INC-1", Images: imgs})
+			return err
+		},
+		"break-glass workload name": func() error {
+			_, err := svc.RecordBreakGlass(context.Background(), promotion.BreakGlass{Stage: "dev", Workload: big, Justification: "INC-1"})
+			return err
+		},
+	}
+	for name, do := range tests {
+		t.Run(name, func(t *testing.T) {
+			if err := do(); !errors.Is(err, promotion.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			if n, err := l.Size(); err != nil || n != 0 {
+				t.Fatalf("ledger size = %d (%v) after a refused request", n, err)
+			}
+		})
+	}
+	// Within the bounds, both are recorded.
+	if _, err := svc.RecordBreakGlass(context.Background(), promotion.BreakGlass{Stage: "dev", Workload: "ns/Pod/p", Justification: "INC-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Promote(context.Background(), promotion.Request{Image: ref, Stage: "dev", Reason: "ok", Requester: requester,
+		Evidence: map[string]any{"build": "https://ci.example/42"}}); err != nil {
+		t.Fatal(err)
+	}
+}

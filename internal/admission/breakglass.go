@@ -1,0 +1,127 @@
+package admission
+
+import (
+	"container/list"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// MaxJustification caps the break-glass annotation's justification, which
+// goes into a signed ledger entry: a 1 MB annotation once wrote a 2.3 MB
+// entry, and three such pods grew the ledger to 57 MB.
+const MaxJustification = 1024
+
+// Bounds of the break-glass guard.
+const (
+	// breakGlassReuse is how long a record covers the same break-glass
+	// again: a retried review, the next pod of the same ReplicaSet, a
+	// kubectl apply run twice.
+	breakGlassReuse = 10 * time.Minute
+	// breakGlassRate and breakGlassBurst bound the new records one
+	// workload can cause: each is a signed entry kept forever.
+	breakGlassRate  = rate.Limit(1.0 / 60)
+	breakGlassBurst = 5
+	// breakGlassKeys bounds both maps of the guard.
+	breakGlassKeys = 4096
+)
+
+// breakGlassGuard keeps break-glass from growing the ledger without bound:
+// the same break-glass (stage, workload, justification, user, images) is
+// recorded once per breakGlassReuse and later admissions name that entry,
+// and each workload may cause at most breakGlassBurst new records, then
+// one a minute. Both maps are bounded LRUs.
+type breakGlassGuard struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	recent   *lru[string, recorded]
+	limiters *lru[string, *rate.Limiter]
+}
+
+type recorded struct {
+	index uint64
+	at    time.Time
+}
+
+func newBreakGlassGuard(now func() time.Time) *breakGlassGuard {
+	return &breakGlassGuard{now: now, recent: newLRU[string, recorded](breakGlassKeys), limiters: newLRU[string, *rate.Limiter](breakGlassKeys)}
+}
+
+// key identifies one break-glass: what a record of it says.
+func (bg BreakGlass) key() string {
+	imgs := slices.Clone(bg.Images)
+	slices.Sort(imgs)
+	return strings.Join([]string{bg.Stage, bg.Workload, bg.Justification, bg.User, strings.Join(imgs, ",")}, "\x00")
+}
+
+// covered returns the index of a recent record of bg.
+func (g *breakGlassGuard) covered(bg BreakGlass) (uint64, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.recent.get(bg.key())
+	if !ok || g.now().Sub(r.at) > breakGlassReuse {
+		return 0, false
+	}
+	return r.index, true
+}
+
+// allow takes a token for a new record of bg's workload.
+func (g *breakGlassGuard) allow(bg BreakGlass) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l, ok := g.limiters.get(bg.Stage + "\x00" + bg.Workload)
+	if !ok {
+		l = rate.NewLimiter(breakGlassRate, breakGlassBurst)
+		g.limiters.put(bg.Stage+"\x00"+bg.Workload, l)
+	}
+	return l.AllowN(g.now(), 1)
+}
+
+func (g *breakGlassGuard) remember(bg BreakGlass, index uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recent.put(bg.key(), recorded{index: index, at: g.now()})
+}
+
+// lru is a map bounded to size entries that drops the least recently used.
+// Callers lock.
+type lru[K comparable, V any] struct {
+	size  int
+	order *list.List // of K, most recent first
+	items map[K]*list.Element
+	vals  map[K]V
+}
+
+func newLRU[K comparable, V any](size int) *lru[K, V] {
+	return &lru[K, V]{size: size, order: list.New(), items: map[K]*list.Element{}, vals: map[K]V{}}
+}
+
+func (c *lru[K, V]) get(k K) (V, bool) {
+	el, ok := c.items[k]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	c.order.MoveToFront(el)
+	return c.vals[k], true
+}
+
+func (c *lru[K, V]) put(k K, v V) {
+	if el, ok := c.items[k]; ok {
+		c.order.MoveToFront(el)
+		c.vals[k] = v
+		return
+	}
+	c.items[k] = c.order.PushFront(k)
+	c.vals[k] = v
+	for c.order.Len() > c.size {
+		old := c.order.Remove(c.order.Back()).(K)
+		delete(c.items, old)
+		delete(c.vals, old)
+	}
+}
+
+func (c *lru[K, V]) len() int { return c.order.Len() }

@@ -1,0 +1,51 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// History returns every entry about a repository or a digest (including
+// a platform digest of an index, a copy's repository and a break-glass
+// image pinned by digest), in index order. Its size grows with what was
+// written; serve answers clients with HistoryPage instead.
+func (l *Ledger) History(repositoryOrDigest string) ([]Entry, error) {
+	out, _, err := l.HistoryPage(repositoryOrDigest, 0, 0)
+	return out, err
+}
+
+// HistoryPage is History from index start on, with at most limit entries
+// (0: no limit); more says whether entries follow the last one returned.
+// A page costs what it holds, not what the whole history holds: the
+// history bucket's keys are the name and the big-endian index, so the
+// cursor seeks straight to start.
+func (l *Ledger) HistoryPage(repositoryOrDigest string, start uint64, limit int) (page []Entry, more bool, err error) {
+	err = l.db.View(func(tx *bolt.Tx) error {
+		prefix := append([]byte(repositoryOrDigest), 0)
+		entries := tx.Bucket(bucketEntries)
+		c := tx.Bucket(bucketHistory).Cursor()
+		for k, _ := c.Seek(historyKey(repositoryOrDigest, start)); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) != len(prefix)+8 {
+				continue // a longer name that happens to share the prefix bytes
+			}
+			if limit > 0 && len(page) == limit {
+				more = true
+				return nil
+			}
+			idx := k[len(prefix):]
+			v := entries.Get(idx)
+			if v == nil {
+				return fmt.Errorf("ledger: history of %q names missing entry %d", repositoryOrDigest, binary.BigEndian.Uint64(idx))
+			}
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("ledger: entry %d: %w", binary.BigEndian.Uint64(idx), err)
+			}
+			page = append(page, e)
+		}
+		return nil
+	})
+	return page, more, err
+}
