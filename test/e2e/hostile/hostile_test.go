@@ -143,8 +143,9 @@ func TestHostileInputs(t *testing.T) {
 		"review: NUL in image":            {path: W, body: review("u4", app+"@"+promoted+"\x00"), deny: "denied"},
 		// The webhook decodes only the fields it decides on (the API server
 		// has validated the rest), so the huge number goes where it reads.
-		"review: huge number":      {path: W, body: strings.Replace(okReview, `"name":"web","namespace":"shop"},`, `"name":1e999,"namespace":"shop"},`, 1), deny: "could not decide"},
-		"review: unsupported kind": {path: W, body: strings.Replace(okReview, `"kind":"Pod","version":"v1"},"name"`, `"kind":"ConfigMap","version":"v1"},"name"`, 1), deny: "unsupported kind"},
+		"review: huge number":      {path: W, body: strings.Replace(okReview, `"name":"web","namespace":"shop"},`, `"name":1e999,"namespace":"shop"},`, 1), deny: "cannot decode"},
+		// A pod spec is checked whatever kind carries it (issue 11).
+		"review: pod spec in another kind": {path: W, body: strings.Replace(review("u5", app+"@"+other), `"group":"","kind":"Pod","version":"v1"},"name"`, `"group":"example.com","kind":"Widget","version":"v1"},"name"`, 1), deny: "not promoted"},
 	}
 	if len(cases) < 40 {
 		t.Fatalf("only %d hostile cases", len(cases))
