@@ -23,7 +23,6 @@ import (
 	"github.com/stagegate/stagegate/internal/oci"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
-	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // MaxBody caps every request body of the API.
@@ -231,51 +230,6 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 	status, body := a.result(res, err)
 	writeJSON(w, status, body)
-}
-
-// result is the status and body that answer a promotion or revocation.
-func (a *API) result(res promotion.Result, err error) (int, any) {
-	var pub *promotion.PublishError
-	if errors.As(err, &pub) {
-		// Recorded but not published: the receipt is real, so hand it over
-		// with the error.
-		a.log.Warn("publishing to the registry failed", "index", pub.Index, "err", pub.Err)
-		return http.StatusBadGateway, map[string]any{"error": err.Error(), "receipt": res.Receipt}
-	}
-	if err != nil {
-		return a.errorBody(err)
-	}
-	if res.Created {
-		return http.StatusCreated, res.Receipt
-	}
-	return http.StatusOK, res.Receipt
-}
-
-func (a *API) writeUseCaseError(w http.ResponseWriter, err error) {
-	status, body := a.errorBody(err)
-	writeJSON(w, status, body)
-}
-
-func (a *API) errorBody(err error) (int, any) {
-	var denied *promotion.DeniedError
-	msg := func(m string) map[string]string { return map[string]string{"error": m} }
-	switch {
-	case errors.As(err, &denied):
-		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
-	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, oci.ErrInvalidReference):
-		return http.StatusBadRequest, msg(err.Error())
-	case errors.Is(err, registry.ErrNotFound), errors.Is(err, oci.ErrNotFound):
-		return http.StatusNotFound, msg(err.Error())
-	case errors.Is(err, promotion.ErrNotPromoted):
-		return http.StatusConflict, msg(err.Error())
-	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized),
-		errors.Is(err, oci.ErrRegistry), errors.Is(err, oci.ErrUnauthorized):
-		return http.StatusBadGateway, msg(err.Error())
-	default:
-		// The details may name files on disk; the log has them.
-		a.log.Error("request failed", "err", err)
-		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
-	}
 }
 
 // Page bounds of the read endpoints. An entry is at most a few tens of KB

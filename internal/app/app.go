@@ -109,7 +109,7 @@ func NewPolicy(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*p
 
 // NewRegistryClient builds the registry client of cfg.
 func NewRegistryClient(cfg *config.Config) (*registry.Client, error) {
-	opts := []registry.Option{}
+	opts := []registry.Option{registry.WithTimeout(cfg.RegistryTimeout.Std())}
 	for _, r := range cfg.Registries {
 		h := registry.Host{Insecure: r.Insecure}
 		if r.CAFile != "" {
@@ -120,6 +120,9 @@ func NewRegistryClient(cfg *config.Config) (*registry.Client, error) {
 			h.RootCAs = pool
 		}
 		opts = append(opts, registry.WithHost(r.Host, h))
+		if cfg.RegistryAllowList {
+			opts = append(opts, registry.WithAllowList(r.Host))
+		}
 	}
 	return registry.New(opts...), nil
 }

@@ -152,6 +152,17 @@ type Config struct {
 	PolicyDir  string     `json:"policyDir,omitempty"`
 	Stages     []Stage    `json:"stages"`
 	Registries []Registry `json:"registries,omitempty"`
+	// RegistryAllowList makes Registries the only hosts stagegate
+	// contacts: references, redirects (blob storage) and token realms
+	// alike. It is an explicit switch because registries also lists hosts
+	// only for their TLS settings; turning it on must not be a side effect
+	// of adding a CA.
+	RegistryAllowList bool `json:"registryAllowList,omitempty"`
+	// RegistryTimeout bounds each wait for a registry (connecting, each
+	// answer, each read of one) and a promotion's tag resolution, so that
+	// a registry that never answers gives the pipeline a 504 before the
+	// server's write timeout cuts the connection.
+	RegistryTimeout Duration `json:"registryTimeout,omitempty"`
 	// EvidenceKeys are the public keys (e.g. of build pipelines) whose
 	// attestations on an image count as evidence for the promotion policy.
 	EvidenceKeys []string `json:"evidenceKeys,omitempty"`
@@ -282,6 +293,7 @@ func (c *Config) Validate() error {
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
+	errs = append(errs, c.validateRegistries()...)
 	errs = append(errs, c.Admission.validate()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
@@ -441,3 +453,31 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Std returns the time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Bounds of RegistryTimeout: below the promotion API's write timeout (30 s),
+// so that the answer is stagegate's 504 and not a cut connection.
+const (
+	DefaultRegistryTimeout = 10 * time.Second
+	maxRegistryTimeout     = 25 * time.Second
+)
+
+// validateRegistries checks Registries, RegistryAllowList and
+// RegistryTimeout, and fills in the default timeout.
+func (c *Config) validateRegistries() []error {
+	var errs []error
+	if c.RegistryTimeout == 0 {
+		c.RegistryTimeout = Duration(DefaultRegistryTimeout)
+	}
+	if c.RegistryTimeout < 0 || c.RegistryTimeout.Std() > maxRegistryTimeout {
+		errs = append(errs, fmt.Errorf("registryTimeout %s must be positive and at most %s, below the API's write timeout of 30s", c.RegistryTimeout.Std(), maxRegistryTimeout))
+	}
+	for _, r := range c.Registries {
+		if r.Host == "" || strings.ContainsAny(r.Host, "/@ ") {
+			errs = append(errs, fmt.Errorf("registries: host %q must be host[:port], without a scheme or path", r.Host))
+		}
+	}
+	if c.RegistryAllowList && len(c.Registries) == 0 {
+		errs = append(errs, errors.New("registryAllowList needs the allowed hosts in registries"))
+	}
+	return errs
+}

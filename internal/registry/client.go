@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +39,9 @@ type Client struct {
 	hosts    map[string]Host
 	keychain authn.Keychain
 	timeout  time.Duration
+	// allow is nil unless WithAllowList is given.
+	allow map[string]bool
+	guard *guard
 }
 
 // Option configures a Client.
@@ -48,15 +53,43 @@ func WithHost(host string, h Host) Option { return func(c *Client) { c.hosts[hos
 // WithKeychain replaces the default Docker config keychain.
 func WithKeychain(k authn.Keychain) Option { return func(c *Client) { c.keychain = k } }
 
-// WithTimeout bounds each registry operation.
+// WithTimeout bounds each wait for a registry: connecting and sending up to
+// the answer's headers, and each read of an answer, on every path (the
+// Attacher's too, through RemoteOptions). It also bounds Resolve and Digest
+// as a whole. A registry that does not answer in time gives a
+// *TimeoutError.
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithAllowList makes hosts (host[:port], as in WithHost) the only
+// registries the client contacts: a reference to another host, a redirect
+// to one and a token realm on one are refused before any network I/O, with
+// a *HostNotAllowedError. The token service of a registry and the storage
+// it redirects blobs to must be listed too. Without it every host is
+// allowed.
+func WithAllowList(hosts ...string) Option {
+	return func(c *Client) {
+		if c.allow == nil {
+			c.allow = map[string]bool{}
+		}
+		for _, h := range hosts {
+			c.allow[normalHost(h)] = true
+		}
+	}
+}
+
+// DefaultTimeout is the client's WithTimeout unless told otherwise.
+const DefaultTimeout = 10 * time.Second
 
 // New returns a Client that authenticates with the Docker config keychain.
 func New(opts ...Option) *Client {
-	c := &Client{hosts: map[string]Host{}, keychain: authn.DefaultKeychain, timeout: 30 * time.Second}
+	c := &Client{hosts: map[string]Host{}, keychain: authn.DefaultKeychain, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(c)
 	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	c.guard = newGuard(c.hosts, c.allow, c.timeout)
 	return c
 }
 
@@ -149,11 +182,14 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 	if err != nil {
 		return Resolved{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	if err := c.check(r); err != nil {
+		return Resolved{}, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	desc, err := remote.Get(r, c.remoteOptions(ctx, r)...)
 	if err != nil {
-		return Resolved{}, c.classify(r, err)
+		return Resolved{}, c.classify(ctx, r, err)
 	}
 	out := Resolved{Reference: ref, Repository: r.Context().Name(), Digest: desc.Digest.String()}
 	if t, ok := r.(name.Tag); ok {
@@ -162,18 +198,18 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return Resolved{}, c.classify(r, err)
+			return Resolved{}, c.classify(ctx, r, err)
 		}
-		if err := c.resolveIndex(r, idx, &out); err != nil {
+		if err := c.resolveIndex(ctx, r, idx, &out); err != nil {
 			return Resolved{}, err
 		}
 	} else if desc.MediaType.IsImage() {
 		img, err := desc.Image()
 		if err != nil {
-			return Resolved{}, c.classify(r, err)
+			return Resolved{}, c.classify(ctx, r, err)
 		}
 		if out.Labels, err = labelsOf(img); err != nil {
-			return Resolved{}, c.classify(r, err)
+			return Resolved{}, c.classify(ctx, r, err)
 		}
 	}
 	return out, nil
@@ -181,10 +217,10 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 
 // resolveIndex fills in the platforms of an index and the labels of each
 // platform image, one manifest and one config read per image.
-func (c *Client) resolveIndex(r name.Reference, idx v1.ImageIndex, out *Resolved) error {
+func (c *Client) resolveIndex(ctx context.Context, r name.Reference, idx v1.ImageIndex, out *Resolved) error {
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return c.classify(r, err)
+		return c.classify(ctx, r, err)
 	}
 	var shared map[string]string
 	runnable := 0
@@ -198,11 +234,11 @@ func (c *Client) resolveIndex(r name.Reference, idx v1.ImageIndex, out *Resolved
 		}
 		img, err := idx.Image(m.Digest)
 		if err != nil {
-			return c.classify(r, err)
+			return c.classify(ctx, r, err)
 		}
 		labels, err := labelsOf(img)
 		if err != nil {
-			return c.classify(r, err)
+			return c.classify(ctx, r, err)
 		}
 		if len(labels) > 0 {
 			if out.PlatformLabels == nil {
@@ -252,51 +288,123 @@ func (c *Client) Digest(ctx context.Context, ref string) (string, error) {
 	if d, ok := r.(name.Digest); ok {
 		return d.DigestStr(), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	if err := c.check(r); err != nil {
+		return "", err
+	}
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	desc, err := remote.Head(r, c.remoteOptions(ctx, r)...)
 	if err != nil {
-		return "", c.classify(r, err)
+		return "", c.classify(ctx, r, err)
 	}
 	return desc.Digest.String(), nil
 }
 
 // RemoteOptions are the go-containerregistry options for talking to the
-// registry of ref: credentials, transport and context.
+// registry of ref: credentials, context, and the transport that enforces the
+// allow-list, strips the text of error answers and bounds each wait (see
+// guard). Every registry request of stagegate goes through them.
 func (c *Client) RemoteOptions(ctx context.Context, ref name.Reference) []remote.Option {
 	return c.remoteOptions(ctx, ref)
 }
 
-func (c *Client) remoteOptions(ctx context.Context, r name.Reference) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)}
-	if h, ok := c.hosts[r.Context().RegistryStr()]; ok && (h.RootCAs != nil || h.Insecure) {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: h.RootCAs, InsecureSkipVerify: h.Insecure} //nolint:gosec // explicit per-registry opt-in
-		opts = append(opts, remote.WithTransport(t))
-	}
-	return opts
+func (c *Client) remoteOptions(ctx context.Context, _ name.Reference) []remote.Option {
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain), remote.WithTransport(c.guard)}
 }
 
-func (c *Client) classify(r name.Reference, err error) error {
+// check refuses a reference to a host outside the allow-list before
+// anything else happens; the guard would refuse it too, deeper down.
+func (c *Client) check(r name.Reference) error {
+	if reg := r.Context().RegistryStr(); !c.guard.allowed(reg) {
+		return &HostNotAllowedError{Host: reg}
+	}
+	return nil
+}
+
+// withTimeout bounds one operation by the client's timeout, and remembers
+// the bound that applies (the caller's may be shorter) for the message of a
+// *TimeoutError.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	b := c.timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < b {
+		b = max(time.Until(dl).Round(100*time.Millisecond), 100*time.Millisecond)
+	}
+	return context.WithTimeout(context.WithValue(ctx, budgetKey{}, b), c.timeout)
+}
+
+type budgetKey struct{}
+
+// classify turns what go-containerregistry returned into this package's
+// errors. Nothing the registry wrote is kept: only the status, the known
+// error codes and stagegate's own words.
+func (c *Client) classify(ctx context.Context, r name.Reference, err error) error {
 	reg := r.Context().RegistryStr()
-	var te *transport.Error
+	var hna *HostNotAllowedError
+	if errors.As(err, &hna) {
+		return hna
+	}
+	var te *TimeoutError
 	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusNotFound:
-			return fmt.Errorf("%w: %s: %v", ErrNotFound, r, err)
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: %s: %v", ErrUnauthorized, reg, err)
-		}
-		for _, d := range te.Errors {
-			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-				return fmt.Errorf("%w: %s", ErrNotFound, r)
+		return te
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &TimeoutError{Host: reg, After: budget(ctx, c.timeout)}
+	}
+	var tre *transport.Error
+	if errors.As(err, &tre) {
+		e := &Error{Kind: ErrUnreachable, Registry: reg, Status: tre.StatusCode}
+		for _, d := range tre.Errors {
+			// guard left only known codes; this is the second fence.
+			if knownCodes[d.Code] {
+				e.Codes = append(e.Codes, string(d.Code))
 			}
 		}
-		return fmt.Errorf("%w: registry %s answered %d: %v", ErrUnreachable, reg, te.StatusCode, err)
+		switch {
+		case tre.StatusCode == http.StatusNotFound || slices.Contains(e.Codes, string(transport.ManifestUnknownErrorCode)) ||
+			slices.Contains(e.Codes, string(transport.NameUnknownErrorCode)):
+			e.Kind, e.Ref = ErrNotFound, r.String()
+		case tre.StatusCode == http.StatusUnauthorized || tre.StatusCode == http.StatusForbidden:
+			e.Kind = ErrUnauthorized
+		}
+		return e
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%w: registry %s: %v", ErrUnreachable, reg, err)
+	return &Error{Kind: ErrUnreachable, Registry: reg, Reason: reason(err)}
+}
+
+// budget is the bound withTimeout put on ctx.
+func budget(ctx context.Context, timeout time.Duration) time.Duration {
+	if b, ok := ctx.Value(budgetKey{}).(time.Duration); ok {
+		return b
 	}
-	return fmt.Errorf("%w: registry %s: %v", ErrUnreachable, reg, err)
+	return timeout
+}
+
+// reason describes err in stagegate's words. Errors of the network stack
+// (dial, DNS, TLS, certificates) are kept, because they are made here from
+// addresses and fixed messages; anything else may quote the answer (a
+// parse error, net/http's "malformed HTTP response"), and is summed up.
+func reason(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Error()
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Error()
+	}
+	var cert *tls.CertificateVerificationError
+	if errors.As(err, &cert) {
+		return cert.Error()
+	}
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) {
+		return "tls: " + rec.Msg
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "the request was canceled"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the connection closed before the answer was complete"
+	}
+	return "its answer could not be read as an image"
 }
