@@ -31,15 +31,6 @@ import (
 	"github.com/stagegate/stagegate/policies"
 )
 
-// TailCheck is how many of the newest entries startup re-verifies, so that
-// a corrupted ledger is refused rather than served. The checkpoint
-// signature and the root are checked whatever the number; the entries cost
-// a page fault each, and the kernel maps up to 64 KB of cached file around
-// every fault into serve's RSS: 1000 entries added 110 MB of RSS at
-// startup on a warm 10^6-entry ledger, 256 add about 30. bbolt commits are
-// atomic, so there is no torn tail to look for; `ledger verify` checks all.
-const TailCheck = 256
-
 // App is a running stagegate without its listener.
 type App struct {
 	Ledger   *ledger.Ledger
@@ -156,12 +147,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 	if err != nil {
 		return nil, err
 	}
-	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithSigner(keys.LogSigner))
+	lopts := []ledger.Option{ledger.WithSigner(keys.LogSigner)}
+	if cfg.Ledger.CheckpointFile != "" {
+		lopts = append(lopts, ledger.WithCheckpointGuard(cfg.Ledger.CheckpointFile, keys.LogVerifier))
+	}
+	l, err := ledger.Open(cfg.LedgerPath(), lopts...)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{Ledger: l}
-	if err := l.VerifyTail(keys.LogVerifier, TailCheck); err != nil && !errors.Is(err, ledger.ErrEmpty) {
+	// The whole ledger, not only its tail: admission decides from the state
+	// index, which must be what the signed entries imply, not what the file
+	// says (see ledger.VerifyStartup for the cost).
+	if err := l.VerifyStartup(keys.LogVerifier); err != nil && !errors.Is(err, ledger.ErrEmpty) {
 		l.Close()
 		return nil, fmt.Errorf("refusing to serve a ledger that fails verification: %w\n"+
 			"  run `stagegate ledger verify --data-dir %s` to find the bad entry; restore the ledger from a backup or rebuild it with `stagegate ledger import` from a verified export",

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -139,15 +140,27 @@ func newLedgerImportCommand(s Streams) *cobra.Command {
 				return err
 			}
 			defer in.Close()
+			// An import that fails must leave things as they were: a
+			// ledger.db it created, even empty, would be served next.
+			_, statErr := os.Stat(path)
+			created := errors.Is(statErr, os.ErrNotExist)
 			l, err := ledger.Open(path)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
 			if err := l.Import(bufio.NewReader(in), lv, check); err != nil {
-				return err
+				l.Close()
+				if created {
+					if rerr := os.Remove(path); rerr != nil {
+						return fmt.Errorf("import of %s refused: %w (and remove %s: %w)", args[0], err, path, rerr)
+					}
+				}
+				return fmt.Errorf("import of %s refused, %s unchanged: %w", args[0], path, err)
 			}
 			size, _ := l.Size()
+			if err := l.Close(); err != nil {
+				return err
+			}
 			fmt.Fprintf(s.Out, "imported %d entries into %s\n", size, path)
 			return nil
 		},
@@ -180,7 +193,7 @@ func newReceiptCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := ledger.VerifyReceipt(rc, lv, signing.CheckEntry(v)); err != nil {
+			if err := ledger.VerifyReceipt(rc, lv, receiptCheck(v, key)); err != nil {
 				return fmt.Errorf("receipt %s does not verify: %w", args[0], err)
 			}
 			fmt.Fprintf(s.Out, "receipt verified: %s %s@%s in stage %s, ledger entry %d of %d, checkpoint signed by %s\n",
@@ -194,4 +207,24 @@ func newReceiptCommand(s Streams) *cobra.Command {
 	_ = verify.MarkFlagRequired("log-key")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+// receiptCheck verifies a receipt's attestation and says which side is
+// wrong: the envelope (its signature, made with keyPath's key) or the entry
+// (a field that differs from what the attestation signed).
+func receiptCheck(v *signing.Verifier, keyPath string) func(ledger.Entry) error {
+	check := signing.CheckEntry(v)
+	return func(e ledger.Entry) error {
+		err := check(e)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, signing.ErrBadSignature):
+			return fmt.Errorf("attestation: signature does not verify with %s", keyPath)
+		case errors.Is(err, signing.ErrEntryMismatch):
+			return fmt.Errorf("entry: differs from its attestation: %w", err)
+		default:
+			return fmt.Errorf("attestation: %w", err)
+		}
+	}
 }

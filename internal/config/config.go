@@ -142,6 +142,16 @@ type Registry struct {
 	CAFile string `json:"caFile,omitempty"`
 }
 
+// Ledger holds settings of the ledger file beyond its place in DataDir.
+type Ledger struct {
+	// CheckpointFile keeps the newest checkpoint serve has published, so
+	// that serve refuses to start on an older copy of the ledger (one from
+	// before a revocation, say). It must live outside DataDir, on another
+	// volume: whoever can replace the ledger must not be able to replace
+	// it too. Empty: no guard (the generated deploy sets one).
+	CheckpointFile string `json:"checkpointFile,omitempty"`
+}
+
 // Config is stagegate's whole configuration.
 type Config struct {
 	Listen     string     `json:"listen"`
@@ -176,6 +186,8 @@ type Config struct {
 	Admission Admission `json:"admission,omitempty"`
 	// RateLimit bounds each identity's requests to the write endpoints.
 	RateLimit RateLimit `json:"rateLimit,omitempty"`
+	// Ledger guards the ledger file against rollback.
+	Ledger Ledger `json:"ledger,omitempty"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }

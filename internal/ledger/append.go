@@ -119,6 +119,12 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 		rc, err = txReceipt(tx, size)
 		return err
 	})
+	if err == nil || (errors.Is(refused, ErrExists) && rc.Checkpoint != "") {
+		// An entry whose receipt goes out must outlive any rollback.
+		if gerr := l.guard.keep(l.db); gerr != nil {
+			return Receipt{}, fmt.Errorf("ledger: recorded, but not acknowledged: %w", gerr)
+		}
+	}
 	if err == nil {
 		err = refused
 	}
@@ -229,6 +235,9 @@ func txReceipt(tx *bolt.Tx, index uint64) (Receipt, error) {
 
 // Receipt returns the receipt of entry index against the latest checkpoint.
 func (l *Ledger) Receipt(index uint64) (Receipt, error) {
+	if err := l.guard.keep(l.db); err != nil {
+		return Receipt{}, err
+	}
 	var rc Receipt
 	err := l.db.View(func(tx *bolt.Tx) error {
 		var err error

@@ -23,7 +23,7 @@ func (l *Ledger) AppendEntries(entries []*Entry) error {
 	}
 	var touched []string
 	defer func() { l.cache.invalidate(touched, false) }()
-	return l.db.Update(func(tx *bolt.Tx) error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
 		size := txSize(tx)
 		rng, err := loadRange(tx.Bucket(bucketNodes), size)
 		if err != nil {
@@ -65,4 +65,8 @@ func (l *Ledger) AppendEntries(entries []*Entry) error {
 		}
 		return putMeta(tx, end, cp)
 	})
+	if err != nil {
+		return err
+	}
+	return l.guard.keep(l.db)
 }

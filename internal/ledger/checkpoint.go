@@ -62,10 +62,14 @@ func ParseCheckpoint(text string, v note.Verifier) (Checkpoint, error) {
 	return Checkpoint{Origin: lines[0], Size: size, Root: root}, nil
 }
 
-// VerifyReceipt checks a receipt offline: the checkpoint signature, the leaf
-// hash recomputed from the canonical encoding of the entry, and the inclusion
-// proof up to the checkpoint's root and size. check, if not nil, verifies the
-// entry's attestation.
+// VerifyReceipt checks a receipt offline: the checkpoint signature, the
+// entry's attestation (check, if not nil), the leaf hash recomputed from the
+// canonical encoding of the entry, and the inclusion proof up to the
+// checkpoint's root and size. Each failure says what differs from what, in
+// short hex, not the bytes: the reader is someone holding a receipt that
+// does not verify, who must learn which part to distrust. The attestation is
+// checked before the proof, so that an edited field is named as such rather
+// than as a root that does not match.
 func VerifyReceipt(rc Receipt, v note.Verifier, check func(Entry) error) error {
 	cp, err := ParseCheckpoint(rc.Checkpoint, v)
 	if err != nil {
@@ -74,26 +78,32 @@ func VerifyReceipt(rc Receipt, v note.Verifier, check func(Entry) error) error {
 	p := rc.Inclusion
 	switch {
 	case p.TreeSize != cp.Size:
-		return fmt.Errorf("ledger: receipt: proof for size %d, checkpoint size %d", p.TreeSize, cp.Size)
+		return fmt.Errorf("ledger: receipt: inclusion proof: for a tree of size %d, but the checkpoint is at size %d", p.TreeSize, cp.Size)
 	case p.LeafIndex != rc.Entry.Index:
-		return fmt.Errorf("ledger: receipt: proof for index %d, entry index %d", p.LeafIndex, rc.Entry.Index)
+		return fmt.Errorf("ledger: receipt: inclusion proof: for entry %d, but the entry's index is %d", p.LeafIndex, rc.Entry.Index)
 	case p.RootHash != nil && !bytes.Equal(p.RootHash, cp.Root):
-		return errors.New("ledger: receipt: proof root differs from checkpoint root")
+		return fmt.Errorf("ledger: receipt: inclusion proof: root %s does not match checkpoint root %s at size %d",
+			short(p.RootHash), short(cp.Root), cp.Size)
 	}
 	if err := validateEntry(&rc.Entry); err != nil {
-		return fmt.Errorf("ledger: receipt: %w", err)
+		return fmt.Errorf("ledger: receipt: entry: %w", err)
+	}
+	if check != nil {
+		if err := check(rc.Entry); err != nil {
+			return fmt.Errorf("ledger: receipt: %w", err)
+		}
 	}
 	leaf, err := json.Marshal(&rc.Entry)
 	if err != nil {
 		return fmt.Errorf("ledger: receipt: encode entry: %w", err)
 	}
-	if err := proof.VerifyInclusion(hasher, p.LeafIndex, p.TreeSize, hasher.HashLeaf(leaf), p.Hashes, cp.Root); err != nil {
-		return fmt.Errorf("ledger: receipt: inclusion: %w", err)
+	root, err := proof.RootFromInclusionProof(hasher, p.LeafIndex, p.TreeSize, hasher.HashLeaf(leaf), p.Hashes)
+	if err != nil {
+		return fmt.Errorf("ledger: receipt: inclusion proof: %w", err)
 	}
-	if check != nil {
-		if err := check(rc.Entry); err != nil {
-			return fmt.Errorf("ledger: receipt: entry check: %w", err)
-		}
+	if !bytes.Equal(root, cp.Root) {
+		return fmt.Errorf("ledger: receipt: inclusion proof: entry %d and its proof lead to root %s, which does not match checkpoint root %s at size %d "+
+			"(the entry was edited, or the proof is not its)", rc.Entry.Index, short(root), short(cp.Root), cp.Size)
 	}
 	return nil
 }

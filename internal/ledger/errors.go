@@ -25,6 +25,17 @@ var (
 	ErrOutOfRange = errors.New("ledger: out of range")
 	// ErrLocked: another process holds the ledger file open for writing.
 	ErrLocked = errors.New("ledger: file locked by another process")
+	// ErrTruncated: the file is shorter than the pages its bbolt meta page
+	// says are in use, so it lost data (a cut copy, a full disk). Open
+	// refuses it rather than let bbolt read past the end (SIGBUS).
+	ErrTruncated = errors.New("ledger: truncated")
+	// ErrCorrupt: the file is not a readable bbolt file (neither meta page
+	// is valid).
+	ErrCorrupt = errors.New("ledger: corrupt")
+	// ErrRolledBack: the ledger is older than, or disagrees with, the newest
+	// checkpoint this server published (WithCheckpointGuard): it is an older
+	// copy, or history was rewritten.
+	ErrRolledBack = errors.New("ledger: rolled back")
 )
 
 // ExistsError is returned by a BuildFunc to say that what it was asked to
@@ -47,6 +58,9 @@ type VerifyError struct {
 	Index  int64
 	Reason string
 	Err    error // underlying cause, if any
+	// index: the entries are sound and only an index disagrees with
+	// them, so rebuilding the indexes from the entries repairs it.
+	index bool
 }
 
 func (e *VerifyError) Error() string {

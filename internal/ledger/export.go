@@ -99,7 +99,10 @@ func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) e
 			return fmt.Errorf("ledger: import failed after writing %d entries, and they could not be removed (%w): delete %s: %w", written, werr, l.path, err)
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return l.guard.keep(l.db)
 }
 
 // verifyExport reads an export, verifies it and copies its entry lines to
@@ -179,7 +182,12 @@ func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool i
 		}
 	}
 	if !bytes.Equal(root, cp.Root) {
-		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: recomputed root differs from the checkpoint root"}
+		// Only the root is signed, so no one entry can be named here: the
+		// per-entry attestation check names those whose signed fields
+		// were edited.
+		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: fmt.Sprintf("import: the %d entries hash to root %s, but the checkpoint says %s: "+
+			"an entry was edited in a field its attestation does not cover (reason, labels, time...), or entries were added, dropped or reordered",
+			n, short(root), short(cp.Root))}
 	}
 	return trailer.Checkpoint, cp, nil
 }

@@ -44,6 +44,7 @@ type Ledger struct {
 	signer note.Signer
 	path   string
 	cache  *stateCache // nil: State reads bbolt every time
+	guard  *guard      // nil: no WithCheckpointGuard
 	// stopReadAhead ends WithReadAhead's background read.
 	stopReadAhead func()
 }
@@ -55,6 +56,9 @@ type options struct {
 	timeout   time.Duration
 	cache     int
 	readAhead bool
+
+	guardPath     string
+	guardVerifier note.Verifier
 }
 
 // Option configures Open.
@@ -101,6 +105,9 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			return nil, fmt.Errorf("ledger: create directory: %w", err)
 		}
 	}
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
 	stopReadAhead := func() {}
 	if o.readAhead {
 		stopReadAhead = readAhead(path)
@@ -143,6 +150,11 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 		})
 		if err == nil {
 			err = upgradeState(db)
+		}
+	}
+	if err == nil && o.guardPath != "" {
+		if l.guard, err = newGuard(o.guardPath, o.guardVerifier, path, o.readOnly); err == nil {
+			err = l.guard.check(db, path)
 		}
 	}
 	if err != nil {
@@ -188,8 +200,12 @@ func (l *Ledger) Size() (uint64, error) {
 	return n, err
 }
 
-// Checkpoint returns the latest signed checkpoint, or ErrEmpty.
+// Checkpoint returns the latest signed checkpoint, or ErrEmpty. With
+// WithCheckpointGuard, it is kept in the guard file before it is returned.
 func (l *Ledger) Checkpoint() (string, error) {
+	if err := l.guard.keep(l.db); err != nil {
+		return "", err
+	}
 	var cp string
 	err := l.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyCheckpoint)

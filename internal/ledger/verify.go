@@ -320,7 +320,7 @@ func (x *indexCheck) add(e *Entry) error {
 	for _, name := range historyNames(e) {
 		key := historyKey(name, e.Index)
 		if k, _ := x.histCur.Seek(key); !bytes.Equal(k, key) {
-			return &VerifyError{Index: int64(e.Index), Reason: fmt.Sprintf("history index lacks %q", name)}
+			return &VerifyError{index: true, Index: int64(e.Index), Reason: fmt.Sprintf("history index lacks %q", name)}
 		}
 		x.nHist++
 	}
@@ -363,7 +363,7 @@ func (x *indexCheck) finish() error {
 	n := 0
 	c := x.state.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		bad := &VerifyError{Index: -1, Reason: fmt.Sprintf("state index of %s disagrees with the entries", k)}
+		bad := &VerifyError{index: true, Index: -1, Reason: fmt.Sprintf("state index of %s disagrees with the entries", k)}
 		if x.rules < stateRules {
 			bad.Reason += fmt.Sprintf(" (it was built with the rules of an older stagegate, %d, not %d: "+
 				"opening the ledger writable, as `stagegate serve` does, rebuilds it)", x.rules, stateRules)
@@ -383,10 +383,10 @@ func (x *indexCheck) finish() error {
 		n++
 	}
 	if n != x.sealed.len() {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, x.sealed.len())}
+		return &VerifyError{index: true, Index: -1, Reason: fmt.Sprintf("state index has %d digests, entries imply %d", n, x.sealed.len())}
 	}
 	if n := x.hist.Stats().KeyN; n != x.nHist {
-		return &VerifyError{Index: -1, Reason: fmt.Sprintf("history index has %d keys, entries imply %d", n, x.nHist)}
+		return &VerifyError{index: true, Index: -1, Reason: fmt.Sprintf("history index has %d keys, entries imply %d", n, x.nHist)}
 	}
 	return nil
 }

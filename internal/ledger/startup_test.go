@@ -1,0 +1,154 @@
+package ledger_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
+)
+
+// stateRecord returns the stored state record of d in the ledger at path.
+func stateRecord(t *testing.T, path, d string) []byte {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v []byte
+	db.View(func(tx *bolt.Tx) error {
+		v = append([]byte(nil), tx.Bucket([]byte("state")).Get([]byte(d))...)
+		return nil
+	})
+	if v == nil {
+		t.Fatalf("no state record of %s in %s", d, path)
+	}
+	return v
+}
+
+// TestVerifyStartupRepairsAnEditedStateIndex edits the state record of a
+// revoked digest in a real file, with bbolt, into the record of a
+// promoted one (taken from a ledger where it is promoted and never
+// revoked), and opens the file as serve does: the decision must be the
+// one the entries make.
+func TestVerifyStartupRepairsAnEditedStateIndex(t *testing.T) {
+	s, v := ledgertest.Keys(t, ledgertest.Origin)
+	d := digest(7)
+	write := func(entries ...ledger.Entry) string {
+		path := filepath.Join(t.TempDir(), "ledger.db")
+		l, err := ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			mustAppend(t, l, e)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	path := write(promotion("reg/app", d, "prod"), promotion("reg/app", digest(8), "prod"), revocation("reg/app", d, "prod"))
+	forged := stateRecord(t, write(promotion("reg/app", d, "prod")), d)
+
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("state")).Put([]byte(d), forged) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// What admission would read without the startup check: promoted.
+	l, err := ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync(), ledger.WithStateCache(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := l.State(d, "prod"); !st.Active() {
+		t.Fatalf("the forged record did not take: %+v", st)
+	}
+	if err := l.Verify(v, nil); err == nil || !strings.Contains(err.Error(), "state index of "+d+" disagrees") {
+		t.Fatalf("Verify: %v; want the edited state record named", err)
+	}
+	if err := l.VerifyStartup(v); err != nil {
+		t.Fatalf("VerifyStartup: %v", err)
+	}
+	st, ok, err := l.State(d, "prod")
+	if err != nil || !ok || st.Active() || !st.Revoked || st.RevokedIndex != 2 {
+		t.Fatalf("State after VerifyStartup = %+v, %v, %v; want revoked at 2", st, ok, err)
+	}
+	if st, _, _ := l.State(digest(8), "prod"); !st.Active() {
+		t.Fatalf("the other digest lost its promotion: %+v", st)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The repair is on disk, not only in this process.
+	if got := stateRecord(t, path, d); string(got) == string(forged) {
+		t.Fatal("the forged record is still stored")
+	}
+}
+
+// TestVerifyStartupRefusesEditedEntries: an edited entry is no index
+// problem; it is refused, not rebuilt from.
+func TestVerifyStartupRefusesEditedEntries(t *testing.T) {
+	s, v := ledgertest.Keys(t, ledgertest.Origin)
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l, err := ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, promotion("reg/app", digest(1), "prod"))
+	mustAppend(t, l, revocation("reg/app", digest(1), "prod"))
+	l.Close()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("entries"))
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 1}
+		raw := strings.Replace(string(b.Get(k)), `"stage":"prod"`, `"stage":"dev"`, 1)
+		return b.Put(k, []byte(raw))
+	})
+	db.Close()
+	l, err = ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.VerifyStartup(v); err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Fatalf("VerifyStartup: %v; want entry 1 named", err)
+	}
+}
+
+// BenchmarkVerifyStartup measures serve's startup check on a warm file:
+//
+//	go test ./internal/ledger -run '^$' -bench VerifyStartup -benchtime 3x
+func BenchmarkVerifyStartup(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(formatCount(n), func(b *testing.B) {
+			l, v, _ := signedLedger(b, n)
+			b.ResetTimer()
+			for b.Loop() {
+				if err := l.VerifyStartup(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/startup")
+		})
+	}
+}
+
+func formatCount(n int) string {
+	if n >= 100_000 {
+		return "1e5"
+	}
+	return "1e4"
+}
