@@ -1,13 +1,14 @@
 package admission
 
 import (
-	"container/list"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/stagegate/stagegate/internal/lru"
 )
 
 // MaxJustification caps the break-glass annotation's justification, which
@@ -37,8 +38,8 @@ const (
 type breakGlassGuard struct {
 	mu       sync.Mutex
 	now      func() time.Time
-	recent   *lru[string, recorded]
-	limiters *lru[string, *rate.Limiter]
+	recent   *lru.Map[string, recorded]
+	limiters *lru.Map[string, *rate.Limiter]
 }
 
 type recorded struct {
@@ -47,7 +48,7 @@ type recorded struct {
 }
 
 func newBreakGlassGuard(now func() time.Time) *breakGlassGuard {
-	return &breakGlassGuard{now: now, recent: newLRU[string, recorded](breakGlassKeys), limiters: newLRU[string, *rate.Limiter](breakGlassKeys)}
+	return &breakGlassGuard{now: now, recent: lru.New[string, recorded](breakGlassKeys), limiters: lru.New[string, *rate.Limiter](breakGlassKeys)}
 }
 
 // key identifies one break-glass: what a record of it says.
@@ -61,7 +62,7 @@ func (bg BreakGlass) key() string {
 func (g *breakGlassGuard) covered(bg BreakGlass) (uint64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r, ok := g.recent.get(bg.key())
+	r, ok := g.recent.Get(bg.key())
 	if !ok || g.now().Sub(r.at) > breakGlassReuse {
 		return 0, false
 	}
@@ -72,10 +73,10 @@ func (g *breakGlassGuard) covered(bg BreakGlass) (uint64, bool) {
 func (g *breakGlassGuard) allow(bg BreakGlass) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	l, ok := g.limiters.get(bg.Stage + "\x00" + bg.Workload)
+	l, ok := g.limiters.Get(bg.Stage + "\x00" + bg.Workload)
 	if !ok {
 		l = rate.NewLimiter(breakGlassRate, breakGlassBurst)
-		g.limiters.put(bg.Stage+"\x00"+bg.Workload, l)
+		g.limiters.Put(bg.Stage+"\x00"+bg.Workload, l)
 	}
 	return l.AllowN(g.now(), 1)
 }
@@ -83,45 +84,5 @@ func (g *breakGlassGuard) allow(bg BreakGlass) bool {
 func (g *breakGlassGuard) remember(bg BreakGlass, index uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.recent.put(bg.key(), recorded{index: index, at: g.now()})
+	g.recent.Put(bg.key(), recorded{index: index, at: g.now()})
 }
-
-// lru is a map bounded to size entries that drops the least recently used.
-// Callers lock.
-type lru[K comparable, V any] struct {
-	size  int
-	order *list.List // of K, most recent first
-	items map[K]*list.Element
-	vals  map[K]V
-}
-
-func newLRU[K comparable, V any](size int) *lru[K, V] {
-	return &lru[K, V]{size: size, order: list.New(), items: map[K]*list.Element{}, vals: map[K]V{}}
-}
-
-func (c *lru[K, V]) get(k K) (V, bool) {
-	el, ok := c.items[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	c.order.MoveToFront(el)
-	return c.vals[k], true
-}
-
-func (c *lru[K, V]) put(k K, v V) {
-	if el, ok := c.items[k]; ok {
-		c.order.MoveToFront(el)
-		c.vals[k] = v
-		return
-	}
-	c.items[k] = c.order.PushFront(k)
-	c.vals[k] = v
-	for c.order.Len() > c.size {
-		old := c.order.Remove(c.order.Back()).(K)
-		delete(c.items, old)
-		delete(c.vals, old)
-	}
-}
-
-func (c *lru[K, V]) len() int { return c.order.Len() }

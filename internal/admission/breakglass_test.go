@@ -84,24 +84,3 @@ func TestBreakGlassBounded(t *testing.T) {
 		t.Fatal("an oversized justification was recorded")
 	}
 }
-
-func TestLRUBounded(t *testing.T) {
-	c := newLRU[int, int](3)
-	for i := range 10 {
-		c.put(i, i)
-		if i == 5 {
-			c.get(3) // 3 becomes the most recent
-		}
-	}
-	if c.len() != 3 {
-		t.Fatalf("len = %d, want 3", c.len())
-	}
-	for _, k := range []int{7, 8, 9} {
-		if v, ok := c.get(k); !ok || v != k {
-			t.Errorf("get(%d) = %d, %v", k, v, ok)
-		}
-	}
-	if _, ok := c.get(3); ok {
-		t.Error("3 survived although 3 newer keys followed it")
-	}
-}

@@ -7,6 +7,8 @@ package federation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/lru"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -46,14 +49,24 @@ type Source struct {
 
 	group singleflight.Group
 	mu    sync.Mutex
-	// synced holds when each digest was last read from the registry: a
-	// miss is not asked again before refresh has passed, and a digest
-	// learned from the registry is re-read after it, so that revocations
-	// arrive.
-	synced   map[string]time.Time
-	imported map[string]string   // digest → repository, for digests learned from the registry
-	local    map[string]struct{} // digests the ledger knows only from local entries
+	// synced holds when each repository@digest was last read from the
+	// registry: a miss is not asked again before refresh has passed, and a
+	// digest learned from the registry is re-read after it, so that
+	// revocations arrive. It is keyed by repository too: a review naming
+	// attacker/empty@D must not make team/app@D a cached miss.
+	synced   *lru.Map[string, time.Time]
+	imported *lru.Map[string, string]   // digest → repository, for digests learned from the registry
+	local    *lru.Map[string, struct{}] // digests the ledger knows only from local entries
+
+	// base ends the background refreshes on Close; wg waits for them.
+	base   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
+
+// maxTracked bounds each of the Source's maps: digests are named by
+// whoever creates pods.
+const maxTracked = 1 << 16
 
 // Option configures a Source.
 type Option func(*Source)
@@ -72,21 +85,29 @@ func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
 func New(l Ledger, f Fetcher, keys []*signing.Verifier, opts ...Option) *Source {
 	s := &Source{ledger: l, fetch: f, keys: keys, timeout: 2 * time.Second, refresh: 30 * time.Second,
 		log: slog.New(slog.DiscardHandler), now: time.Now,
-		synced: map[string]time.Time{}, imported: map[string]string{}, local: map[string]struct{}{}}
+		synced: lru.New[string, time.Time](maxTracked), imported: lru.New[string, string](maxTracked),
+		local: lru.New[string, struct{}](maxTracked)}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
 
+// Close stops the background refreshes and waits for them.
+func (s *Source) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
 // Lookup is called on a ledger miss. It reads the registry (once for
 // concurrent callers, and not again for a recent miss) and reports whether
 // it imported anything. An unreachable registry is an error that says so.
 func (s *Source) Lookup(ctx context.Context, repository, digest string) (bool, error) {
-	if s.recent(digest) {
+	if s.recent(repository, digest) {
 		return false, nil
 	}
-	v, err, _ := s.group.Do(digest, func() (any, error) {
+	v, err, _ := s.group.Do(repository+"@"+digest, func() (any, error) {
 		// The shared fetch must outlive the first caller's context, and is
 		// bounded on its own.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
@@ -104,15 +125,21 @@ func (s *Source) Lookup(ctx context.Context, repository, digest string) (bool, e
 // the decision at hand uses what is known now.
 func (s *Source) Seen(repository, digest string) {
 	s.mu.Lock()
-	_, ours := s.imported[digest]
-	_, known := s.local[digest]
-	stale := ours && s.now().Sub(s.synced[digest]) >= s.refresh
+	_, ours := s.imported.Get(digest)
+	_, known := s.local.Get(digest)
+	last, _ := s.synced.Get(repository + "@" + digest)
+	stale := ours && s.now().Sub(last) >= s.refresh
 	s.mu.Unlock()
 	if !stale && (ours || known) {
 		return
 	}
+	if s.base.Err() != nil {
+		return
+	}
+	s.wg.Add(1)
 	go func() {
-		_, _, _ = s.group.Do(digest, func() (any, error) {
+		defer s.wg.Done()
+		_, _, _ = s.group.Do(repository+"@"+digest, func() (any, error) {
 			if !ours {
 				// Learned before a restart, or promoted here: the ledger
 				// says which, once per digest.
@@ -120,7 +147,7 @@ func (s *Source) Seen(repository, digest string) {
 					return false, err
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			ctx, cancel := context.WithTimeout(s.base, s.timeout)
 			defer cancel()
 			imported, err := s.sync(ctx, repository, digest)
 			if err != nil {
@@ -141,21 +168,21 @@ func (s *Source) hasForeign(digest string) (bool, error) {
 	for _, e := range entries {
 		if e.Foreign {
 			s.mu.Lock()
-			s.imported[digest] = e.Repository
+			s.imported.Put(digest, e.Repository)
 			s.mu.Unlock()
 			return true, nil
 		}
 	}
 	s.mu.Lock()
-	s.local[digest] = struct{}{}
+	s.local.Put(digest, struct{}{})
 	s.mu.Unlock()
 	return false, nil
 }
 
-func (s *Source) recent(digest string) bool {
+func (s *Source) recent(repository, digest string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.synced[digest]
+	t, ok := s.synced.Get(repository + "@" + digest)
 	return ok && s.now().Sub(t) < s.refresh
 }
 
@@ -164,26 +191,41 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("federation: the registry could not be reached for %s@%s: %w", repository, digest, err)
 	}
+	// The repository that counts is the one in the signed statement, where
+	// the promoting stagegate attaches its revocations too: a copy of the
+	// image under attacker/mirror with only the promotions attached must
+	// not hide them. Read every statement's repository as well.
+	more, err := s.statementRepositories(ctx, repository, digest, entries)
+	if err != nil {
+		return false, err
+	}
+	entries = append(entries, more...)
 	known, err := s.ledger.History(digest)
 	if err != nil {
 		return false, err
 	}
 	// A revocation of a platform is attested on the platform's digest, not
 	// on the index's: read those too, or a pod naming the index would run
-	// a platform revoked elsewhere. They go in by time with the index's
-	// own entries, so that the ledger orders them as their ledger did.
+	// a platform revoked elsewhere.
 	platforms := platformsOf(digest, entries, known)
-	more, err := s.platformEntries(ctx, repository, platforms)
+	plat, err := s.platformEntries(ctx, repository, platforms)
 	if err != nil {
 		return false, err
 	}
-	if len(more) > 0 {
-		entries = append(entries, more...)
-		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.Before(entries[j].Time) })
-	}
+	entries = append(entries, plat...)
+	// In signed time order, a revocation after a promotion of the same
+	// instant, so that the ledger folds them as their ledger did.
+	sort.SliceStable(entries, func(i, j int) bool {
+		if !entries[i].Time.Equal(entries[j].Time) {
+			return entries[i].Time.Before(entries[j].Time)
+		}
+		return entries[i].Kind == ledger.KindPromotion && entries[j].Kind == ledger.KindRevocation
+	})
 	have := map[string]bool{}
+	revoked := revocations{}
 	for _, e := range known {
-		have[string(e.Envelope)] = true
+		have[statementKey(e.Envelope)] = true
+		revoked.add(e)
 	}
 	for _, p := range platforms {
 		hist, err := s.ledger.History(p)
@@ -191,12 +233,26 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 			return false, err
 		}
 		for _, e := range hist {
-			have[string(e.Envelope)] = true
+			have[statementKey(e.Envelope)] = true
+			revoked.add(e)
 		}
 	}
 	imported := false
 	for _, e := range entries {
-		if have[string(e.Envelope)] {
+		// Idempotent on the signed statement, not on the envelope's bytes:
+		// a re-serialised copy of the same attestation is the same entry.
+		key := statementKey(e.Envelope)
+		if have[key] {
+			continue
+		}
+		// A promotion signed before a revocation this ledger knows (its
+		// own, or one imported earlier) is history, not news: whoever can
+		// write to the registry could otherwise show the revocation first
+		// and the older promotions after it, and undo it here.
+		if by, ok := revoked.supersedes(e); ok {
+			s.log.Warn("ignored a foreign promotion older than a known revocation", "digest", e.Digest, "stage", e.Stage,
+				"promotedAt", e.Time, "revokedAt", by.Time, "repository", repository)
+			have[key] = true
 			continue
 		}
 		e.Foreign = true
@@ -207,17 +263,82 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 		}); err != nil {
 			return imported, fmt.Errorf("federation: import %s entry for %s: %w", e.Kind, e.Digest, err)
 		}
-		have[string(e.Envelope)] = true
+		have[key] = true
+		revoked.add(e)
 		imported = true
 		s.log.Info("imported a foreign entry from the registry", "kind", e.Kind, "digest", e.Digest, "stage", e.Stage, "repository", repository)
 	}
 	s.mu.Lock()
-	s.synced[digest] = s.now()
-	if imported || s.imported[digest] != "" {
-		s.imported[digest] = repository
+	s.synced.Put(repository+"@"+digest, s.now())
+	if _, ok := s.imported.Get(digest); imported || ok {
+		s.imported.Put(digest, repository)
 	}
 	s.mu.Unlock()
 	return imported, nil
+}
+
+// statementRepositories reads the attestations of digest in each
+// repository that the fetched statements name and that was not read yet.
+// A failure fails the sync: a revocation that could not be read must not
+// pass for none.
+func (s *Source) statementRepositories(ctx context.Context, read, digest string, entries []ledger.Entry) ([]ledger.Entry, error) {
+	var out []ledger.Entry
+	done := map[string]bool{read: true}
+	for _, e := range entries {
+		if e.Repository == "" || done[e.Repository] {
+			continue
+		}
+		done[e.Repository] = true
+		es, err := s.fetch.ForeignEntries(ctx, e.Repository, digest, s.keys)
+		if err != nil {
+			return nil, fmt.Errorf("federation: the registry could not be reached for %s@%s, the repository its attestation names: %w", e.Repository, digest, err)
+		}
+		out = append(out, es...)
+	}
+	return out, nil
+}
+
+// revocations are the newest revocation per digest and stage.
+type revocations map[[2]string]ledger.Entry
+
+func (r revocations) add(e ledger.Entry) {
+	if e.Kind != ledger.KindRevocation {
+		return
+	}
+	k := [2]string{e.Digest, e.Stage}
+	if old, ok := r[k]; !ok || e.Time.After(old.Time) {
+		r[k] = e
+	}
+}
+
+// supersedes returns the revocation, of e's stage or of every stage, that
+// was signed at or after promotion e.
+func (r revocations) supersedes(e ledger.Entry) (ledger.Entry, bool) {
+	if e.Kind != ledger.KindPromotion {
+		return ledger.Entry{}, false
+	}
+	for _, st := range []string{e.Stage, ledger.AllStages} {
+		if rev, ok := r[[2]string{e.Digest, st}]; ok && !rev.Time.Before(e.Time) {
+			return rev, true
+		}
+	}
+	return ledger.Entry{}, false
+}
+
+// statementKey names the signed statement of a DSSE envelope: its payload
+// type and decoded payload. The envelope's JSON can be re-serialised (key
+// order, spacing, escapes) and signatures added without changing it.
+func statementKey(env []byte) string {
+	var e struct {
+		PayloadType string `json:"payloadType"`
+		Payload     []byte `json:"payload"`
+	}
+	if err := json.Unmarshal(env, &e); err != nil || len(e.Payload) == 0 {
+		sum := sha256.Sum256(env)
+		return "raw:" + hex.EncodeToString(sum[:])
+	}
+	sum := sha256.Sum256(append([]byte(e.PayloadType+"\x00"), e.Payload...))
+	return hex.EncodeToString(sum[:])
 }
 
 // platformsOf lists the platforms of digest named by its promotions, the
