@@ -126,6 +126,11 @@ func (c *apiClient) send(ctx context.Context, method, path string, body any, acc
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// The server cut the connection instead of answering, which is
+			// what its write timeout does; TLS may report it as anything.
+			return nil, fmt.Errorf("stagegate at %s closed the connection without an answer (its log says why): %w", c.base, err)
+		}
 		return nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
 	}
 	return resp, nil
@@ -175,6 +180,11 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				status, out, err = c.promoteStreaming(cmd.Context(), body, mode, s.Err)
 			}
 			if err != nil {
+				// A 5xx is no refusal: the registry or the server failed,
+				// and the same request can be repeated.
+				if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status >= http.StatusInternalServerError {
+					return fmt.Errorf("promotion failed: %w", err)
+				}
 				return fmt.Errorf("promotion refused: %w", err)
 			}
 			var rc ledger.Receipt
