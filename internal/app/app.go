@@ -43,6 +43,7 @@ type App struct {
 	// shares Handler's listener.
 	AdmissionHandler http.Handler
 	ready            atomic.Bool
+	federation       *federation.Source
 }
 
 // Keys is the loaded signing material.
@@ -191,10 +192,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 			l.Close()
 			return nil, err
 		}
-		reviewOpts = append(reviewOpts, admission.WithFallback(federation.New(l, att, trusted,
+		a.federation = federation.New(l, att, trusted,
 			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),
 			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
-			federation.WithLogger(logger))))
+			federation.WithLogger(logger))
+		reviewOpts = append(reviewOpts, admission.WithFallback(a.federation))
 	}
 	reviewOpts = append(reviewOpts, ReviewerOptions(cfg, rc)...)
 	a.Reviewer = admission.NewReviewer(l, pol, append(reviewOpts,
@@ -257,6 +259,10 @@ func NewRegistry() *prometheus.Registry {
 // Close closes the ledger.
 func (a *App) Close() error {
 	a.ready.Store(false)
+	// Background refreshes write to the ledger: stop them first.
+	if a.federation != nil {
+		a.federation.Close()
+	}
 	return a.Ledger.Close()
 }
 
