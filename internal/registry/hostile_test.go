@@ -120,7 +120,7 @@ func TestRedirectsAndErrorBodies(t *testing.T) {
 		// A body that is no manifest: resolved or refused, it is never
 		// repeated.
 		"200 with a secret": {
-			internal: func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, secret) },
+			internal:  func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, secret) },
 			contacted: true,
 		},
 		"500 with a secret": {
@@ -291,4 +291,44 @@ func TestNormalHost(t *testing.T) {
 		})
 	}
 	_ = name.DefaultRegistry
+}
+
+// dribbler writes each answer in small pieces with pauses between them.
+type dribbler struct {
+	http.ResponseWriter
+	pause time.Duration
+}
+
+func (d dribbler) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), 64)
+		m, err := d.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		d.ResponseWriter.(http.Flusher).Flush()
+		time.Sleep(d.pause)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// A registry that answers slowly but steadily is waited for: the bound is
+// on each wait, not on the whole of a long read (a copy).
+func TestSlowButSteadyAnswerIsNotCut(t *testing.T) {
+	e, s := startSeeded(t)
+	h := e.srv.Handler
+	slow, _ := serve(t, "127.0.0.1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(dribbler{ResponseWriter: w, pause: 80 * time.Millisecond}, r)
+	}))
+	c := New(WithHost(slow, Host{Insecure: true}), WithTimeout(300*time.Millisecond))
+	start := time.Now()
+	if err := viaRemote(c, strings.Replace(s.Image, e.Host, slow, 1)); err != nil {
+		t.Fatalf("slow answer cut after %s: %v", time.Since(start), err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("the answer took %s, not longer than the timeout: the test proves nothing", d)
+	}
 }

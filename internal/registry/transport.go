@@ -108,7 +108,7 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	// The headers are here; from now on each read of the body is watched.
-	w.stop()
+	w.headers()
 	body := &answerBody{rc: resp.Body, w: w, ctx: ctx, cancel: cancel}
 	resp.Body = body
 	if resp.StatusCode >= http.StatusBadRequest {
@@ -127,11 +127,19 @@ type watch struct {
 	d      time.Duration
 	cancel context.CancelCauseFunc
 	err    error
+	// answered is set once the headers are here: an upload read after
+	// that (a registry may answer before it has read everything) must not
+	// arm the watch while nobody reads the answer.
+	answered bool
 }
 
 func (w *watch) start() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.arm()
+}
+
+func (w *watch) arm() {
 	if w.t == nil {
 		w.t = time.AfterFunc(w.d, func() { w.cancel(w.err) })
 		return
@@ -147,6 +155,24 @@ func (w *watch) stop() {
 	}
 }
 
+// resumeUpload re-arms the watch after a read of the request body, unless
+// the answer has begun.
+func (w *watch) resumeUpload() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.answered {
+		w.arm()
+	}
+}
+
+// headers stops the watch when the answer's headers arrive.
+func (w *watch) headers() {
+	w.mu.Lock()
+	w.answered = true
+	w.mu.Unlock()
+	w.stop()
+}
+
 // uploadBody pauses the watch while the request body's source is read: a
 // stalled source is its own registry's timeout, not this one's.
 type uploadBody struct {
@@ -156,7 +182,7 @@ type uploadBody struct {
 
 func (b *uploadBody) Read(p []byte) (int, error) {
 	b.w.stop()
-	defer b.w.start()
+	defer b.w.resumeUpload()
 	return b.ReadCloser.Read(p)
 }
 
