@@ -20,8 +20,10 @@ import (
 // the entries, which the root has just vouched for, and checked again; a
 // bad entry, tree or checkpoint is a *VerifyError.
 //
-// It reads the whole file once: about 0.1 s per 10^4 entries warm (see
-// docs/ledger-format.md for the figures).
+// It reads the whole file once, at about 35-50 µs an entry on a warm file
+// (2 shared cores: 0.5-0.9 s at 10^4 entries, 3.6 s at 10^5; see
+// BenchmarkVerifyStartup), which buys decisions that the signed root
+// vouches for.
 func (l *Ledger) VerifyStartup(v note.Verifier) error {
 	err := l.Verify(v, nil)
 	var ve *VerifyError
