@@ -295,3 +295,61 @@ func TestServeDecidesFromTheEntriesNotAnEditedStateIndex(t *testing.T) {
 		t.Fatalf("serve's view of the revoked digest: %+v, %v, %v; want revoked", st, ok, err)
 	}
 }
+
+// TestServeRefusesARolledBackLedger: with ledger.checkpointFile set, the
+// app (serve) keeps each checkpoint it hands out, and refuses to start on
+// a copy of the ledger from before a revocation, saying how to recover.
+func TestServeRefusesARolledBackLedger(t *testing.T) {
+	dir, rc := seededLedger(t)
+	cfg := testConfig(t, dir)
+	cfg.Ledger.CheckpointFile = filepath.Join(t.TempDir(), "guard", "checkpoint")
+	start := func() (*app.App, error) {
+		return app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	}
+	a, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	old, err := os.ReadFile(cfg.LedgerPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err = start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Service.Revoke(context.Background(), promotion.Revocation{Digest: rc.Entry.Digest, Repository: rc.Entry.Repository,
+		Stage: "test", Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"release"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := os.ReadFile(cfg.Ledger.CheckpointFile); string(kept) != res.Receipt.Checkpoint {
+		t.Fatalf("the guard does not hold the checkpoint of the revocation's receipt:\n%s", kept)
+	}
+	a.Close()
+	newer, _ := os.ReadFile(cfg.LedgerPath())
+
+	if err := os.WriteFile(cfg.LedgerPath(), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err = start()
+	if err == nil {
+		a.Close()
+		t.Fatal("serve started on the ledger from before the revocation")
+	}
+	for _, m := range []string{"has 3 entries, but this server already published a checkpoint of 4", "restore the newer ledger",
+		"stagegate ledger verify", "remove " + cfg.Ledger.CheckpointFile + " deliberately"} {
+		if !errors.Is(err, ledger.ErrRolledBack) || !strings.Contains(err.Error(), m) {
+			t.Errorf("app.New: %v\nwant ErrRolledBack saying %q", err, m)
+		}
+	}
+
+	// Recovery: the newer ledger back in place.
+	os.WriteFile(cfg.LedgerPath(), newer, 0o600)
+	a, err = start()
+	if err != nil {
+		t.Fatalf("app.New on the restored ledger: %v", err)
+	}
+	a.Close()
+}

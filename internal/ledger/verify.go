@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -33,6 +34,10 @@ func (l *Ledger) Verify(v note.Verifier, check func(Entry) error) error {
 // is not safe for concurrent use); workers only read entry bytes, which stay
 // valid because the pool is drained before the transaction ends.
 func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error) {
+	// Open refuses a file shorter than its pages (checkFile), but one cut
+	// while it is open would still fault in the mapping: make that a panic
+	// the recover below reports, on this goroutine and on the workers.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	cur := int64(-1)
 	defer func() {
 		if r := recover(); r != nil {
@@ -223,6 +228,7 @@ func (p *checkPool) close() {
 
 func (p *checkPool) work() {
 	defer p.wg.Done()
+	debug.SetPanicOnFault(true) // see verifyTx; the goroutine ends with the pool
 	for b := range p.jobs {
 		for i := range b.items {
 			if p.stopped.Load() {
