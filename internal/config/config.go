@@ -187,7 +187,7 @@ type Config struct {
 	// RateLimit bounds each identity's requests to the write endpoints.
 	RateLimit RateLimit `json:"rateLimit,omitempty"`
 	// Ledger guards the ledger file against rollback.
-	Ledger Ledger `json:"ledger,omitempty"`
+	Ledger Ledger `json:"ledger,omitzero"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }

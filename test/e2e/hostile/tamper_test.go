@@ -240,7 +240,7 @@ func TestForgedPromotions(t *testing.T) {
 		}
 		r["inclusionProof"] = otherProof
 		rb, _ := json.Marshal(r)
-		if out, err := verify(rb); err == nil || !strings.Contains(out, "proof for") {
+		if out, err := verify(rb); err == nil || !strings.Contains(out, "inclusion proof") || !strings.Contains(out, "checkpoint") {
 			t.Fatalf("receipt verify: %v\n%s", err, out)
 		}
 	})
