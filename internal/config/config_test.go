@@ -61,17 +61,20 @@ rateLimit: {perSecond: 5, burst: 10}
 
 func TestValidateRejects(t *testing.T) {
 	tests := map[string]struct{ body, want string }{
-		"unknown field":                          {"stages: [{name: dev}]\ncolour: red\n", "unknown field"},
-		"bad stage name":                         {"stages: [{name: Prod}]\n", "DNS label"},
-		"duplicate stage":                        {"stages: [{name: dev}, {name: dev}]\n", "defined twice"},
-		"bad mode":                               {"stages: [{name: dev, mode: block}]\n", "enforce, warn or audit"},
-		"evidence without keys":                  {"stages: [{name: dev, requiredEvidence: [x]}]\n", "evidenceKeys"},
-		"source without keys":                    {"stages: [{name: dev}]\nregistrySource: {enabled: true}\n", "trustedKeys"},
-		"tag with a repository":                  {"stages: [{name: dev, tag: \"other/repo:dev\"}]\n", "tag name"},
-		"duration not a string":                  {"stages: [{name: dev, minSoak: 3600}]\n", "duration"},
-		"review timeout beyond the API server's": {"admission: {timeout: 30s}\n", "below 30s"},
-		"negative image cap":                     {"admission: {maxImages: -1}\n", "maxImages"},
-		"tag cache for a day":                    {"admission: {tagCacheTTL: 24h}\n", "tagCacheTTL"},
+		"unknown field":                           {"stages: [{name: dev}]\ncolour: red\n", "unknown field"},
+		"bad stage name":                          {"stages: [{name: Prod}]\n", "DNS label"},
+		"duplicate stage":                         {"stages: [{name: dev}, {name: dev}]\n", "defined twice"},
+		"bad mode":                                {"stages: [{name: dev, mode: block}]\n", "enforce, warn or audit"},
+		"evidence without keys":                   {"stages: [{name: dev, requiredEvidence: [x]}]\n", "evidenceKeys"},
+		"source without keys":                     {"stages: [{name: dev}]\nregistrySource: {enabled: true}\n", "trustedKeys"},
+		"tag with a repository":                   {"stages: [{name: dev, tag: \"other/repo:dev\"}]\n", "tag name"},
+		"duration not a string":                   {"stages: [{name: dev, minSoak: 3600}]\n", "duration"},
+		"review timeout beyond the API server's":  {"admission: {timeout: 30s}\n", "below 30s"},
+		"negative image cap":                      {"admission: {maxImages: -1}\n", "maxImages"},
+		"tag cache for a day":                     {"admission: {tagCacheTTL: 24h}\n", "tagCacheTTL"},
+		"allow-list without hosts":                {"registryAllowList: true\n", "registryAllowList needs"},
+		"registry wait beyond the write timeout":  {"registryTimeout: 40s\n", "registryTimeout"},
+		"client CA without a listener of its own": {"admission: {clientCAFile: /ca.crt}\n", "admission.clientCAFile needs admission.listen"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
