@@ -148,24 +148,24 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 	if err != nil {
 		return nil, err
 	}
-	lopts := []ledger.Option{ledger.WithSigner(keys.LogSigner)}
+	// The whole ledger is checked as it opens, not only its tail:
+	// admission decides from the state index, which must be what the
+	// signed entries imply, not what the file says (see
+	// ledger.WithStartupVerify for the cost).
+	lopts := []ledger.Option{ledger.WithSigner(keys.LogSigner), ledger.WithStartupVerify(keys.LogVerifier)}
 	if cfg.Ledger.CheckpointFile != "" {
 		lopts = append(lopts, ledger.WithCheckpointGuard(cfg.Ledger.CheckpointFile, keys.LogVerifier))
 	}
 	l, err := ledger.Open(cfg.LedgerPath(), lopts...)
-	if err != nil {
-		return nil, err
-	}
-	a := &App{Ledger: l}
-	// The whole ledger, not only its tail: admission decides from the state
-	// index, which must be what the signed entries imply, not what the file
-	// says (see ledger.VerifyStartup for the cost).
-	if err := l.VerifyStartup(keys.LogVerifier); err != nil && !errors.Is(err, ledger.ErrEmpty) {
-		l.Close()
+	if verr := (*ledger.VerifyError)(nil); errors.As(err, &verr) {
 		return nil, fmt.Errorf("refusing to serve a ledger that fails verification: %w\n"+
 			"  run `stagegate ledger verify --data-dir %s` to find the bad entry; restore the ledger from a backup or rebuild it with `stagegate ledger import` from a verified export",
 			err, cfg.DataDir)
 	}
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Ledger: l}
 	pol, err := NewPolicy(ctx, cfg, logger)
 	if err != nil {
 		l.Close()

@@ -57,8 +57,9 @@ type options struct {
 	cache     int
 	readAhead bool
 
-	guardPath     string
-	guardVerifier note.Verifier
+	guardPath       string
+	guardVerifier   note.Verifier
+	startupVerifier note.Verifier
 }
 
 // Option configures Open.
@@ -108,6 +109,16 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	if err := checkFile(path); err != nil {
 		return nil, err
 	}
+	var rebuild, checked bool
+	if o.startupVerifier != nil {
+		if o.readOnly {
+			return nil, errors.New("ledger: WithStartupVerify needs a writable ledger")
+		}
+		var err error
+		if rebuild, checked, err = preVerify(path, &o); err != nil {
+			return nil, err
+		}
+	}
 	stopReadAhead := func() {}
 	if o.readAhead {
 		stopReadAhead = readAhead(path)
@@ -151,6 +162,9 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 		if err == nil {
 			err = upgradeState(db)
 		}
+	}
+	if err == nil && o.startupVerifier != nil && (rebuild || !checked) {
+		err = l.postVerify(o.startupVerifier, rebuild)
 	}
 	if err == nil && o.guardPath != "" {
 		if l.guard, err = newGuard(o.guardPath, o.guardVerifier, path, o.readOnly); err == nil {
