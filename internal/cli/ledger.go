@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +57,7 @@ func (f *ledgerFlags) path() (string, func(ledger.Entry) error, note.Verifier, e
 
 func newLedgerVerifyCommand(s Streams) *cobra.Command {
 	var f ledgerFlags
+	var kept string
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute every leaf and the root, and check every signature",
@@ -79,11 +81,49 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 			}
 			size, _ := l.Size()
 			fmt.Fprintf(s.Out, "ledger %s verifies: %d entries, checkpoint and every attestation signature good\n", path, size)
+			if kept != "" {
+				if err := extendsKept(l, lv, kept); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.Out, "it extends the checkpoint kept in %s\n", kept)
+			}
 			return nil
 		},
 	}
 	f.bind(cmd)
+	cmd.Flags().StringVar(&kept, "checkpoint-file", "", "also check that the ledger extends this checkpoint (serve's ledger.checkpointFile), as serve does at startup")
 	return cmd
+}
+
+// extendsKept is serve's rollback check, for an operator deciding what to
+// do about a refused start: does the ledger contain the kept checkpoint's
+// tree as a prefix?
+func extendsKept(l *ledger.Ledger, lv note.Verifier, path string) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("checkpoint file: %w", err)
+	}
+	cp, err := ledger.ParseCheckpoint(string(text), lv)
+	if err != nil {
+		return fmt.Errorf("checkpoint file %s: %w", path, err)
+	}
+	size, err := l.Size()
+	if err != nil {
+		return err
+	}
+	if size < cp.Size {
+		return fmt.Errorf("%w: %s has %d entries, fewer than the %d of the checkpoint kept in %s: it is an older copy",
+			ledger.ErrRolledBack, l.Path(), size, cp.Size, path)
+	}
+	p, err := l.ConsistencyProof(cp.Size, size)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(p.FromRoot, cp.Root) {
+		return fmt.Errorf("%w: %s's root at size %d differs from the checkpoint kept in %s: its history was rewritten",
+			ledger.ErrRolledBack, l.Path(), cp.Size, path)
+	}
+	return nil
 }
 
 func newLedgerExportCommand(s Streams) *cobra.Command {

@@ -345,8 +345,20 @@ func TestServeRefusesARolledBackLedger(t *testing.T) {
 		}
 	}
 
+	// The audit the message points to says the same, offline.
+	verify := func() (string, error) {
+		out, _, err := run(t, "ledger", "verify", "--data-dir", dir, "--checkpoint-file", cfg.Ledger.CheckpointFile)
+		return out, err
+	}
+	if _, err := verify(); !errors.Is(err, ledger.ErrRolledBack) || !strings.Contains(err.Error(), "it is an older copy") {
+		t.Errorf("ledger verify --checkpoint-file on the old copy: %v; want ErrRolledBack", err)
+	}
+
 	// Recovery: the newer ledger back in place.
 	os.WriteFile(cfg.LedgerPath(), newer, 0o600)
+	if out, err := verify(); err != nil || !strings.Contains(out, "it extends the checkpoint kept in") {
+		t.Errorf("ledger verify --checkpoint-file on the newer ledger: %v\n%s", err, out)
+	}
 	a, err = start()
 	if err != nil {
 		t.Fatalf("app.New on the restored ledger: %v", err)

@@ -72,7 +72,7 @@ func (g *guard) check(db *bolt.DB, ledgerPath string) error {
 			"if it was replaced deliberately, remove it and start again", g.path, err)
 	}
 	howTo := fmt.Sprintf("restore the newer ledger to %s; or, only after auditing this one "+
-		"(`stagegate ledger verify`, and comparing its checkpoint with the one in %s), remove %s deliberately",
+		"(`stagegate ledger verify --checkpoint-file %s` says what it lacks), remove %s deliberately",
 		ledgerPath, g.path, g.path)
 	var size uint64
 	var root []byte
