@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
 )
@@ -32,15 +34,20 @@ func BenchmarkState(b *testing.B) {
 func BenchmarkAppend(b *testing.B) {
 	tests := []struct {
 		name string
-		opts []ledger.Option
+		opts func(b *testing.B, v note.Verifier) []ledger.Option
 	}{
-		{"nosync", []ledger.Option{ledger.WithNoSync()}},
-		{"durable", nil},
+		{"nosync", func(*testing.B, note.Verifier) []ledger.Option { return []ledger.Option{ledger.WithNoSync()} }},
+		{"durable", func(*testing.B, note.Verifier) []ledger.Option { return nil }},
+		// The checkpoint guard adds a write, two fsyncs and a rename per
+		// commit (serve's ledger.checkpointFile).
+		{"durable+guard", func(b *testing.B, v note.Verifier) []ledger.Option {
+			return []ledger.Option{ledger.WithCheckpointGuard(filepath.Join(b.TempDir(), "checkpoint"), v)}
+		}},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			s, _ := ledgertest.Keys(b, ledgertest.Origin)
-			l, err := ledger.Open(filepath.Join(b.TempDir(), "l.db"), append(tt.opts, ledger.WithSigner(s))...)
+			s, v := ledgertest.Keys(b, ledgertest.Origin)
+			l, err := ledger.Open(filepath.Join(b.TempDir(), "l.db"), append(tt.opts(b, v), ledger.WithSigner(s))...)
 			if err != nil {
 				b.Fatal(err)
 			}
