@@ -13,28 +13,40 @@ import (
 
 func newManifestsCommand(s Streams) *cobra.Command {
 	var (
-		cfgFile, caFile string
-		webhookOnly     bool
-		o               manifests.Options
+		cfgFile, caFile, clientCAFile string
+		webhookOnly, clientAuth       bool
+		o                             manifests.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "manifests",
 		Short: "Print the Kubernetes objects that install stagegate, as YAML",
 		Long: "Prints a Namespace, ServiceAccount, ConfigMaps (the server's config.yaml from --config,\n" +
 			"its policyDir and the public keys and CA files it names), PersistentVolumeClaim, Service,\n" +
-			"Deployment, and the admission objects: the ValidatingWebhookConfiguration with\n" +
+			"NetworkPolicy, Deployment, and the admission objects: the ValidatingWebhookConfiguration with\n" +
 			"one namespace entry and one pod-label entry per stage (and two that refuse a stage\n" +
 			"label naming no stage), the ValidatingAdmissionPolicy that lets only\n" +
 			"--stage-label-group change the stage label on namespaces, and, with --pin-tags, the\n" +
 			"MutatingWebhookConfiguration that rewrites pod image tags to checked digests.\n" +
 			"The Secrets <service>-tls, <service>-keys and <service>-tokens are referenced,\n" +
 			"never generated.\n\n" +
+			"The webhook has a port of its own (9443; the Service's 443), apart from the promotion\n" +
+			"API's (8443), and requires the client certificate of the API server, configured on the\n" +
+			"control plane as in deploy/apiserver/README.md. Its CA goes into the ConfigMap\n" +
+			"<service>-apiserver-ca from --webhook-client-ca, or the config's admission.clientCAFile;\n" +
+			"with neither, create that ConfigMap yourself. --webhook-client-auth=false is for control\n" +
+			"planes whose flags you cannot set: then anything that reaches the webhook's port can\n" +
+			"forge reviews, and the NetworkPolicy is the only fence, so --apiserver-cidr (or\n" +
+			"--apiserver-pods) is required. Without them the NetworkPolicy leaves the webhook's port\n" +
+			"open and the certificate alone keeps others out: no default address fits every cluster,\n" +
+			"and one that misses the API server would refuse every workload.\n\n" +
 			"The webhook sees every namespaced resource, since any kind may carry a pod template;\n" +
 			"--skip-resource excludes a custom kind that runs no pods and that the server cannot read.\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
 			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
 			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",
-		Example: "  stagegate manifests --ca-file certs/ca.crt | kubectl apply -f -\n" +
+		Example: "  stagegate manifests --ca-file certs/ca.crt --webhook-client-ca client-ca/ca.crt \\\n" +
+			"    --apiserver-cidr 192.0.2.0/28 | kubectl apply -f -\n" +
+			"  stagegate manifests --webhook-client-auth=false --apiserver-cidr 172.16.0.0/28\n" +
 			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443\n" +
 			"  stagegate manifests --pin-tags prod --skip-resource widgets.example.com \\\n" +
 			"    --stage-label-group system:masters --stage-label-group platform-admins",
@@ -53,15 +65,22 @@ func newManifestsCommand(s Streams) *cobra.Command {
 					return fmt.Errorf("manifests: CA bundle: %w", err)
 				}
 			}
+			o.NoWebhookClientAuth = !clientAuth
+			if clientCAFile != "" && !webhookOnly {
+				if o.WebhookClientCA, err = os.ReadFile(clientCAFile); err != nil {
+					return fmt.Errorf("manifests: webhook client CA: %w", err)
+				}
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
 			if webhookOnly {
 				return manifests.Write(s.Out, manifests.Admission(o)...)
 			}
-			if o.Server, err = manifests.ServerFiles(cfg); err != nil {
+			if o.Server, err = manifests.ServerFiles(cfg, o); err != nil {
 				return err
 			}
+			warnNetwork(s, o)
 			return manifests.Write(s.Out, manifests.All(o)...)
 		},
 	}
@@ -80,5 +99,31 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.StringSliceVar(&o.PinTags, "pin-tags", nil, "stages (or '*' for all) whose pods get image tags rewritten to the checked digests by a mutating webhook")
 	f.BoolVar(&webhookOnly, "webhook-only", false, "print only the admission objects (webhook configurations and the stage-label policy)")
 	f.Int32Var(&o.TimeoutSeconds, "timeout", manifests.DefaultTimeoutSeconds, "webhook timeout in seconds (1-30)")
+	f.StringVar(&clientCAFile, "webhook-client-ca", "", "PEM CA of the API server's client certificate, for the ConfigMap <service>-apiserver-ca; empty leaves that ConfigMap to you (or to the config's admission.clientCAFile)")
+	f.BoolVar(&clientAuth, "webhook-client-auth", true, "require the API server's client certificate on the webhook's port; false lets anything that reaches the port forge reviews, and needs --apiserver-cidr or --apiserver-pods")
+	f.StringSliceVar(&o.APIServerCIDRs, "apiserver-cidr", nil, "address range the API server's webhook calls come from (control-plane nodes, or a managed control plane's range); the only sources the NetworkPolicy lets reach the webhook's port; repeatable")
+	// An array, not a slice: a label selector may hold a comma.
+	f.StringArrayVar(&o.APIServerPods, "apiserver-pods", nil, "pods that carry the API server's webhook calls, as namespace[/label-selector] (e.g. kube-system/k8s-app=konnectivity-agent); repeatable")
+	f.StringVar(&o.APIClientNamespaces, "api-client-namespaces", "", "label selector of the namespaces whose pods may reach the promotion API's port (default: every namespace)")
+	f.StringSliceVar(&o.APIClientCIDRs, "api-client-cidr", nil, "address range outside the cluster that may reach the promotion API's port; repeatable")
 	return cmd
+}
+
+// warnNetwork says on stderr what the generated objects leave open, since
+// the output itself is usually piped to kubectl unread.
+func warnNetwork(s Streams, o manifests.Options) {
+	switch {
+	case o.NoWebhookClientAuth:
+		fmt.Fprintf(s.Err, "warning: the webhook does not ask for the API server's client certificate: anything that reaches port %d "+
+			"can forge reviews, and the NetworkPolicy is the only fence; it holds only where the network plugin enforces NetworkPolicy\n",
+			manifests.WebhookPort)
+	case o.WebhookOpen():
+		fmt.Fprintf(s.Err, "note: the NetworkPolicy lets any source reach the webhook's port %d; only the API server's client certificate "+
+			"keeps others out. Name the API server's addresses with --apiserver-cidr to fence it too\n", manifests.WebhookPort)
+	}
+	if o.Server.ClientAuth && o.Server.ClientCA == "" {
+		fmt.Fprintf(s.Err, "note: the pod starts once the ConfigMap %s-apiserver-ca exists, holding the CA of the API server's client certificate:\n"+
+			"  kubectl -n %s create configmap %s-apiserver-ca --from-file=%s=client-ca/ca.crt\n",
+			o.Service, o.Namespace, o.Service, manifests.ClientCAKey)
+	}
 }

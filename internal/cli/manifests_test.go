@@ -2,13 +2,18 @@ package cli
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/manifests"
 )
 
@@ -141,6 +146,148 @@ func TestManifestsCommandErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := run(t, append([]string{"manifests", "--ca-file", "", "--webhook-only"}, tt.args...)...)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v, want %v naming %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+}
+
+// named splits multi-document YAML by "Kind/name".
+func named(t *testing.T, out string) map[string]string {
+	t.Helper()
+	docs := map[string]string{}
+	// Split at document markers only: a PEM block holds "-----" too.
+	for _, doc := range regexp.MustCompile(`(?m)^---\n`).Split(out, -1) {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var m struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatalf("%v in:\n%s", err, doc)
+		}
+		docs[m.Kind+"/"+m.Metadata.Name] = doc
+	}
+	return docs
+}
+
+// TestManifestsCommandClientAuth checks the webhook's client certificate
+// and NetworkPolicy flags, and what the command says on stderr about what
+// its output leaves open.
+func TestManifestsCommandClientAuth(t *testing.T) {
+	const pem = "-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\n"
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte(pem), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		caMap    bool   // the apiserver-ca ConfigMap is generated
+		clientCA string // admission.clientCAFile in the server's config
+		webhook  []string
+		stderr   []string // substrings, in any order
+		quiet    []string // substrings stderr must not hold
+	}{
+		{
+			name: "defaults", clientCA: manifests.APIServerCADir + "/ca.crt",
+			stderr: []string{"any source reach the webhook's port 9443", "create configmap stagegate-apiserver-ca --from-file=ca.crt="},
+			quiet:  []string{"warning"},
+		},
+		{
+			name:  "CA and peers",
+			args:  []string{"--webhook-client-ca", caFile, "--apiserver-cidr", "192.0.2.0/28,2001:db8::/64", "--apiserver-pods", "kube-system/k8s-app in (konnectivity-agent,proxy)"},
+			caMap: true, clientCA: manifests.APIServerCADir + "/ca.crt",
+			webhook: []string{"cidr: 192.0.2.0/28", "cidr: 2001:db8::/64", "- konnectivity-agent\n", "kubernetes.io/metadata.name: kube-system"},
+			quiet:   []string{"any source", "configmap", "warning"},
+		},
+		{
+			name:    "client certificate off",
+			args:    []string{"--webhook-client-auth=false", "--apiserver-cidr", "172.16.0.0/28"},
+			webhook: []string{"cidr: 172.16.0.0/28"},
+			stderr:  []string{"warning: the webhook does not ask for the API server's client certificate", "NetworkPolicy is the only fence"},
+			quiet:   []string{"configmap"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, stderr, err := run(t, append([]string{"manifests", "--ca-file", ""}, tt.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := named(t, out)
+			cm, ok := docs["ConfigMap/stagegate-apiserver-ca"]
+			if ok != tt.caMap || (ok && !strings.Contains(cm, "MIIBdGVzdA==")) {
+				t.Errorf("apiserver-ca ConfigMap generated=%v, want %v:\n%s", ok, tt.caMap, cm)
+			}
+			var cfgMap struct{ Data map[string]string }
+			if err := yaml.Unmarshal([]byte(docs["ConfigMap/stagegate-config"]), &cfgMap); err != nil {
+				t.Fatal(err)
+			}
+			var cfg config.Config
+			if err := yaml.UnmarshalStrict([]byte(cfgMap.Data[manifests.ConfigFile]), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Admission.Listen != ":9443" || cfg.Admission.ClientCAFile != tt.clientCA {
+				t.Errorf("admission %+v, want listen :9443 and clientCAFile %q", cfg.Admission, tt.clientCA)
+			}
+			var np networkingv1.NetworkPolicy
+			if err := yaml.Unmarshal([]byte(docs["NetworkPolicy/stagegate"]), &np); err != nil {
+				t.Fatal(err)
+			}
+			// No peer is the open rule: any source.
+			if len(np.Spec.Ingress) != 2 || (len(np.Spec.Ingress[0].From) == 0) != (len(tt.webhook) == 0) {
+				t.Fatalf("ingress %+v, want the webhook's rule open=%v", np.Spec.Ingress, len(tt.webhook) == 0)
+			}
+			rule, err := yaml.Marshal(np.Spec.Ingress[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.webhook {
+				if !strings.Contains(string(rule), w) {
+					t.Errorf("webhook rule lacks %q:\n%s", w, rule)
+				}
+			}
+			for _, w := range tt.stderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			for _, w := range tt.quiet {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr holds %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestManifestsCommandClientAuthErrors(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want error
+		msg  string
+	}{
+		{"off without peers", []string{"--webhook-client-auth=false"}, manifests.ErrInvalidOption, "--apiserver-cidr"},
+		{"off with a CA", []string{"--webhook-client-auth=false", "--apiserver-cidr", "10.0.0.0/8", "--webhook-client-ca", caFile}, manifests.ErrInvalidOption, "turned off"},
+		{"CA not PEM", []string{"--webhook-client-ca", caFile}, manifests.ErrInvalidOption, "holds no PEM certificate"},
+		{"cidr with host bits", []string{"--apiserver-cidr", "10.1.2.3/8"}, manifests.ErrInvalidOption, "write 10.0.0.0/8 for the range, or 10.1.2.3/32"},
+		{"address without length", []string{"--api-client-cidr", "203.0.113.9"}, manifests.ErrInvalidOption, "one address is /32"},
+		{"bad pod selector", []string{"--apiserver-pods", "kube-system/app in x"}, manifests.ErrInvalidOption, "apiserver pods"},
+		{"bad namespace selector", []string{"--api-client-namespaces", "a in b"}, manifests.ErrInvalidOption, "api client namespaces"},
+		{"missing CA file", []string{"--webhook-client-ca", "/nonexistent/ca.crt"}, os.ErrNotExist, "webhook client CA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, append([]string{"manifests", "--ca-file", ""}, tt.args...)...)
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("error %v, want %v naming %q", err, tt.want, tt.msg)
 			}

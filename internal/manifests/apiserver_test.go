@@ -105,7 +105,12 @@ func widget(name, ns string) *unstructured.Unstructured {
 // routes requests (with no webhook server behind the Service, a routed
 // request fails naming the entry, and one that is not routed succeeds),
 // that --skip-resource takes a kind out, that the tag-pinning webhook is
-// accepted and routed, and that the stage-label policy holds.
+// accepted and routed, and that the stage-label policy holds. The API
+// server runs with deploy/apiserver's admission configuration: the
+// generated objects (NetworkPolicy, apiserver-ca ConfigMap and ports
+// included) install without a warning, and, last, a webhook server that
+// requires the API server's client certificate is called through the
+// generated Service and gets it.
 func TestAPIServer(t *testing.T) {
 	assets := filepath.Join(root, "bin/k8s")
 	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
@@ -118,6 +123,10 @@ func TestAPIServer(t *testing.T) {
 		BinaryAssetsDirectory: assets,
 		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: []string{filepath.Join("testdata", "crds")}},
 	}
+	// The API server runs with deploy/apiserver's admission configuration,
+	// which it refuses to start with if it cannot read it.
+	auth := newWebhookAuth(t)
+	auth.configure(env)
 	rc, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -173,16 +182,21 @@ func TestAPIServer(t *testing.T) {
 	// Custom policies and a trusted key exercise the optional ConfigMaps.
 	cfg.PolicyDir = filepath.Join(root, "policies")
 	cfg.RegistrySource.TrustedKeys = []string{writeFile(t, "other.pub", testCA)}
-	srv, err := ServerFiles(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := Options{
-		Stages: cfg.StageNames(), ExcludeNamespaces: []string{"monitoring"}, Server: srv,
+		Stages: cfg.StageNames(), ExcludeNamespaces: []string{"monitoring"},
 		// The test's own client is in system:masters and labels namespaces.
 		StageLabelGroups: []string{"system:masters", stageAdmins},
+		// The generated apiserver-ca ConfigMap, and a NetworkPolicy with
+		// peers of every kind.
+		WebhookClientCA: auth.clientCA,
+		APIServerCIDRs:  []string{"192.0.2.0/28", "2001:db8::/64"},
+		APIServerPods:   []string{"kube-system/k8s-app=konnectivity-agent"},
+		APIClientCIDRs:  []string{"198.51.100.0/24"},
 	}
 	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Server, err = ServerFiles(cfg, o); err != nil {
 		t.Fatal(err)
 	}
 	for _, obj := range All(o) {
@@ -223,6 +237,7 @@ func TestAPIServer(t *testing.T) {
 	})
 	t.Run("stage label policy", func(t *testing.T) { testStageLabelPolicy(t, rc, c) })
 	t.Run("validation", func(t *testing.T) { testServerValidation(t, c) })
+	t.Run("network validation", func(t *testing.T) { testNetworkValidation(t, c, warn) })
 	t.Run("skip resource", func(t *testing.T) {
 		skip := o
 		skip.SkipResources = []string{"widgets.example.com"}
@@ -290,6 +305,8 @@ func TestAPIServer(t *testing.T) {
 			})
 		}
 	})
+	// Last: it gives the Service an endpoint, so calls stop failing.
+	t.Run("client certificate", func(t *testing.T) { testClientCertificate(t, c, auth, o) })
 }
 
 func deploymentIn(ns string) *appsv1.Deployment {

@@ -23,6 +23,9 @@ const (
 	KeysDir     = "/var/run/stagegate/keys"
 	DataDir     = "/var/lib/stagegate"
 	secretKeys  = "/var/run/secrets/stagegate/keys"
+
+	// APIServerCADir holds the CA of the API server's client certificate.
+	APIServerCADir = "/etc/stagegate-apiserver-ca"
 )
 
 // Secret and ConfigMap keys the Deployment expects.
@@ -30,6 +33,9 @@ const (
 	ConfigFile  = "config.yaml"
 	TokensFile  = "tokens.yaml"
 	PasswordKey = "password"
+	// ClientCAKey is the key of the <service>-apiserver-ca ConfigMap, and
+	// the file name under APIServerCADir.
+	ClientCAKey = "ca.crt"
 )
 
 // CopyImage runs the init container that copies the signing keys out of
@@ -50,6 +56,9 @@ func tokensSecretName(o Options) string {
 	return o.Service + "-tokens"
 }
 func dataClaimName(o Options) string { return o.Service + "-data" }
+func apiServerCAName(o Options) string {
+	return o.Service + "-apiserver-ca"
+}
 
 func labels(o Options, component string) map[string]string {
 	return map[string]string{
@@ -64,9 +73,11 @@ func meta(o Options, name, component string) metav1.ObjectMeta {
 }
 
 // Deployment returns the objects that run stagegate, in the order they can
-// be applied: Namespace, ServiceAccount, ConfigMaps (config.yaml, and the
-// policies and trusted public files if o.Server has any),
-// PersistentVolumeClaim, Service, Deployment.
+// be applied: Namespace, ServiceAccount, ConfigMaps (config.yaml, the
+// policies and trusted public files if o.Server has any, and the CA of
+// the API server's client certificate if it is known),
+// PersistentVolumeClaim, Service, NetworkPolicy, Deployment. The
+// NetworkPolicy comes before the pod, so that the pod is never unfenced.
 //
 // The Secrets are referenced but not generated, since they hold private
 // material:
@@ -74,14 +85,21 @@ func meta(o Options, name, component string) metav1.ObjectMeta {
 //   - <service>-keys: cosign.key, cosign.pub, log.key, log.pub, and
 //     optionally password (STAGEGATE_KEY_PASSWORD);
 //   - <service>-tokens: tokens.yaml.
+//
+// So is the ConfigMap <service>-apiserver-ca (key ca.crt) when the server
+// requires the API server's client certificate and o.Server has no CA.
 func Deployment(o Options) []runtime.Object {
 	o = o.withDefaults()
 	srv := o.Server
 	if srv == nil {
-		// The defaults validate and name no file.
+		// The defaults validate and name no file; a bad
+		// WebhookClientCA is Validate's to report.
 		d := config.Default()
 		_ = d.Validate()
-		srv, _ = ServerFiles(d)
+		var err error
+		if srv, err = ServerFiles(d, o); err != nil {
+			srv, _ = ServerFiles(d, Options{})
+		}
 	}
 	objs := []runtime.Object{
 		namespace(o),
@@ -94,7 +112,10 @@ func Deployment(o Options) []runtime.Object {
 	if len(srv.Trust) > 0 {
 		objs = append(objs, configMap(o, trustName(o), srv.Trust))
 	}
-	return append(objs, dataClaim(o), service(o), deployment(o, srv))
+	if srv.ClientAuth && srv.ClientCA != "" {
+		objs = append(objs, configMap(o, apiServerCAName(o), map[string]string{ClientCAKey: srv.ClientCA}))
+	}
+	return append(objs, dataClaim(o), service(o), NetworkPolicy(o), deployment(o, srv))
 }
 func namespace(o Options) *corev1.Namespace {
 	ns := &corev1.Namespace{
@@ -145,15 +166,29 @@ func service(o Options) *corev1.Service {
 		ObjectMeta: meta(o, o.Service, "webhook"),
 		Spec: corev1.ServiceSpec{
 			Selector: selector(o),
+			// 443 is the port the webhook configurations call (the API
+			// server picks the client certificate by "<service>.<namespace>.svc",
+			// port 443 omitted); the promotion API keeps its own number.
 			Ports: []corev1.ServicePort{{
-				Name:       "https",
+				Name:       webhookPortName,
 				Port:       443,
-				TargetPort: intstr.FromString("https"),
+				TargetPort: intstr.FromString(webhookPortName),
+				Protocol:   corev1.ProtocolTCP,
+			}, {
+				Name:       apiPortName,
+				Port:       ServingPort,
+				TargetPort: intstr.FromString(apiPortName),
 				Protocol:   corev1.ProtocolTCP,
 			}},
 		},
 	}
 }
+
+// Names of the container ports, and of the Service ports that map to them.
+const (
+	webhookPortName = "webhook"
+	apiPortName     = "api"
+)
 
 func selector(o Options) map[string]string {
 	return map[string]string{"app.kubernetes.io/name": o.Service, "app.kubernetes.io/component": "webhook"}
@@ -230,7 +265,10 @@ func podSpec(o Options, srv *Server) corev1.PodSpec {
 			Name:  "stagegate",
 			Image: o.Image,
 			Args:  []string{"serve", "--config", ConfigDir + "/" + ConfigFile},
-			Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: ServingPort, Protocol: corev1.ProtocolTCP}},
+			Ports: []corev1.ContainerPort{
+				{Name: apiPortName, ContainerPort: ServingPort, Protocol: corev1.ProtocolTCP},
+				{Name: webhookPortName, ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
+			},
 			Env: []corev1.EnvVar{{
 				Name: config.PasswordEnv,
 				ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
@@ -293,12 +331,15 @@ func podSpec(o Options, srv *Server) corev1.PodSpec {
 	// the paths above).
 	for _, cm := range []struct {
 		volume, name, dir string
-		data              map[string]string
+		mount             bool
 	}{
-		{"policies", policiesName(o), PoliciesDir, srv.Policies},
-		{"trust", trustName(o), TrustDir, srv.Trust},
+		{"policies", policiesName(o), PoliciesDir, len(srv.Policies) > 0},
+		{"trust", trustName(o), TrustDir, len(srv.Trust) > 0},
+		// Mounted even when not generated: not optional, so the pod waits
+		// for the operator's ConfigMap instead of starting without it.
+		{"apiserver-ca", apiServerCAName(o), APIServerCADir, srv.ClientAuth},
 	} {
-		if len(cm.data) == 0 {
+		if !cm.mount {
 			continue
 		}
 		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: cm.volume, VolumeSource: corev1.VolumeSource{
@@ -324,8 +365,10 @@ func containerSecurity() *corev1.SecurityContext {
 func probe(path string, period int32) *corev1.Probe {
 	return &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-			Path:   path,
-			Port:   intstr.FromString("https"),
+			Path: path,
+			// The API's port: the webhook's may require a client
+			// certificate, which the kubelet does not have.
+			Port:   intstr.FromString(apiPortName),
 			Scheme: corev1.URISchemeHTTPS,
 		}},
 		PeriodSeconds:    period,

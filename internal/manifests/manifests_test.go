@@ -48,12 +48,17 @@ func TestGolden(t *testing.T) {
 			// A fixed Server, so that this file does not change with the
 			// config package's defaults (TestDeployBase follows those).
 			srv := &Server{
-				Config:   []byte("listen: :8443\nstages:\n- name: dev\n- name: prod\n"),
-				Policies: map[string]string{"admission.rego": "package stagegate.admission\n"},
-				Trust:    map[string]string{"evidence-0-ci.pub": "-----BEGIN PUBLIC KEY-----\n...\n"},
+				Config: []byte("admission:\n  clientCAFile: /etc/stagegate-apiserver-ca/ca.crt\n  listen: :9443\n" +
+					"listen: :8443\nstages:\n- name: dev\n- name: prod\n"),
+				Policies:   map[string]string{"admission.rego": "package stagegate.admission\n"},
+				Trust:      map[string]string{"evidence-0-ci.pub": "-----BEGIN PUBLIC KEY-----\n...\n"},
+				ClientAuth: true,
+				ClientCA:   testCA,
 			}
 			return All(Options{Stages: []string{"dev", "prod"}, Namespace: "gate", Service: "sg",
-				Image: "example.com/sg@sha256:" + strings.Repeat("a", 64), Server: srv})
+				Image: "example.com/sg@sha256:" + strings.Repeat("a", 64), Server: srv,
+				APIServerCIDRs: []string{"192.0.2.0/28"}, APIServerPods: []string{"kube-system/k8s-app=konnectivity-agent"},
+				APIClientNamespaces: "stagegate.dev/api-client=true", APIClientCIDRs: []string{"203.0.113.0/24"}})
 		}},
 	}
 	for _, tt := range tests {
@@ -123,6 +128,27 @@ func TestOptionsValidate(t *testing.T) {
 		{"pin an unknown stage", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"qa"}}, ErrUnknownStage},
 		{"pin a stage twice", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"prod", "prod"}}, ErrInvalidOption},
 		{"pin every stage and one", Options{Stages: []string{"dev", "prod"}, PinTags: []string{"*", "prod"}}, ErrInvalidOption},
+
+		{"webhook client CA", Options{Stages: []string{"dev"}, WebhookClientCA: []byte(testCA)}, nil},
+		{"webhook client CA not pem", Options{Stages: []string{"dev"}, WebhookClientCA: []byte("hello")}, ErrInvalidOption},
+		{"webhook client CA empty file", Options{Stages: []string{"dev"}, WebhookClientCA: []byte{}}, ErrInvalidOption},
+		{"webhook client CA with client auth off", Options{Stages: []string{"dev"}, WebhookClientCA: []byte(testCA), NoWebhookClientAuth: true, APIServerCIDRs: []string{"10.0.0.0/8"}}, ErrInvalidOption},
+		{"client auth off without peers", Options{Stages: []string{"dev"}, NoWebhookClientAuth: true}, ErrInvalidOption},
+		{"client auth off with a cidr", Options{Stages: []string{"dev"}, NoWebhookClientAuth: true, APIServerCIDRs: []string{"172.16.0.0/28"}}, nil},
+		{"client auth off with pods", Options{Stages: []string{"dev"}, NoWebhookClientAuth: true, APIServerPods: []string{"kube-system/k8s-app=konnectivity-agent"}}, nil},
+		{"apiserver cidrs", Options{Stages: []string{"dev"}, APIServerCIDRs: []string{"192.0.2.0/24", "192.0.2.9/32", "2001:db8::/64", "0.0.0.0/0"}}, nil},
+		{"apiserver cidr with host bits", Options{Stages: []string{"dev"}, APIServerCIDRs: []string{"192.0.2.9/24"}}, ErrInvalidOption},
+		{"apiserver cidr without length", Options{Stages: []string{"dev"}, APIServerCIDRs: []string{"192.0.2.9"}}, ErrInvalidOption},
+		{"apiserver cidr empty", Options{Stages: []string{"dev"}, APIServerCIDRs: []string{""}}, ErrInvalidOption},
+		{"apiserver cidr a name", Options{Stages: []string{"dev"}, APIServerCIDRs: []string{"control-plane/24"}}, ErrInvalidOption},
+		{"api client cidr with host bits", Options{Stages: []string{"dev"}, APIClientCIDRs: []string{"2001:db8::1/64"}}, ErrInvalidOption},
+		{"apiserver pods, whole namespace", Options{Stages: []string{"dev"}, APIServerPods: []string{"kube-system"}}, nil},
+		{"apiserver pods, set selector", Options{Stages: []string{"dev"}, APIServerPods: []string{"kube-system/tier in (control-plane),app"}}, nil},
+		{"apiserver pods, bad namespace", Options{Stages: []string{"dev"}, APIServerPods: []string{"Kube-System/app=x"}}, ErrInvalidOption},
+		{"apiserver pods, empty", Options{Stages: []string{"dev"}, APIServerPods: []string{""}}, ErrInvalidOption},
+		{"apiserver pods, bad selector", Options{Stages: []string{"dev"}, APIServerPods: []string{"kube-system/app in x"}}, ErrInvalidOption},
+		{"api client namespaces", Options{Stages: []string{"dev"}, APIClientNamespaces: "team in (ci,release)"}, nil},
+		{"api client namespaces, bad selector", Options{Stages: []string{"dev"}, APIClientNamespaces: "team in ci"}, ErrInvalidOption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,6 +191,8 @@ func testServerConfig(t *testing.T) *config.Config {
 	c.RegistrySource = config.RegistrySource{Enabled: true, TrustedKeys: []string{writeFile(t, "peer.pub", "peer-key")}}
 	c.Registries = []config.Registry{{Host: "a.example"}, {Host: "b.example", CAFile: writeFile(t, "b ca.crt", "b-ca")}}
 	c.TLS.ClientCAFile = writeFile(t, "clients.crt", "client-ca")
+	c.Admission.Listen = "127.0.0.1:9443"
+	c.Admission.ClientCAFile = writeFile(t, "apiserver-ca.crt", testCA)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +208,7 @@ func TestServerFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ServerFiles(in)
+	srv, err := ServerFiles(in, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +228,9 @@ func TestServerFiles(t *testing.T) {
 	}
 	checks := map[string][2]string{
 		"listen":    {got.Listen, ":8443"},
+		"webhook":   {got.Admission.Listen, ":9443"},
+		"webhookCA": {got.Admission.ClientCAFile, APIServerCADir + "/ca.crt"},
+		"clientCA":  {srv.ClientCA, testCA},
 		"dataDir":   {got.DataDir, DataDir},
 		"certFile":  {got.TLS.CertFile, TLSDir + "/tls.crt"},
 		"keyFile":   {got.TLS.KeyFile, TLSDir + "/tls.key"},
@@ -242,20 +273,26 @@ func TestServerFilesErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*config.Config)
+		o      Options
 		want   error
 	}{
-		{"missing key file", func(c *config.Config) { c.EvidenceKeys = []string{"/nonexistent/key.pub"} }, os.ErrNotExist},
-		{"missing policy dir", func(c *config.Config) { c.PolicyDir = "/nonexistent" }, os.ErrNotExist},
-		{"policy dir without policy", func(c *config.Config) { c.PolicyDir = t.TempDir() }, ErrInvalidOption},
+		{"missing key file", func(c *config.Config) { c.EvidenceKeys = []string{"/nonexistent/key.pub"} }, Options{}, os.ErrNotExist},
+		{"missing policy dir", func(c *config.Config) { c.PolicyDir = "/nonexistent" }, Options{}, os.ErrNotExist},
+		{"policy dir without policy", func(c *config.Config) { c.PolicyDir = t.TempDir() }, Options{}, ErrInvalidOption},
 		{"too large", func(c *config.Config) {
 			c.EvidenceKeys = []string{writeFile(t, "big.pub", strings.Repeat("x", maxConfigMap+1))}
-		}, ErrInvalidOption},
+		}, Options{}, ErrInvalidOption},
+		{"missing webhook client CA", func(c *config.Config) { c.Admission.ClientCAFile = "/nonexistent/ca.crt" }, Options{}, os.ErrNotExist},
+		{"webhook client CA not PEM", func(c *config.Config) { c.Admission.ClientCAFile = writeFile(t, "ca.crt", "hello") }, Options{}, ErrInvalidOption},
+		{"webhook client CA too large", func(c *config.Config) {}, Options{WebhookClientCA: []byte(testCA + strings.Repeat("x", maxConfigMap))}, ErrInvalidOption},
+		{"config asks for the certificate the options turn off", func(c *config.Config) { c.Admission.ClientCAFile = writeFile(t, "ca.crt", testCA) },
+			Options{NoWebhookClientAuth: true, APIServerCIDRs: []string{"10.0.0.0/8"}}, ErrInvalidOption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := config.Default()
 			tt.modify(c)
-			if _, err := ServerFiles(c); !errors.Is(err, tt.want) {
+			if _, err := ServerFiles(c, tt.o); !errors.Is(err, tt.want) {
 				t.Fatalf("ServerFiles() = %v, want %v", err, tt.want)
 			}
 		})
@@ -266,7 +303,7 @@ func TestServerFilesErrors(t *testing.T) {
 // security requirements: every path the config names is mounted, and the
 // pod runs restricted.
 func TestDeploymentMounts(t *testing.T) {
-	srv, err := ServerFiles(testServerConfig(t))
+	srv, err := ServerFiles(testServerConfig(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +339,7 @@ func TestDeploymentMounts(t *testing.T) {
 		}
 		return false
 	}
-	paths := []string{cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.Keys.Dir,
+	paths := []string{cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.Admission.ClientCAFile, cfg.Keys.Dir,
 		cfg.TokensFile, cfg.PolicyDir, cfg.EvidenceKeys[0], cfg.RegistrySource.TrustedKeys[0], c.Args[len(c.Args)-1]}
 	for _, p := range paths {
 		if !mounted(p) {

@@ -47,8 +47,15 @@ const (
 	// AllStages in PinTags pins tags in every stage.
 	AllStages = "*"
 
-	// ServingPort is the container port the server listens on.
+	// ServingPort is the container port of the promotion API, and of the
+	// probes: the webhook's port may refuse them, having no client
+	// certificate to show.
 	ServingPort = int32(8443)
+
+	// WebhookPort is the container port of the webhook's own listener
+	// (config admission.listen). The Service maps port 443, the one the
+	// webhook configurations call, to it.
+	WebhookPort = int32(9443)
 )
 
 // DefaultStageLabelGroups may set the stage label on namespaces when
@@ -102,8 +109,42 @@ type Options struct {
 	// Empty generates none.
 	PinTags []string
 	// Server is the server's configuration for the ConfigMaps; see
-	// ServerFiles. Nil uses the defaults.
+	// ServerFiles. Nil uses the defaults, with the options below.
 	Server *Server
+
+	// WebhookClientCA is the CA (PEM) of the client certificate the API
+	// server presents to the webhook (deploy/apiserver). ServerFiles
+	// puts it in the ConfigMap <service>-apiserver-ca. Nil leaves that
+	// ConfigMap to the operator, as the Secrets are, unless the config
+	// names admission.clientCAFile: the certificate is still required.
+	WebhookClientCA []byte
+	// NoWebhookClientAuth serves the webhook without asking for the API
+	// server's client certificate, for clusters whose kube-apiserver
+	// flags cannot be set (managed control planes). Then anything that
+	// can reach the webhook's port can post a review with the userInfo
+	// of its choosing and, with a break-glass annotation, have it signed
+	// into the ledger under that name: the NetworkPolicy is the only
+	// fence left, so Validate requires APIServerCIDRs or APIServerPods.
+	NoWebhookClientAuth bool
+	// APIServerCIDRs are the addresses the API server's calls to the
+	// webhook come from, as the pod sees them: the control-plane nodes'
+	// addresses (or their overlay tunnel addresses), or a managed
+	// control plane's range. The NetworkPolicy lets only them reach the
+	// webhook's port. The API server runs on the host network, where no
+	// pod selector can find it.
+	APIServerCIDRs []string
+	// APIServerPods are pods that carry the API server's calls, as
+	// "namespace" or "namespace/label-selector" (e.g.
+	// "kube-system/k8s-app=konnectivity-agent", for control planes that
+	// reach the cluster through a Konnectivity proxy).
+	APIServerPods []string
+	// APIClientNamespaces is a label selector for the namespaces whose pods
+	// may reach the promotion API's port; empty means every namespace.
+	APIClientNamespaces string
+	// APIClientCIDRs may reach the promotion API's port too: clients
+	// outside the cluster (e.g. CI runners behind a load balancer that
+	// keeps their addresses).
+	APIClientCIDRs []string
 }
 
 // withDefaults returns a copy of o with zero fields set to their defaults.
@@ -176,7 +217,7 @@ func (o Options) Validate() error {
 	if _, err := pinStages(o); err != nil {
 		return err
 	}
-	return nil
+	return o.validateNetwork()
 }
 
 // excluded lists the namespaces no entry may match, without duplicates.

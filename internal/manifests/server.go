@@ -27,6 +27,14 @@ type Server struct {
 	// (evidenceKeys, registrySource.trustedKeys, registries[].caFile,
 	// tls.clientCAFile), by the name the rewritten config gives them.
 	Trust map[string]string
+	// ClientAuth says that the config requires the API server's client
+	// certificate on the webhook's listener: its admission.clientCAFile
+	// is in the ConfigMap <service>-apiserver-ca, which the Deployment
+	// then mounts.
+	ClientAuth bool
+	// ClientCA is that CA (PEM). Empty leaves the ConfigMap to the
+	// operator; the pod does not start until it exists.
+	ClientCA string
 }
 
 // maxConfigMap is below the API server's 1 MiB limit on a ConfigMap, with
@@ -34,13 +42,41 @@ type Server struct {
 const maxConfigMap = 1000 << 10
 
 // ServerFiles returns cfg as the in-cluster server sees it: listening on
-// all interfaces, paths rewritten to the Deployment's mounts, and the
-// contents of the non-secret files it names, read from the paths in cfg.
-// cfg, which should have passed Validate, is not modified.
-func ServerFiles(cfg *config.Config) (*Server, error) {
+// all interfaces, the webhook on a port of its own (WebhookPort) so that
+// the NetworkPolicy can fence it apart from the promotion API, paths
+// rewritten to the Deployment's mounts, and the contents of the non-secret
+// files it names, read from the paths in cfg.
+//
+// The webhook requires the API server's client certificate unless
+// o.NoWebhookClientAuth: its CA is o.WebhookClientCA, else the file cfg
+// names as admission.clientCAFile, else one the operator puts in the
+// ConfigMap. cfg, which should have passed Validate, is not modified.
+func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	c := *cfg
 	srv := &Server{Trust: map[string]string{}}
 	c.Listen = fmt.Sprintf(":%d", ServingPort)
+	c.Admission.Listen = fmt.Sprintf(":%d", WebhookPort)
+	c.Admission.ClientCAFile = ""
+	// Turning the certificate off is a choice to make once, knowingly: a
+	// config that asks for it is not overruled in silence.
+	if o.NoWebhookClientAuth && cfg.Admission.ClientCAFile != "" {
+		return nil, fmt.Errorf("manifests: %w: the config names admission.clientCAFile, but the webhook's client certificate is turned off", ErrInvalidOption)
+	}
+	if !o.NoWebhookClientAuth {
+		srv.ClientAuth = true
+		c.Admission.ClientCAFile = APIServerCADir + "/" + ClientCAKey
+		srv.ClientCA = string(o.WebhookClientCA)
+		if o.WebhookClientCA == nil && cfg.Admission.ClientCAFile != "" {
+			b, err := os.ReadFile(cfg.Admission.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("manifests: admission.clientCAFile: %w", err)
+			}
+			srv.ClientCA = string(b)
+		}
+		if srv.ClientCA != "" && !hasCertificate([]byte(srv.ClientCA)) {
+			return nil, fmt.Errorf("manifests: %w: the webhook's client CA holds no PEM certificate", ErrInvalidOption)
+		}
+	}
 	c.DataDir = DataDir
 	c.TLS = config.TLS{CertFile: TLSDir + "/tls.crt", KeyFile: TLSDir + "/tls.key"}
 	// Only Dir is kept: the server derives the four key paths from it.
@@ -92,7 +128,7 @@ func ServerFiles(cfg *config.Config) (*Server, error) {
 		}
 		c.PolicyDir = PoliciesDir
 	}
-	for name, m := range map[string]map[string]string{"trusted files": srv.Trust, "policies": srv.Policies} {
+	for name, m := range map[string]map[string]string{"trusted files": srv.Trust, "policies": srv.Policies, "the webhook's client CA certificates": {ClientCAKey: srv.ClientCA}} {
 		if n := size(m); n > maxConfigMap {
 			return nil, fmt.Errorf("manifests: %w: %s take %d bytes, more than a ConfigMap holds", ErrInvalidOption, name, n)
 		}
@@ -163,5 +199,6 @@ func (s *Server) hash() string {
 	write(map[string]string{ConfigFile: string(s.Config)})
 	write(s.Policies)
 	write(s.Trust)
+	write(map[string]string{ClientCAKey: s.ClientCA})
 	return hex.EncodeToString(h.Sum(nil))
 }
