@@ -15,6 +15,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	var (
 		cfgFile, caFile, clientCAFile string
 		webhookOnly, clientAuth       bool
+		allowList, guard              bool
 		o                             manifests.Options
 	)
 	cmd := &cobra.Command{
@@ -41,12 +42,18 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			"and one that misses the API server would refuse every workload.\n\n" +
 			"The webhook sees every namespaced resource, since any kind may carry a pod template;\n" +
 			"--skip-resource excludes a custom kind that runs no pods and that the server cannot read.\n\n" +
+			"The server contacts only the registries of its allow-list: the config's registries and\n" +
+			"--registry. With neither, the command refuses rather than guess; --registry-allow-list=false\n" +
+			"lets the server contact any host a pod or a registry's redirect names.\n" +
+			"The rollback guard keeps the newest checkpoint the server published on a claim of its own,\n" +
+			"<service>-guard, and the server refuses to start on an older ledger (README: the rollback\n" +
+			"guard, and how to recover from it). --checkpoint-guard=false leaves it out.\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
 			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
 			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",
 		Example: "  stagegate manifests --ca-file certs/ca.crt --webhook-client-ca client-ca/ca.crt \\\n" +
-			"    --apiserver-cidr 192.0.2.0/28 | kubectl apply -f -\n" +
-			"  stagegate manifests --webhook-client-auth=false --apiserver-cidr 172.16.0.0/28\n" +
+			"    --apiserver-cidr 192.0.2.0/28 --registry ghcr.io --registry registry.corp.example | kubectl apply -f -\n" +
+			"  stagegate manifests --webhook-client-auth=false --apiserver-cidr 172.16.0.0/28 --registry ghcr.io\n" +
 			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443\n" +
 			"  stagegate manifests --pin-tags prod --skip-resource widgets.example.com \\\n" +
 			"    --stage-label-group system:masters --stage-label-group platform-admins",
@@ -66,6 +73,8 @@ func newManifestsCommand(s Streams) *cobra.Command {
 				}
 			}
 			o.NoWebhookClientAuth = !clientAuth
+			o.NoRegistryAllowList = !allowList
+			o.NoCheckpointGuard = !guard
 			if clientCAFile != "" && !webhookOnly {
 				if o.WebhookClientCA, err = os.ReadFile(clientCAFile); err != nil {
 					return fmt.Errorf("manifests: webhook client CA: %w", err)
@@ -106,6 +115,9 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.StringArrayVar(&o.APIServerPods, "apiserver-pods", nil, "pods that carry the API server's webhook calls, as namespace[/label-selector] (e.g. kube-system/k8s-app=konnectivity-agent); repeatable")
 	f.StringVar(&o.APIClientNamespaces, "api-client-namespaces", "", "label selector of the namespaces whose pods may reach the promotion API's port (default: every namespace)")
 	f.StringSliceVar(&o.APIClientCIDRs, "api-client-cidr", nil, "address range outside the cluster that may reach the promotion API's port; repeatable")
+	f.StringSliceVar(&o.Registries, "registry", nil, "registry host[:port] the server may contact, added to the config's registries; repeatable")
+	f.BoolVar(&allowList, "registry-allow-list", true, "let the server contact only the config's registries and --registry (one is required); false lets it contact any host")
+	f.BoolVar(&guard, "checkpoint-guard", true, "keep the newest published checkpoint on the claim <service>-guard, and refuse to start on an older ledger; false leaves the guard out")
 	return cmd
 }
 
@@ -120,6 +132,15 @@ func warnNetwork(s Streams, o manifests.Options) {
 	case o.WebhookOpen():
 		fmt.Fprintf(s.Err, "note: the NetworkPolicy lets any source reach the webhook's port %d; only the API server's client certificate "+
 			"keeps others out. Name the API server's addresses with --apiserver-cidr to fence it too\n", manifests.WebhookPort)
+	}
+	if slices.Contains(o.Registries, manifests.PlaceholderRegistry) {
+		fmt.Fprintf(s.Err, "note: %s is a placeholder: the server contacts no registry until you name yours with --registry\n", manifests.PlaceholderRegistry)
+	}
+	if o.NoRegistryAllowList {
+		fmt.Fprintf(s.Err, "warning: the registry allow-list is off: the server contacts any registry host a pod or a redirect names\n")
+	}
+	if o.NoCheckpointGuard {
+		fmt.Fprintf(s.Err, "warning: the rollback guard is off: the server starts on any older copy of its ledger\n")
 	}
 	if o.Server.ClientAuth && o.Server.ClientCA == "" {
 		fmt.Fprintf(s.Err, "note: the pod starts once the ConfigMap %s-apiserver-ca exists, holding the CA of the API server's client certificate:\n"+

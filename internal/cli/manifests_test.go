@@ -117,7 +117,7 @@ func TestManifestsCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, _, err := run(t, append([]string{"manifests", "--ca-file", ""}, tt.args...)...)
+			out, _, err := run(t, append([]string{"manifests", "--ca-file", "", "--registry", "ghcr.io"}, tt.args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +214,7 @@ func TestManifestsCommandClientAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, stderr, err := run(t, append([]string{"manifests", "--ca-file", ""}, tt.args...)...)
+			out, stderr, err := run(t, append([]string{"manifests", "--ca-file", "", "--registry", "ghcr.io"}, tt.args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,6 +284,123 @@ func TestManifestsCommandClientAuthErrors(t *testing.T) {
 		{"bad pod selector", []string{"--apiserver-pods", "kube-system/app in x"}, manifests.ErrInvalidOption, "apiserver pods"},
 		{"bad namespace selector", []string{"--api-client-namespaces", "a in b"}, manifests.ErrInvalidOption, "api client namespaces"},
 		{"missing CA file", []string{"--webhook-client-ca", "/nonexistent/ca.crt"}, os.ErrNotExist, "webhook client CA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, append([]string{"manifests", "--ca-file", "", "--registry", "ghcr.io"}, tt.args...)...)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v, want %v naming %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+}
+
+// TestManifestsCommandSafeDefaults checks --registry, --registry-allow-list
+// and --checkpoint-guard: what the server's config says, whether the
+// guard's claim is generated and mounted, and what stderr says.
+func TestManifestsCommandSafeDefaults(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yaml")
+	caFile := filepath.Join(dir, "corp-ca.crt")
+	if err := os.WriteFile(caFile, []byte("corp-ca"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte("registries:\n- host: registry.corp.example:5000\n  caFile: "+caFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guardPath := manifests.GuardDir + "/" + manifests.GuardFile
+	tests := []struct {
+		name       string
+		args       []string
+		allowList  bool
+		registries []string
+		guard      bool
+		stderr     []string
+		quiet      []string
+	}{
+		{"hosts", []string{"--registry", "ghcr.io", "--registry", "quay.io,registry.k8s.io"},
+			true, []string{"ghcr.io", "quay.io", "registry.k8s.io"}, true, nil, []string{"placeholder", "warning"}},
+		{"config's hosts and one more", []string{"--config", cfgFile, "--registry", "ghcr.io"},
+			true, []string{"registry.corp.example:5000", "ghcr.io"}, true, nil, []string{"warning"}},
+		{"config's hosts alone", []string{"--config", cfgFile},
+			true, []string{"registry.corp.example:5000"}, true, nil, []string{"warning"}},
+		{"placeholder", []string{"--registry", manifests.PlaceholderRegistry},
+			true, []string{manifests.PlaceholderRegistry}, true, []string{"registry.example.internal is a placeholder"}, []string{"warning"}},
+		{"allow-list off", []string{"--registry-allow-list=false"},
+			false, nil, true, []string{"warning: the registry allow-list is off"}, []string{"rollback"}},
+		{"guard off", []string{"--registry", "ghcr.io", "--checkpoint-guard=false"},
+			true, []string{"ghcr.io"}, false, []string{"warning: the rollback guard is off"}, []string{"allow-list"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, stderr, err := run(t, append([]string{"manifests", "--ca-file", ""}, tt.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := named(t, out)
+			var cfgMap struct{ Data map[string]string }
+			if err := yaml.Unmarshal([]byte(docs["ConfigMap/stagegate-config"]), &cfgMap); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(cfgMap.Data[manifests.ConfigFile]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("the server would refuse its config: %v", err)
+			}
+			var hosts []string
+			for _, r := range cfg.Registries {
+				hosts = append(hosts, r.Host)
+			}
+			if cfg.RegistryAllowList != tt.allowList || !slices.Equal(hosts, tt.registries) {
+				t.Errorf("registryAllowList %v with %v, want %v with %v", cfg.RegistryAllowList, hosts, tt.allowList, tt.registries)
+			}
+			_, claim := docs["PersistentVolumeClaim/stagegate-guard"]
+			mounted := strings.Contains(docs["Deployment/stagegate"], "mountPath: "+manifests.GuardDir+"\n")
+			if claim != tt.guard || mounted != tt.guard || (cfg.Ledger.CheckpointFile == guardPath) != tt.guard {
+				t.Errorf("guard claim %v, mounted %v, checkpointFile %q; want the guard %v", claim, mounted, cfg.Ledger.CheckpointFile, tt.guard)
+			}
+			for _, w := range tt.stderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			for _, w := range tt.quiet {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr holds %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestManifestsCommandSafeDefaultsErrors(t *testing.T) {
+	dir := t.TempDir()
+	allowList := filepath.Join(dir, "allow-list.yaml")
+	if err := os.WriteFile(allowList, []byte("registries:\n- host: ghcr.io\nregistryAllowList: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guard := filepath.Join(dir, "guard.yaml")
+	if err := os.WriteFile(guard, []byte("ledger:\n  checkpointFile: /srv/guard/checkpoint\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want error
+		msg  string
+	}{
+		{"no host", nil, manifests.ErrNoRegistries, "--registry-allow-list=false"},
+		{"host with a scheme", []string{"--registry", "https://ghcr.io"}, manifests.ErrInvalidOption, "host[:port]"},
+		{"host twice", []string{"--registry", "ghcr.io", "--registry", "ghcr.io"}, manifests.ErrInvalidOption, "listed twice"},
+		{"hosts with the allow-list off", []string{"--registry", "ghcr.io", "--registry-allow-list=false"}, manifests.ErrInvalidOption, "turned off"},
+		{"allow-list off against the config", []string{"--config", allowList, "--registry-allow-list=false"}, manifests.ErrInvalidOption, "sets registryAllowList"},
+		{"guard off against the config", []string{"--config", guard, "--registry", "ghcr.io", "--checkpoint-guard=false"}, manifests.ErrInvalidOption, "ledger.checkpointFile"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -192,6 +192,8 @@ func TestAPIServer(t *testing.T) {
 		APIServerCIDRs:  []string{"192.0.2.0/28", "2001:db8::/64"},
 		APIServerPods:   []string{"kube-system/k8s-app=konnectivity-agent"},
 		APIClientCIDRs:  []string{"198.51.100.0/24"},
+		// The allow-list, and the rollback guard's claim, both default.
+		Registries: []string{"registry.example.com"},
 	}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)

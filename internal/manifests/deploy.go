@@ -22,7 +22,11 @@ const (
 	TokensDir   = "/var/run/secrets/stagegate/tokens"
 	KeysDir     = "/var/run/stagegate/keys"
 	DataDir     = "/var/lib/stagegate"
-	secretKeys  = "/var/run/secrets/stagegate/keys"
+	// GuardDir is the rollback guard's volume (ledger.checkpointFile): not
+	// under DataDir, which the ledger refuses, and not an emptyDir, which
+	// would forget the checkpoint with the pod.
+	GuardDir   = "/var/lib/stagegate-guard"
+	secretKeys = "/var/run/secrets/stagegate/keys"
 
 	// APIServerCADir holds the CA of the API server's client certificate.
 	APIServerCADir = "/etc/stagegate-apiserver-ca"
@@ -36,6 +40,8 @@ const (
 	// ClientCAKey is the key of the <service>-apiserver-ca ConfigMap, and
 	// the file name under APIServerCADir.
 	ClientCAKey = "ca.crt"
+	// GuardFile is the checkpoint's file name under GuardDir.
+	GuardFile = "checkpoint"
 )
 
 // CopyImage runs the init container that copies the signing keys out of
@@ -55,7 +61,8 @@ func keysSecretName(o Options) string { return o.Service + "-keys" }
 func tokensSecretName(o Options) string {
 	return o.Service + "-tokens"
 }
-func dataClaimName(o Options) string { return o.Service + "-data" }
+func dataClaimName(o Options) string  { return o.Service + "-data" }
+func guardClaimName(o Options) string { return o.Service + "-guard" }
 func apiServerCAName(o Options) string {
 	return o.Service + "-apiserver-ca"
 }
@@ -76,7 +83,8 @@ func meta(o Options, name, component string) metav1.ObjectMeta {
 // be applied: Namespace, ServiceAccount, ConfigMaps (config.yaml, the
 // policies and trusted public files if o.Server has any, and the CA of
 // the API server's client certificate if it is known),
-// PersistentVolumeClaim, Service, NetworkPolicy, Deployment. The
+// PersistentVolumeClaims (the ledger's, and the rollback guard's unless
+// o.NoCheckpointGuard), Service, NetworkPolicy, Deployment. The
 // NetworkPolicy comes before the pod, so that the pod is never unfenced.
 //
 // The Secrets are referenced but not generated, since they hold private
@@ -93,12 +101,18 @@ func Deployment(o Options) []runtime.Object {
 	srv := o.Server
 	if srv == nil {
 		// The defaults validate and name no file; a bad
-		// WebhookClientCA is Validate's to report.
+		// WebhookClientCA is Validate's to report. They name no
+		// registry either: the allow-list then names the placeholder,
+		// and the server contacts no registry until it is replaced.
 		d := config.Default()
 		_ = d.Validate()
+		so := o
+		if len(so.Registries) == 0 && !so.NoRegistryAllowList {
+			so.Registries = []string{PlaceholderRegistry}
+		}
 		var err error
-		if srv, err = ServerFiles(d, o); err != nil {
-			srv, _ = ServerFiles(d, Options{})
+		if srv, err = ServerFiles(d, so); err != nil {
+			srv, _ = ServerFiles(d, Options{Registries: []string{PlaceholderRegistry}})
 		}
 	}
 	objs := []runtime.Object{
@@ -115,7 +129,13 @@ func Deployment(o Options) []runtime.Object {
 	if srv.ClientAuth && srv.ClientCA != "" {
 		objs = append(objs, configMap(o, apiServerCAName(o), map[string]string{ClientCAKey: srv.ClientCA}))
 	}
-	return append(objs, dataClaim(o), service(o), NetworkPolicy(o), deployment(o, srv))
+	objs = append(objs, claim(o, dataClaimName(o), "1Gi"))
+	if srv.Guard {
+		// One signed checkpoint, well under a KiB; 16Mi is as small as
+		// claims usually go (provisioners may round it up).
+		objs = append(objs, claim(o, guardClaimName(o), "16Mi"))
+	}
+	return append(objs, service(o), NetworkPolicy(o), deployment(o, srv))
 }
 func namespace(o Options) *corev1.Namespace {
 	ns := &corev1.Namespace{
@@ -147,14 +167,14 @@ func configMap(o Options, name string, data map[string]string) *corev1.ConfigMap
 	}
 }
 
-func dataClaim(o Options) *corev1.PersistentVolumeClaim {
+func claim(o Options, name, size string) *corev1.PersistentVolumeClaim {
 	return &corev1.PersistentVolumeClaim{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
-		ObjectMeta: meta(o, dataClaimName(o), "webhook"),
+		ObjectMeta: meta(o, name, "webhook"),
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources: corev1.VolumeResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
 			},
 		},
 	}
@@ -235,8 +255,8 @@ func podSpec(o Options, srv *Server) corev1.PodSpec {
 			RunAsNonRoot: &yes,
 			RunAsUser:    &uid,
 			RunAsGroup:   &uid,
-			// fsGroup makes the data volume writable and the Secrets
-			// readable by the non-root user.
+			// fsGroup makes the data and guard volumes writable and the
+			// Secrets readable by the non-root user.
 			FSGroup:        &uid,
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
@@ -326,6 +346,16 @@ func podSpec(o Options, srv *Server) corev1.PodSpec {
 				SizeLimit: ptr(resource.MustParse("64Mi")),
 			}}},
 		},
+	}
+	if srv.Guard {
+		// A claim of its own, so that whoever restores an old copy of
+		// the data volume does not restore the checkpoint with it.
+		// ReadWriteOnce, like the data's: Recreate releases both.
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "guard", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: guardClaimName(o)},
+		}})
+		c := &spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "guard", MountPath: GuardDir})
 	}
 	// Optional ConfigMaps get a volume each: one directory per volume (see
 	// the paths above).

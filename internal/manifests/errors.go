@@ -12,6 +12,11 @@ var (
 	// not one of Stages.
 	ErrUnknownStage = errors.New("unknown stage")
 
+	// ErrNoRegistries is returned by ServerFiles when the registry
+	// allow-list is on (the default) and neither the config nor
+	// Options.Registries names a host.
+	ErrNoRegistries = errors.New("the registry allow-list names no host")
+
 	// ErrInvalidOption is returned for any other unusable option value.
 	ErrInvalidOption = errors.New("invalid option")
 )

@@ -49,11 +49,14 @@ func TestGolden(t *testing.T) {
 			// config package's defaults (TestDeployBase follows those).
 			srv := &Server{
 				Config: []byte("admission:\n  clientCAFile: /etc/stagegate-apiserver-ca/ca.crt\n  listen: :9443\n" +
-					"listen: :8443\nstages:\n- name: dev\n- name: prod\n"),
+					"ledger:\n  checkpointFile: /var/lib/stagegate-guard/checkpoint\n" +
+					"listen: :8443\nregistries:\n- host: registry.example.com\nregistryAllowList: true\n" +
+					"stages:\n- name: dev\n- name: prod\n"),
 				Policies:   map[string]string{"admission.rego": "package stagegate.admission\n"},
 				Trust:      map[string]string{"evidence-0-ci.pub": "-----BEGIN PUBLIC KEY-----\n...\n"},
 				ClientAuth: true,
 				ClientCA:   testCA,
+				Guard:      true,
 			}
 			return All(Options{Stages: []string{"dev", "prod"}, Namespace: "gate", Service: "sg",
 				Image: "example.com/sg@sha256:" + strings.Repeat("a", 64), Server: srv,
@@ -148,6 +151,15 @@ func TestOptionsValidate(t *testing.T) {
 		{"apiserver pods, empty", Options{Stages: []string{"dev"}, APIServerPods: []string{""}}, ErrInvalidOption},
 		{"apiserver pods, bad selector", Options{Stages: []string{"dev"}, APIServerPods: []string{"kube-system/app in x"}}, ErrInvalidOption},
 		{"api client namespaces", Options{Stages: []string{"dev"}, APIClientNamespaces: "team in (ci,release)"}, nil},
+		{"registries", Options{Stages: []string{"dev"}, Registries: []string{"ghcr.io", "registry.corp.example:5000", "[2001:db8::1]:5000"}}, nil},
+		{"registry with a scheme", Options{Stages: []string{"dev"}, Registries: []string{"https://ghcr.io"}}, ErrInvalidOption},
+		{"registry with a path", Options{Stages: []string{"dev"}, Registries: []string{"ghcr.io/team"}}, ErrInvalidOption},
+		{"registry with a user", Options{Stages: []string{"dev"}, Registries: []string{"me@ghcr.io"}}, ErrInvalidOption},
+		{"registry empty", Options{Stages: []string{"dev"}, Registries: []string{""}}, ErrInvalidOption},
+		{"registry twice", Options{Stages: []string{"dev"}, Registries: []string{"ghcr.io", "ghcr.io"}}, ErrInvalidOption},
+		{"registries with the allow-list off", Options{Stages: []string{"dev"}, Registries: []string{"ghcr.io"}, NoRegistryAllowList: true}, ErrInvalidOption},
+		{"allow-list off", Options{Stages: []string{"dev"}, NoRegistryAllowList: true}, nil},
+		{"guard off", Options{Stages: []string{"dev"}, NoCheckpointGuard: true}, nil},
 		{"api client namespaces, bad selector", Options{Stages: []string{"dev"}, APIClientNamespaces: "team in ci"}, ErrInvalidOption},
 	}
 	for _, tt := range tests {
@@ -291,6 +303,7 @@ func TestServerFilesErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := config.Default()
+			c.Registries = []config.Registry{{Host: "registry.example.com"}}
 			tt.modify(c)
 			if _, err := ServerFiles(c, tt.o); !errors.Is(err, tt.want) {
 				t.Fatalf("ServerFiles() = %v, want %v", err, tt.want)
@@ -340,7 +353,8 @@ func TestDeploymentMounts(t *testing.T) {
 		return false
 	}
 	paths := []string{cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.Admission.ClientCAFile, cfg.Keys.Dir,
-		cfg.TokensFile, cfg.PolicyDir, cfg.EvidenceKeys[0], cfg.RegistrySource.TrustedKeys[0], c.Args[len(c.Args)-1]}
+		cfg.TokensFile, cfg.PolicyDir, cfg.EvidenceKeys[0], cfg.RegistrySource.TrustedKeys[0], c.Args[len(c.Args)-1],
+		cfg.Ledger.CheckpointFile}
 	for _, p := range paths {
 		if !mounted(p) {
 			t.Errorf("%s is not on a mounted volume", p)

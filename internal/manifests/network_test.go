@@ -78,6 +78,7 @@ func TestServerFilesClientAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := config.Default()
+			c.Registries = []config.Registry{{Host: "registry.example.com"}}
 			tt.modify(c)
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)

@@ -145,7 +145,31 @@ type Options struct {
 	// outside the cluster (e.g. CI runners behind a load balancer that
 	// keeps their addresses).
 	APIClientCIDRs []string
+
+	// Registries are hosts (host[:port]) added to the server's registry
+	// allow-list, besides the config's registries. The allow-list is on
+	// unless NoRegistryAllowList: ServerFiles refuses a config that then
+	// names no host, rather than generate one the server refuses, or one
+	// that contacts any host a pod or a redirect names.
+	Registries []string
+	// NoRegistryAllowList lets the server contact any registry host, as
+	// a config without registryAllowList does: then a registry that
+	// redirects to an internal address gets the server to fetch it.
+	NoRegistryAllowList bool
+	// NoCheckpointGuard leaves out the rollback guard: the config's
+	// ledger.checkpointFile and the <service>-guard PersistentVolumeClaim
+	// it lives on. Without it the server starts on any older copy of the
+	// ledger (one from before a revocation, say). For clusters where a
+	// second claim is not to be had; to keep the file on some other
+	// volume instead, patch the "guard" volume of the Deployment.
+	NoCheckpointGuard bool
 }
+
+// PlaceholderRegistry is the allow-list's host in deploy/base, and when
+// Deployment makes the server's config itself (Options.Server nil) and no
+// host is given: it names no real registry, so the server contacts none
+// until the operator names theirs.
+const PlaceholderRegistry = "registry.example.internal"
 
 // withDefaults returns a copy of o with zero fields set to their defaults.
 func (o Options) withDefaults() Options {
@@ -217,7 +241,28 @@ func (o Options) Validate() error {
 	if _, err := pinStages(o); err != nil {
 		return err
 	}
+	if err := validRegistries(o); err != nil {
+		return err
+	}
 	return o.validateNetwork()
+}
+
+// validRegistries checks Registries as the config checks registries[].host,
+// and that they are not given with the allow-list off, where they would
+// mean nothing.
+func validRegistries(o Options) error {
+	if o.NoRegistryAllowList && len(o.Registries) > 0 {
+		return fmt.Errorf("manifests: %w: registry hosts %v are given, but the registry allow-list is turned off", ErrInvalidOption, o.Registries)
+	}
+	for i, h := range o.Registries {
+		if h == "" || strings.ContainsAny(h, "/@ \t\n") {
+			return fmt.Errorf("manifests: %w: registry %q must be host[:port], without a scheme or path", ErrInvalidOption, h)
+		}
+		if slices.Contains(o.Registries[:i], h) {
+			return fmt.Errorf("manifests: %w: registry %q listed twice", ErrInvalidOption, h)
+		}
+	}
+	return nil
 }
 
 // excluded lists the namespaces no entry may match, without duplicates.

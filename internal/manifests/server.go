@@ -35,6 +35,10 @@ type Server struct {
 	// ClientCA is that CA (PEM). Empty leaves the ConfigMap to the
 	// operator; the pod does not start until it exists.
 	ClientCA string
+	// Guard says that the config keeps the rollback guard's checkpoint
+	// in GuardDir (ledger.checkpointFile): the Deployment then mounts the
+	// PersistentVolumeClaim <service>-guard there.
+	Guard bool
 }
 
 // maxConfigMap is below the API server's 1 MiB limit on a ConfigMap, with
@@ -50,7 +54,15 @@ const maxConfigMap = 1000 << 10
 // The webhook requires the API server's client certificate unless
 // o.NoWebhookClientAuth: its CA is o.WebhookClientCA, else the file cfg
 // names as admission.clientCAFile, else one the operator puts in the
-// ConfigMap. cfg, which should have passed Validate, is not modified.
+// ConfigMap.
+//
+// The registry allow-list is on unless o.NoRegistryAllowList, with the
+// hosts of cfg's registries and o.Registries; with none, ServerFiles
+// returns ErrNoRegistries. The rollback guard's checkpoint is kept in
+// GuardDir, a volume of its own, unless o.NoCheckpointGuard. A config that
+// asks for what the options turn off (admission.clientCAFile,
+// registryAllowList, ledger.checkpointFile) is refused, not overruled in
+// silence. cfg, which should have passed Validate, is not modified.
 func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	c := *cfg
 	srv := &Server{Trust: map[string]string{}}
@@ -78,6 +90,15 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	c.DataDir = DataDir
+	switch {
+	case o.NoCheckpointGuard && cfg.Ledger.CheckpointFile != "":
+		return nil, fmt.Errorf("manifests: %w: the config names ledger.checkpointFile, but the rollback guard is turned off", ErrInvalidOption)
+	case !o.NoCheckpointGuard:
+		// On a volume of its own: the ledger refuses a guard inside its
+		// directory, and a copy of the data volume must not carry it.
+		srv.Guard = true
+		c.Ledger.CheckpointFile = GuardDir + "/" + GuardFile
+	}
 	c.TLS = config.TLS{CertFile: TLSDir + "/tls.crt", KeyFile: TLSDir + "/tls.key"}
 	// Only Dir is kept: the server derives the four key paths from it.
 	c.Keys = config.Keys{Dir: KeysDir}
@@ -113,7 +134,20 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if o.NoRegistryAllowList && cfg.RegistryAllowList {
+		return nil, fmt.Errorf("manifests: %w: the config sets registryAllowList, but the registry allow-list is turned off", ErrInvalidOption)
+	}
+	c.RegistryAllowList = !o.NoRegistryAllowList
 	c.Registries = slices.Clone(cfg.Registries)
+	for _, h := range o.Registries {
+		if !slices.ContainsFunc(c.Registries, func(r config.Registry) bool { return strings.EqualFold(r.Host, h) }) {
+			c.Registries = append(c.Registries, config.Registry{Host: h})
+		}
+	}
+	if c.RegistryAllowList && len(c.Registries) == 0 {
+		return nil, fmt.Errorf("manifests: %w: name the registries the server may contact (--registry, or registries: in the config), "+
+			"or turn the allow-list off (--registry-allow-list=false) to let it contact any host", ErrNoRegistries)
+	}
 	for i, r := range c.Registries {
 		if r.CAFile == "" {
 			continue
