@@ -55,7 +55,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			"    --apiserver-cidr 192.0.2.0/28 --registry ghcr.io --registry registry.corp.example | kubectl apply -f -\n" +
 			"  stagegate manifests --webhook-client-auth=false --apiserver-cidr 172.16.0.0/28 --registry ghcr.io\n" +
 			"  stagegate manifests --webhook-only --url https://127.0.0.1:8443\n" +
-			"  stagegate manifests --pin-tags prod --skip-resource widgets.example.com \\\n" +
+			"  stagegate manifests --webhook-only --pin-tags prod --skip-resource widgets.example.com \\\n" +
 			"    --stage-label-group system:masters --stage-label-group platform-admins",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
