@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,51 +92,8 @@ func startupVerdict(path string, err error, checked bool) (rebuild, ok bool, _ e
 // pages stay few. A crash midway leaves indexes that the next
 // WithStartupVerify rebuilds again.
 func rebuildIndexes(db *bolt.DB) error {
-	var size uint64
-	if err := db.Update(func(tx *bolt.Tx) error {
-		size = txSize(tx)
-		for _, name := range [][]byte{bucketState, bucketHistory} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := rebuild(db, [][]byte{bucketState, bucketHistory}, true, nil); err != nil {
 		return fmt.Errorf("ledger: rebuild indexes: %w", err)
-	}
-	for start := uint64(0); start < size; start += rebuildChunk {
-		err := db.Update(func(tx *bolt.Tx) error {
-			bk, hist := tx.Bucket(bucketState), tx.Bucket(bucketHistory)
-			states := newStateBatch(bucketLoader(bk))
-			c := tx.Bucket(bucketEntries).Cursor()
-			end := min(start+rebuildChunk, size)
-			k, raw := c.Seek(be64(start))
-			for i := start; i < end; i++ {
-				if !bytes.Equal(k, be64(i)) {
-					return fmt.Errorf("entry %d missing (run `stagegate ledger verify`)", i)
-				}
-				e, err := decodeEntry(raw)
-				if err != nil {
-					return fmt.Errorf("entry %d: %w", i, err)
-				}
-				for _, name := range historyNames(&e) {
-					if err := hist.Put(historyKey(name, i), nil); err != nil {
-						return err
-					}
-				}
-				if err := states.apply(&e); err != nil {
-					return fmt.Errorf("entry %d: %w", i, err)
-				}
-				k, raw = c.Next()
-			}
-			return states.flush(bk)
-		})
-		if err != nil {
-			return fmt.Errorf("ledger: rebuild indexes: %w", err)
-		}
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -52,55 +51,14 @@ func upgradeState(db *bolt.DB) error {
 	if rules > stateRules {
 		return fmt.Errorf("ledger: state index built with rules %d, newer than this stagegate's %d: run the newer stagegate", rules, stateRules)
 	}
-	if size == 0 {
-		return db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))
-		})
+	if size > 0 {
+		slog.Info("ledger: rebuilding the state index with the current rules", "entries", size, "from", rules, "to", stateRules)
 	}
-	slog.Info("ledger: rebuilding the state index with the current rules", "entries", size, "from", rules, "to", stateRules)
-	if err := db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketState); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucket(bucketState)
-		return err
-	}); err != nil {
+	err := rebuild(db, [][]byte{bucketState}, false, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))
+	})
+	if err != nil {
 		return fmt.Errorf("ledger: rebuild state index: %w", err)
 	}
-	for start := uint64(0); ; start += rebuildChunk {
-		last := start+rebuildChunk >= size
-		err := db.Update(func(tx *bolt.Tx) error {
-			bk := tx.Bucket(bucketState)
-			states := newStateBatch(bucketLoader(bk))
-			c := tx.Bucket(bucketEntries).Cursor()
-			end := min(start+rebuildChunk, size)
-			k, raw := c.Seek(be64(start))
-			for i := start; i < end; i++ {
-				if !bytes.Equal(k, be64(i)) {
-					return fmt.Errorf("entry %d missing (run `stagegate ledger verify`)", i)
-				}
-				e, err := decodeEntry(raw)
-				if err != nil {
-					return fmt.Errorf("entry %d: %w", i, err)
-				}
-				if err := states.apply(&e); err != nil {
-					return fmt.Errorf("entry %d: %w", i, err)
-				}
-				k, raw = c.Next()
-			}
-			if err := states.flush(bk); err != nil {
-				return err
-			}
-			if !last {
-				return nil
-			}
-			return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))
-		})
-		if err != nil {
-			return fmt.Errorf("ledger: rebuild state index: %w", err)
-		}
-		if last {
-			return nil
-		}
-	}
+	return nil
 }
