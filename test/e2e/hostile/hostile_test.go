@@ -143,7 +143,7 @@ func TestHostileInputs(t *testing.T) {
 		"review: NUL in image":            {path: W, body: review("u4", app+"@"+promoted+"\x00"), deny: "denied"},
 		// The webhook decodes only the fields it decides on (the API server
 		// has validated the rest), so the huge number goes where it reads.
-		"review: huge number":      {path: W, body: strings.Replace(okReview, `"name":"web","namespace":"shop"},`, `"name":1e999,"namespace":"shop"},`, 1), deny: "cannot decode"},
+		"review: huge number": {path: W, body: strings.Replace(okReview, `"name":"web","namespace":"shop"},`, `"name":1e999,"namespace":"shop"},`, 1), deny: "cannot decode"},
 		// A pod spec is checked whatever kind carries it (issue 11).
 		"review: pod spec in another kind": {path: W, body: strings.Replace(review("u5", app+"@"+other), `"group":"","kind":"Pod","version":"v1"},"name"`, `"group":"example.com","kind":"Widget","version":"v1"},"name"`, 1), deny: "not promoted"},
 	}
