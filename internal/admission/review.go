@@ -270,11 +270,7 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		r.count(stage, ResultAllowed)
 		return Allowed(req.UID)
 	}
-	if r.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.timeout)
-		defer cancel()
-	}
+	start := time.Now()
 	w, resp := r.workload(stage, req, obj)
 	if resp != nil {
 		return resp
@@ -285,7 +281,7 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		r.count(stage, ResultAllowed)
 		return Allowed(req.UID)
 	}
-	in, err := r.input(ctx, stage, req, w)
+	in, err := r.input(ctx, start, stage, req, w)
 	if err != nil {
 		r.count(stage, ResultError)
 		r.log.Error("admission: ledger lookup failed", "stage", stage, "workload", w.ID(), "err", err)
@@ -366,7 +362,28 @@ func (r *Reviewer) unknownStage(req *admissionv1.AdmissionRequest, obj *workload
 // input builds the policy input: each image's digest (from the reference or
 // the resolver) and its ledger state in the stage. Only ledger errors fail;
 // an image whose digest cannot be learned carries the reason in its Error.
-func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, w workloadInfo) (policy.AdmissionInput, error) {
+//
+// The review's deadline (WithReviewTimeout, counted from start) bounds the
+// registry calls only, and its context is made on the first one: most
+// reviews name digests alone and make none, and a timer per review would
+// be work on the admission path for nothing.
+func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req *admissionv1.AdmissionRequest, w workloadInfo) (policy.AdmissionInput, error) {
+	var netCtx context.Context
+	var cancel context.CancelFunc
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
+	network := func() context.Context {
+		if netCtx == nil {
+			netCtx = ctx
+			if r.timeout > 0 {
+				netCtx, cancel = context.WithDeadline(ctx, start.Add(r.timeout))
+			}
+		}
+		return netCtx
+	}
 	in := policy.AdmissionInput{
 		Stage:       stage,
 		Operation:   string(req.Operation),
@@ -397,7 +414,7 @@ func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.Adm
 			if d, ok := digests[ref.Name]; ok {
 				ci.Digest, ci.Error = splitResolved(d)
 			} else {
-				ci.Digest, ci.Error = r.resolve(ctx, ref)
+				ci.Digest, ci.Error = r.resolve(network(), ref)
 				digests[ref.Name] = joinResolved(ci.Digest, ci.Error)
 			}
 		}
@@ -411,7 +428,7 @@ func (r *Reviewer) input(ctx context.Context, stage string, req *admissionv1.Adm
 				if fb := r.fallback; fb != nil {
 					if found {
 						fb.Seen(ci.Repository, ci.Digest)
-					} else if learned, err := fb.Lookup(ctx, ci.Repository, ci.Digest); err != nil {
+					} else if learned, err := fb.Lookup(network(), ci.Repository, ci.Digest); err != nil {
 						return in, fmt.Errorf("image %s (%s) is not in the local ledger, and %w", c.Image, ci.Digest, err)
 					} else if learned {
 						if st, found, err = r.states.State(ci.Digest, stage); err != nil {
