@@ -101,9 +101,11 @@ func (s *searcher) walk(v any, path, key string, depth int, parent map[string]an
 // template whose containers are not a list is refused, not skipped). A
 // ConfigMap's data key "containers" holds a string and is no pod spec.
 func isPodSpec(m map[string]any, key string) bool {
-	for _, k := range podSpecKeys {
-		v, ok := m[k]
-		if !ok {
+	// Keys are matched ignoring case, so that a template whose only field
+	// is "Containers" (which a controller decoding case-insensitively would
+	// run) is read, and then refused by checkPodSpecCase, not skipped.
+	for k, v := range m {
+		if !slices.ContainsFunc(podSpecKeys, func(p string) bool { return strings.EqualFold(k, p) }) {
 			continue
 		}
 		if _, list := v.([]any); list || v == nil || key == "spec" {

@@ -91,6 +91,10 @@ func TestExtractEveryImage(t *testing.T) {
 			obj:     `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"},"spec":{"containers":[{"name":"a","image":"x","Image":"y"}]}}`,
 			wantErr: ErrUnreadable,
 		},
+		"a template with only a case-changed containers field": {
+			obj:     `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"},"spec":{"template":{"spec":{"Containers":[{"name":"a","image":"x"}]}}}}`,
+			wantErr: ErrUnreadable, wantMsg: []string{`"Containers"`},
+		},
 		"nested beyond any real workload": {
 			obj:     `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"},"spec":` + strings.Repeat(`{"a":`, 40) + `{}` + strings.Repeat(`}`, 40) + `}`,
 			wantErr: ErrUnreadable, wantMsg: []string{"nested deeper"},
