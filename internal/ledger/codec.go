@@ -18,7 +18,9 @@ import (
 //	mark    = uv(index) str(time.MarshalBinary) str(by) str(repository) str(reason) uv(n) (str(key) str(value))*n
 //
 // The flags say which parts are present: 1 promoted, 2 revoked, 4 blocked,
-// 8 the origin of revoked, 16 the origin of blocked. The origin of a
+// 8 the origin of revoked, 16 the origin of blocked; 32 says that the
+// promotion is foreign (imported from another stagegate's attestation),
+// which stages that require a fresh registry source must know. The origin of a
 // revocation mark (the digest its entry names) is written only when it is
 // not the record's own digest.
 //
@@ -38,6 +40,7 @@ const (
 	flagBlocked
 	flagRevokedOrigin
 	flagBlockedOrigin
+	flagPromotedForeign
 	flagsKnown = 1<<iota - 1
 )
 
@@ -68,6 +71,9 @@ func encodeRecord(digest string, r *stateRecord) []byte {
 				continue
 			}
 			flags |= p.flag
+			if p.flag == flagPromoted && p.mk.Foreign {
+				flags |= flagPromotedForeign
+			}
 			if p.origin != 0 && p.mk.Origin != digest {
 				flags |= p.origin
 				origins = append(origins, p.mk.Origin)
@@ -152,6 +158,9 @@ func decodeRecord(digest string, v []byte, want func(stage []byte) bool) (*state
 		flags := sec.byte()
 		if flags&flagPromoted != 0 {
 			m.Promoted = sec.mark()
+			m.Promoted.Foreign = flags&flagPromotedForeign != 0
+		} else if flags&flagPromotedForeign != 0 {
+			return nil, errCorruptRecord
 		}
 		if flags&flagRevoked != 0 {
 			m.Revoked = sec.mark()

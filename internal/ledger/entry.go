@@ -68,6 +68,9 @@ type State struct {
 	PromotedIndex uint64    `json:"promotedIndex"`
 	PromotedAt    time.Time `json:"promotedAt"`
 	PromotedBy    string    `json:"promotedBy"`
+	// Foreign is that the promotion in force was imported from another
+	// stagegate's registry attestation (registrySource), not made here.
+	Foreign bool `json:"foreign,omitempty"`
 	Revoked       bool      `json:"revoked"`
 	RevokedIndex  uint64    `json:"revokedIndex,omitempty"`
 	RevokedAt     time.Time `json:"revokedAt,omitzero"`

@@ -69,6 +69,9 @@ type mark struct {
 	Repository string
 	Reason     string
 	Labels     map[string]string
+	// Foreign is, for a promotion, that its entry was imported from
+	// another stagegate's registry attestation.
+	Foreign bool
 	// Origin is, for a revocation, the digest its entry names: a mark
 	// written into the records of the platforms or indexes it reaches
 	// says where it came from, which decides what a promotion lifts.
@@ -106,6 +109,7 @@ func (r *stateRecord) fold(digest, stage string) State {
 		st.PromotedAt = promo.Time
 		st.PromotedBy = promo.By
 		st.Labels = promo.Labels
+		st.Foreign = promo.Foreign
 		if promo.Repository != "" {
 			st.Repository = promo.Repository
 		}
@@ -183,8 +187,11 @@ func (b *stateBatch) record(digest string) (*stateRecord, error) {
 
 func (b *stateBatch) newMark(e *Entry, labels map[string]string) *mark {
 	m := &mark{Index: e.Index, Time: e.Time, By: e.Subject, Repository: e.Repository, Labels: labels}
-	if e.Kind == KindRevocation {
+	switch e.Kind {
+	case KindRevocation:
 		m.Reason, m.Origin = e.Reason, e.Digest
+	case KindPromotion:
+		m.Foreign = e.Foreign
 	}
 	b.made = append(b.made, m)
 	return m

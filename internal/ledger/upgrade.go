@@ -12,11 +12,12 @@ import (
 // (stateBatch.apply). 1: a revocation reaches the platforms of an index.
 // 2: it also reaches the indexes that contain the revoked digest, an index
 // promotion does not lift a platform's revocation, and each platform keeps
-// its own labels. The number is stored in the meta bucket (absent: 1), so
+// its own labels. 3: a promotion's mark says whether it is foreign, which
+// the freshness of a registry source decides on. The number is stored in the meta bucket (absent: 1), so
 // that an index built by an older stagegate is rebuilt, not trusted: under
 // the old rules a platform's record has no back-reference to its indexes,
 // and revoking the platform would leave them admitted.
-const stateRules = 2
+const stateRules = 3
 
 var keyStateRules = []byte("state-rules") // be64 stateRules of the state bucket
 

@@ -355,13 +355,14 @@ const sealTag = "\x00sealed"
 
 // sealMark keeps of m only what identifies it: its index and a hash of its
 // whole encoding. Its origin, which the record encodes beside the mark and
-// which a later promotion reads, stays as it is.
+// which a later promotion reads, stays as it is, and so does Foreign,
+// which the record encodes in its flags.
 func sealMark(m *mark) {
 	if m == nil || m.By == sealTag {
 		return
 	}
 	sum := sha256.Sum256(appendMark(nil, m))
-	*m = mark{Index: m.Index, By: sealTag, Reason: string(sum[:16]), Origin: m.Origin}
+	*m = mark{Index: m.Index, By: sealTag, Reason: string(sum[:16]), Origin: m.Origin, Foreign: m.Foreign}
 }
 
 func (x *indexCheck) finish() error {
