@@ -70,12 +70,12 @@ type State struct {
 	PromotedBy    string    `json:"promotedBy"`
 	// Foreign is that the promotion in force was imported from another
 	// stagegate's registry attestation (registrySource), not made here.
-	Foreign bool `json:"foreign,omitempty"`
-	Revoked       bool      `json:"revoked"`
-	RevokedIndex  uint64    `json:"revokedIndex,omitempty"`
-	RevokedAt     time.Time `json:"revokedAt,omitzero"`
-	RevokedBy     string    `json:"revokedBy,omitempty"`
-	RevokeReason  string    `json:"revokeReason,omitempty"`
+	Foreign      bool      `json:"foreign,omitempty"`
+	Revoked      bool      `json:"revoked"`
+	RevokedIndex uint64    `json:"revokedIndex,omitempty"`
+	RevokedAt    time.Time `json:"revokedAt,omitzero"`
+	RevokedBy    string    `json:"revokedBy,omitempty"`
+	RevokeReason string    `json:"revokeReason,omitempty"`
 	// RevokedDigest is the digest the revocation named when it is not
 	// Digest: a platform of this index, or an index this platform is in.
 	RevokedDigest string            `json:"revokedDigest,omitempty"`
