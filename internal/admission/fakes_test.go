@@ -131,3 +131,19 @@ func podRequest(t testing.TB, annotations map[string]string, images ...string) *
 	}
 	return requestFor(t, raw, admissionv1.Create, "")
 }
+
+// fakeFallback is a registry source whose freshness is set by the test.
+type fakeFallback struct {
+	mu    sync.Mutex
+	stale error
+	asked []string // stages Fresh was asked about
+}
+
+func (f *fakeFallback) Lookup(context.Context, string, string) (bool, error) { return false, nil }
+func (f *fakeFallback) Seen(string, string)                                  {}
+func (f *fakeFallback) Fresh(stage string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, stage)
+	return f.stale
+}

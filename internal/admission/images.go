@@ -346,3 +346,13 @@ func validSHA256(d string) bool {
 	}
 	return true
 }
+
+// subject names the image's holder as the policy's messages do:
+// container "app", initContainer "setup", imageVolume "data".
+func (c containerImage) subject() string {
+	t := c.Type
+	if t == "" {
+		t = typeContainer
+	}
+	return fmt.Sprintf("%s %q", t, c.Container)
+}

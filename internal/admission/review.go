@@ -57,6 +57,10 @@ type Fallback interface {
 	Lookup(ctx context.Context, repository, digest string) (bool, error)
 	// Seen is called on a ledger hit; it must not block.
 	Seen(repository, digest string)
+	// Fresh is asked before a promotion it imported counts in stage; an
+	// error (e.g. the source's revocation list is too old) refuses the
+	// image with its text, whatever the policy says. It must not block.
+	Fresh(stage string) error
 }
 
 // Metrics counts decisions; prometheus wiring lives elsewhere.
@@ -281,7 +285,7 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		r.count(stage, ResultAllowed)
 		return Allowed(req.UID)
 	}
-	in, err := r.input(ctx, start, stage, req, w)
+	in, stale, err := r.input(ctx, start, stage, req, w)
 	if err != nil {
 		r.count(stage, ResultError)
 		r.log.Error("admission: ledger lookup failed", "stage", stage, "workload", w.ID(), "err", err)
@@ -293,6 +297,9 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		r.log.Error("admission: policy evaluation failed", "stage", stage, "workload", w.ID(), "err", err)
 		return Errored(req.UID, fmt.Errorf("stagegate could not decide for %s in stage %q: policy: %w", w.ID(), stage, err))
 	}
+	// Freshness is the registry source's word, not the policy's: a custom
+	// policy cannot forget it.
+	dec.Deny = append(dec.Deny, stale...)
 	return r.decide(ctx, stage, req, w, in, dec)
 }
 
@@ -367,7 +374,11 @@ func (r *Reviewer) unknownStage(req *admissionv1.AdmissionRequest, obj *workload
 // registry calls only, and its context is made on the first one: most
 // reviews name digests alone and make none, and a timer per review would
 // be work on the admission path for nothing.
-func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req *admissionv1.AdmissionRequest, w workloadInfo) (policy.AdmissionInput, error) {
+//
+// stale lists the images whose promotion in the stage was imported from
+// the registry and does not count there for want of freshness
+// (Fallback.Fresh), each as a denial.
+func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req *admissionv1.AdmissionRequest, w workloadInfo) (in policy.AdmissionInput, stale []string, err error) {
 	var netCtx context.Context
 	var cancel context.CancelFunc
 	defer func() {
@@ -384,7 +395,7 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 		}
 		return netCtx
 	}
-	in := policy.AdmissionInput{
+	in = policy.AdmissionInput{
 		Stage:       stage,
 		Operation:   string(req.Operation),
 		SubResource: req.SubResource,
@@ -423,16 +434,16 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 			if !ok {
 				st, found, err := r.states.State(ci.Digest, stage)
 				if err != nil {
-					return in, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
+					return in, nil, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
 				}
 				if fb := r.fallback; fb != nil {
 					if found {
 						fb.Seen(ci.Repository, ci.Digest)
 					} else if learned, err := fb.Lookup(network(), ci.Repository, ci.Digest); err != nil {
-						return in, fmt.Errorf("image %s (%s) is not in the local ledger, and %w", c.Image, ci.Digest, err)
+						return in, nil, fmt.Errorf("image %s (%s) is not in the local ledger, and %w", c.Image, ci.Digest, err)
 					} else if learned {
 						if st, found, err = r.states.State(ci.Digest, stage); err != nil {
-							return in, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
+							return in, nil, fmt.Errorf("ledger state of %s (%s): %w", c.Image, ci.Digest, err)
 						}
 					}
 				}
@@ -444,11 +455,17 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 				if len(l.st.Labels) > 0 {
 					ci.Labels = l.st.Labels
 				}
+				if l.st.Active() && l.st.Foreign && r.fallback != nil {
+					if err := r.fallback.Fresh(stage); err != nil {
+						stale = append(stale, fmt.Sprintf("%s: image %q (%s) was promoted to %q by another stagegate, through the registry, and %v",
+							c.subject(), c.Image, ci.Digest, stage, err))
+					}
+				}
 			}
 		}
 		in.Images = append(in.Images, ci)
 	}
-	return in, nil
+	return in, stale, nil
 }
 
 func joinResolved(digest, errText string) string {

@@ -63,6 +63,35 @@ func TestReview(t *testing.T) {
 		wantPolicyCalls int
 		wantMetric      string
 	}{
+		"a foreign promotion counts while its source is fresh": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest { return podRequest(t, nil, imgA) },
+			opts: func(f *reviewFixture) []Option {
+				st := f.states.states[[2]string{digestA, "prod"}]
+				st.Foreign = true
+				f.states.states[[2]string{digestA, "prod"}] = st
+				return []Option{WithFallback(&fakeFallback{})}
+			},
+			wantAllowed: true, wantPolicyCalls: 1, wantMetric: "prod:allowed",
+		},
+		"a foreign promotion of a stale source is denied whatever the policy says": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest { return podRequest(t, nil, imgA) },
+			opts: func(f *reviewFixture) []Option {
+				st := f.states.states[[2]string{digestA, "prod"}]
+				st.Foreign = true
+				f.states.states[[2]string{digestA, "prod"}] = st
+				return []Option{WithFallback(&fakeFallback{stale: errors.New("the newest revocation list is 2h old")})}
+			},
+			wantCode: http.StatusForbidden,
+			wantMsg: []string{`container "c0": image "` + imgA + `" (` + digestA + `) was promoted to "prod" by another stagegate, through the registry, and the newest revocation list is 2h old`},
+			wantPolicyCalls: 1, wantMetric: "prod:denied",
+		},
+		"a local promotion does not ask for freshness": {
+			req: func(t *testing.T) *admissionv1.AdmissionRequest { return podRequest(t, nil, imgA) },
+			opts: func(f *reviewFixture) []Option {
+				return []Option{WithFallback(&fakeFallback{stale: errors.New("stale")})}
+			},
+			wantAllowed: true, wantPolicyCalls: 1, wantMetric: "prod:allowed",
+		},
 		"promoted images are allowed": {
 			req:         func(t *testing.T) *admissionv1.AdmissionRequest { return podRequest(t, nil, imgA, imgC) },
 			wantAllowed: true, wantPolicyCalls: 1, wantMetric: "prod:allowed",

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ import (
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/revlist"
 	"github.com/stagegate/stagegate/internal/signing"
 	"github.com/stagegate/stagegate/policies"
 )
@@ -44,6 +46,10 @@ type App struct {
 	AdmissionHandler http.Handler
 	ready            atomic.Bool
 	federation       *federation.Source
+	// stopPublisher ends the revocation list's publisher; workers waits
+	// for the background work that writes or reads the ledger.
+	stopPublisher context.CancelFunc
+	workers       sync.WaitGroup
 }
 
 // Keys is the loaded signing material.
@@ -195,8 +201,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		a.federation = federation.New(l, att, trusted,
 			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),
 			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
+			federation.WithFreshness(att, cfg.RegistrySource.RevocationLists, cfg.RegistrySource.MaxAge.Std(), cfg.FreshStages()),
 			federation.WithLogger(logger))
 		reviewOpts = append(reviewOpts, admission.WithFallback(a.federation))
+	}
+	var pub *revlist.Publisher
+	if ref := cfg.RevocationList.Reference; ref != "" {
+		pub = revlist.NewPublisher(l, keys.LogVerifier, keys.Signer, att, ref,
+			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
 	}
 	reviewOpts = append(reviewOpts, ReviewerOptions(cfg, rc)...)
 	a.Reviewer = admission.NewReviewer(l, pol, append(reviewOpts,
@@ -244,6 +256,20 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 		a.AdmissionHandler = m.instrument(wmux)
 	}
 	a.Handler = m.instrument(mux)
+	// The background work starts last, when no error path remains that
+	// would have to stop it.
+	if a.federation != nil {
+		a.federation.Start()
+	}
+	if pub != nil {
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		a.stopPublisher = cancel
+		a.workers.Add(1)
+		go func() {
+			defer a.workers.Done()
+			pub.Run(ctx)
+		}()
+	}
 	a.ready.Store(true)
 	return a, nil
 }
@@ -263,6 +289,10 @@ func (a *App) Close() error {
 	if a.federation != nil {
 		a.federation.Close()
 	}
+	if a.stopPublisher != nil {
+		a.stopPublisher()
+	}
+	a.workers.Wait()
 	return a.Ledger.Close()
 }
 

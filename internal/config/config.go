@@ -52,6 +52,11 @@ type Stage struct {
 	// Tag is moved to the promoted digest, e.g. "{{stage}}" or
 	// "{{repository}}:{{stage}}" (the repository part is implied).
 	Tag string `json:"tag,omitempty"`
+	// FreshSource makes a promotion imported from the registry
+	// (registrySource) count here only while every revocation list of
+	// registrySource.revocationLists is at most registrySource.maxAge
+	// old. The last stage defaults to true, the others to false.
+	FreshSource *bool `json:"freshSource,omitempty"`
 	// Target is a repository prefix the image is copied under, with its
 	// signatures and attestations, e.g. "registry.prod:5000/mirror" makes
 	// "registry.dev/team/app" into "registry.prod:5000/mirror/team/app".
@@ -69,9 +74,35 @@ type RegistrySource struct {
 	// below the webhook timeout.
 	Timeout Duration `json:"timeout,omitempty"`
 	// Refresh is how often a digest learned from the registry is checked
-	// again, so that revocations arrive.
+	// again, so that revocations arrive, and how often the revocation
+	// lists are read.
 	Refresh Duration `json:"refresh,omitempty"`
+	// RevocationLists are the repository:tag references where the source
+	// stagegates publish their signed revocation lists (their
+	// revocationList.reference). Every revocation in them is imported,
+	// whether or not the image's attestations still show it.
+	RevocationLists []string `json:"revocationLists,omitempty"`
+	// MaxAge bounds the age of the newest list of each source in the
+	// stages with freshSource; older, and promotions imported from the
+	// registry do not count there. Default 1h.
+	MaxAge Duration `json:"maxAge,omitempty"`
 }
+
+// RevocationList publishes this stagegate's revocations, signed, for the
+// clusters that follow it through the registry.
+type RevocationList struct {
+	// Reference is the repository:tag the list is written to.
+	Reference string `json:"reference,omitempty"`
+	// Every is how often the list is signed again; it is also written
+	// after each revocation. Keep it well below the followers' maxAge.
+	Every Duration `json:"every,omitempty"`
+}
+
+// Defaults of RegistrySource and RevocationList.
+const (
+	DefaultMaxAge              = time.Hour
+	DefaultRevocationListEvery = 5 * time.Minute
+)
 
 // Admission is the webhook's listener and the bounds of its work.
 type Admission struct {
@@ -178,6 +209,8 @@ type Config struct {
 	EvidenceKeys []string `json:"evidenceKeys,omitempty"`
 	// RegistrySource imports promotions made by other stagegates.
 	RegistrySource RegistrySource `json:"registrySource,omitempty"`
+	// RevocationList publishes this stagegate's revocations for them.
+	RevocationList RevocationList `json:"revocationList,omitzero"`
 	// LogOrigin names the ledger in its checkpoints.
 	LogOrigin string `json:"logOrigin"`
 	// ResolveTimeout bounds a registry call on the admission path.
@@ -294,6 +327,13 @@ func (c *Config) Validate() error {
 	if c.RegistrySource.Refresh <= 0 {
 		c.RegistrySource.Refresh = Duration(30 * time.Second)
 	}
+	if c.RegistrySource.MaxAge <= 0 {
+		c.RegistrySource.MaxAge = Duration(DefaultMaxAge)
+	}
+	if c.RevocationList.Every <= 0 {
+		c.RevocationList.Every = Duration(DefaultRevocationListEvery)
+	}
+	errs = append(errs, c.validateFreshness()...)
 	for _, s := range c.Stages {
 		if len(s.RequiredEvidence) > 0 && len(c.EvidenceKeys) == 0 {
 			errs = append(errs, fmt.Errorf("stage %q: requiredEvidence needs evidenceKeys to verify it", s.Name))
@@ -378,6 +418,40 @@ func (s Stage) TargetRepository(repository string) string {
 		}
 	}
 	return strings.TrimRight(s.Target, "/") + "/" + path
+}
+
+// FreshStages are the stages that require a fresh registry source
+// (Stage.FreshSource; by default the last).
+func (c *Config) FreshStages() []string {
+	var out []string
+	for i, s := range c.Stages {
+		if boolOr(s.FreshSource, i == len(c.Stages)-1) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// validateFreshness refuses a follower that could never be fresh: without
+// a list to read, its fresh stages would refuse every imported promotion,
+// and the operator should hear that at start, not from each pod.
+func (c *Config) validateFreshness() []error {
+	var errs []error
+	rs := c.RegistrySource
+	if fresh := c.FreshStages(); rs.Enabled && len(fresh) > 0 && len(rs.RevocationLists) == 0 {
+		errs = append(errs, fmt.Errorf("registrySource: stages %s require a fresh registry source (freshSource, default: the last stage), and registrySource.revocationLists is empty: "+
+			"set it to the revocationList.reference of the stagegate you follow, or set freshSource: false on those stages to admit its promotions without knowing whether they were revoked since",
+			strings.Join(fresh, ", ")))
+	}
+	for _, ref := range append(slices.Clone(rs.RevocationLists), c.RevocationList.Reference) {
+		if ref != "" && !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+			errs = append(errs, fmt.Errorf("revocation list %q: want repository:tag", ref))
+		}
+	}
+	if rs.Enabled && len(rs.RevocationLists) > 0 && rs.MaxAge.Std() <= rs.Refresh.Std() {
+		errs = append(errs, fmt.Errorf("registrySource.maxAge %s must exceed registrySource.refresh %s, how often the lists are read", rs.MaxAge.Std(), rs.Refresh.Std()))
+	}
+	return errs
 }
 
 // LedgerPath is where the bbolt file lives.

@@ -28,7 +28,7 @@ stages:
     target: registry.prod:5000/mirror
     requiredEvidence: ["https://slsa.dev/provenance/v1"]
 evidenceKeys: [/keys/pipeline.pub]
-registrySource: {enabled: true, trustedKeys: [/keys/a.pub], timeout: 1s, refresh: 5s}
+registrySource: {enabled: true, trustedKeys: [/keys/a.pub], timeout: 1s, refresh: 5s, revocationLists: ["reg.example/stagegate/revocations:latest"], maxAge: 10m}
 rateLimit: {perSecond: 5, burst: 10}
 `))
 	if err != nil {

@@ -48,7 +48,12 @@ type Source struct {
 	now     func() time.Time
 
 	group singleflight.Group
-	mu    sync.Mutex
+	// importMu makes "is it in the ledger? then append it" one step for
+	// the image syncs and the revocation lists, which may import the same
+	// revocation at once.
+	importMu sync.Mutex
+	fresh    *freshness
+	mu       sync.Mutex
 	// synced holds when each repository@digest was last read from the
 	// registry: a miss is not asked again before refresh has passed, and a
 	// digest learned from the registry is re-read after it, so that
@@ -213,14 +218,17 @@ func (s *Source) sync(ctx context.Context, repository, digest string) (bool, err
 		return false, err
 	}
 	entries = append(entries, plat...)
-	// In signed time order, a revocation after a promotion of the same
-	// instant, so that the ledger folds them as their ledger did.
-	sort.SliceStable(entries, func(i, j int) bool {
-		if !entries[i].Time.Equal(entries[j].Time) {
-			return entries[i].Time.Before(entries[j].Time)
-		}
-		return entries[i].Kind == ledger.KindPromotion && entries[j].Kind == ledger.KindRevocation
-	})
+	// From here to the last append, the ledger is read and written as one
+	// step; the registry is not asked again.
+	s.importMu.Lock()
+	defer s.importMu.Unlock()
+	if known, err = s.ledger.History(digest); err != nil {
+		return false, err
+	}
+	// In their source's order, so that the ledger folds them as their
+	// ledger did: by signed time, and within one instant by the index the
+	// source gave them (a revocation after a promotion when it has none).
+	sort.SliceStable(entries, func(i, j int) bool { return sourceBefore(entries[i], entries[j]) })
 	have := map[string]bool{}
 	revoked := revocations{}
 	for _, e := range known {
@@ -306,23 +314,42 @@ func (r revocations) add(e ledger.Entry) {
 		return
 	}
 	k := [2]string{e.Digest, e.Stage}
-	if old, ok := r[k]; !ok || e.Time.After(old.Time) {
+	if old, ok := r[k]; !ok || sourceBefore(old, e) {
 		r[k] = e
 	}
 }
 
 // supersedes returns the revocation, of e's stage or of every stage, that
-// was signed at or after promotion e.
+// is not before promotion e in its source's order.
 func (r revocations) supersedes(e ledger.Entry) (ledger.Entry, bool) {
 	if e.Kind != ledger.KindPromotion {
 		return ledger.Entry{}, false
 	}
 	for _, st := range []string{e.Stage, ledger.AllStages} {
-		if rev, ok := r[[2]string{e.Digest, st}]; ok && !rev.Time.Before(e.Time) {
+		if rev, ok := r[[2]string{e.Digest, st}]; ok && !sourceBefore(rev, e) {
 			return rev, true
 		}
 	}
 	return ledger.Entry{}, false
+}
+
+// sourceBefore orders entries as their source ledger did: by signed time,
+// and within one instant by the ledger index in their predicates, when
+// both are foreign (an index of this ledger and one of another do not
+// compare). Without that, a revocation goes after a promotion of the same
+// instant: when in doubt, revoked.
+func sourceBefore(a, b ledger.Entry) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.Before(b.Time)
+	}
+	if a.Foreign && b.Foreign {
+		ia, oka := signing.SourceIndex(a.Envelope)
+		ib, okb := signing.SourceIndex(b.Envelope)
+		if oka && okb && ia != ib {
+			return ia < ib
+		}
+	}
+	return a.Kind == ledger.KindPromotion && b.Kind == ledger.KindRevocation
 }
 
 // statementKey names the signed statement of a DSSE envelope: its payload

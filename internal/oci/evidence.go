@@ -3,10 +3,10 @@ package oci
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -164,58 +164,19 @@ func (a *Attacher) ForeignEntries(ctx context.Context, repository, digest string
 	return out, nil
 }
 
-// foreignPredicate holds the fields of the promotion and revocation
-// predicates that become entry fields.
-type foreignPredicate struct {
-	Stage     string            `json:"stage"`
-	Platforms []string          `json:"platforms"`
-	Requester signing.Requester `json:"requester"`
-	Reason    string            `json:"reason"`
-	Time      time.Time         `json:"time"`
-	Labels    map[string]string `json:"labels"`
-}
-
 func (a *Attacher) foreignEntry(ctx context.Context, ref name.Digest, env []byte, keys []*signing.Verifier) (ledger.Entry, bool) {
-	var kind ledger.Kind
-	for i, v := range keys {
-		st, err := v.Verify(env)
-		if err != nil {
-			continue
-		}
-		switch st.PredicateType {
-		case signing.PromotionPredicateType:
-			kind = ledger.KindPromotion
-		case signing.RevocationPredicateType:
-			kind = ledger.KindRevocation
-		default:
-			return ledger.Entry{}, false // someone else's attestation
-		}
-		// One subject, this digest: that is what stagegate signs, and what
-		// ledger verification (signing.CheckEntry) checks later.
-		if len(st.Subject) != 1 || !(statement{st}).about(ref.DigestStr()) {
-			a.log.WarnContext(ctx, "foreign attestation is about another digest", "image", ref.String(), "key", i)
-			return ledger.Entry{}, false
-		}
-		var p foreignPredicate
-		if err := json.Unmarshal(st.Predicate, &p); err != nil || p.Stage == "" {
-			a.log.WarnContext(ctx, "foreign attestation has a malformed predicate", "image", ref.String(), "key", i)
-			return ledger.Entry{}, false
-		}
-		return ledger.Entry{
-			Kind:       kind,
-			Repository: st.Subject[0].Name,
-			Digest:     ref.DigestStr(),
-			Platforms:  p.Platforms,
-			Stage:      p.Stage,
-			Subject:    p.Requester.Subject,
-			Groups:     p.Requester.Groups,
-			Reason:     p.Reason,
-			Time:       p.Time,
-			Labels:     p.Labels,
-			Foreign:    true,
-			Envelope:   json.RawMessage(slices.Clone(env)),
-		}, true
+	// Whether it counts is signing's decision; this package only fetches.
+	e, err := signing.ForeignEntry(env, keys)
+	switch {
+	case errors.Is(err, signing.ErrNotOurs):
+		a.log.DebugContext(ctx, "skipped attestation", "image", ref.String(), "err", err)
+		return ledger.Entry{}, false
+	case err != nil:
+		a.log.WarnContext(ctx, "skipped a malformed foreign attestation", "image", ref.String(), "err", err)
+		return ledger.Entry{}, false
+	case e.Digest != ref.DigestStr():
+		a.log.WarnContext(ctx, "foreign attestation is about another digest", "image", ref.String(), "subject", e.Digest)
+		return ledger.Entry{}, false
 	}
-	a.log.DebugContext(ctx, "skipped attestation no trusted key verifies", "image", ref.String())
-	return ledger.Entry{}, false
+	return e, true
 }

@@ -17,6 +17,10 @@ const (
 	PromotionPredicateType  = "https://stagegate.dev/promotion/v1"
 	RevocationPredicateType = "https://stagegate.dev/revocation/v1"
 	BreakGlassPredicateType = "https://stagegate.dev/break-glass/v1"
+	// RevocationListPredicateType is the signed list of every revocation
+	// a stagegate has made, which the clusters that follow it through the
+	// registry read to know how fresh their view is (internal/revlist).
+	RevocationListPredicateType = "https://stagegate.dev/revocation-list/v1"
 )
 
 // StatementType is the in-toto Statement v1 type. cosign's key-based
@@ -95,6 +99,24 @@ type BreakGlassPredicate struct {
 	Reason      string    `json:"reason"`
 	Time        time.Time `json:"time"`
 	LedgerIndex uint64    `json:"ledgerIndex"`
+}
+
+// RevocationListPredicate is the predicate of RevocationListPredicateType.
+// The statement's subject is the list's repository, with the sha256 of
+// Checkpoint as its digest.
+type RevocationListPredicate struct {
+	// Issued is when the list was signed; its age is what a follower
+	// bounds (registrySource.freshness.maxAge).
+	Issued time.Time `json:"issued"`
+	// TreeSize and Checkpoint are the signing ledger's size and signed
+	// checkpoint when the list was made: every revocation among its first
+	// TreeSize entries is in Revocations.
+	TreeSize   uint64 `json:"treeSize"`
+	Checkpoint string `json:"checkpoint"`
+	// Revocations are the DSSE envelopes of the revocations, in ledger
+	// order, each as attached to its image: a follower verifies each one
+	// on its own and imports it as it would from the image.
+	Revocations []json.RawMessage `json:"revocations"`
 }
 
 // NewStatement builds an in-toto Statement v1 about digest ("sha256:<64 hex>")
