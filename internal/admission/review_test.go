@@ -81,8 +81,8 @@ func TestReview(t *testing.T) {
 				f.states.states[[2]string{digestA, "prod"}] = st
 				return []Option{WithFallback(&fakeFallback{stale: errors.New("the newest revocation list is 2h old")})}
 			},
-			wantCode: http.StatusForbidden,
-			wantMsg: []string{`container "c0": image "` + imgA + `" (` + digestA + `) was promoted to "prod" by another stagegate, through the registry, and the newest revocation list is 2h old`},
+			wantCode:        http.StatusForbidden,
+			wantMsg:         []string{`container "c0": image "` + imgA + `" (` + digestA + `) was promoted to "prod" by another stagegate, through the registry, and the newest revocation list is 2h old`},
 			wantPolicyCalls: 1, wantMetric: "prod:denied",
 		},
 		"a local promotion does not ask for freshness": {
