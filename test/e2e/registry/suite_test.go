@@ -31,6 +31,8 @@ type suite struct {
 	// by nobody.
 	pipelineKey, untrustedKey string
 	untrustedPub              string
+	// revocations is where a publishes its revocation list, and b reads it.
+	revocations string
 	// promoted is the image the federation scenario promoted to prod in
 	// a and b admitted; the outage scenario expects b to keep admitting it.
 	promoted string
@@ -48,16 +50,18 @@ func newSuite(t *testing.T) *suite {
 	s.untrustedKey, s.untrustedPub = s.tools.generateKey(t, "untrusted")
 
 	registries := fmt.Sprintf("registries:\n- {host: %q, insecure: true}\n- {host: %q, insecure: true}\n", s.reg.Addr, s.prot.Addr)
+	s.revocations = s.reg.Repo("stagegate/revocations") + ":latest"
 
 	s.a = newNode(t, "cluster-a", nodeOptions{
 		api: framework.StartAPIServer(t),
 		env: []string{"DOCKER_CONFIG=" + s.protCreds},
-		config: registries + fmt.Sprintf(`stages:
+		config: registries + fmt.Sprintf(`revocationList: {reference: %q}
+stages:
 - {name: dev, groups: [e2e], minSoak: 0s, tag: "{{stage}}"}
 - {name: test, groups: [e2e], minSoak: 0s}
 - {name: stage, groups: [e2e], minSoak: 0s, attest: true, target: %q}
 - {name: prod, groups: [e2e], minSoak: 0s, attest: true, tag: "{{repository}}:{{stage}}"}
-`, s.prot.Repo("mirror")),
+`, s.revocations, s.prot.Repo("mirror")),
 	})
 	s.b = newNode(t, "cluster-b", nodeOptions{
 		api: framework.StartAPIServer(t),
@@ -66,12 +70,13 @@ func newSuite(t *testing.T) *suite {
   enabled: true
   trustedKeys: [%q]
   refresh: 1s
+  revocationLists: [%q]
 stages:
 - {name: dev, groups: [e2e], minSoak: 0s}
 - {name: test, groups: [e2e], minSoak: 0s}
 - {name: stage, groups: [e2e], minSoak: 0s}
 - {name: prod, groups: [e2e], minSoak: 0s}
-`, s.a.cosignPub()),
+`, s.a.cosignPub(), s.revocations),
 	})
 	s.c = newNode(t, "promoter-c", nodeOptions{
 		env: []string{"DOCKER_CONFIG=" + s.tools.anonymous(t)},
@@ -91,6 +96,8 @@ func TestRegistryNative(t *testing.T) {
 	t.Run("clusters that share no ledger", s.testFederation)
 	t.Run("untrusted attestation", s.testUntrusted)
 	t.Run("revocation through the registry", s.testRevocation)
+	t.Run("revocation withheld from the image", s.testWithheldRevocation)
+	t.Run("registry source of unknown freshness", s.testUnknownFreshness)
 	t.Run("copy between registries", s.testCopy)
 	t.Run("copy without credentials", s.testCopyNoCredentials)
 	t.Run("evidence gate", s.testEvidence)
