@@ -200,7 +200,8 @@ func testServerConfig(t *testing.T) *config.Config {
 	c.PolicyDir = policies
 	// Same base name twice: the ConfigMap keys must still differ.
 	c.EvidenceKeys = []string{writeFile(t, "cosign.pub", "ci-key"), writeFile(t, "cosign.pub", "other-ci-key")}
-	c.RegistrySource = config.RegistrySource{Enabled: true, TrustedKeys: []string{writeFile(t, "peer.pub", "peer-key")}}
+	c.RegistrySource = config.RegistrySource{Enabled: true, TrustedKeys: []string{writeFile(t, "peer.pub", "peer-key")},
+		RevocationLists: []string{"a.example/stagegate/revocations:latest"}}
 	c.Registries = []config.Registry{{Host: "a.example"}, {Host: "b.example", CAFile: writeFile(t, "b ca.crt", "b-ca")}}
 	c.TLS.ClientCAFile = writeFile(t, "clients.crt", "client-ca")
 	c.Admission.Listen = "127.0.0.1:9443"
