@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 	// admission decides from the state index, which must be what the
 	// signed entries imply, not what the file says (see
 	// ledger.WithStartupVerify for the cost).
-	lopts := []ledger.Option{ledger.WithSigner(keys.LogSigner), ledger.WithStartupVerify(keys.LogVerifier)}
+	lopts := []ledger.Option{ledger.WithSigner(keys.LogSigner), ledger.WithStartupVerify(keys.LogVerifier), ledger.WithLogger(logger)}
 	if cfg.Ledger.CheckpointFile != "" {
 		lopts = append(lopts, ledger.WithCheckpointGuard(cfg.Ledger.CheckpointFile, keys.LogVerifier))
 	}

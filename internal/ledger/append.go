@@ -3,7 +3,6 @@ package ledger
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/transparency-dev/merkle/compact"
 	bolt "go.etcd.io/bbolt"
@@ -13,8 +12,10 @@ import (
 type Reader interface {
 	Size() uint64
 	// State is what the ledger says about digest in stage; the bool is false
-	// when nothing (in any stage) is known about the digest.
-	State(digest, stage string) (State, bool)
+	// when nothing (in any stage) is known about the digest. An unreadable
+	// state record is an error, as from Ledger.State: a caller deciding on
+	// it must not take it for "nothing known" or for "inactive".
+	State(digest, stage string) (State, bool, error)
 	Entry(index uint64) (Entry, error)
 }
 
@@ -31,15 +32,8 @@ func newTxReader(tx *bolt.Tx) txReader { return txReader{tx: tx} }
 
 func (r txReader) Size() uint64 { return txSize(r.tx) }
 
-func (r txReader) State(digest, stage string) (State, bool) {
-	st, ok, err := txState(r.tx, digest, stage)
-	if err != nil {
-		// The interface has no error; an undecodable record is reported as
-		// known-but-inactive so that no caller mistakes it for "promoted".
-		slog.Error("ledger: unreadable state record", "digest", digest, "err", err)
-		return State{Digest: digest, Stage: stage}, true
-	}
-	return st, ok
+func (r txReader) State(digest, stage string) (State, bool, error) {
+	return txState(r.tx, digest, stage)
 }
 
 func (r txReader) Entry(index uint64) (Entry, error) { return txEntry(r.tx, index) }

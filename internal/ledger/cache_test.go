@@ -14,7 +14,11 @@ func fileState(t *testing.T, l *ledger.Ledger, d, stage string) (ledger.State, b
 	t.Helper()
 	var st ledger.State
 	var ok bool
-	if err := l.View(func(r ledger.Reader) error { st, ok = r.State(d, stage); return nil }); err != nil {
+	if err := l.View(func(r ledger.Reader) error {
+		var err error
+		st, ok, err = r.State(d, stage)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return st, ok

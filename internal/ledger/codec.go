@@ -2,7 +2,7 @@ package ledger
 
 import (
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -44,7 +44,9 @@ const (
 	flagsKnown = 1<<iota - 1
 )
 
-var errCorruptRecord = errors.New("corrupt state record")
+// errCorruptRecord matches ErrCorrupt, so that a caller of State can tell
+// an unreadable record from a failed read.
+var errCorruptRecord = fmt.Errorf("%w state record", ErrCorrupt)
 
 // encodeRecord encodes the record of digest.
 func encodeRecord(digest string, r *stateRecord) []byte {

@@ -30,7 +30,8 @@ var (
 	// refuses it rather than let bbolt read past the end (SIGBUS).
 	ErrTruncated = errors.New("ledger: truncated")
 	// ErrCorrupt: the file is not a readable bbolt file (neither meta page
-	// is valid).
+	// is valid), or a state record in it does not decode (State, and the
+	// Reader of a BuildFunc, return it rather than guess).
 	ErrCorrupt = errors.New("ledger: corrupt")
 	// ErrRolledBack: the ledger is older than, or disagrees with, the newest
 	// checkpoint this server published (WithCheckpointGuard): it is an older

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -45,6 +46,7 @@ type Ledger struct {
 	path   string
 	cache  *stateCache // nil: State reads bbolt every time
 	guard  *guard      // nil: no WithCheckpointGuard
+	log    *slog.Logger
 	// stopReadAhead ends WithReadAhead's background read.
 	stopReadAhead func()
 }
@@ -56,6 +58,7 @@ type options struct {
 	timeout   time.Duration
 	cache     int
 	readAhead bool
+	logger    *slog.Logger
 
 	guardPath       string
 	guardVerifier   note.Verifier
@@ -90,6 +93,12 @@ func WithStateCache(n int) Option { return func(o *options) { o.cache = n } }
 // without it.)
 func WithReadAhead() Option { return func(o *options) { o.readAhead = true } }
 
+// WithLogger sets where the ledger reports what it does on its own: a
+// rebuild of the state index under newer rules, an index repaired at
+// startup. The default discards them; a library has no business writing
+// to the process's global logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
 // WithLockTimeout bounds how long Open waits for the file lock (default 1s),
 // so that a second server on the same file fails fast instead of hanging.
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
@@ -100,6 +109,9 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	o := options{timeout: time.Second, cache: DefaultStateCache}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if !o.readOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -140,7 +152,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	// A short batch window: a lone promotion waits at most this long for
 	// company, while concurrent ones share a commit (see Append).
 	db.MaxBatchDelay = 2 * time.Millisecond
-	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache), stopReadAhead: stopReadAhead}
+	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache), log: o.logger, stopReadAhead: stopReadAhead}
 	if o.readOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			for _, name := range allBuckets {
@@ -160,7 +172,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			return nil
 		})
 		if err == nil {
-			err = upgradeState(db)
+			err = upgradeState(db, o.logger)
 		}
 	}
 	if err == nil && o.startupVerifier != nil && (rebuild || !checked) {

@@ -217,8 +217,8 @@ func TestState(t *testing.T) {
 				}
 				// The Reader inside a transaction must agree.
 				_ = l.View(func(r ledger.Reader) error {
-					rst, rknown := r.State(q.digest, q.stage)
-					if rknown != known || rst.Active() != st.Active() {
+					rst, rknown, err := r.State(q.digest, q.stage)
+					if err != nil || rknown != known || rst.Active() != st.Active() {
 						t.Errorf("Reader.State disagrees with Ledger.State")
 					}
 					return nil
@@ -296,7 +296,9 @@ func TestHistory(t *testing.T) {
 func TestConcurrentAppendIsIdempotent(t *testing.T) {
 	l, v := ledgertest.New(t)
 	build := func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
-		if st, _ := r.State(digest(1), "prod"); st.Active() {
+		if st, _, err := r.State(digest(1), "prod"); err != nil {
+			return nil, err
+		} else if st.Active() {
 			return nil, &ledger.ExistsError{Index: st.PromotedIndex}
 		}
 		return fixed(promotion("reg/app", digest(1), "prod"))(r, index)

@@ -58,7 +58,7 @@ func preVerify(path string, o *options) (rebuild, checked bool, err error) {
 		checked = true
 		return verifyTx(tx, o.startupVerifier, nil)
 	})
-	return startupVerdict(path, err, checked)
+	return startupVerdict(o.logger, path, err, checked)
 }
 
 // postVerify is WithStartupVerify on the writable handle, after preVerify
@@ -66,7 +66,7 @@ func preVerify(path string, o *options) (rebuild, checked bool, err error) {
 func (l *Ledger) postVerify(v note.Verifier, rebuild bool) error {
 	if !rebuild {
 		var err error
-		if rebuild, _, err = startupVerdict(l.path, l.Verify(v, nil), true); err != nil || !rebuild {
+		if rebuild, _, err = startupVerdict(l.log, l.path, l.Verify(v, nil), true); err != nil || !rebuild {
 			return err
 		}
 	}
@@ -77,10 +77,10 @@ func (l *Ledger) postVerify(v note.Verifier, rebuild bool) error {
 	return l.Verify(v, nil)
 }
 
-func startupVerdict(path string, err error, checked bool) (rebuild, ok bool, _ error) {
+func startupVerdict(log *slog.Logger, path string, err error, checked bool) (rebuild, ok bool, _ error) {
 	var ve *VerifyError
 	if errors.As(err, &ve) && ve.index {
-		slog.Warn("ledger: an index disagrees with the entries (edited file?); rebuilding the indexes from the verified entries",
+		log.Warn("ledger: an index disagrees with the entries (edited file?); rebuilding the indexes from the verified entries",
 			"path", path, "problem", ve.Error())
 		return true, checked, nil
 	}

@@ -1,7 +1,9 @@
 package ledger_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,9 +83,15 @@ func TestStartupVerifyRepairsAnEditedStateIndex(t *testing.T) {
 	}
 	l.Close()
 
-	l, err = ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync(), ledger.WithStateCache(0), ledger.WithStartupVerify(v))
+	var logged bytes.Buffer
+	l, err = ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync(), ledger.WithStateCache(0), ledger.WithStartupVerify(v),
+		ledger.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	if err != nil {
 		t.Fatalf("Open WithStartupVerify: %v", err)
+	}
+	// The repair is reported through the ledger's logger.
+	if !strings.Contains(logged.String(), "rebuilding the indexes") || !strings.Contains(logged.String(), d) {
+		t.Errorf("WithLogger got %q; want the repair and the digest", logged.String())
 	}
 	st, ok, err := l.State(d, "prod")
 	if err != nil || !ok || st.Active() || !st.Revoked || st.RevokedIndex != 2 {
@@ -98,6 +106,51 @@ func TestStartupVerifyRepairsAnEditedStateIndex(t *testing.T) {
 	// The repair is on disk, not only in this process.
 	if got := stateRecord(t, path, d); string(got) == string(forged) {
 		t.Fatal("the forged record is still stored")
+	}
+}
+
+// TestUnreadableStateRecordIsAnError: a state record that does not decode
+// is an error from Ledger.State and from the Reader a BuildFunc gets, not
+// "known but inactive", so that a promotion deciding on it fails.
+func TestUnreadableStateRecordIsAnError(t *testing.T) {
+	s, _ := ledgertest.Keys(t, ledgertest.Origin)
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	d := digest(7)
+	l, err := ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, promotion("reg/app", d, "prod"))
+	l.Close()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("state")).Put([]byte(d), []byte{0xff}) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	l, err = ledger.Open(path, ledger.WithSigner(s), ledger.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, _, err := l.State(d, "prod"); !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "state of "+d) {
+		t.Errorf("Ledger.State: %v; want the unreadable record named", err)
+	}
+	_, err = l.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+		if _, _, err := r.State(d, "prod"); err != nil {
+			return nil, err
+		}
+		t.Error("Reader.State of an unreadable record gave no error")
+		return fixed(promotion("reg/app", d, "prod"))(r, index)
+	})
+	if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "state of "+d) {
+		t.Errorf("Append: %v; want the Reader's error", err)
+	}
+	if size, _ := l.Size(); size != 1 {
+		t.Errorf("size %d after a refused append, want 1", size)
 	}
 }
 

@@ -38,7 +38,7 @@ func txStateRules(tx *bolt.Tx) uint64 {
 // runs in Open, before anyone can read, in transactions of rebuildChunk
 // entries; the rules are recorded by the last one, so a crash midway
 // leaves the old number and the next Open starts again from nothing.
-func upgradeState(db *bolt.DB) error {
+func upgradeState(db *bolt.DB, log *slog.Logger) error {
 	var rules, size uint64
 	if err := db.View(func(tx *bolt.Tx) error {
 		rules, size = txStateRules(tx), txSize(tx)
@@ -53,7 +53,7 @@ func upgradeState(db *bolt.DB) error {
 		return fmt.Errorf("ledger: state index built with rules %d, newer than this stagegate's %d: run the newer stagegate", rules, stateRules)
 	}
 	if size > 0 {
-		slog.Info("ledger: rebuilding the state index with the current rules", "entries", size, "from", rules, "to", stateRules)
+		log.Info("ledger: rebuilding the state index with the current rules", "entries", size, "from", rules, "to", stateRules)
 	}
 	err := rebuild(db, [][]byte{bucketState}, false, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyStateRules, be64(stateRules))

@@ -108,8 +108,8 @@ func TestUpgradeRebuildsOldStateIndex(t *testing.T) {
 		t.Fatalf("Verify after the upgrade: %v", err)
 	}
 	if err := l.View(func(r Reader) error {
-		if st, _ := r.State(idx, "prod"); !st.Active() {
-			return fmt.Errorf("index after the upgrade: %+v", st)
+		if st, _, err := r.State(idx, "prod"); err != nil || !st.Active() {
+			return fmt.Errorf("index after the upgrade: %+v, %v", st, err)
 		}
 		return nil
 	}); err != nil {

@@ -203,7 +203,10 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 	states := make(map[string]policy.StageState, len(s.stages))
 	var existing *ledger.ExistsError
 	for _, st := range s.stages {
-		state, _ := r.State(img.Digest, st)
+		state, _, err := r.State(img.Digest, st)
+		if err != nil {
+			return policy.PromotionInput{}, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
+		}
 		states[st] = stageState(state)
 		if st == req.Stage && state.Active() {
 			existing = &ledger.ExistsError{Index: state.PromotedIndex}
@@ -234,7 +237,11 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 	if existing != nil {
 		return in, existing
 	}
-	if revoked := revokedPlatforms(r, img, req.Stage); len(revoked) > 0 {
+	revoked, err := revokedPlatforms(r, img, req.Stage)
+	if err != nil {
+		return in, err
+	}
+	if len(revoked) > 0 {
 		return in, &DeniedError{Stage: req.Stage, Violations: revoked}
 	}
 	return in, nil
@@ -249,10 +256,13 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 // that contains this one also reaches the platforms through it, and the
 // ledger would lift it; it is refused here too, which errs on the safe
 // side: promoting the platform first lifts it.
-func revokedPlatforms(r ledger.Reader, img registry.Resolved, stage string) []string {
+func revokedPlatforms(r ledger.Reader, img registry.Resolved, stage string) ([]string, error) {
 	var out []string
 	for _, p := range img.Platforms {
-		st, _ := r.State(p, stage)
+		st, _, err := r.State(p, stage)
+		if err != nil {
+			return nil, fmt.Errorf("promotion: state of platform %s in %s: %w", p, stage, err)
+		}
 		if !st.Revoked || st.RevokedDigest == img.Digest {
 			continue
 		}
@@ -263,7 +273,7 @@ func revokedPlatforms(r ledger.Reader, img registry.Resolved, stage string) []st
 		out = append(out, fmt.Sprintf("platform %s of this index is revoked in %s (ledger entry %d revoked %s: %s): "+
 			"promote that platform again first, or promote an index without it", p, stageWord(stage), st.RevokedIndex, what, st.RevokeReason))
 	}
-	return out
+	return out, nil
 }
 
 // Revocation withdraws a digest from a stage, or from all with "*".
@@ -301,7 +311,10 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 		active, revoked := false, false
 		var lastRevoke uint64
 		for _, st := range stages {
-			state, _ := r.State(req.Digest, st)
+			state, _, err := r.State(req.Digest, st)
+			if err != nil {
+				return nil, fmt.Errorf("promotion: state of %s in %s: %w", req.Digest, st, err)
+			}
 			// A digest revoked only through another one (a platform of
 			// this index, an index this platform is in) is not revoked
 			// itself: its own revocation reaches more (the other
