@@ -27,6 +27,7 @@ import (
 	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/secretfile"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/policies"
 )
 
@@ -61,18 +62,7 @@ func (c *fakeClock) Add(d time.Duration) {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	l, logV := ledgertest.New(t)
-	dir := t.TempDir()
-	if err := signing.GenerateKeys(dir, []byte("pw"), "test"); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := signing.LoadSigner(filepath.Join(dir, "cosign.key"), []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := signing.LoadVerifier(filepath.Join(dir, "cosign.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier := signingtest.Signer(t), signingtest.Verifier(t)
 	cfg := config.Default()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

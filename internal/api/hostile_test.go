@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +25,7 @@ import (
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
-	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/policies"
 )
 
@@ -64,14 +63,7 @@ type hostileEnv struct {
 func newHostileEnv(t *testing.T, rc *registry.Client) *hostileEnv {
 	t.Helper()
 	l, _ := ledgertest.New(t)
-	dir := t.TempDir()
-	if err := signing.GenerateKeys(dir, nil, "test"); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := signing.LoadSigner(filepath.Join(dir, "cosign.key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := signingtest.Signer(t)
 	cfg := config.Default()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +22,7 @@ import (
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
-	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/policies"
 )
 
@@ -32,14 +31,7 @@ import (
 // stage tag on both repositories.
 func TestPromotionWithCopyTagAndAttestation(t *testing.T) {
 	l, _ := ledgertest.New(t)
-	dir := t.TempDir()
-	if err := signing.GenerateKeys(dir, nil, "test"); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := signing.LoadSigner(filepath.Join(dir, "cosign.key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := signingtest.Signer(t)
 	emb, err := registry.StartEmbedded("127.0.0.1:0", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

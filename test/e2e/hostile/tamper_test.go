@@ -2,7 +2,6 @@ package hostile
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 )
 
 func be64(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
@@ -112,11 +112,7 @@ func TestLedgerTampering(t *testing.T) {
 			os.Truncate(path, fi.Size()/3)
 		}, []string{"ledger"}},
 		"checkpoint from another key": {func(t *testing.T, path string) {
-			skey, _, err := note.GenerateKey(rand.Reader, origin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			signer, _ := note.NewSigner(skey)
+			signer := signingtest.ForeignLogSigner(t, origin)
 			rewrite(t, path, func(tx *bolt.Tx) error {
 				meta := tx.Bucket([]byte("meta"))
 				cp := string(meta.Get([]byte("checkpoint")))
@@ -165,14 +161,7 @@ func TestForgedPromotions(t *testing.T) {
 	exported, _ := os.ReadFile(export)
 
 	// A key pair the verifier does not trust.
-	otherDir := t.TempDir()
-	if err := signing.GenerateKeys(filepath.Join(otherDir, "k"), []byte("pw"), "other/ledger"); err != nil {
-		t.Fatal(err)
-	}
-	other, err := signing.LoadSigner(filepath.Join(otherDir, "k", "cosign.key"), []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := signingtest.ForeignSigner(t)
 	var rc map[string]json.RawMessage
 	json.Unmarshal(receipt, &rc)
 	var entry map[string]json.RawMessage

@@ -37,11 +37,13 @@ import (
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/pki"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
-// logOrigin names the test ledger in its checkpoints.
-const logOrigin = "stagegate.test/reliability"
+// logOrigin names the test ledger in its checkpoints: the name of the
+// checkpoint key that signingtest.WriteKeyDir writes.
+const logOrigin = signingtest.LogName
 
 // env is one stagegate installation on disk (keys, serving certificate,
 // bearer tokens, config file, data directory) and the registry it promotes
@@ -96,10 +98,7 @@ func newEnv(t *testing.T, reg *framework.Registry, opts ...envOption) *env {
 		addr:    "127.0.0.1:" + strconv.Itoa(framework.FreePort(t)),
 		reg:     reg,
 	}
-	keysDir := filepath.Join(e.dataDir, "keys")
-	if err := signing.GenerateKeys(keysDir, nil, logOrigin); err != nil {
-		t.Fatal(err)
-	}
+	signingtest.WriteKeyDir(t, filepath.Join(e.dataDir, "keys"))
 	certDir := filepath.Join(root, "certs")
 	if err := pki.Generate(certDir, pki.Options{Hosts: []string{"127.0.0.1", "localhost"}}); err != nil {
 		t.Fatal(err)
@@ -133,14 +132,8 @@ func newEnv(t *testing.T, reg *framework.Registry, opts ...envOption) *env {
 	e.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 
-	if e.logV, err = signing.LoadLogVerifier(filepath.Join(keysDir, "log.pub")); err != nil {
-		t.Fatal(err)
-	}
-	v, err := signing.LoadVerifier(filepath.Join(keysDir, "cosign.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.check = signing.CheckEntry(v)
+	e.logV = signingtest.LogVerifier(t)
+	e.check = signing.CheckEntry(signingtest.Verifier(t))
 	t.Cleanup(func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
