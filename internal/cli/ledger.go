@@ -12,13 +12,14 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/app"
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
 func newLedgerCommand(s Streams) *cobra.Command {
-	cmd := &cobra.Command{Use: "ledger", Short: "Verify, export and import the ledger"}
-	cmd.AddCommand(newLedgerVerifyCommand(s), newLedgerExportCommand(s), newLedgerImportCommand(s))
+	cmd := &cobra.Command{Use: "ledger", Short: "Verify, export, import and compact the ledger"}
+	cmd.AddCommand(newLedgerVerifyCommand(s), newLedgerExportCommand(s), newLedgerImportCommand(s), newLedgerCompactCommand(s))
 	return cmd
 }
 
@@ -48,11 +49,14 @@ func (f *ledgerFlags) path() (string, func(ledger.Entry) error, note.Verifier, e
 	if err != nil {
 		return "", nil, nil, err
 	}
-	p := f.file
-	if p == "" {
-		p = cfg.LedgerPath()
+	return f.ledgerPath(cfg), app.EntryCheck(v, trusted), lv, nil
+}
+
+func (f *ledgerFlags) ledgerPath(cfg *config.Config) string {
+	if f.file != "" {
+		return f.file
 	}
-	return p, app.EntryCheck(v, trusted), lv, nil
+	return cfg.LedgerPath()
 }
 
 func newLedgerVerifyCommand(s Streams) *cobra.Command {
@@ -202,6 +206,41 @@ func newLedgerImportCommand(s Streams) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(s.Out, "imported %d entries into %s\n", size, path)
+			return nil
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
+func newLedgerCompactCommand(s Streams) *cobra.Command {
+	var f ledgerFlags
+	cmd := &cobra.Command{
+		Use:   "compact",
+		Short: "Rewrite the ledger file without its free pages; run it while serve is stopped",
+		Long: "compact rewrites the ledger file without the free pages bbolt keeps, which hold\n" +
+			"stale copies of pages (entries among them) and take disk space. It rewrites the\n" +
+			"whole file, which is why serve does not do it on every stop. It refuses a ledger\n" +
+			"that serve has open, and replaces the file only once the copy is complete.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.cf.load()
+			if err != nil {
+				return err
+			}
+			path := f.ledgerPath(cfg)
+			before, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			if err := ledger.Compact(path); err != nil {
+				return err
+			}
+			after, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "ledger %s compacted: %d bytes, was %d\n", path, after.Size(), before.Size())
 			return nil
 		},
 	}

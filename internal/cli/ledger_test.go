@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -122,6 +124,59 @@ func testConfig(t *testing.T, dir string) *config.Config {
 	}
 	cfg.TokensFile = ""
 	return cfg
+}
+
+// TestLedgerCompact: `ledger compact` refuses a ledger serve has open,
+// compacts it once serve is stopped, and the ledger still verifies.
+func TestLedgerCompact(t *testing.T) {
+	dir, rc := seededLedger(t)
+	cfg := testConfig(t, dir)
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More commits, so that free pages hold stale copies of entries.
+	for _, stage := range []string{"test", "dev"} {
+		if _, err := a.Service.Revoke(context.Background(), promotion.Revocation{Digest: rc.Entry.Digest, Repository: rc.Entry.Repository,
+			Stage: stage, Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"release"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err = run(t, "ledger", "compact", "--data-dir", dir)
+	a.Close()
+	if !errors.Is(err, ledger.ErrLocked) || !strings.Contains(err.Error(), "is another stagegate running?") {
+		t.Fatalf("ledger compact while serve runs: %v; want ErrLocked", err)
+	}
+
+	const entries = 5
+	stale := func() (n int) {
+		b, err := os.ReadFile(cfg.LedgerPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range entries {
+			switch c := bytes.Count(b, fmt.Appendf(nil, `{"index":%d,`, i)); c {
+			case 0:
+				t.Fatalf("entry %d is not in the file", i)
+			default:
+				n += c - 1
+			}
+		}
+		return n
+	}
+	if stale() == 0 {
+		t.Fatal("no stale copy of an entry before compacting: the test shows nothing")
+	}
+	out, _, err := run(t, "ledger", "compact", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "compacted") {
+		t.Fatalf("ledger compact: %v\n%s", err, out)
+	}
+	if n := stale(); n != 0 {
+		t.Errorf("%d stale copies of entries after ledger compact, want none", n)
+	}
+	if out, _, err := run(t, "ledger", "verify", "--data-dir", dir); err != nil || !strings.Contains(out, fmt.Sprintf("%d entries", entries)) {
+		t.Fatalf("ledger verify after compact: %v\n%s", err, out)
+	}
 }
 
 // TestImportOfEditedExportNamesTheEntry edits one entry of a real export

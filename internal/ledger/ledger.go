@@ -49,6 +49,9 @@ type Ledger struct {
 	log    *slog.Logger
 	// stopReadAhead ends WithReadAhead's background read.
 	stopReadAhead func()
+	// compactOnClose: WithCompactOnClose, with its threshold.
+	compactOnClose bool
+	compactMinFree int64
 }
 
 type options struct {
@@ -59,6 +62,9 @@ type options struct {
 	cache     int
 	readAhead bool
 	logger    *slog.Logger
+
+	compactOnClose bool
+	compactMinFree int64
 
 	guardPath       string
 	guardVerifier   note.Verifier
@@ -135,7 +141,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	if o.readAhead {
 		stopReadAhead = readAhead(path)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	db, err := openLocked(path, &bolt.Options{
 		Timeout:  o.timeout,
 		ReadOnly: o.readOnly,
 		NoSync:   o.noSync,
@@ -152,7 +158,8 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	// A short batch window: a lone promotion waits at most this long for
 	// company, while concurrent ones share a commit (see Append).
 	db.MaxBatchDelay = 2 * time.Millisecond
-	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache), log: o.logger, stopReadAhead: stopReadAhead}
+	l := &Ledger{db: db, signer: o.signer, path: path, cache: newStateCache(o.cache), log: o.logger, stopReadAhead: stopReadAhead,
+		compactOnClose: o.compactOnClose && !o.readOnly, compactMinFree: o.compactMinFree}
 	if o.readOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			for _, name := range allBuckets {
@@ -191,16 +198,38 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	return l, nil
 }
 
-// Close releases the file. A writable ledger that has free pages and is
-// not large is compacted on the way out; see compact.go for why.
+// openLocked is bolt.Open, on the file path names once the lock is held.
+// Compact renames its copy over the file while holding the old one's lock,
+// so an Open that opened the old file just before, and waited for its lock,
+// would otherwise serve a file that no longer has a name, and every write
+// to it would be lost.
+func openLocked(path string, opts *bolt.Options) (*bolt.DB, error) {
+	for tries := 0; ; tries++ {
+		before, statErr := os.Stat(path)
+		db, err := bolt.Open(path, 0o600, opts)
+		if err != nil || statErr != nil || tries == 2 {
+			return db, err
+		}
+		if after, err := os.Stat(path); err == nil && os.SameFile(before, after) {
+			return db, nil
+		}
+		_ = db.Close()
+	}
+}
+
+// Close releases the file. It leaves the file as it is, unless the
+// ledger was opened WithCompactOnClose and enough of it is free.
 func (l *Ledger) Close() error {
 	l.stopReadAhead()
-	st := l.db.Stats()
-	compact := !l.db.IsReadOnly() && st.FreePageN+st.PendingPageN > 0
+	free := int64(0)
+	if l.compactOnClose {
+		free = freeBytes(l.db)
+	}
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("ledger: close: %w", err)
 	}
-	if compact {
+	if l.compactOnClose && free > 0 && free >= l.compactMinFree {
+		l.log.Info("ledger: compacting on close", "path", l.path, "free bytes", free)
 		if err := compactFile(l.path); err != nil {
 			return fmt.Errorf("ledger: close: %w", err)
 		}
