@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -101,17 +100,7 @@ func (s *suite) installWebhook(t *testing.T, probeNS string, extra ...string) {
 func (s *suite) waitAdmission(t *testing.T, ns string) {
 	t.Helper()
 	probe := pod(ns, "probe", "127.0.0.1:1/never/promoted@sha256:"+strings.Repeat("0", 64))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := createDryRun(t, s.api.Clientset, probe)
-		if err != nil && strings.Contains(err.Error(), "stagegate denied") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the API server does not ask stagegate yet; last answer: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	s.api.WaitForWebhook(t, func() error { return createDryRun(t, s.api.Clientset, probe) }, "stagegate denied")
 }
 
 // run runs the stagegate binary with the suite's token and key password in

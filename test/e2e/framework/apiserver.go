@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,6 +141,32 @@ func (a *APIServer) Kubectl(t testing.TB, args ...string) (stdout, stderr string
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// WaitForWebhook calls create (a dry-run create of a probe object in a
+// gated namespace) until the API server's refusal contains one of answers,
+// i.e. until the API server asks the webhook: a webhook configuration
+// reaches its admission chain asynchronously, and after a CA change it
+// must trust the new certificate first. It fails t after a minute.
+func (a *APIServer) WaitForWebhook(t testing.TB, create func() error, answers ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := create()
+		for _, want := range answers {
+			if err != nil && strings.Contains(err.Error(), want) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("framework: the API server does not ask the webhook yet; last answer: %v", err)
+		case <-tick.C:
+		}
+	}
 }
 
 func durationFromEnv(name string, def time.Duration) time.Duration {

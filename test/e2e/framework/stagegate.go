@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -21,8 +22,6 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/stagegate/stagegate/internal/api"
-	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/test/e2e/framework/process"
 )
 
@@ -90,7 +89,7 @@ type stagegateOptions struct {
 	clientCAFile  string
 	tokens        []tokenSpec
 	dev, devToken bool
-	testKeys      bool
+	writeKeys     func(dir string)
 	keyPassword   string
 	logLevel      string
 	readyTimeout  time.Duration
@@ -162,11 +161,15 @@ func WithDevToken() StagegateOption {
 	return func(o *stagegateOptions) { o.dev, o.devToken, o.tokens = true, true, nil }
 }
 
-// WithTestKeys installs signingtest's key set (made once per test process,
-// unencrypted) and names the log signingtest.LogName, instead of running
-// `stagegate keys generate`: the test can verify what serve signs with
-// signingtest.Verifier and signingtest.LogVerifier.
-func WithTestKeys() StagegateOption { return func(o *stagegateOptions) { o.testKeys = true } }
+// WithKeys has write put the key files (cosign.key, cosign.pub, log.key,
+// log.pub) into the keys directory instead of running `stagegate keys
+// generate`, and sets no key password: e.g. signingtest.WriteKeyDir, so
+// that the test can verify what serve signs (give WithConfig the logOrigin
+// the log key names). It is a function rather than a dependency on
+// signingtest because internal packages' tests use this framework too.
+func WithKeys(write func(dir string)) StagegateOption {
+	return func(o *stagegateOptions) { o.writeKeys = write }
+}
 
 // WithKeyPassword encrypts the generated cosign key with pw instead of
 // DefaultKeyPassword.
@@ -269,9 +272,8 @@ func (s *Stagegate) prepare(t testing.TB) {
 		"keys":       map[string]any{"dir": s.KeysDir},
 		"tokensFile": s.tokensFile(),
 	}
-	if o.testKeys {
-		signingtest.WriteKeyDir(t, s.KeysDir)
-		cfg["logOrigin"] = signingtest.LogName
+	if o.writeKeys != nil {
+		o.writeKeys(s.KeysDir)
 	} else {
 		pw := o.keyPassword
 		if pw == "" {
@@ -328,16 +330,29 @@ func (s *Stagegate) tokensFile() string {
 	return filepath.Join(s.Dir, "tokens.yaml")
 }
 
+// tokenFile is the token file's format (api.TokenFile), written out here as
+// a user writes it; the framework imports no part of serve that internal
+// packages' tests, which use it too, would form a cycle with.
+type tokenFile struct {
+	Tokens []tokenEntry `json:"tokens"`
+}
+
+type tokenEntry struct {
+	SHA256  string   `json:"sha256"`
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups,omitempty"`
+}
+
 // writeTokens writes the WithToken identities, hashes only.
 func (s *Stagegate) writeTokens(t testing.TB) {
 	t.Helper()
 	if len(s.o.tokens) == 0 {
 		if !s.o.dev {
-			writeYAML(t, s.tokensFile(), api.TokenFile{})
+			writeYAML(t, s.tokensFile(), tokenFile{Tokens: []tokenEntry{}})
 		}
 		return
 	}
-	var tf api.TokenFile
+	var tf tokenFile
 	for _, spec := range s.o.tokens {
 		tok := spec.token
 		if tok == "" {
@@ -348,7 +363,8 @@ func (s *Stagegate) writeTokens(t testing.TB) {
 			tok = "sge2e_" + hex.EncodeToString(b)
 		}
 		s.Tokens = append(s.Tokens, tok)
-		tf.Tokens = append(tf.Tokens, api.Token{SHA256: api.HashToken(tok), Subject: spec.subject, Groups: spec.groups})
+		sum := sha256.Sum256([]byte(tok))
+		tf.Tokens = append(tf.Tokens, tokenEntry{SHA256: hex.EncodeToString(sum[:]), Subject: spec.subject, Groups: spec.groups})
 	}
 	s.Token = s.Tokens[0]
 	writeYAML(t, s.tokensFile(), tf)
@@ -466,12 +482,15 @@ func (s *Stagegate) Signal(sig os.Signal) error {
 	return p.Signal(sig)
 }
 
-// Restart stops serve (SIGTERM) and starts it again on the same
-// installation, failing the test if it did not exit 0.
+// Restart stops a running serve (SIGTERM), failing the test unless it
+// exits 0, and starts it again on the same installation. After a Kill it
+// only starts.
 func (s *Stagegate) Restart() *process.Process {
 	s.t.Helper()
-	if err := s.Stop(); err != nil {
-		s.t.Fatalf("framework: %s: stop before restart: %v", s.Name, err)
+	if p := s.Process(); p != nil && !p.Exited() {
+		if err := p.Stop(stopGrace); err != nil {
+			s.t.Fatalf("framework: %s: stop before restart: %v", s.Name, err)
+		}
 	}
 	return s.Start()
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/test/e2e/framework"
@@ -85,17 +84,7 @@ func (n *node) installWebhook(t *testing.T, probeNS string) {
 	// closed on it ("could not decide"), which is stagegate answering all
 	// the same.
 	probe := pod(probeNS, "probe", "127.0.0.1:1/never/promoted@sha256:"+strings.Repeat("0", 64))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := n.create(t, probe, true)
-		if err != nil && (strings.Contains(err.Error(), "stagegate denied") || strings.Contains(err.Error(), "stagegate could not decide")) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: the API server does not ask stagegate yet; last answer: %v", n.name, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	n.api.WaitForWebhook(t, func() error { return n.create(t, probe, true) }, "stagegate denied", "stagegate could not decide")
 }
 
 // run runs the stagegate binary with the node's token and key password.

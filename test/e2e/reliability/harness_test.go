@@ -84,8 +84,8 @@ func newEnv(t *testing.T, reg *framework.Registry, opts ...envOption) *env {
 	}
 	sgOpts := []framework.StagegateOption{
 		framework.WithoutStart(),
-		framework.WithTestKeys(),
-		framework.WithConfig(fmt.Sprintf("registries:\n- {host: %q, insecure: true}\n", reg.Addr)),
+		framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),
+		framework.WithConfig(fmt.Sprintf("logOrigin: %s\nregistries:\n- {host: %q, insecure: true}\n", logOrigin, reg.Addr)),
 	}
 	if o.dataDir != "" {
 		sgOpts = append(sgOpts, framework.WithDataDir(o.dataDir))
