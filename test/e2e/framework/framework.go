@@ -98,6 +98,7 @@ func SkipUnlessCI(t testing.TB, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if InCI() {
 		t.Fatalf("%s (CI=true, so this fails rather than skips)", msg)
+		return
 	}
 	t.Skipf("%s (with CI=true this fails instead)", msg)
 }

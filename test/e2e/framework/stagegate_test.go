@@ -99,3 +99,35 @@ func TestStartStagegateConfig(t *testing.T) {
 		t.Error("Signal before Start did not fail")
 	}
 }
+
+// recordingTB notes whether Fatalf or Skipf was called, without ending
+// the goroutine as the real ones do.
+type recordingTB struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (r *recordingTB) Helper()                           {}
+func (r *recordingTB) Fatalf(format string, args ...any) { r.fatal = format }
+func (r *recordingTB) Skipf(format string, args ...any)  { r.skip = format }
+
+func TestSkipUnlessCI(t *testing.T) {
+	tests := map[string]struct {
+		ci                  string
+		wantFatal, wantSkip bool
+	}{
+		"CI=true":  {ci: "true", wantFatal: true},
+		"CI unset": {ci: "", wantSkip: true},
+		"CI=false": {ci: "false", wantSkip: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			r := &recordingTB{TB: t}
+			SkipUnlessCI(r, "no %s here", "tool")
+			if (r.fatal != "") != tc.wantFatal || (r.skip != "") != tc.wantSkip {
+				t.Errorf("fatal %q, skip %q; want fatal %v, skip %v", r.fatal, r.skip, tc.wantFatal, tc.wantSkip)
+			}
+		})
+	}
+}
