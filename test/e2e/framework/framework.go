@@ -2,6 +2,13 @@
 // a Kubernetes API server with etcd (controller-runtime envtest), the CNCF
 // distribution registry, and binaries built from this repository.
 //
+// StartStagegate is the one way the suites start `stagegate serve`: it
+// builds the binary once per test binary, lays out an installation (keys,
+// certificates, tokens, config), waits for /readyz with a bounded context
+// and hands back a handle to stop, kill, restart or signal it. Package
+// process under it starts, polls and stops child processes without
+// testing, so that bench/ shares it.
+//
 // The external binaries are built from the Go module proxy by
 // hack/tools.sh into the git-ignored bin/ directory; helpers fail the test
 // with the command to run when one is missing, rather than skipping, so
