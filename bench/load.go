@@ -11,123 +11,79 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/stagegate/stagegate/test/e2e/framework/process"
 )
 
-// proc is a server under test running as its own process.
+// proc is a server under test running as its own process, started, polled
+// and stopped by the same code as the e2e tests' servers.
 type proc struct {
 	name   string
-	cmd    *exec.Cmd
+	p      *process.Process
 	target string // URL the reviews are posted to
 	health string // URL that answers 200 once it serves
 	logf   *os.File
-	done   chan struct{} // closed when the process has exited
 }
 
+// stopGrace is how long a server has to exit after SIGTERM.
+const stopGrace = 20 * time.Second
+
+// pid is the process's id, for the /proc readers.
+func (p *proc) pid() int { return p.p.Pid() }
+
 // exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.p.Exited() }
 
 func startProc(ctx context.Context, name, logPath string, bin string, args ...string) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 20 * time.Second
-	if err := cmd.Start(); err != nil {
+	// The log file has it all; memory keeps only what an error shows.
+	p, err := process.Start(ctx, name, bin, args, process.WithLog(logf),
+		process.WithOutputLimit(8<<10), process.WithCancelGrace(stopGrace))
+	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
-	p := &proc{name: name, cmd: cmd, logf: logf, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	return p, nil
+	return &proc{name: name, p: p, logf: logf}, nil
 }
 
 // stop ends the process with SIGTERM and returns its peak RSS in bytes.
 func (p *proc) stop() int64 {
-	if p == nil || p.cmd.Process == nil {
+	if p == nil {
 		return 0
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	_ = p.p.Stop(stopGrace)
 	p.logf.Close()
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
+	return p.p.PeakRSS()
 }
 
 // peakRSS is the peak RSS (VmHWM) of a running process, in bytes.
-func (p *proc) peakRSS() int64 { return peakRSS(p.cmd.Process.Pid) }
+func (p *proc) peakRSS() int64 { return p.p.PeakRSS() }
 
 // peakRSS is the peak RSS (VmHWM) of process pid, in bytes, or 0 once it
 // has exited.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
-			var kb int64
-			fmt.Sscanf(string(bytes.TrimSpace(v)), "%d", &kb)
-			return kb * 1024
-		}
-	}
-	return 0
-}
+func peakRSS(pid int) int64 { return process.PeakRSS(pid) }
 
 // waitReady polls p.health until it answers 200, the process exits, or
 // timeout passes.
 func (p *proc) waitReady(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration) error {
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if p.exited() {
-			break
-		}
-		resp, err := c.Get(p.health)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := p.p.Poll(ctx, process.HTTPStatus(c, p.health, http.StatusOK)); err != nil {
+		return fmt.Errorf("bench: %w; log %s:\n%s", err, p.logf.Name(), p.p.Tail(2000))
 	}
-	tail, _ := os.ReadFile(p.logf.Name())
-	if len(tail) > 2000 {
-		tail = tail[len(tail)-2000:]
-	}
-	return fmt.Errorf("bench: %s did not become ready within %s; log %s:\n%s", p.name, timeout, p.logf.Name(), tail)
+	return nil
 }
 
 // clientTLS is the one client TLS configuration: TLS 1.3 only, trusting
@@ -338,7 +294,7 @@ func settle(ctx context.Context, procs []*proc, max time.Duration) time.Duration
 	busy := func() int64 {
 		var t int64
 		for _, p := range procs {
-			t += cpuTicks(p.cmd.Process.Pid)
+			t += cpuTicks(p.pid())
 		}
 		return t
 	}

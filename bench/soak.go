@@ -384,7 +384,7 @@ func sampleMemory(ctx context.Context, c *http.Client, p *proc, metricsURL strin
 
 func sample(c *http.Client, p *proc, metricsURL string, start time.Time, log *slog.Logger) MemSample {
 	s := MemSample{Seconds: time.Since(start).Seconds()}
-	s.RSS, s.RSSAnon, s.RSSFile = procRSS(p.cmd.Process.Pid)
+	s.RSS, s.RSSAnon, s.RSSFile = procRSS(p.pid())
 	var err error
 	if s.HeapInuse, s.HeapGoal, err = heapFigures(c, metricsURL); err != nil {
 		log.Warn("scrape failed", "err", err)

@@ -254,7 +254,7 @@ func (s *suite) testKubectl(t *testing.T, img images) {
 func (s *suite) testFailClosed(t *testing.T, img images) {
 	ns := s.namespace(t, "prod-outage", "prod")
 	plain := s.namespace(t, "unlabelled-outage", "")
-	s.serve.stop()
+	_ = s.serve.Stop()
 
 	err := create(t, s.api.Clientset, pod(ns, "during-outage", img.prod), false)
 	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {

@@ -8,11 +8,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
 const (
@@ -130,33 +131,12 @@ func createDryRun(t testing.TB, cs kubernetes.Interface, obj runtime.Object) err
 	return create(t, cs, obj, true)
 }
 
-// wantAllowed fails unless the API server accepted the request.
-func wantAllowed(t testing.TB, what string, err error) {
-	t.Helper()
-	if err != nil {
-		t.Errorf("%s: refused, want created: %v", what, err)
-	}
-}
-
-// wantDenied fails unless stagegate's webhook refused the request (403,
-// "denied the request") with a message holding every one of want.
-func wantDenied(t testing.TB, what string, err error, want ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: created, want refused by stagegate", what)
-		return
-	}
-	msg := err.Error()
-	if !apierrors.IsForbidden(err) || !strings.Contains(msg, "denied the request") {
-		t.Errorf("%s: err = %v; want a webhook denial (403, \"denied the request\")", what, err)
-		return
-	}
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("%s: message %q does not contain %q", what, msg, w)
-		}
-	}
-}
+// wantAllowed and wantDenied are the framework's answers checks, by the
+// names the scenarios use.
+var (
+	wantAllowed = framework.WantAllowed
+	wantDenied  = framework.WantDenied
+)
 
 // notPromoted is the part of the policy's message that says why, as a
 // user reads it.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stagegate/stagegate/test/e2e/framework/process"
 )
 
 // k8sTool is the hack/tools.sh name that builds bin/k8s.
@@ -65,9 +68,9 @@ func StartAPIServer(t testing.TB, opts ...APIServerOption) *APIServer {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dir := toolPath(t, k8sTool, "k8s")
+	dir := Tool(t, k8sTool, "k8s")
 	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		toolPath(t, k8sTool, "k8s", name)
+		Tool(t, k8sTool, "k8s", name)
 	}
 
 	// controller-runtime prints a stack trace when its logger is used but
@@ -86,7 +89,7 @@ func StartAPIServer(t testing.TB, opts ...APIServerOption) *APIServer {
 	// Keep the API server's output and show it only when the test fails:
 	// it explains webhook call failures that the client sees as a bare
 	// "failed calling webhook".
-	out := &lockedBuffer{}
+	out := process.NewOutput(maxOutput)
 	api := env.ControlPlane.GetAPIServer()
 	api.Out, api.Err = out, out
 	if o.admissionConfig != "" {
@@ -97,11 +100,11 @@ func StartAPIServer(t testing.TB, opts ...APIServerOption) *APIServer {
 	if err != nil {
 		// Start may have started etcd before failing.
 		_ = env.Stop()
-		t.Fatalf("framework: start API server: %v\n%s", err, out.tail(8<<10))
+		t.Fatalf("framework: start API server: %v\n%s", err, out.Tail(8<<10))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("kube-apiserver output (tail):\n%s", out.tail(16<<10))
+			t.Logf("kube-apiserver output (tail):\n%s", out.Tail(16<<10))
 		}
 		if err := env.Stop(); err != nil {
 			t.Errorf("framework: stop API server: %v", err)
@@ -140,6 +143,32 @@ func (a *APIServer) Kubectl(t testing.TB, args ...string) (stdout, stderr string
 	return o.String(), e.String(), err
 }
 
+// WaitForWebhook calls create (a dry-run create of a probe object in a
+// gated namespace) until the API server's refusal contains one of answers,
+// i.e. until the API server asks the webhook: a webhook configuration
+// reaches its admission chain asynchronously, and after a CA change it
+// must trust the new certificate first. It fails t after a minute.
+func (a *APIServer) WaitForWebhook(t testing.TB, create func() error, answers ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := create()
+		for _, want := range answers {
+			if err != nil && strings.Contains(err.Error(), want) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("framework: the API server does not ask the webhook yet; last answer: %v", err)
+		case <-tick.C:
+		}
+	}
+}
+
 func durationFromEnv(name string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(name); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -149,32 +178,6 @@ func durationFromEnv(name string, def time.Duration) time.Duration {
 	return def
 }
 
-// lockedBuffer collects a child process's output; os/exec copies into it
-// from its own goroutine while a failing test may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	// Only the tail is ever shown; bound the memory of long tests.
-	if b.buf.Len() > maxOutput {
-		b.buf.Next(b.buf.Len() - maxOutput/2)
-	}
-	return b.buf.Write(p)
-}
-
+// maxOutput bounds the output kept of a long-running part; only its tail
+// is ever shown.
 const maxOutput = 1 << 20
-
-// tail returns at most the last n bytes written.
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.buf.Bytes()
-	if len(p) > n {
-		p = p[len(p)-n:]
-	}
-	return string(p)
-}

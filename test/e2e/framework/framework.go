@@ -2,6 +2,13 @@
 // a Kubernetes API server with etcd (controller-runtime envtest), the CNCF
 // distribution registry, and binaries built from this repository.
 //
+// StartStagegate is the one way the suites start `stagegate serve`: it
+// builds the binary once per test binary, lays out an installation (keys,
+// certificates, tokens, config), waits for /readyz with a bounded context
+// and hands back a handle to stop, kill, restart or signal it. Package
+// process under it starts, polls and stops child processes without
+// testing, so that bench/ shares it.
+//
 // The external binaries are built from the Go module proxy by
 // hack/tools.sh into the git-ignored bin/ directory; helpers fail the test
 // with the command to run when one is missing, rather than skipping, so
@@ -17,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,15 +77,37 @@ func isStagegateModule(gomod string) bool {
 	return false
 }
 
-// toolPath returns bin/<name> under the repository root, failing the test
-// with the hack/tools.sh invocation that builds it when it is missing.
-func toolPath(t testing.TB, tool string, name ...string) string {
+// Tool returns bin/<name...> under the repository root, the path
+// hack/tools.sh builds tool into. A missing tool fails the test, with the
+// command that builds it, under CI and elsewhere alike: an e2e suite
+// without its real parts tests nothing, and a skip would read as a pass.
+func Tool(t testing.TB, tool string, name ...string) string {
 	t.Helper()
 	p := filepath.Join(append([]string{RepoRoot(t), "bin"}, name...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("framework: %s not found (%v): run hack/tools.sh %s", p, err, tool)
+		t.Fatalf("framework: %s not found (%v): run hack/tools.sh %s (or make tools)", p, err, tool)
 	}
 	return p
+}
+
+// InCI reports whether the tests run under CI (CI=true, as CI services
+// set it).
+func InCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// SkipUnlessCI skips the test with why and how to run it, or fails it
+// under CI: there a precondition that does not hold is a broken CI
+// machine, not a reason to pass.
+func SkipUnlessCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("%s (CI=true, so this fails rather than skips)", msg)
+		return
+	}
+	t.Skipf("%s (with CI=true this fails instead)", msg)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -114,7 +144,7 @@ type buildResult struct {
 //
 // The binary lives in a per-process temporary directory rather than
 // t.TempDir, which would be removed when the first test using it ends;
-// call RemoveBinaries from TestMain to delete it.
+// call Main (or RemoveBinaries) from TestMain to delete it.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
 	root := RepoRoot(t)
@@ -159,6 +189,16 @@ func build(root, pkg string, n int) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, output.Bytes())
 	}
 	return out, nil
+}
+
+// Main runs the tests of an e2e package and then deletes what BuildBinary
+// built: call it as TestMain's only statement.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := RemoveBinaries(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
 }
 
 // RemoveBinaries deletes what BuildBinary built. Call it from TestMain after

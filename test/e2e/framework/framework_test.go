@@ -8,10 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -191,10 +189,4 @@ func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := RemoveBinaries(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { Main(m) }

@@ -4,21 +4,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/crypto/bcrypt"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stagegate/stagegate/test/e2e/framework/process"
 )
 
 // registryTool is the hack/tools.sh name that builds bin/registry.
@@ -34,9 +33,9 @@ type Registry struct {
 	bin        string
 	configPath string
 	cfg        registryOptions
-	out        *lockedBuffer
-	cmd        *exec.Cmd
-	exited     chan struct{} // closed when cmd has been waited for
+	proc       *process.Process // nil while stopped
+	// out outlives each process: a failure shows every run's output.
+	out *process.Output
 }
 
 type registryOptions struct {
@@ -64,8 +63,8 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	t.Helper()
 	r := &Registry{
 		t:   t,
-		bin: toolPath(t, registryTool, "registry"),
-		out: &lockedBuffer{},
+		bin: Tool(t, registryTool, "registry"),
+		out: process.NewOutput(maxOutput),
 	}
 	for _, o := range opts {
 		o(&r.cfg)
@@ -78,7 +77,7 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("registry %s output (tail):\n%s", r.Addr, r.out.tail(16<<10))
+			t.Logf("registry %s output (tail):\n%s", r.Addr, r.out.Tail(16<<10))
 		}
 		r.stop()
 	})
@@ -146,82 +145,46 @@ func (r *Registry) writeConfig(dir string) error {
 // until /v2/ answers. Calling it while the registry runs fails the test.
 func (r *Registry) Start() {
 	r.t.Helper()
-	if r.cmd != nil {
+	if r.proc != nil {
 		r.t.Fatalf("framework: registry %s already running", r.Addr)
 	}
-	cmd := exec.Command(r.bin, "serve", r.configPath)
-	cmd.Stdout, cmd.Stderr = r.out, r.out
 	// The registry exports traces over OTLP by default and would log an
 	// export error for every request.
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("framework: start registry: %v", err)
+	p, err := process.Start(context.Background(), "registry "+r.Addr, r.bin, []string{"serve", r.configPath},
+		process.WithLog(r.out), process.WithOutputLimit(64<<10),
+		process.WithEnv("OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"))
+	if err != nil {
+		r.t.Fatalf("framework: %v", err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	r.cmd, r.exited = cmd, exited
-	if err := r.waitReady(exited); err != nil {
+	r.proc = p
+	// Any HTTP status (401 included: a registry requiring auth) is up.
+	// Only liveness is probed here; trust is the caller's (see Transport).
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // liveness only
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Poll(ctx, process.HTTPStatus(client, r.URL()+"/v2/", 0)); err != nil {
 		r.stop()
-		r.t.Fatalf("framework: registry %s: %v\n%s", r.Addr, err, r.out.tail(8<<10))
+		r.t.Fatalf("framework: %v\n%s", err, r.out.Tail(8<<10))
 	}
 }
 
-// Stop kills the registry, keeping its address and storage for Start; use it
-// to simulate an outage. Stopping a stopped registry does nothing.
+// Stop stops the registry, keeping its address and storage for Start; use
+// it to simulate an outage. Stopping a stopped registry does nothing.
 func (r *Registry) Stop() {
 	r.t.Helper()
 	r.stop()
 }
 
 func (r *Registry) stop() {
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-	r.cmd, r.exited = nil, nil
-}
-
-// waitReady polls GET /v2/ until the registry answers with any HTTP status
-// (401 included: that is a registry requiring auth, i.e. up).
-func (r *Registry) waitReady(exited <-chan struct{}) error {
-	client := &http.Client{
-		Timeout: 2 * time.Second,
-		// Only liveness is probed here; trust is the caller's concern
-		// (see Transport).
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
-	}
-	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var lastErr error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL()+"/v2/", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-exited:
-			return fmt.Errorf("exited before answering on /v2/")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w", lastErr)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	_ = r.proc.Stop(10 * time.Second)
+	r.proc = nil
 }
 
 // URL is the registry's base URL, http:// or https:// per WithTLS.

@@ -6,213 +6,67 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
-	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := framework.RemoveBinaries(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { framework.Main(m) }
 
 // Tokens of the identities every server started by start knows, unless
-// withDevToken lets --dev make its own.
+// framework.WithDevToken lets --dev make its own.
 const (
 	releaseToken  = "hostile-release-token-3b1f0c"
 	outsiderToken = "hostile-outsider-token-9d2e7a"
 )
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type serveOptions struct {
-	config   string // YAML; written to <data-dir>/config.yaml and passed with -c
-	env      []string
-	devToken bool
-	logLevel string
-	dataDir  string
-}
-
-type serveOption func(*serveOptions)
-
-func withConfig(yaml string) serveOption { return func(o *serveOptions) { o.config = yaml } }
-func withEnv(kv ...string) serveOption   { return func(o *serveOptions) { o.env = append(o.env, kv...) } }
-func withDevToken() serveOption          { return func(o *serveOptions) { o.devToken = true } }
-func withLogLevel(l string) serveOption  { return func(o *serveOptions) { o.logLevel = l } }
-func withDataDir(dir string) serveOption { return func(o *serveOptions) { o.dataDir = dir } }
-
-// server is a `stagegate serve --dev` process.
+// server is a `stagegate serve --dev` process on free ports.
 type server struct {
 	t        testing.TB
+	sg       *framework.Stagegate
 	bin      string
 	dataDir  string
-	certDir  string
 	addr     string
 	url      string
 	registry string // embedded registry host
 	token    string // identity "dev" (groups pipeline, release)
 	client   *http.Client
 	pool     *x509.CertPool
-	out      *syncBuffer // stdout and stderr
-	cmd      *exec.Cmd
-	done     chan error
 }
 
-// serveArgs are the flags of a dev server on free ports.
-func serveArgs(o serveOptions, dataDir, addr, reg string) []string {
-	args := []string{"serve", "--dev", "--data-dir", dataDir, "--cert-dir", filepath.Join(dataDir, "certs"),
-		"--listen", addr, "--dev-registry", reg, "--log-level", o.logLevel}
-	if o.config != "" {
-		args = append(args, "-c", filepath.Join(dataDir, "config.yaml"))
-	}
-	return args
-}
-
-func prepare(t testing.TB, opts ...serveOption) (serveOptions, string) {
+// start runs `stagegate serve --dev` and waits until it is ready. Unless
+// opts say framework.WithDevToken, serve knows releaseToken and
+// outsiderToken instead of a token of its own.
+func start(t testing.TB, opts ...framework.StagegateOption) *server {
 	t.Helper()
-	o := serveOptions{logLevel: "info"}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	dataDir := o.dataDir
-	if dataDir == "" {
-		dataDir = t.TempDir()
-	}
-	if o.config != "" {
-		if err := os.WriteFile(filepath.Join(dataDir, "config.yaml"), []byte(o.config), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !o.devToken {
-		writeTokens(t, filepath.Join(dataDir, "tokens.yaml"))
-	}
-	return o, dataDir
-}
-
-// writeTokens writes a token file (hashes only) with two identities.
-func writeTokens(t testing.TB, path string) {
-	t.Helper()
-	tf := api.TokenFile{Tokens: []api.Token{
-		{SHA256: api.HashToken(releaseToken), Subject: "dev", Groups: []string{"pipeline", "release"}},
-		{SHA256: api.HashToken(outsiderToken), Subject: "outsider", Groups: []string{"visitors"}},
-	}}
-	b, err := yaml.Marshal(tf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// start runs `stagegate serve --dev` and waits until it answers /healthz.
-func start(t testing.TB, opts ...serveOption) *server {
-	t.Helper()
-	o, dataDir := prepare(t, opts...)
+	sg := framework.StartStagegate(t, append([]framework.StagegateOption{
+		framework.WithDev(),
+		framework.WithLogLevel("info"),
+		framework.WithToken(releaseToken, "dev", "pipeline", "release"),
+		framework.WithToken(outsiderToken, "outsider", "visitors"),
+	}, opts...)...)
 	s := &server{
-		t: t, bin: framework.BuildBinary(t, "./cmd/stagegate"), dataDir: dataDir,
-		certDir:  filepath.Join(dataDir, "certs"),
-		addr:     fmt.Sprintf("127.0.0.1:%d", framework.FreePort(t)),
-		registry: fmt.Sprintf("127.0.0.1:%d", framework.FreePort(t)),
-		out:      &syncBuffer{}, done: make(chan error, 1),
+		t: t, sg: sg, bin: sg.Bin, dataDir: sg.DataDir, addr: sg.Addr, url: sg.URL,
+		registry: sg.DevRegistry, token: sg.Token, pool: sg.CAPool(t),
 	}
-	s.url = "https://" + s.addr
-	s.cmd = exec.Command(s.bin, serveArgs(o, dataDir, s.addr, s.registry)...)
-	s.cmd.Env = append(os.Environ(), o.env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		select {
-		case err := <-s.done:
-			s.done <- err
-			t.Fatalf("serve exited before it was ready (%v):\n%s", err, s.out.String())
-		default:
-		}
-		if s.client == nil {
-			if ca, err := os.ReadFile(filepath.Join(s.certDir, "ca.crt")); err == nil {
-				s.pool = x509.NewCertPool()
-				if s.pool.AppendCertsFromPEM(ca) {
-					s.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-						TLSClientConfig: &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"},
-					}}
-				}
-			}
-		}
-		if s.client != nil {
-			if resp, err := s.client.Get(s.url + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready after 90s:\n%s", s.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	s.token = releaseToken
-	if o.devToken {
-		b, err := os.ReadFile(filepath.Join(dataDir, "dev-token"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.token = strings.TrimSpace(string(b))
-	}
+	s.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"},
+	}}
 	return s
 }
 
 // stop ends the process with SIGTERM and waits for it.
-func (s *server) stop() {
-	if s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-s.done:
-		s.done <- err
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		s.done <- <-s.done
-	}
-}
+func (s *server) stop() { _ = s.sg.Stop() }
+
+// out is everything the last serve process wrote.
+func (s *server) out() string { return s.sg.Logs() }
 
 // do sends one request; body may be nil, a string, []byte or anything JSON.
 func (s *server) do(method, path, token, contentType string, body any) (int, []byte) {

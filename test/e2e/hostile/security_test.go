@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
 func TestAuthentication(t *testing.T) {
@@ -46,7 +49,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	s := start(t, withConfig("rateLimit:\n  perSecond: 0.5\n  burst: 3\n"))
+	s := start(t, framework.WithConfig("rateLimit:\n  perSecond: 0.5\n  burst: 3\n"))
 	var limited *http.Response
 	for i := 0; i < 10 && limited == nil; i++ {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/revocations", strings.NewReader(`{}`))
@@ -163,18 +166,15 @@ func TestPrivateKeyPermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer os.Chmod(p, 0o600)
-			o, _ := prepare(t, withDataDir(s.dataDir))
-			cmd := exec.Command(s.bin, serveArgs(o, s.dataDir, s.addr, s.registry)...)
-			done := make(chan struct{})
-			var out []byte
-			var err error
-			go func() { out, err = cmd.CombinedOutput(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
+			proc := s.sg.Spawn()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			err := proc.Wait(ctx)
+			if ctx.Err() != nil {
+				proc.Kill()
 				t.Fatal("serve started with a group-readable key")
 			}
+			out := proc.Output()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) {
 				t.Fatalf("serve: %v, want a non-zero exit", err)
@@ -192,7 +192,7 @@ func TestPrivateKeyPermissions(t *testing.T) {
 // allowed.
 func TestSecretsNeverLogged(t *testing.T) {
 	const password = "hostile-key-password-51c3"
-	s := start(t, withDevToken(), withLogLevel("debug"), withEnv("STAGEGATE_KEY_PASSWORD="+password))
+	s := start(t, framework.WithDevToken(), framework.WithLogLevel("debug"), framework.WithEnv("STAGEGATE_KEY_PASSWORD="+password))
 	_, digest := s.promote("dev")
 	s.promote("test")
 	app := s.registry + "/sample/app"
@@ -223,7 +223,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 	}
 	shown := 0
-	sc := bufio.NewScanner(strings.NewReader(s.out.String()))
+	sc := bufio.NewScanner(strings.NewReader(s.out()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -240,8 +240,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if shown != 1 {
 		t.Errorf("the dev token was shown %d times, want once", shown)
 	}
-	if !strings.Contains(s.out.String(), "level=DEBUG") && !strings.Contains(s.out.String(), "level=INFO") {
-		t.Errorf("serve logged nothing; the scan proves nothing:\n%s", s.out.String())
+	if !strings.Contains(s.out(), "level=DEBUG") && !strings.Contains(s.out(), "level=INFO") {
+		t.Errorf("serve logged nothing; the scan proves nothing:\n%s", s.out())
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/signing"
 	"github.com/stagegate/stagegate/internal/signing/signingtest"
+	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
 func be64(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
@@ -239,7 +240,7 @@ func TestForgedPromotions(t *testing.T) {
 // inclusion proof of entry index in the whole ledger.
 func inclusionProof(t *testing.T, s *server, index int) json.RawMessage {
 	t.Helper()
-	s2 := start(t, withDataDir(s.dataDir))
+	s2 := start(t, framework.WithDataDir(s.dataDir))
 	size := s2.size()
 	code, body := s2.do(http.MethodGet, "/v1/ledger/proof/inclusion?index="+strconv.Itoa(index)+"&size="+strconv.FormatUint(size, 10), s2.token, "", nil)
 	if code != http.StatusOK {

@@ -123,14 +123,7 @@ type tools struct {
 
 func newTools(t testing.TB) *tools {
 	t.Helper()
-	bin := filepath.Join(framework.RepoRoot(t), "bin")
-	tl := &tools{cosign: filepath.Join(bin, "cosign"), crane: filepath.Join(bin, "crane"), dir: t.TempDir()}
-	for tool, p := range map[string]string{"cosign": tl.cosign, "crane": tl.crane} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s not found (%v): run hack/tools.sh %s", p, err, tool)
-		}
-	}
-	return tl
+	return &tools{cosign: framework.Tool(t, "cosign", "cosign"), crane: framework.Tool(t, "crane", "crane"), dir: t.TempDir()}
 }
 
 // cosignPassword encrypts the keys cosign generates (pipeline, untrusted).

@@ -12,17 +12,9 @@
 package registry
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := framework.RemoveBinaries(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { framework.Main(m) }

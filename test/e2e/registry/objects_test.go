@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
 const stageLabel = "stagegate.dev/stage"
@@ -42,33 +43,12 @@ func (n *node) create(t testing.TB, p *corev1.Pod, dryRun bool) error {
 	return err
 }
 
-// wantAllowed fails unless the API server accepted the request.
-func wantAllowed(t testing.TB, what string, err error) {
-	t.Helper()
-	if err != nil {
-		t.Errorf("%s: refused, want created: %v", what, err)
-	}
-}
-
-// wantDenied fails unless stagegate's webhook refused the request (403,
-// "denied the request") with a message holding every one of want.
-func wantDenied(t testing.TB, what string, err error, want ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: created, want refused by stagegate", what)
-		return
-	}
-	msg := err.Error()
-	if !apierrors.IsForbidden(err) || !strings.Contains(msg, "denied the request") {
-		t.Errorf("%s: err = %v; want a webhook denial (403, \"denied the request\")", what, err)
-		return
-	}
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("%s: message %q does not contain %q", what, msg, w)
-		}
-	}
-}
+// wantAllowed and wantDenied are the framework's answers checks, by the
+// names the scenarios use.
+var (
+	wantAllowed = framework.WantAllowed
+	wantDenied  = framework.WantDenied
+)
 
 // digestOf returns the digest of a digest-pinned reference.
 func digestOf(ref string) string {

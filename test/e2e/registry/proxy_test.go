@@ -155,7 +155,7 @@ stages:
 			t.Fatalf("promote: %v after %s; stderr %q, want %q", err, time.Since(start), stderr, want)
 		}
 	})
-	if log := n.serve.out.tail(1 << 20); strings.Contains(log, proxySecret) {
+	if log := n.serve.Logs(); strings.Contains(log, proxySecret) {
 		t.Fatalf("the serve log carries the internal answer:\n%s", log)
 	}
 }

@@ -124,7 +124,7 @@ func (w *admissionWatch) finish(t *testing.T) {
 func TestConcurrentWrites(t *testing.T) {
 	reg := framework.StartRegistry(t)
 	e := newEnv(t, reg, withTokens(concurrentClients))
-	srv := e.start()
+	e.sg.Start()
 	unknown := e.mustPush("concurrency/unknown")
 	watch := e.watchAdmission(4, unknown)
 
@@ -291,7 +291,7 @@ func TestConcurrentWrites(t *testing.T) {
 	})
 
 	watch.finish(t)
-	if err := srv.terminate(t); err != nil {
+	if err := e.sg.Stop(); err != nil {
 		t.Fatalf("serve exited with %v after SIGTERM", err)
 	}
 	e.mustLedgerVerify()

@@ -105,7 +105,7 @@ func TestCrashConsistency(t *testing.T) {
 		maxAckd ledger.Checkpoint // the largest checkpoint any client was given
 	)
 	var seen ledger.Checkpoint // the checkpoint after the previous restart
-	srv := e.start()
+	srv := e.sg.Start()
 	for cycle := range cycles {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -141,7 +141,7 @@ func TestCrashConsistency(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Duration(rng.Int64N(int64(crashMaxUptime) + 1)))
-		srv.kill()
+		srv.Kill()
 		close(stop)
 		wg.Wait()
 		e.client.CloseIdleConnections()
@@ -151,10 +151,10 @@ func TestCrashConsistency(t *testing.T) {
 		if cycle%20 == 19 || cycle == cycles-1 {
 			e.mustLedgerVerify()
 		}
-		srv = e.start()
+		srv = e.sg.Start()
 		seen = e.checkAfterCrash(cycle, seen, maxAckd, acks, rng)
 	}
-	if err := srv.terminate(t); err != nil {
+	if err := e.sg.Stop(); err != nil {
 		t.Fatalf("serve exited with %v after SIGTERM", err)
 	}
 	e.mustLedgerVerify()
@@ -230,7 +230,7 @@ func (e *env) checkAfterCrash(cycle int, seen, maxAckd ledger.Checkpoint, acks [
 func TestStartupRefusesCorruptTail(t *testing.T) {
 	reg := framework.StartRegistry(t)
 	e := newEnv(t, reg)
-	srv := e.start()
+	e.sg.Start()
 	for _, ref := range e.pushMany("corrupt/app", 3) {
 		if code, body, err := e.promote(e.tokens[0], ref); err != nil || code != http.StatusCreated {
 			t.Fatalf("promote: %d %v %s", code, err, body)
@@ -239,7 +239,7 @@ func TestStartupRefusesCorruptTail(t *testing.T) {
 	entries := e.entries()
 	var cpText string
 	e.get("/v1/ledger/checkpoint", &cpText)
-	if err := srv.terminate(t); err != nil {
+	if err := e.sg.Stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	last := canonical(t, entries[len(entries)-1])
@@ -296,9 +296,9 @@ func TestStartupRefusesCorruptTail(t *testing.T) {
 				}
 			}()
 
-			s := e.spawn()
-			err := s.wait(t, 60*time.Second)
-			out := s.out.String()
+			s := e.sg.Spawn()
+			err := exitWithin(t, s, 60*time.Second)
+			out := s.Output()
 			if err == nil {
 				t.Fatalf("serve started on a corrupted ledger and exited 0:\n%s", out)
 			}
@@ -319,11 +319,11 @@ func TestStartupRefusesCorruptTail(t *testing.T) {
 	}
 
 	// The recovery the message suggests, restoring a good copy, works.
-	srv = e.start()
+	e.sg.Start()
 	if got := e.checkpoint(); got.Size != uint64(len(entries)) {
 		t.Errorf("restored ledger has %d entries, want %d", got.Size, len(entries))
 	}
-	if err := srv.terminate(t); err != nil {
+	if err := e.sg.Stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 }

@@ -5,20 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,14 +26,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
 
-	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/ledger"
-	"github.com/stagegate/stagegate/internal/pki"
 	"github.com/stagegate/stagegate/internal/signing"
 	"github.com/stagegate/stagegate/internal/signing/signingtest"
 	"github.com/stagegate/stagegate/test/e2e/framework"
+	"github.com/stagegate/stagegate/test/e2e/framework/process"
 )
 
 // logOrigin names the test ledger in its checkpoints: the name of the
@@ -47,10 +40,11 @@ const logOrigin = signingtest.LogName
 
 // env is one stagegate installation on disk (keys, serving certificate,
 // bearer tokens, config file, data directory) and the registry it promotes
-// from. Servers started from it share the data directory, so a restart
-// reopens the same ledger.
+// from. Servers started from it (e.sg.Start, e.sg.Spawn) share the data
+// directory, so a restart reopens the same ledger.
 type env struct {
 	t       *testing.T
+	sg      *framework.Stagegate
 	bin     string
 	dataDir string
 	config  string
@@ -64,9 +58,6 @@ type env struct {
 	logV   note.Verifier
 	check  func(ledger.Entry) error
 	tags   atomic.Int64
-
-	mu   sync.Mutex
-	last *server // for the failure log
 }
 
 type envOptions struct {
@@ -76,181 +67,60 @@ type envOptions struct {
 
 type envOption func(*envOptions)
 
-// withDataDir puts the data directory (ledger, keys, tokens) at dir, e.g. on
-// a small tmpfs.
+// withDataDir puts the data directory (the ledger) at dir, e.g. on a small
+// tmpfs.
 func withDataDir(dir string) envOption { return func(o *envOptions) { o.dataDir = dir } }
 
 // withTokens sets how many client identities exist (default 8).
 func withTokens(n int) envOption { return func(o *envOptions) { o.tokens = n } }
 
+// newEnv prepares the installation; the test starts serve with e.sg.Start.
+// Its checkpoints and attestations verify with signingtest's keys.
 func newEnv(t *testing.T, reg *framework.Registry, opts ...envOption) *env {
 	t.Helper()
-	root := t.TempDir()
-	o := envOptions{dataDir: filepath.Join(root, "data"), tokens: 8}
+	o := envOptions{tokens: 8}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &env{
-		t:       t,
-		bin:     framework.BuildBinary(t, "./cmd/stagegate"),
-		dataDir: o.dataDir,
-		config:  filepath.Join(root, "stagegate.yaml"),
-		addr:    "127.0.0.1:" + strconv.Itoa(framework.FreePort(t)),
-		reg:     reg,
+	sgOpts := []framework.StagegateOption{
+		framework.WithoutStart(),
+		framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),
+		framework.WithConfig(fmt.Sprintf("logOrigin: %s\nregistries:\n- {host: %q, insecure: true}\n", logOrigin, reg.Addr)),
 	}
-	signingtest.WriteKeyDir(t, filepath.Join(e.dataDir, "keys"))
-	certDir := filepath.Join(root, "certs")
-	if err := pki.Generate(certDir, pki.Options{Hosts: []string{"127.0.0.1", "localhost"}}); err != nil {
-		t.Fatal(err)
+	if o.dataDir != "" {
+		sgOpts = append(sgOpts, framework.WithDataDir(o.dataDir))
 	}
-	tf := api.TokenFile{}
 	for i := range o.tokens {
-		tok := "sgtest_" + randomHex(t, 16)
-		e.tokens = append(e.tokens, tok)
-		tf.Tokens = append(tf.Tokens, api.Token{SHA256: api.HashToken(tok), Subject: fmt.Sprintf("client-%d", i), Groups: []string{"pipeline", "release"}})
+		sgOpts = append(sgOpts, framework.WithToken("", fmt.Sprintf("client-%d", i), "pipeline", "release"))
 	}
-	writeYAML(t, filepath.Join(e.dataDir, "tokens.yaml"), tf)
-	writeYAML(t, e.config, map[string]any{
-		"listen":     e.addr,
-		"dataDir":    e.dataDir,
-		"logOrigin":  logOrigin,
-		"tls":        map[string]any{"certFile": filepath.Join(certDir, pki.TLSCert), "keyFile": filepath.Join(certDir, pki.TLSKey)},
-		"registries": []map[string]any{{"host": reg.Addr, "insecure": true}},
-	})
-
-	caPEM, err := os.ReadFile(filepath.Join(certDir, pki.CACert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		t.Fatal("no CA certificate")
+	sg := framework.StartStagegate(t, sgOpts...)
+	e := &env{
+		t: t, sg: sg, bin: sg.Bin, dataDir: sg.DataDir, config: sg.ConfigPath, addr: sg.Addr,
+		reg: reg, tokens: sg.Tokens,
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = &tls.Config{RootCAs: sg.CAPool(t), MinVersion: tls.VersionTLS12}
 	tr.MaxIdleConnsPerHost = 128
 	e.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 
 	e.logV = signingtest.LogVerifier(t)
 	e.check = signing.CheckEntry(signingtest.Verifier(t))
-	t.Cleanup(func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if t.Failed() && e.last != nil {
-			t.Logf("last stagegate serve output (tail):\n%s", e.last.out.tail(16<<10))
-		}
-	})
 	return e
 }
 
-func randomHex(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func writeYAML(t testing.TB, path string, v any) {
-	t.Helper()
-	b, err := yaml.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// server is one `stagegate serve` process.
-type server struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-	err  error // the result of Wait, once done is closed
-}
-
-// spawn starts `stagegate serve` without waiting for it to be ready.
-func (e *env) spawn() *server {
-	e.t.Helper()
-	s := &server{out: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(e.bin, "serve", "--config", e.config)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		e.t.Fatalf("start serve: %v", err)
-	}
-	go func() {
-		s.err = s.cmd.Wait()
-		close(s.done)
-	}()
-	e.mu.Lock()
-	e.last = s
-	e.mu.Unlock()
-	e.t.Cleanup(s.kill)
-	return s
-}
-
-// start starts `stagegate serve` and waits until /readyz answers 200.
-func (e *env) start() *server {
-	e.t.Helper()
-	s := e.spawn()
-	deadline := time.Now().Add(60 * time.Second)
-	probe := &http.Client{Transport: e.client.Transport, Timeout: 2 * time.Second}
-	for {
-		resp, err := probe.Get("https://" + e.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case <-s.done:
-			e.t.Fatalf("serve exited before it was ready (%v):\n%s", s.err, s.out.tail(8<<10))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("serve not ready after 60s (last error %v):\n%s", err, s.out.tail(8<<10))
-		}
-	}
-}
-
-// kill sends SIGKILL and waits for the process to go.
-func (s *server) kill() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
-}
-
-// terminate sends SIGTERM and returns the exit status.
-func (s *server) terminate(t testing.TB) error {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	return s.wait(t, 60*time.Second)
-}
-
-// wait returns the exit status, failing the test if the process is still
+// exitWithin returns p's exit status, failing the test if it is still
 // running after d.
-func (s *server) wait(t testing.TB, d time.Duration) error {
+func exitWithin(t testing.TB, p *process.Process, d time.Duration) error {
 	t.Helper()
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(d):
-		s.kill()
-		t.Fatalf("serve still running after %v:\n%s", d, s.out.tail(8<<10))
-		return nil
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	err := p.Wait(ctx)
+	if ctx.Err() != nil {
+		p.Kill()
+		t.Fatalf("serve still running after %v:\n%s", d, p.Tail(8<<10))
 	}
+	return err
 }
 
 // ledgerVerify runs `stagegate ledger verify`; serve must be stopped.
@@ -537,30 +407,4 @@ func decodeReview(status int, b []byte, uid types.UID) (*admissionv1.AdmissionRe
 		return nil, fmt.Errorf("admission could not decide (%d): %s", r.Result.Code, r.Result.Message)
 	}
 	return r, nil
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	str := s.String()
-	if len(str) > n {
-		return "…" + str[len(str)-n:]
-	}
-	return str
 }

@@ -81,7 +81,7 @@ func TestGracefulShutdown(t *testing.T) {
 	// another on one HTTP/2 connection.
 	e.client.Transport.(*http.Transport).ForceAttemptHTTP2 = false
 	e.client.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
-	srv := e.start()
+	srv := e.sg.Start()
 	refs := e.pushMany("shutdown/app", promotions+1)
 	admitted := refs[promotions]
 	if code, body, err := e.promote(e.tokens[0], admitted); err != nil || code != http.StatusCreated {
@@ -110,7 +110,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Shutdown has begun once the listener is closed.
@@ -144,12 +144,12 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Errorf("review %d in flight at SIGTERM: %v %v", i-promotions, err, resp)
 		}
 	}
-	if err := srv.wait(t, 60*time.Second); err != nil {
-		t.Fatalf("serve exited with %v after SIGTERM:\n%s", err, srv.out.tail(4<<10))
+	if err := exitWithin(t, srv, 60*time.Second); err != nil {
+		t.Fatalf("serve exited with %v after SIGTERM:\n%s", err, srv.Tail(4<<10))
 	}
 	e.mustLedgerVerify()
 
-	srv = e.start()
+	e.sg.Start()
 	entries := e.entries()
 	if len(entries) != promotions+1 {
 		t.Errorf("reopened ledger has %d entries, want %d", len(entries), promotions+1)
@@ -165,7 +165,7 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Errorf("promotion of %s is not in the reopened ledger", ref)
 		}
 	}
-	if err := srv.terminate(t); err != nil {
+	if err := e.sg.Stop(); err != nil {
 		t.Fatalf("serve exited with %v after SIGTERM", err)
 	}
 }
