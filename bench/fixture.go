@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,10 +16,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -74,13 +75,8 @@ func prepareWorkspace(ctx context.Context, dir string, log *slog.Logger) (*works
 	if !exists(ws.tokens) {
 		// serve wants a tokens file; the webhook needs no token and the
 		// promotion scenario runs in process, so nobody keeps the token.
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return nil, err
-		}
-		tf := api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(hex.EncodeToString(b)), Subject: "bench", Groups: []string{"pipeline", "release"}}}}
-		if err := writeYAML(ws.tokens, tf, 0o600); err != nil {
-			return nil, err
+		if _, err := app.WriteTokenFile(ws.tokens, "", "bench", []string{"pipeline", "release"}); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
 	return ws, nil
@@ -171,19 +167,12 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	if err != nil {
 		return err
 	}
-	keys, err := app.LoadKeys(cfg)
+	a, err := app.Build(ctx, cfg, app.WithNoSync())
 	if err != nil {
 		return err
 	}
-	pol, err := app.NewPolicy(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithSigner(keys.LogSigner), ledger.WithNoSync())
-	if err != nil {
-		return err
-	}
-	defer l.Close()
+	defer a.Close()
+	l, signer, policyDigest := a.Ledger, a.Keys.Signer, a.Policy.Digest()
 
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	workers := runtime.NumCPU()
@@ -203,7 +192,7 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 			for wk := range workers {
 				wg.Go(func() {
 					for i := lo + wk; i < hi; i += workers {
-						if batch[i-lo], errs[wk] = fixtureEntry(keys.Signer, pol.Digest(), i, base); errs[wk] != nil {
+						if batch[i-lo], errs[wk] = fixtureEntry(signer, policyDigest, i, base); errs[wk] != nil {
 							return
 						}
 					}
@@ -246,28 +235,14 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	return nil
 }
 
-// fixtureEntry is entry i: a promotion built and signed the way
-// internal/promotion does it.
-func fixtureEntry(s *signing.Signer, policyDigest string, i int, base time.Time) (*ledger.Entry, error) {
-	at := base.Add(time.Duration(i) * time.Millisecond)
-	repo, digest := repoOf(i), digestOf(i)
-	req := signing.Requester{Subject: "ci-pipeline", Groups: []string{"pipeline", "release"}}
-	pred := signing.PromotionPredicate{
-		Stage: benchStage, Repository: repo, Requester: req, Reason: "release train",
-		Time: at, LedgerIndex: uint64(i), PolicyDigest: policyDigest,
-	}
-	st, err := signing.NewStatement(repo, digest, signing.PromotionPredicateType, pred)
-	if err != nil {
-		return nil, err
-	}
-	env, err := s.Sign(st)
-	if err != nil {
-		return nil, err
-	}
-	return &ledger.Entry{
-		Index: uint64(i), Kind: ledger.KindPromotion, Repository: repo, Digest: digest, Stage: benchStage,
-		Subject: req.Subject, Groups: req.Groups, Reason: pred.Reason, Time: at, Envelope: env,
-	}, nil
+// fixtureEntry is entry i: a promotion, built and signed by
+// internal/promotion as Promote records it.
+func fixtureEntry(s promotion.Signer, policyDigest string, i int, base time.Time) (*ledger.Entry, error) {
+	return promotion.PromotionEntry(s, uint64(i), promotion.Promoted{
+		Image: registry.Resolved{Repository: repoOf(i), Digest: digestOf(i)}, Stage: benchStage, Reason: "release train",
+		Requester: policy.Identity{Subject: "ci-pipeline", Groups: []string{"pipeline", "release"}},
+		Time:      base.Add(time.Duration(i) * time.Millisecond), PolicyDigest: policyDigest,
+	})
 }
 
 func writeYAML(path string, v any, mode os.FileMode) error {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,16 +47,14 @@ func (r *Runner) decision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := ledger.Open(cfg.LedgerPath(), ledger.WithReadOnly())
+	// The webhook's reviewer, as serve builds it, over the fixture opened
+	// read-only.
+	a, err := app.Build(ctx, cfg, app.WithReadOnly())
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	pol, err := app.NewPolicy(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(app.Modes(cfg)))
+	defer a.Close()
+	rev := a.Reviewer
 	handler := admission.NewHandler(rev)
 	bodies, err := reviewBodies(n)
 	if err != nil {
@@ -145,14 +141,17 @@ func (r *Runner) signatureFloor(dataDir string) (BenchRow, error) {
 	if err != nil {
 		return BenchRow{}, err
 	}
-	keys, err := app.LoadKeys(cfg)
+	// Entry 0 of the fixture, as fixtureEntry signed it.
+	a, err := app.Build(context.Background(), cfg, app.WithReadOnly())
 	if err != nil {
 		return BenchRow{}, err
 	}
-	e, err := fixtureEntry(keys.Signer, "sha256:"+strings.Repeat("0", 64), 0, time.Now())
-	if err != nil {
-		return BenchRow{}, err
+	defer a.Close()
+	entries, err := a.Ledger.Entries(0, 1)
+	if err != nil || len(entries) != 1 {
+		return BenchRow{}, fmt.Errorf("bench: entry 0 of %s: %d entries, %v", dataDir, len(entries), err)
 	}
+	e, keys := entries[0], a.Keys
 	res := benchmark(r.plan.BenchTime.Std(), func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/app"
-	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -45,20 +43,12 @@ func (r *Runner) promotion(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, err := app.LoadKeys(cfg)
+	a, err := app.Build(ctx, cfg, app.WithResolver(digestResolver{}))
 	if err != nil {
 		return err
 	}
-	pol, err := app.NewPolicy(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	l, err := ledger.Open(filepath.Join(dir, "ledger.db"), ledger.WithSigner(keys.LogSigner))
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	svc := promotion.New(l, keys.Signer, pol, digestResolver{}, cfg.StageNames())
+	defer a.Close()
+	svc := a.Service
 	first := cfg.StageNames()[0]
 	who := policy.Identity{Subject: "ci-pipeline", Groups: []string{"pipeline"}, Method: "token"}
 

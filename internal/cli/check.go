@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -58,28 +57,24 @@ func newCheckCommand(s Streams) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				path := lf.file
-				if path == "" {
-					path = cfg.LedgerPath()
+				// The webhook's own reviewer, registry source included,
+				// over the ledger opened read-only.
+				opts := []app.Option{app.WithReadOnly()}
+				if lf.file != "" {
+					opts = append(opts, app.WithLedgerFile(lf.file))
 				}
-				l, err := ledger.Open(path, ledger.WithReadOnly())
+				a, err := app.Build(cmd.Context(), cfg, opts...)
 				if errors.Is(err, ledger.ErrLocked) {
 					return fmt.Errorf("%w\n  a running stagegate holds the ledger; use --remote to ask it", err)
 				}
 				if err != nil {
 					return err
 				}
-				defer l.Close()
-				pol, err := app.NewPolicy(cmd.Context(), cfg, slog.New(slog.DiscardHandler))
-				if err != nil {
+				defer a.Close()
+				if err := a.Start(cmd.Context()); err != nil {
 					return err
 				}
-				rc, err := app.NewRegistryClient(cfg)
-				if err != nil {
-					return err
-				}
-				r := admission.NewReviewer(l, pol, app.ReviewerOptions(cfg, rc)...)
-				review = r.Review
+				review = a.Reviewer.Review
 			}
 			results, err := admission.CheckWith(cmd.Context(), stage, &in, review)
 			if err != nil {

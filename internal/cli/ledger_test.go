@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +38,7 @@ func buildBinary(t *testing.T) string {
 
 // TestDamagedLedgerFileIsReportedNotCrashedOn cuts a real ledger at
 // several offsets and runs the real binary's `ledger verify` and `ledger
-// import` on it, and app.New (what `serve` runs) in process.
+// import` on it, and app.Build (what `serve` runs) in process.
 func TestDamagedLedgerFileIsReportedNotCrashedOn(t *testing.T) {
 	dir, _ := seededLedger(t)
 	bin := buildBinary(t)
@@ -94,7 +93,7 @@ func TestDamagedLedgerFileIsReportedNotCrashedOn(t *testing.T) {
 				t.Errorf("the damaged file was changed to %d bytes", fi.Size())
 			}
 
-			// serve: the same refusal from app.New.
+			// serve: the same refusal from app.Build.
 			cfg := testConfig(t, dir)
 			cfg.DataDir = filepath.Dir(cut)
 			cfg.Keys.Dir = filepath.Join(dir, "keys")
@@ -102,13 +101,13 @@ func TestDamagedLedgerFileIsReportedNotCrashedOn(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+			a, err := app.Build(context.Background(), cfg)
 			if err == nil {
 				a.Close()
-				t.Fatal("app.New served a damaged ledger")
+				t.Fatal("app.Build served a damaged ledger")
 			}
 			if !errors.Is(err, ledger.ErrTruncated) && !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("app.New: %v; want %q", err, tc.msg)
+				t.Errorf("app.Build: %v; want %q", err, tc.msg)
 			}
 		})
 	}
@@ -131,7 +130,7 @@ func testConfig(t *testing.T, dir string) *config.Config {
 func TestLedgerCompact(t *testing.T) {
 	dir, rc := seededLedger(t)
 	cfg := testConfig(t, dir)
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	a, err := app.Build(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +320,7 @@ func TestServeDecidesFromTheEntriesNotAnEditedStateIndex(t *testing.T) {
 		return v
 	}
 	before := record()
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	a, err := app.Build(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,9 +339,9 @@ func TestServeDecidesFromTheEntriesNotAnEditedStateIndex(t *testing.T) {
 	}
 	db.Close()
 
-	a, err = app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	a, err = app.Build(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("app.New: %v", err)
+		t.Fatalf("app.Build: %v", err)
 	}
 	defer a.Close()
 	st, ok, err := a.Ledger.State(rc.Entry.Digest, "test")
@@ -359,7 +358,7 @@ func TestServeRefusesARolledBackLedger(t *testing.T) {
 	cfg := testConfig(t, dir)
 	cfg.Ledger.CheckpointFile = filepath.Join(t.TempDir(), "guard", "checkpoint")
 	start := func() (*app.App, error) {
-		return app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+		return app.Build(context.Background(), cfg)
 	}
 	a, err := start()
 	if err != nil {
@@ -396,7 +395,7 @@ func TestServeRefusesARolledBackLedger(t *testing.T) {
 	for _, m := range []string{"has 3 entries, but this server already published a checkpoint of 4", "restore the newer ledger",
 		"stagegate ledger verify", "remove " + cfg.Ledger.CheckpointFile + " deliberately"} {
 		if !errors.Is(err, ledger.ErrRolledBack) || !strings.Contains(err.Error(), m) {
-			t.Errorf("app.New: %v\nwant ErrRolledBack saying %q", err, m)
+			t.Errorf("app.Build: %v\nwant ErrRolledBack saying %q", err, m)
 		}
 	}
 
@@ -416,7 +415,7 @@ func TestServeRefusesARolledBackLedger(t *testing.T) {
 	}
 	a, err = start()
 	if err != nil {
-		t.Fatalf("app.New on the restored ledger: %v", err)
+		t.Fatalf("app.Build on the restored ledger: %v", err)
 	}
 	a.Close()
 }

@@ -2,28 +2,18 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
-	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/config"
-	"github.com/stagegate/stagegate/internal/pki"
-	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/server"
-	"github.com/stagegate/stagegate/internal/signing"
 )
 
 type serveOptions struct {
@@ -70,19 +60,18 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 	}
 	logger := newLogger(s.Err, level)
 	tuneGC()
+	opts := []app.Option{app.WithLogger(logger), app.WithProcessMetrics()}
 	if cfg.Dev {
-		emb, err := prepareDev(ctx, s, cfg, o)
-		if err != nil {
-			return err
-		}
-		defer emb.Close()
+		opts = append(opts, app.WithDev(app.DevOptions{CertDir: o.certDir, RegistryAddr: o.devRegistry, Out: s.Err}))
 	}
-	reg := app.NewRegistry()
-	a, err := app.New(ctx, cfg, logger, reg)
+	a, err := app.Build(ctx, cfg, opts...)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{
 		Addr: cfg.Listen, CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile,
 	}, a.Handler, logger)
@@ -118,71 +107,4 @@ func tuneGC() {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
 		debug.SetMemoryLimit(64 << 20)
 	}
-}
-
-// prepareDev makes whatever --dev needs and is missing: keys, TLS
-// material, a token, and the embedded registry with its samples. It never
-// overwrites what exists, so restarts keep their identity.
-func prepareDev(ctx context.Context, s Streams, cfg *config.Config, o serveOptions) (*registry.Embedded, error) {
-	if _, err := os.Stat(cfg.Keys.CosignKey); errors.Is(err, fs.ErrNotExist) {
-		if err := signing.GenerateKeys(cfg.Keys.Dir, cfg.Keys.Password, cfg.LogOrigin); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(s.Err, "dev: generated signing keys in %s\n", cfg.Keys.Dir)
-	}
-	// --cert-dir moves the default serving certificate along with the CA.
-	if cfg.TLS == config.Default().TLS {
-		cfg.TLS.CertFile = filepath.Join(o.certDir, pki.TLSCert)
-		cfg.TLS.KeyFile = filepath.Join(o.certDir, pki.TLSKey)
-	}
-	if _, err := os.Stat(cfg.TLS.CertFile); errors.Is(err, fs.ErrNotExist) {
-		if err := pki.Generate(o.certDir, pki.Options{Hosts: pki.ServiceHosts("stagegate", "stagegate-system")}); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(s.Err, "dev: generated a CA and serving certificate in %s\n", o.certDir)
-	}
-	if _, err := os.Stat(cfg.TokensFile); errors.Is(err, fs.ErrNotExist) {
-		tok, err := newDevToken(cfg)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(s.Err, "dev: bearer token for subject \"dev\" (groups pipeline, release), shown once: %s\n", tok)
-		fmt.Fprintf(s.Err, "dev: it is also in %s for the walkthrough; the token file keeps only its hash\n", devTokenPath(cfg))
-	}
-	emb, err := registry.StartEmbedded(o.devRegistry, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, err
-	}
-	sample, err := registry.Seed(ctx, emb.Host)
-	if err != nil {
-		emb.Close()
-		return nil, err
-	}
-	fmt.Fprintf(s.Err, "dev: embedded registry on %s with %s and %s\n", emb.Host, sample.Image, sample.Index)
-	return emb, nil
-}
-
-func devTokenPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "dev-token") }
-
-func newDevToken(cfg *config.Config) (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	tok := "sgdev_" + base64.RawURLEncoding.EncodeToString(b)
-	tf := api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(tok), Subject: "dev", Groups: []string{"pipeline", "release"}}}}
-	out, err := yaml.Marshal(tf)
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(cfg.TokensFile), 0o700); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(cfg.TokensFile, out, 0o600); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(devTokenPath(cfg), []byte(tok+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return tok, nil
 }

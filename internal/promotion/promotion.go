@@ -163,22 +163,10 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
 			return nil, err
 		}
-		pred := signing.PromotionPredicate{
-			Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
-			Requester: requester(req.Requester), Reason: req.Reason, Evidence: req.Evidence,
-			Time: now, LedgerIndex: index, PolicyDigest: s.policy.Digest(), Labels: img.Labels,
-			PlatformLabels: img.PlatformLabels, Copies: copies, VerifiedEvidence: evidence,
-		}
-		env, err := s.sign(img.Repository, img.Digest, signing.PromotionPredicateType, pred)
-		if err != nil {
-			return nil, err
-		}
-		return &ledger.Entry{
-			Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
-			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject,
-			Groups: req.Requester.Groups, Reason: req.Reason, Time: now, Labels: img.Labels,
-			PlatformLabels: img.PlatformLabels, Copies: copies, Envelope: env,
-		}, nil
+		return PromotionEntry(s.signer, index, Promoted{
+			Image: img, Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
+			Time: now, PolicyDigest: s.policy.Digest(), Copies: copies, VerifiedEvidence: evidence,
+		})
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
@@ -433,15 +421,7 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 }
 
 func (s *Service) sign(repo, digest, predicateType string, pred any) ([]byte, error) {
-	st, err := signing.NewStatement(repo, digest, predicateType, pred)
-	if err != nil {
-		return nil, fmt.Errorf("promotion: statement: %w", err)
-	}
-	env, err := s.signer.Sign(st)
-	if err != nil {
-		return nil, fmt.Errorf("promotion: sign: %w", err)
-	}
-	return env, nil
+	return sign(s.signer, repo, digest, predicateType, pred)
 }
 
 func (s *Service) checkStage(stage string, allowAll bool) error {

@@ -1,0 +1,66 @@
+package promotion
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+// Promoted is what a promotion entry records.
+type Promoted struct {
+	// Image is the resolved image; Stage, Reason, Evidence and Requester
+	// come from the request.
+	Image     registry.Resolved
+	Stage     string
+	Reason    string
+	Evidence  map[string]any
+	Requester policy.Identity
+	// Time, PolicyDigest, Copies and VerifiedEvidence are what the
+	// service adds: when, under which policy, the repositories the image
+	// was copied to and the evidence attestations it verified.
+	Time             time.Time
+	PolicyDigest     string
+	Copies           []string
+	VerifiedEvidence map[string]any
+}
+
+// PromotionEntry is the ledger entry at index that records p, with its
+// attestation signed by signer. Promote records what it returns, once the
+// policy allowed it; the bench signs its ledger fixtures with it, ahead of
+// a bulk load, so that they hold what promotions write.
+func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, error) {
+	img := p.Image
+	pred := signing.PromotionPredicate{
+		Stage: p.Stage, Repository: img.Repository, Platforms: img.Platforms,
+		Requester: requester(p.Requester), Reason: p.Reason, Evidence: p.Evidence,
+		Time: p.Time, LedgerIndex: index, PolicyDigest: p.PolicyDigest, Labels: img.Labels,
+		PlatformLabels: img.PlatformLabels, Copies: p.Copies, VerifiedEvidence: p.VerifiedEvidence,
+	}
+	env, err := sign(signer, img.Repository, img.Digest, signing.PromotionPredicateType, pred)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger.Entry{
+		Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
+		Platforms: img.Platforms, Stage: p.Stage, Subject: p.Requester.Subject,
+		Groups: p.Requester.Groups, Reason: p.Reason, Time: p.Time, Labels: img.Labels,
+		PlatformLabels: img.PlatformLabels, Copies: p.Copies, Envelope: env,
+	}, nil
+}
+
+// sign makes the in-toto statement of pred about repo@digest and signs it.
+func sign(signer Signer, repo, digest, predicateType string, pred any) ([]byte, error) {
+	st, err := signing.NewStatement(repo, digest, predicateType, pred)
+	if err != nil {
+		return nil, fmt.Errorf("promotion: statement: %w", err)
+	}
+	env, err := signer.Sign(st)
+	if err != nil {
+		return nil, fmt.Errorf("promotion: sign: %w", err)
+	}
+	return env, nil
+}
