@@ -61,7 +61,9 @@ stages:
 	pods := map[string]string{"admitted": admitted, "refused": refused}
 
 	// check reads the follower's ledger, which a running serve locks.
-	follower.serve.stop()
+	if err := follower.serve.Stop(); err != nil {
+		t.Fatalf("stop the follower: %v", err)
+	}
 	var manifest []string
 	for name, ref := range pods {
 		b, err := yaml.Marshal(pod("team", name, ref))
@@ -89,7 +91,7 @@ stages:
 		checked[r.Name] = admissionv1.AdmissionResponse{Allowed: r.Allowed, Result: &metav1.Status{Message: r.Message}}
 	}
 
-	follower.serve = follower.startServe(t)
+	follower.serve.Start()
 	// check wrote nothing: the follower's ledger still knows neither
 	// digest, so the webhook too learns them from the registry alone.
 	for name, ref := range pods {
