@@ -3,53 +3,46 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
 
-// addSeed adds a seed to f and, with -write-corpus, keeps it in the
-// package's corpus in go's corpus format, so that plain `go test` replays it.
-func addSeed(f *testing.F, args ...any) {
-	f.Helper()
-	f.Add(args...)
-	if !*writeCorpus {
-		return
-	}
-	var b bytes.Buffer
-	b.WriteString("go test fuzz v1\n")
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
-		case string:
-			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
-		default:
-			f.Fatalf("addSeed: unsupported type %T", a)
+// TestMain bounds the minimization of new inputs (fuzzseed.MinimizeLimit).
+func TestMain(m *testing.M) { os.Exit(fuzzseed.Main(m)) }
+
+// inputBodies seeds a corpus from the policy's example inputs in
+// internal/policy/testdata, real promotions: the file as it is (a JSON
+// object of fields the API does not know), and the request a pipeline
+// would have sent for it, as a promotion and as a revocation.
+func inputBodies(f *testing.F, c *fuzzseed.Corpus, contentType string) {
+	c.Files(filepath.Join("..", "policy", "testdata", "promotion_input.json"), func(name string, body []byte) [][]any {
+		var in struct {
+			Image struct {
+				Reference, Repository, Digest string
+			}
+			Stage  string
+			Reason string
 		}
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(b.Bytes())
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b.Bytes(), 0o644); err != nil {
-		f.Fatal(err)
-	}
+		if err := json.Unmarshal(body, &in); err != nil || in.Image.Reference == "" {
+			f.Fatalf("%s: not a promotion input (%v)", name, err)
+		}
+		promote, _ := json.Marshal(map[string]string{"image": in.Image.Reference, "stage": in.Stage, "reason": in.Reason})
+		revoke, _ := json.Marshal(map[string]string{"digest": in.Image.Digest, "repository": in.Image.Repository, "stage": in.Stage, "reason": "cve"})
+		return [][]any{{body, contentType}, {promote, contentType}, {revoke, contentType}}
+	})
 }
 
 // recordingPromoter accepts everything and keeps what reached it.
@@ -134,11 +127,13 @@ var apiSeeds = []string{
 
 // FuzzPromotionRequest sends arbitrary bodies to POST /v1/promotions.
 func FuzzPromotionRequest(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
+	inputBodies(f, c, "application/json")
 	for _, s := range apiSeeds {
-		addSeed(f, []byte(s), "application/json")
+		c.Add([]byte(s), "application/json")
 	}
-	addSeed(f, []byte(`{"image":"a"}`), "text/plain")
-	addSeed(f, []byte(`{"image":"a"}`), "application/json; charset=utf-8")
+	c.Add([]byte(`{"image":"a"}`), "text/plain")
+	c.Add([]byte(`{"image":"a"}`), "application/json; charset=utf-8")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		code, out, p := fuzzRequest(t, "/v1/promotions", contentType, body)
 		checkAnswer(t, code, out, body, len(p.promotes) > 0)
@@ -150,10 +145,12 @@ func FuzzPromotionRequest(f *testing.F) {
 
 // FuzzRevocationRequest sends arbitrary bodies to POST /v1/revocations.
 func FuzzRevocationRequest(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
+	inputBodies(f, c, "application/json")
 	for _, s := range apiSeeds {
-		addSeed(f, []byte(s), "application/json")
+		c.Add([]byte(s), "application/json")
 	}
-	addSeed(f, []byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
+	c.Add([]byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		code, out, p := fuzzRequest(t, "/v1/revocations", contentType, body)
 		checkAnswer(t, code, out, body, len(p.revokes) > 0)
