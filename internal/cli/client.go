@@ -37,8 +37,8 @@ type clientFlags struct {
 }
 
 // defaultCAFile is what `serve --dev` and `certs generate` write. Only this
-// default may be missing: the system's roots are used then, for a server
-// with a public certificate.
+// default may be missing, not a file the flag or the environment names: the
+// system's roots are used then, for a server with a public certificate.
 const defaultCAFile = "certs/ca.crt"
 
 func (f *clientFlags) bind(fs *pflag.FlagSet) {
@@ -57,6 +57,7 @@ func (f *clientFlags) client() (*apiClient, error) {
 	if !changed("server") && env.Server != "" {
 		f.server = env.Server
 	}
+	defaultCA := !changed("ca-file") && env.CAFile == ""
 	if !changed("ca-file") && env.CAFile != "" {
 		f.caFile = env.CAFile
 	}
@@ -66,7 +67,7 @@ func (f *clientFlags) client() (*apiClient, error) {
 	if f.caFile != "" {
 		b, err := os.ReadFile(f.caFile)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && f.caFile == defaultCAFile:
+		case errors.Is(err, fs.ErrNotExist) && defaultCA:
 			missingCA = true
 		case err != nil:
 			return nil, fmt.Errorf("--ca-file: %w", explainMissing(err))
