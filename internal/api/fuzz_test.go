@@ -68,22 +68,36 @@ func (p *recordingPromoter) Revoke(_ context.Context, req promotion.Revocation) 
 
 const fuzzToken = "fuzz-token"
 
-// fuzzRequest posts body to path through the API's real mux and returns the
-// status and the recorder's calls.
-func fuzzRequest(t *testing.T, path, contentType string, body []byte) (int, []byte, *recordingPromoter) {
+// fuzzAPI is the API's real mux over a recordingPromoter, built once per
+// target: building it per input cost more than the request itself.
+type fuzzAPI struct {
+	p   *recordingPromoter
+	mux *http.ServeMux
+}
+
+func newFuzzAPI() *fuzzAPI {
 	p := &recordingPromoter{}
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(fuzzToken), Subject: "ci", Groups: []string{"pipeline"}}}})
 	a := api.New(p, nil, auth, []string{"dev", "prod"}, api.WithRateLimit(1e9, 1<<30))
 	mux := http.NewServeMux()
 	a.Register(mux)
+	return &fuzzAPI{p: p, mux: mux}
+}
+
+// request posts body to path and returns the status, the body and what
+// reached the promoter for this request alone.
+func (f *fuzzAPI) request(path, contentType string, body []byte) (int, []byte, *recordingPromoter) {
+	f.p.mu.Lock()
+	f.p.promotes, f.p.revokes = nil, nil
+	f.p.mu.Unlock()
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+fuzzToken)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.Bytes(), p
+	f.mux.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes(), f.p
 }
 
 // checkAnswer holds for both write endpoints: a malformed request gets a
@@ -134,8 +148,9 @@ func FuzzPromotionRequest(f *testing.F) {
 	}
 	c.Add([]byte(`{"image":"a"}`), "text/plain")
 	c.Add([]byte(`{"image":"a"}`), "application/json; charset=utf-8")
+	srv := newFuzzAPI()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		code, out, p := fuzzRequest(t, "/v1/promotions", contentType, body)
+		code, out, p := srv.request("/v1/promotions", contentType, body)
 		checkAnswer(t, code, out, body, len(p.promotes) > 0)
 		if len(p.promotes) > 0 && p.promotes[0].Requester.Subject != "ci" {
 			t.Fatalf("requester %+v, want the token's identity", p.promotes[0].Requester)
@@ -151,8 +166,9 @@ func FuzzRevocationRequest(f *testing.F) {
 		c.Add([]byte(s), "application/json")
 	}
 	c.Add([]byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
+	srv := newFuzzAPI()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		code, out, p := fuzzRequest(t, "/v1/revocations", contentType, body)
+		code, out, p := srv.request("/v1/revocations", contentType, body)
 		checkAnswer(t, code, out, body, len(p.revokes) > 0)
 		if len(p.revokes) > 0 && p.revokes[0].Requester.Subject != "ci" {
 			t.Fatalf("requester %+v, want the token's identity", p.revokes[0].Requester)
