@@ -8,6 +8,10 @@
 #
 # FUZZ_PARALLEL sets the number of fuzzing workers (default 1: the fuzz
 # targets run one after another and share the machine with the build).
+# Each fuzz package's TestMain bounds the minimization of new inputs
+# (internal/testutil/fuzzseed.MinimizeLimit): with go's default of 60 s, a
+# run of a few seconds spends itself shrinking its first new input. Set
+# FUZZ_MINIMIZE (e.g. 60s) to minimize further.
 set -euo pipefail
 
 secs="${1:-10}"
@@ -35,7 +39,8 @@ while read -r pkg names; do
 		echo "fuzz: $pkg $name for ${secs}s"
 		log=$(mktemp)
 		set +e
-		go test -vet=off -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" -parallel "$parallel" "$pkg" 2>&1 | tee "$log"
+		go test -vet=off -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" -parallel "$parallel" \
+			${FUZZ_MINIMIZE:+-fuzzminimizetime "$FUZZ_MINIMIZE"} "$pkg" 2>&1 | tee "$log"
 		rc=${PIPESTATUS[0]}
 		set -e
 		if [ "$rc" -ne 0 ]; then

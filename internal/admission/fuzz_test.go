@@ -3,7 +3,6 @@ package admission
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,67 +11,59 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "sigs.k8s.io/json"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
 
-// addSeed adds a seed to f and, with -write-corpus, keeps it in the
-// package's corpus in go's corpus format, so that plain `go test` replays it.
-func addSeed(f *testing.F, args ...any) {
-	f.Helper()
-	f.Add(args...)
-	if !*writeCorpus {
-		return
-	}
-	var b bytes.Buffer
-	b.WriteString("go test fuzz v1\n")
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
-		case string:
-			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
-		default:
-			f.Fatalf("addSeed: unsupported type %T", a)
-		}
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(b.Bytes())
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b.Bytes(), 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
+// TestMain bounds the minimization of new inputs (fuzzseed.MinimizeLimit).
+func TestMain(m *testing.M) { os.Exit(fuzzseed.Main(m)) }
 
-// fuzzFixtures are the workload fixtures the fuzz targets start from.
-var fuzzFixtures = []string{"pod.yaml", "deployment.yaml", "cronjob.yaml", "job.yaml", "daemonset.yaml",
-	"statefulset.yaml", "replicaset.yaml", "replicationcontroller.yaml", "replicationcontroller-notemplate.yaml",
-	"pod-generatename.yaml", "service.yaml"}
+// fixtureObjects seeds a corpus from every workload manifest in testdata,
+// each document of a multi-document one apart: the objects the webhook
+// really receives. seed turns one object, as JSON, into a seed.
+func fixtureObjects(f *testing.F, c *fuzzseed.Corpus, seed func(raw []byte) []any) {
+	f.Helper()
+	c.Files(filepath.Join("testdata", "*.yaml"), func(name string, body []byte) [][]any {
+		var out [][]any
+		for _, doc := range bytes.Split(body, []byte("\n---")) {
+			raw, err := sigsyaml.YAMLToJSON(doc)
+			if err != nil {
+				f.Fatalf("%s: %v", name, err)
+			}
+			if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+				continue
+			}
+			out = append(out, seed(raw))
+		}
+		return out
+	})
+}
 
 // FuzzReviewHTTP sends arbitrary bodies to the webhook handler. Whatever the
 // body, the answer is HTTP 200 with a decodable AdmissionReview v1 carrying a
 // response, and nothing is allowed that has images the ledger does not
 // promote (the fake ledger is empty, so only image-less requests pass).
 func FuzzReviewHTTP(f *testing.F) {
-	for _, name := range fuzzFixtures {
-		req := requestFor(f, fixtureJSON(f, name), admissionv1.Create, "")
+	c := fuzzseed.New(f, *writeCorpus)
+	fixtureObjects(f, c, func(raw []byte) []any {
+		req := requestFor(f, raw, admissionv1.Create, "")
 		b, err := json.Marshal(admissionv1.AdmissionReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind}, Request: req,
 		})
 		if err != nil {
 			f.Fatal(err)
 		}
-		addSeed(f, b, "dev")
-	}
+		return []any{b, "dev"}
+	})
 	for _, s := range []string{
 		``, `{}`, `null`, `[]`, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 		`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}`,
@@ -85,9 +76,9 @@ func FuzzReviewHTTP(f *testing.F) {
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":"a"}}}}`,
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"batch","version":"v1","kind":"CronJob"},"operation":"CREATE","object":{"spec":{"jobTemplate":null}}}}`,
 	} {
-		addSeed(f, []byte(s), "dev")
+		c.Add([]byte(s), "dev")
 	}
-	addSeed(f, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x"}}`), "../prod")
+	c.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x"}}`), "../prod")
 
 	f.Fuzz(func(t *testing.T, body []byte, stage string) {
 		rev := NewReviewer(&fakeStates{}, &fakePolicy{}, WithStages([]string{"dev", "prod"}))
@@ -146,19 +137,19 @@ func FuzzReviewHTTP(f *testing.F) {
 // workload → images extraction and the image reference parser: they never
 // panic, and every digest they accept is a lowercase sha256 digest.
 func FuzzWorkloadImages(f *testing.F) {
-	for _, name := range fuzzFixtures {
+	c := fuzzseed.New(f, *writeCorpus)
+	fixtureObjects(f, c, func(raw []byte) []any {
 		var head objectHead
-		raw := fixtureJSON(f, name)
 		if err := json.Unmarshal(raw, &head); err != nil {
 			f.Fatal(err)
 		}
-		addSeed(f, head.APIVersion, head.Kind, raw, "")
-	}
-	addSeed(f, "v1", "Pod", []byte(`{"spec":{"containers":[{"image":"reg.example/app:1@sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}}`), "")
-	addSeed(f, "v1", "Pod", []byte(`{"spec":{"ephemeralContainers":[{"image":"APP@sha256:ABCD"}]}}`), "ephemeralcontainers")
-	addSeed(f, "v1", "Pod", []byte(`{"spec":{"containers":[{"image":"a"}],"Containers":[{"image":"b"}]}}`), "")
-	addSeed(f, "apps/v1", "Deployment", []byte(`{"spec":{"template":null}}`), "")
-	addSeed(f, "v1", "ReplicationController", []byte(`{"spec":{"template":{"spec":{"initContainers":[{"image":"x/../y:1"}]}}}}`), "")
+		return []any{head.APIVersion, head.Kind, raw, ""}
+	})
+	c.Add("v1", "Pod", []byte(`{"spec":{"containers":[{"image":"reg.example/app:1@sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}}`), "")
+	c.Add("v1", "Pod", []byte(`{"spec":{"ephemeralContainers":[{"image":"APP@sha256:ABCD"}]}}`), "ephemeralcontainers")
+	c.Add("v1", "Pod", []byte(`{"spec":{"containers":[{"image":"a"}],"Containers":[{"image":"b"}]}}`), "")
+	c.Add("apps/v1", "Deployment", []byte(`{"spec":{"template":null}}`), "")
+	c.Add("v1", "ReplicationController", []byte(`{"spec":{"template":{"spec":{"initContainers":[{"image":"x/../y:1"}]}}}}`), "")
 
 	f.Fuzz(func(t *testing.T, apiVersion, kind string, raw []byte, sub string) {
 		group, version := "", apiVersion

@@ -3,53 +3,46 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
 
-// addSeed adds a seed to f and, with -write-corpus, keeps it in the
-// package's corpus in go's corpus format, so that plain `go test` replays it.
-func addSeed(f *testing.F, args ...any) {
-	f.Helper()
-	f.Add(args...)
-	if !*writeCorpus {
-		return
-	}
-	var b bytes.Buffer
-	b.WriteString("go test fuzz v1\n")
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
-		case string:
-			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
-		default:
-			f.Fatalf("addSeed: unsupported type %T", a)
+// TestMain bounds the minimization of new inputs (fuzzseed.MinimizeLimit).
+func TestMain(m *testing.M) { os.Exit(fuzzseed.Main(m)) }
+
+// inputBodies seeds a corpus from the policy's example inputs in
+// internal/policy/testdata, real promotions: the file as it is (a JSON
+// object of fields the API does not know), and the request a pipeline
+// would have sent for it, as a promotion and as a revocation.
+func inputBodies(f *testing.F, c *fuzzseed.Corpus, contentType string) {
+	c.Files(filepath.Join("..", "policy", "testdata", "promotion_input.json"), func(name string, body []byte) [][]any {
+		var in struct {
+			Image struct {
+				Reference, Repository, Digest string
+			}
+			Stage  string
+			Reason string
 		}
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(b.Bytes())
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b.Bytes(), 0o644); err != nil {
-		f.Fatal(err)
-	}
+		if err := json.Unmarshal(body, &in); err != nil || in.Image.Reference == "" {
+			f.Fatalf("%s: not a promotion input (%v)", name, err)
+		}
+		promote, _ := json.Marshal(map[string]string{"image": in.Image.Reference, "stage": in.Stage, "reason": in.Reason})
+		revoke, _ := json.Marshal(map[string]string{"digest": in.Image.Digest, "repository": in.Image.Repository, "stage": in.Stage, "reason": "cve"})
+		return [][]any{{body, contentType}, {promote, contentType}, {revoke, contentType}}
+	})
 }
 
 // recordingPromoter accepts everything and keeps what reached it.
@@ -75,22 +68,36 @@ func (p *recordingPromoter) Revoke(_ context.Context, req promotion.Revocation) 
 
 const fuzzToken = "fuzz-token"
 
-// fuzzRequest posts body to path through the API's real mux and returns the
-// status and the recorder's calls.
-func fuzzRequest(t *testing.T, path, contentType string, body []byte) (int, []byte, *recordingPromoter) {
+// fuzzAPI is the API's real mux over a recordingPromoter, built once per
+// target: building it per input cost more than the request itself.
+type fuzzAPI struct {
+	p   *recordingPromoter
+	mux *http.ServeMux
+}
+
+func newFuzzAPI() *fuzzAPI {
 	p := &recordingPromoter{}
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(fuzzToken), Subject: "ci", Groups: []string{"pipeline"}}}})
 	a := api.New(p, nil, auth, []string{"dev", "prod"}, api.WithRateLimit(1e9, 1<<30))
 	mux := http.NewServeMux()
 	a.Register(mux)
+	return &fuzzAPI{p: p, mux: mux}
+}
+
+// request posts body to path and returns the status, the body and what
+// reached the promoter for this request alone.
+func (f *fuzzAPI) request(path, contentType string, body []byte) (int, []byte, *recordingPromoter) {
+	f.p.mu.Lock()
+	f.p.promotes, f.p.revokes = nil, nil
+	f.p.mu.Unlock()
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+fuzzToken)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.Bytes(), p
+	f.mux.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes(), f.p
 }
 
 // checkAnswer holds for both write endpoints: a malformed request gets a
@@ -134,13 +141,16 @@ var apiSeeds = []string{
 
 // FuzzPromotionRequest sends arbitrary bodies to POST /v1/promotions.
 func FuzzPromotionRequest(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
+	inputBodies(f, c, "application/json")
 	for _, s := range apiSeeds {
-		addSeed(f, []byte(s), "application/json")
+		c.Add([]byte(s), "application/json")
 	}
-	addSeed(f, []byte(`{"image":"a"}`), "text/plain")
-	addSeed(f, []byte(`{"image":"a"}`), "application/json; charset=utf-8")
+	c.Add([]byte(`{"image":"a"}`), "text/plain")
+	c.Add([]byte(`{"image":"a"}`), "application/json; charset=utf-8")
+	srv := newFuzzAPI()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		code, out, p := fuzzRequest(t, "/v1/promotions", contentType, body)
+		code, out, p := srv.request("/v1/promotions", contentType, body)
 		checkAnswer(t, code, out, body, len(p.promotes) > 0)
 		if len(p.promotes) > 0 && p.promotes[0].Requester.Subject != "ci" {
 			t.Fatalf("requester %+v, want the token's identity", p.promotes[0].Requester)
@@ -150,12 +160,15 @@ func FuzzPromotionRequest(f *testing.F) {
 
 // FuzzRevocationRequest sends arbitrary bodies to POST /v1/revocations.
 func FuzzRevocationRequest(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
+	inputBodies(f, c, "application/json")
 	for _, s := range apiSeeds {
-		addSeed(f, []byte(s), "application/json")
+		c.Add([]byte(s), "application/json")
 	}
-	addSeed(f, []byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
+	c.Add([]byte(`{"digest":"sha256:`+strings.Repeat("b", 64)+`","repository":"r","stage":"dev"}`), "")
+	srv := newFuzzAPI()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		code, out, p := fuzzRequest(t, "/v1/revocations", contentType, body)
+		code, out, p := srv.request("/v1/revocations", contentType, body)
 		checkAnswer(t, code, out, body, len(p.revokes) > 0)
 		if len(p.revokes) > 0 && p.revokes[0].Requester.Subject != "ci" {
 			t.Fatalf("requester %+v, want the token's identity", p.revokes[0].Requester)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
 )
 
@@ -27,25 +29,49 @@ type clientFlags struct {
 	token   string
 	caFile  string
 	timeout time.Duration
+	// fs tells a flag given from one left to the environment or the
+	// default.
+	fs *pflag.FlagSet
+	// lookup reads the environment; nil reads the process's.
+	lookup config.LookupFunc
 }
 
+// defaultCAFile is what `serve --dev` and `certs generate` write. Only this
+// default may be missing, not a file the flag or the environment names: the
+// system's roots are used then, for a server with a public certificate.
+const defaultCAFile = "certs/ca.crt"
+
 func (f *clientFlags) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&f.server, "server", envOr("STAGEGATE_SERVER", "https://127.0.0.1:8443"), "stagegate URL ($STAGEGATE_SERVER)")
-	fs.StringVar(&f.caFile, "ca-file", envOr("STAGEGATE_CA_FILE", "certs/ca.crt"), "CA that signed the server certificate ($STAGEGATE_CA_FILE)")
+	f.fs = fs
+	fs.StringVar(&f.server, "server", "https://127.0.0.1:8443", "stagegate URL (default $"+config.ServerEnv+" if set)")
+	fs.StringVar(&f.caFile, "ca-file", defaultCAFile, "CA that signed the server certificate (default $"+config.CAFileEnv+" if set)")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "request timeout")
 }
 
-// The token comes from the environment only: a flag would show in ps and
-// in shell history.
+// client applies the environment under the flags: a flag given wins, then
+// the environment, then the default. The token comes from the environment
+// only (config.TokenEnv).
 func (f *clientFlags) client() (*apiClient, error) {
-	f.token = os.Getenv("STAGEGATE_TOKEN")
+	env := config.FromEnv(f.lookup)
+	changed := func(name string) bool { return f.fs != nil && f.fs.Changed(name) }
+	if !changed("server") && env.Server != "" {
+		f.server = env.Server
+	}
+	defaultCA := !changed("ca-file") && env.CAFile == ""
+	if !changed("ca-file") && env.CAFile != "" {
+		f.caFile = env.CAFile
+	}
+	f.token = env.Token
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	var missingCA bool
 	if f.caFile != "" {
 		b, err := os.ReadFile(f.caFile)
-		if err != nil && !(errors.Is(err, os.ErrNotExist) && f.caFile == "certs/ca.crt") {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		if err == nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && defaultCA:
+			missingCA = true
+		case err != nil:
+			return nil, fmt.Errorf("--ca-file: %w", explainMissing(err))
+		default:
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(b) {
 				return nil, fmt.Errorf("--ca-file %s: no PEM certificates", f.caFile)
@@ -53,20 +79,16 @@ func (f *clientFlags) client() (*apiClient, error) {
 			tlsCfg.RootCAs = pool
 		}
 	}
-	return &apiClient{base: strings.TrimRight(f.server, "/"), token: f.token,
+	return &apiClient{base: strings.TrimRight(f.server, "/"), token: f.token, missingCA: missingCA,
 		http: &http.Client{Timeout: f.timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}}, nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 type apiClient struct {
 	base, token string
 	http        *http.Client
+	// missingCA says the default CA file was not there, so that a
+	// certificate the system does not trust can be explained.
+	missingCA bool
 }
 
 // apiError is a non-2xx answer.
@@ -96,7 +118,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any) (int,
 		return 0, nil, err
 	}
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, out, newAPIError(resp.StatusCode, out)
+		return resp.StatusCode, out, c.explain(newAPIError(resp.StatusCode, out))
 	}
 	return resp.StatusCode, out, nil
 }
@@ -131,9 +153,24 @@ func (c *apiClient) send(ctx context.Context, method, path string, body any, acc
 			// what its write timeout does; TLS may report it as anything.
 			return nil, fmt.Errorf("stagegate at %s closed the connection without an answer (its log says why): %w", c.base, err)
 		}
-		return nil, fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err)
+		return nil, c.explain(fmt.Errorf("cannot reach stagegate at %s: %w", c.base, err))
 	}
 	return resp, nil
+}
+
+// explain adds to err what the client lacked, and which command makes it:
+// the token for a 401 sent without one, the CA for a certificate the
+// system does not trust.
+func (c *apiClient) explain(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && c.token == "" {
+		return fmt.Errorf("%w\n  $%s is not set; %s", err, config.TokenEnv, makesToken)
+	}
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) && c.missingCA {
+		return fmt.Errorf("%w\n  %s does not exist, so only the system's CAs were trusted; %s, or pass --ca-file", err, defaultCAFile, makesCerts)
+	}
+	return err
 }
 
 // newAPIError reads the API's {"error": ..., "violations": [...]} body,
@@ -147,7 +184,7 @@ func newAPIError(status int, body []byte) *apiError {
 }
 
 func newPromoteCommand(s Streams) *cobra.Command {
-	var cf clientFlags
+	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, output, evidence, progress string
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
@@ -210,7 +247,7 @@ func newPromoteCommand(s Streams) *cobra.Command {
 }
 
 func newRevokeCommand(s Streams) *cobra.Command {
-	var cf clientFlags
+	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, repo, output string
 	cmd := &cobra.Command{
 		Use:   "revoke DIGEST --stage STAGE|'*' --reason TEXT",
@@ -252,7 +289,7 @@ func newRevokeCommand(s Streams) *cobra.Command {
 }
 
 func newStatusCommand(s Streams) *cobra.Command {
-	var cf clientFlags
+	cf := clientFlags{lookup: s.LookupEnv}
 	cmd := &cobra.Command{
 		Use:   "status REPOSITORY|DIGEST|IMAGE@DIGEST",
 		Short: "Show an image's state in every stage and its history",

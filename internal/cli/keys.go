@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +20,7 @@ func newKeysCommand(s Streams) *cobra.Command {
 			"(empty if unset). Private keys are written 0600. Existing files are never overwritten.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := signing.GenerateKeys(dir, []byte(os.Getenv(config.PasswordEnv)), origin); err != nil {
+			if err := signing.GenerateKeys(dir, s.env().KeyPassword, origin); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.Out, "wrote %[1]s/cosign.key, %[1]s/cosign.pub, %[1]s/log.key, %[1]s/log.pub\n", dir)

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 
@@ -69,7 +71,11 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			o.Stages = cfg.StageNames()
 			if caFile != "" {
 				if o.CABundle, err = os.ReadFile(caFile); err != nil {
-					return fmt.Errorf("manifests: CA bundle: %w", err)
+					err = fmt.Errorf("manifests: CA bundle: %w", err)
+					if errors.Is(err, fs.ErrNotExist) {
+						return &missingFileError{err: err, creator: makesCerts + `; or pass --ca-file "" to leave caBundle unset`}
+					}
+					return err
 				}
 			}
 			o.NoWebhookClientAuth = !clientAuth

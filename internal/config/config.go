@@ -1,5 +1,6 @@
-// Package config is the only code that reads the config file, flags and the
-// environment. Everything else receives a validated *Config.
+// Package config is the only code that reads the config file and the
+// environment (env.go lists every variable). Everything else receives a
+// validated *Config, or the Env.
 //
 // Precedence follows cert-manager's webhook: defaults, then the file, then
 // flags; Validate runs last.
@@ -24,10 +25,6 @@ const (
 	ModeWarn    = "warn"
 	ModeAudit   = "audit"
 )
-
-// PasswordEnv names the environment variable that holds the cosign key
-// password. It is never read from the file so that it cannot be committed.
-const PasswordEnv = "STAGEGATE_KEY_PASSWORD"
 
 // Stage is one environment of the pipeline.
 type Stage struct {

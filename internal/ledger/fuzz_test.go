@@ -1,45 +1,31 @@
 package ledger_test
 
 import (
+	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
 
-// addSeed adds a seed to f and, with -write-corpus, keeps it in the
-// package's corpus in go's corpus format, so that plain `go test` replays it.
-func addSeed(f *testing.F, b []byte) {
-	f.Helper()
-	f.Add(b)
-	if !*writeCorpus {
-		return
-	}
-	out := []byte("go test fuzz v1\n[]byte(" + strconv.Quote(string(b)) + ")\n")
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(out)
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), out, 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
+// TestMain bounds the minimization of new inputs (fuzzseed.MinimizeLimit).
+func TestMain(m *testing.M) { os.Exit(fuzzseed.Main(m)) }
 
 // Fixed checkpoint keys, so that the seeds (exports and receipts signed
 // with them) stay valid in the corpus across runs. They sign nothing else.
+// They cost nothing to make, unlike signingtest's, which are made per
+// process and would leave every kept seed a forgery on the next run.
 const (
 	fuzzSignerKey   = "PRIVATE+KEY+stagegate.test/ledger+83705f01+AXekTMwxiSfcdLnXyUjv07yf1Cr/V178qPDH26C69Ob+"
 	fuzzVerifierKey = "stagegate.test/ledger+83705f01+AePqFoZy1Y52DPS8kP+DvC2eADCEKVngQb1TXCmXSmny"
@@ -116,22 +102,44 @@ func fuzzDir(f *testing.F) string {
 // verifies and holds exactly entries the real log signed. Only checkpoints
 // signed with the fixed key can pass, so a tampered export cannot.
 func FuzzImport(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
 	h := buildHistory(f, fuzzSignerKey)
 	for _, e := range h.exports {
-		addSeed(f, e)
+		c.Add(e)
 	}
+	// The entries of the format's worked example, the leaf data lines of
+	// ledger-format.golden: real entries under a checkpoint of another
+	// tree of the same size, whose root they do not match.
+	c.Files(filepath.Join("testdata", "ledger-format.golden"), func(_ string, body []byte) [][]any {
+		var entries [][]byte
+		lines := bytes.Split(body, []byte("\n"))
+		for i, line := range lines {
+			if bytes.Contains(line, []byte("leaf data (")) && i+1 < len(lines) {
+				entries = append(entries, lines[i+1])
+			}
+		}
+		export := h.exports[len(entries)-1]
+		trailer := export[bytes.LastIndexByte(bytes.TrimSuffix(export, []byte("\n")), '\n')+1:]
+		return [][]any{{append(bytes.Join(entries, []byte("\n")), append([]byte("\n"), trailer...)...)}}
+	})
 	full := h.exports[len(h.exports)-1]
 	lines := strings.Split(strings.TrimSuffix(string(full), "\n"), "\n")
 	swapped := append([]string{lines[1], lines[0]}, lines[2:]...)
-	addSeed(f, []byte(strings.Join(swapped, "\n")))
-	addSeed(f, []byte(strings.Join(append(lines[:1], lines[2:]...), "\n")))
-	addSeed(f, bytes.Replace(full, []byte(`"stage":"dev"`), []byte(`"stage":"prod"`), 1))
-	addSeed(f, full[:len(full)/2])
-	addSeed(f, buildHistory(f, otherSignerKey).exports[3])
-	addSeed(f, []byte(`{"checkpoint":""}`))
-	addSeed(f, []byte("\n\n"))
+	c.Add([]byte(strings.Join(swapped, "\n")))
+	c.Add([]byte(strings.Join(append(lines[:1], lines[2:]...), "\n")))
+	c.Add(bytes.Replace(full, []byte(`"stage":"dev"`), []byte(`"stage":"prod"`), 1))
+	c.Add(full[:len(full)/2])
+	c.Add(buildHistory(f, otherSignerKey).exports[3])
+	c.Add([]byte(`{"checkpoint":""}`))
+	c.Add([]byte("\n\n"))
 
 	s, v := fuzzKeys(f, fuzzSignerKey)
+	// Import reads through a 1 MiB bufio.Reader, so that an export of 10^6
+	// entries streams, unless it is handed one at least that large. Made
+	// per input, clearing it took half of each input's time; one reader,
+	// reset onto each input, is a caller bufio documents, and Import reads
+	// exactly the same bytes.
+	br := bufio.NewReaderSize(nil, 1<<20)
 	// One ledger serves every failed import, which must leave it empty:
 	// that is the property under test, and opening (and, on Close,
 	// compacting) a bbolt file per input would make fuzzing crawl.
@@ -150,7 +158,8 @@ func FuzzImport(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		if err := l.Import(bytes.NewReader(data), v, nil); err != nil {
+		br.Reset(bytes.NewReader(data))
+		if err := l.Import(br, v, nil); err != nil {
 			if size, _ := l.Size(); size != 0 {
 				t.Fatalf("failed import (%v) wrote %d entries", err, size)
 			}
@@ -188,24 +197,25 @@ func FuzzImport(f *testing.F) {
 // signed, at its index (the hashes of a proof that verifies are the only
 // ones for that index and size, so they need no separate check).
 func FuzzVerifyReceipt(f *testing.F) {
+	c := fuzzseed.New(f, *writeCorpus)
 	h := buildHistory(f, fuzzSignerKey)
 	for _, rc := range h.receipts {
 		b, err := json.Marshal(rc)
 		if err != nil {
 			f.Fatal(err)
 		}
-		addSeed(f, b)
+		c.Add(b)
 	}
 	// A proof for another entry, and a checkpoint from another key.
 	mixed := h.receipts[3]
 	mixed.Entry = h.receipts[2].Entry
 	b, _ := json.Marshal(mixed)
-	addSeed(f, b)
+	c.Add(b)
 	forged := buildHistory(f, otherSignerKey).receipts[3]
 	b, _ = json.Marshal(forged)
-	addSeed(f, b)
-	addSeed(f, []byte(`{}`))
-	addSeed(f, []byte(`{"entry":{"index":18446744073709551615,"kind":"promotion"},"inclusionProof":{"leafIndex":18446744073709551615,"treeSize":0}}`))
+	c.Add(b)
+	c.Add([]byte(`{}`))
+	c.Add([]byte(`{"entry":{"index":18446744073709551615,"kind":"promotion"},"inclusionProof":{"leafIndex":18446744073709551615,"treeSize":0}}`))
 
 	_, v := fuzzKeys(f, fuzzSignerKey)
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -125,7 +125,7 @@ func testClientCertificate(t *testing.T, c client.Client, a *webhookAuth, o Opti
 	o = o.withDefaults()
 	ip, err := hostIP()
 	if err != nil {
-		t.Skipf("no address for an endpoint: %v", err)
+		cannotRun(t, fmt.Sprintf("no address for an endpoint (%v)", err), "run it on a machine with a non-loopback IPv4 address")
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(a.clientCA) {

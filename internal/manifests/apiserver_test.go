@@ -3,7 +3,6 @@ package manifests
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -113,12 +112,8 @@ func widget(name, ns string) *unstructured.Unstructured {
 // generated Service and gets it.
 func TestAPIServer(t *testing.T) {
 	assets := filepath.Join(root, "bin/k8s")
-	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s/kube-apiserver is missing (%v): run `make tools` before the tests", assets, err)
-		}
-		t.Skipf("%s/kube-apiserver is missing; run `make tools`", assets)
-	}
+	needTool(t, filepath.Join(assets, "kube-apiserver"))
+	needTool(t, filepath.Join(assets, "etcd"))
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: []string{filepath.Join("testdata", "crds")}},

@@ -1,44 +1,40 @@
 package registry
 
 import (
-	"crypto/sha256"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
 
-// addSeed adds a seed to f and, with -write-corpus, keeps it in the
-// package's corpus in go's corpus format, so that plain `go test` replays it.
-func addSeed(f *testing.F, s string) {
-	f.Helper()
-	f.Add(s)
-	if !*writeCorpus {
-		return
-	}
-	b := []byte("go test fuzz v1\nstring(" + strconv.Quote(s) + ")\n")
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8])), b, 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
+// TestMain bounds the minimization of new inputs (fuzzseed.MinimizeLimit).
+func TestMain(m *testing.M) { os.Exit(fuzzseed.Main(m)) }
+
+// imageField finds the image references of the workload manifests.
+var imageField = regexp.MustCompile(`image: *"?([^"\s,}]+)`)
 
 // FuzzParseReference checks what ParseReference accepts: never a panic;
 // a digest it accepts is exactly the lowercase sha256 digest after the last
 // '@' of the input; no repository with ".."; and its own output parses back
 // to the same reference.
 func FuzzParseReference(f *testing.F) {
+	corpus := fuzzseed.New(f, *writeCorpus)
+	// The references of the admission fixtures: what pods really name.
+	corpus.Files(filepath.Join("..", "admission", "testdata", "*.yaml"), func(_ string, body []byte) [][]any {
+		var out [][]any
+		for _, m := range imageField.FindAllSubmatch(body, -1) {
+			out = append(out, []any{string(m[1])})
+		}
+		return out
+	})
 	d := "sha256:" + strings.Repeat("a", 64)
 	for _, s := range []string{
 		"nginx:1.27", "reg.example:5000/team/app:1.0", "reg.example/app@" + d, "reg.example/app:1.0@" + d,
@@ -46,7 +42,7 @@ func FuzzParseReference(f *testing.F) {
 		"reg.example/a/../b:1", "reg.example/a/..:1", " app:1", "app:1\x00", "APP:1", "reg.example/аpp:1", "app", "@" + d,
 		"127.0.0.1:5001/sample/app:1.0", "localhost/app:" + strings.Repeat("t", 200), "a@b@" + d, "a:b:c",
 	} {
-		addSeed(f, s)
+		corpus.Add(s)
 	}
 	c := New(WithHost("127.0.0.1:5001", Host{Insecure: true}))
 	f.Fuzz(func(t *testing.T, s string) {
