@@ -22,8 +22,8 @@ import (
 )
 
 func newCheckCommand(s Streams) *cobra.Command {
-	var lf ledgerFlags
-	var cf clientFlags
+	lf := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
+	cf := clientFlags{lookup: s.LookupEnv}
 	var files []string
 	var stage, output string
 	var remote bool

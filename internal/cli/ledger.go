@@ -60,7 +60,7 @@ func (f *ledgerFlags) ledgerPath(cfg *config.Config) string {
 }
 
 func newLedgerVerifyCommand(s Streams) *cobra.Command {
-	var f ledgerFlags
+	f := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
 	var kept string
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -131,7 +131,7 @@ func extendsKept(l *ledger.Ledger, lv note.Verifier, path string) error {
 }
 
 func newLedgerExportCommand(s Streams) *cobra.Command {
-	var f ledgerFlags
+	f := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
 	var out string
 	cmd := &cobra.Command{
 		Use:   "export",
@@ -169,7 +169,7 @@ func newLedgerExportCommand(s Streams) *cobra.Command {
 }
 
 func newLedgerImportCommand(s Streams) *cobra.Command {
-	var f ledgerFlags
+	f := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Import an export into an empty ledger; everything is verified before anything is written",
@@ -214,7 +214,7 @@ func newLedgerImportCommand(s Streams) *cobra.Command {
 }
 
 func newLedgerCompactCommand(s Streams) *cobra.Command {
-	var f ledgerFlags
+	f := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
 	cmd := &cobra.Command{
 		Use:   "compact",
 		Short: "Rewrite the ledger file without its free pages; run it while serve is stopped",

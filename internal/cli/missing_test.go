@@ -50,9 +50,9 @@ func TestMissingFileNamesItsCreator(t *testing.T) {
 			[]string{"receipt", "verify", "receipt.json", "--key", "data/keys/cosign.pub", "--log-key", "data/keys/log.pub"},
 			[]string{"data/keys/cosign.pub", "`stagegate keys generate` writes it"},
 		},
-		"check needs the ledger": {
+		"check needs the public keys": {
 			[]string{"check", "-f", "pod.yaml", "--stage", "dev"},
-			[]string{"data/ledger.db", "`stagegate serve` creates it"},
+			[]string{"data/keys/cosign.pub", "`stagegate keys generate` writes it"},
 		},
 		"serve needs the keys": {
 			[]string{"serve"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
@@ -29,7 +28,7 @@ type serveOptions struct {
 type runFunc func(ctx context.Context, s Streams, cfg *config.Config, o serveOptions) error
 
 func newServeCommand(s Streams, run runFunc) *cobra.Command {
-	o := serveOptions{}
+	o := serveOptions{flags: configFlags{lookup: s.LookupEnv}}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the admission webhook and the promotion API over HTTPS",
@@ -59,7 +58,7 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 		return fmt.Errorf("serve: --log-level: %w", err)
 	}
 	logger := newLogger(s.Err, level)
-	tuneGC()
+	tuneGC(s.env())
 	opts := []app.Option{app.WithLogger(logger), app.WithProcessMetrics()}
 	if cfg.Dev {
 		opts = append(opts, app.WithDev(app.DevOptions{CertDir: o.certDir, RegistryAddr: o.devRegistry, Out: s.Err}))
@@ -100,11 +99,11 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 // collector runs every few hundred requests and its assists land in the
 // p99. A higher GOGC runs it a quarter as often; the 64 MiB soft limit keeps
 // the heap bounded all the same. GOGC and GOMEMLIMIT, when set, win.
-func tuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
+func tuneGC(env config.Env) {
+	if !env.GOGCSet {
 		debug.SetGCPercent(400)
 	}
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+	if !env.GOMemLimitSet {
 		debug.SetMemoryLimit(64 << 20)
 	}
 }
