@@ -203,7 +203,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 			l.Close()
 			return nil, err
 		}
-		a.federation = federation.New(l, att, trusted,
+		a.federation = federation.New(l, federation.FromRegistry(att, logger), trusted,
 			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),
 			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
 			federation.WithFreshness(att, cfg.RegistrySource.RevocationLists, cfg.RegistrySource.MaxAge.Std(), cfg.FreshStages()),

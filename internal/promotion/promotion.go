@@ -56,7 +56,7 @@ type Service struct {
 
 	registry     Registry
 	stageOpts    map[string]StageOptions
-	evidenceKeys []oci.TrustedKey
+	evidenceKeys []*signing.Verifier
 
 	pubMu    sync.Mutex
 	pubLocks map[string]*imageLock
@@ -134,13 +134,13 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
-		return Result{}, err
+		return Result{}, wrap("resolve", err)
 	}
 	so := s.stageOpts[req.Stage]
 	var evidence map[string]any
 	if len(so.RequiredEvidence) > 0 && s.registry != nil {
-		if evidence, err = s.registry.VerifiedEvidence(ctx, img.Repository, img.Digest, s.evidenceKeys, so.RequiredEvidence); err != nil {
-			return Result{}, err
+		if evidence, err = s.verifiedEvidence(ctx, img, so.RequiredEvidence); err != nil {
+			return Result{}, wrap("evidence", err)
 		}
 	}
 	var copies []string
@@ -151,10 +151,10 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			_, err := s.decide(ctx, r, req, img, evidence, s.now().UTC())
 			return err
 		}); err != nil && !errors.Is(err, ledger.ErrExists) {
-			return Result{}, err
+			return Result{}, wrap("decide", err)
 		}
 		if err := s.registry.Copy(ctx, img.Repository, img.Digest, target, req.Progress); err != nil {
-			return Result{}, err
+			return Result{}, wrap("copy", err)
 		}
 		copies = []string{target}
 	}
@@ -182,7 +182,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
-		return Result{}, err
+		return Result{}, wrap("record", err)
 	}
 	res := Result{Receipt: rc, Created: created}
 	if created {
@@ -358,7 +358,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
-		return Result{}, err
+		return Result{}, wrap("record", err)
 	}
 	if created {
 		s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
@@ -426,7 +426,7 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 		}, nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, wrap("record break-glass", err)
 	}
 	s.log.Warn("break-glass admission recorded", "workload", bg.Workload, "stage", bg.Stage, "user", bg.User, "index", rc.Entry.Index)
 	return rc.Entry.Index, nil
