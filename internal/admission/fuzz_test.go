@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "also write the fuzz seeds to testdata/fuzz/<FuzzName>/")
@@ -182,7 +184,7 @@ func FuzzWorkloadImages(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if ref.Digest != "" && !validSHA256(ref.Digest) {
+			if ref.Digest != "" && !registry.ValidDigest(ref.Digest) {
 				t.Fatalf("parseImage(%q) accepted digest %q", c.Image, ref.Digest)
 			}
 			if ref.Digest == "" && ref.Tag == "" {

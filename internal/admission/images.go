@@ -11,6 +11,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // BreakGlassAnnotation is the workload annotation whose non-empty value (the
@@ -320,7 +321,7 @@ func parseImage(s string) (imageRef, error) {
 	switch r := ref.(type) {
 	case name.Digest:
 		out.Digest = r.DigestStr()
-		if !validSHA256(out.Digest) {
+		if !registry.ValidDigest(out.Digest) {
 			return imageRef{}, fmt.Errorf("%w: %q: digest must be sha256 with 64 lowercase hex digits", ErrBadReference, s)
 		}
 		base := s[:strings.LastIndex(s, "@")]
@@ -331,20 +332,6 @@ func parseImage(s string) (imageRef, error) {
 		out.Tag = r.TagStr()
 	}
 	return out, nil
-}
-
-// validSHA256 reports whether d is "sha256:" and 64 lowercase hex digits.
-func validSHA256(d string) bool {
-	hex, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(hex) != 64 {
-		return false
-	}
-	for _, c := range hex {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // subject names the image's holder as the policy's messages do:

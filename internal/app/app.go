@@ -217,7 +217,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prome
 	}
 	reviewOpts = append(reviewOpts, ReviewerOptions(cfg, rc)...)
 	a.Reviewer = admission.NewReviewer(l, pol, append(reviewOpts,
-		admission.WithRecorder(breakGlassRecorder{a.Service}),
+		admission.WithRecorder(a.Service),
 		admission.WithMetrics(m),
 		admission.WithLogger(logger),
 	)...)
@@ -299,10 +299,4 @@ func (a *App) Close() error {
 	}
 	a.workers.Wait()
 	return a.Ledger.Close()
-}
-
-type breakGlassRecorder struct{ s *promotion.Service }
-
-func (b breakGlassRecorder) RecordBreakGlass(ctx context.Context, bg admission.BreakGlass) (uint64, error) {
-	return b.s.RecordBreakGlass(ctx, promotion.BreakGlass(bg))
 }

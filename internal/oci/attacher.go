@@ -263,11 +263,10 @@ func decodeStatement(envelope []byte) (statement, error) {
 // parseDigest parses repository and a sha256 digest into a digest
 // reference with the Attacher's ReferenceParser.
 func (a *Attacher) parseDigest(repository, digest string) (name.Digest, error) {
-	h, err := v1.NewHash(digest)
-	if err != nil || h.Algorithm != "sha256" {
-		return name.Digest{}, fmt.Errorf("oci: %w: digest %q: want sha256:<64 hex>", registry.ErrInvalidReference, digest)
+	if !registry.ValidDigest(digest) {
+		return name.Digest{}, fmt.Errorf("oci: %w: digest %q: want sha256:<64 lowercase hex>", registry.ErrInvalidReference, digest)
 	}
-	ref, err := a.parse(repository + "@" + h.String())
+	ref, err := a.parse(repository + "@" + digest)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("oci: %w: repository %q: %w", registry.ErrInvalidReference, repository, err)
 	}

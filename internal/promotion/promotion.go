@@ -207,7 +207,7 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 		if err != nil {
 			return policy.PromotionInput{}, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
 		}
-		states[st] = stageState(state)
+		states[st] = StageState(state)
 		if st == req.Stage && state.Active() {
 			existing = &ledger.ExistsError{Index: state.PromotedIndex}
 		}
@@ -383,10 +383,12 @@ func appendNew(list []string, add ...string) []string {
 	return list
 }
 
-// BreakGlass is an admission that overrode a failed check.
+// BreakGlass is a workload admitted despite a failed check, to be
+// recorded: internal/admission decides it, RecordBreakGlass records it.
 type BreakGlass struct {
-	Stage         string
-	Workload      string // namespace/Kind/name
+	Stage string
+	// Workload is "namespace/Kind/name".
+	Workload      string
 	Justification string
 	User          string
 	Groups        []string
@@ -499,13 +501,16 @@ func requester(id policy.Identity) signing.Requester {
 	return signing.Requester{Subject: id.Subject, Groups: id.Groups}
 }
 
-func stageState(s ledger.State) policy.StageState {
+// StageState is what the policies, of promotion and of admission alike,
+// read of a digest's ledger state in one stage. A time is given only with
+// the fact it dates: PromotedAt when promoted, RevokedAt when revoked.
+func StageState(s ledger.State) policy.StageState {
 	out := policy.StageState{Promoted: s.Promoted, Revoked: s.Revoked, PromotedBy: s.PromotedBy,
 		RevokedBy: s.RevokedBy, Reason: s.RevokeReason}
-	if !s.PromotedAt.IsZero() && s.Promoted {
+	if s.Promoted && !s.PromotedAt.IsZero() {
 		out.PromotedAt = s.PromotedAt.UTC().Format(time.RFC3339)
 	}
-	if s.Revoked {
+	if s.Revoked && !s.RevokedAt.IsZero() {
 		out.RevokedAt = s.RevokedAt.UTC().Format(time.RFC3339)
 	}
 	return out
