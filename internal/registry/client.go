@@ -122,38 +122,16 @@ func ValidDigest(d string) bool {
 	return true
 }
 
-// ParseReference parses an image reference. A reference that carries both a
-// tag and a digest is accepted, and the digest is what counts, as for the
-// kubelet. Digests must be sha256.
+// ParseReference parses an image reference as the API takes them: a tag
+// reference names its registry and tag; otherwise as ParseImage. Hosts
+// configured Insecure are marked so.
 func (c *Client) ParseReference(ref string) (name.Reference, error) {
-	if strings.TrimSpace(ref) != ref || ref == "" {
-		return nil, fmt.Errorf("%w: %q", ErrInvalidReference, ref)
-	}
-	opts := []name.Option{name.StrictValidation}
-	if at := strings.LastIndexByte(ref, '@'); at >= 0 {
-		if d := ref[at+1:]; !ValidDigest(d) {
-			return nil, fmt.Errorf("%w: %q: digest must be sha256 and 64 lowercase hex characters", ErrInvalidReference, ref)
-		}
-		// go-containerregistry rejects "repo:tag@digest"; drop the tag, the
-		// digest is what identifies the image.
-		repo := ref[:at]
-		if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
-			repo = repo[:i]
-		}
-		ref = repo + "@" + ref[at+1:]
-		opts = []name.Option{name.WeakValidation}
-	}
+	var opts []name.Option
 	if h, ok := c.hosts[hostOf(ref)]; ok && h.Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidReference, ref, err)
-	}
-	if strings.Contains(r.Context().RepositoryStr(), "..") {
-		return nil, fmt.Errorf("%w: %q: repository must not contain \"..\"", ErrInvalidReference, ref)
-	}
-	return r, nil
+	r, _, err := parse(ref, true, opts...)
+	return r, err
 }
 
 func hostOf(ref string) string {
