@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stagegate/stagegate/internal/lru"
+	"github.com/stagegate/stagegate/internal/promotion"
 )
 
 // MaxJustification caps the break-glass annotation's justification, which
@@ -51,18 +52,18 @@ func newBreakGlassGuard(now func() time.Time) *breakGlassGuard {
 	return &breakGlassGuard{now: now, recent: lru.New[string, recorded](breakGlassKeys), limiters: lru.New[string, *rate.Limiter](breakGlassKeys)}
 }
 
-// key identifies one break-glass: what a record of it says.
-func (bg BreakGlass) key() string {
+// breakGlassKey identifies one break-glass: what a record of it says.
+func breakGlassKey(bg promotion.BreakGlass) string {
 	imgs := slices.Clone(bg.Images)
 	slices.Sort(imgs)
 	return strings.Join([]string{bg.Stage, bg.Workload, bg.Justification, bg.User, strings.Join(imgs, ",")}, "\x00")
 }
 
 // covered returns the index of a recent record of bg.
-func (g *breakGlassGuard) covered(bg BreakGlass) (uint64, bool) {
+func (g *breakGlassGuard) covered(bg promotion.BreakGlass) (uint64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r, ok := g.recent.Get(bg.key())
+	r, ok := g.recent.Get(breakGlassKey(bg))
 	if !ok || g.now().Sub(r.at) > breakGlassReuse {
 		return 0, false
 	}
@@ -70,7 +71,7 @@ func (g *breakGlassGuard) covered(bg BreakGlass) (uint64, bool) {
 }
 
 // allow takes a token for a new record of bg's workload.
-func (g *breakGlassGuard) allow(bg BreakGlass) bool {
+func (g *breakGlassGuard) allow(bg promotion.BreakGlass) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	l, ok := g.limiters.Get(bg.Stage + "\x00" + bg.Workload)
@@ -81,8 +82,8 @@ func (g *breakGlassGuard) allow(bg BreakGlass) bool {
 	return l.AllowN(g.now(), 1)
 }
 
-func (g *breakGlassGuard) remember(bg BreakGlass, index uint64) {
+func (g *breakGlassGuard) remember(bg promotion.BreakGlass, index uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.recent.Put(bg.key(), recorded{index: index, at: g.now()})
+	g.recent.Put(breakGlassKey(bg), recorded{index: index, at: g.now()})
 }

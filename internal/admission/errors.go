@@ -1,6 +1,10 @@
 package admission
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/stagegate/stagegate/internal/registry"
+)
 
 // Sentinel errors of package admission. Callers match them with errors.Is.
 var (
@@ -17,8 +21,9 @@ var (
 	// ErrDecode means the object in a request or manifest could not be decoded.
 	ErrDecode = errors.New("admission: cannot decode object")
 	// ErrBadReference means an image reference does not parse, or names a
-	// digest that is not a lowercase sha256 digest.
-	ErrBadReference = errors.New("admission: invalid image reference")
+	// digest that is not a lowercase sha256 digest. It is
+	// registry.ErrInvalidReference: one parser, one error.
+	ErrBadReference = registry.ErrInvalidReference
 	// ErrNoResolver means an image is referenced by tag and no registry
 	// resolver is configured to learn its digest.
 	ErrNoResolver = errors.New("admission: image not pinned by digest and no resolver configured")

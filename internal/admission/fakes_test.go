@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/promotion"
 )
 
 // fakeStates is a ledger whose states are keyed by digest and stage.
@@ -91,10 +92,10 @@ type fakeRecorder struct {
 	mu    sync.Mutex
 	index uint64
 	err   error
-	got   []BreakGlass
+	got   []promotion.BreakGlass
 }
 
-func (f *fakeRecorder) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, error) {
+func (f *fakeRecorder) RecordBreakGlass(_ context.Context, bg promotion.BreakGlass) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {

@@ -19,6 +19,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/testutil/fuzzseed"
 )
 
@@ -173,7 +174,7 @@ func FuzzWorkloadImages(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if ref.Digest != "" && !validSHA256(ref.Digest) {
+			if ref.Digest != "" && !registry.ValidDigest(ref.Digest) {
 				t.Fatalf("parseImage(%q) accepted digest %q", c.Image, ref.Digest)
 			}
 			if ref.Digest == "" && ref.Tag == "" {

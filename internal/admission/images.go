@@ -5,12 +5,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // BreakGlassAnnotation is the workload annotation whose non-empty value (the
@@ -291,60 +291,19 @@ func formatGVK(k metav1.GroupVersionKind) string {
 }
 
 // imageRef is a parsed image reference.
-type imageRef struct {
-	// Name is the fully qualified reference, as the resolver is asked.
-	Name       string
-	Registry   string
-	Repository string
-	// Tag is informational when Digest is set.
-	Tag    string
-	Digest string
-}
+type imageRef = registry.ImageRef
 
-// parseImage parses a reference the way the kubelet resolves it: Docker Hub
-// is the default registry and "latest" the default tag. A reference with both
-// a tag and a digest is pinned by the digest.
+// parseImage parses a pod's image reference as the kubelet resolves it
+// (registry.ParseImage, the one parser of references).
 func parseImage(s string) (imageRef, error) {
 	if s == "" {
 		return imageRef{}, fmt.Errorf("%w: empty image", ErrBadReference)
 	}
-	ref, err := name.ParseReference(s, name.WeakValidation)
+	r, err := registry.ParseImage(s)
 	if err != nil {
-		return imageRef{}, fmt.Errorf("%w: %v", ErrBadReference, err)
+		return imageRef{}, fmt.Errorf("admission: %w", err)
 	}
-	out := imageRef{
-		Name:       ref.Name(),
-		Registry:   ref.Context().RegistryStr(),
-		Repository: ref.Context().Name(),
-	}
-	switch r := ref.(type) {
-	case name.Digest:
-		out.Digest = r.DigestStr()
-		if !validSHA256(out.Digest) {
-			return imageRef{}, fmt.Errorf("%w: %q: digest must be sha256 with 64 lowercase hex digits", ErrBadReference, s)
-		}
-		base := s[:strings.LastIndex(s, "@")]
-		if t, err := name.NewTag(base, name.WithDefaultTag("")); err == nil {
-			out.Tag = t.TagStr()
-		}
-	case name.Tag:
-		out.Tag = r.TagStr()
-	}
-	return out, nil
-}
-
-// validSHA256 reports whether d is "sha256:" and 64 lowercase hex digits.
-func validSHA256(d string) bool {
-	hex, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(hex) != 64 {
-		return false
-	}
-	for _, c := range hex {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return r, nil
 }
 
 // subject names the image's holder as the policy's messages do:

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/promotion"
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // StateLookup is the ledger as admission uses it: one read per digest.
@@ -32,21 +34,10 @@ type Resolver interface {
 	Digest(ctx context.Context, ref string) (string, error)
 }
 
-// BreakGlass is a workload admitted despite a failed check, to be recorded.
-type BreakGlass struct {
-	Stage string
-	// Workload is "namespace/Kind/name".
-	Workload      string
-	Justification string
-	User          string
-	Groups        []string
-	Images        []string
-}
-
 // Recorder records break-glass admissions in the ledger and returns the
 // entry's index.
 type Recorder interface {
-	RecordBreakGlass(ctx context.Context, bg BreakGlass) (index uint64, err error)
+	RecordBreakGlass(ctx context.Context, bg promotion.BreakGlass) (index uint64, err error)
 }
 
 // Fallback learns about digests the ledger does not know, e.g. from
@@ -451,7 +442,7 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 				states[ci.Digest] = l
 			}
 			if l.found {
-				ci.State = stageState(l.st)
+				ci.State = promotion.StageState(l.st)
 				if len(l.st.Labels) > 0 {
 					ci.Labels = l.st.Labels
 				}
@@ -490,7 +481,7 @@ func (r *Reviewer) resolve(ctx context.Context, ref imageRef) (digest, errText s
 		return "", fmt.Sprintf("image %s: %v", ref.Name, ErrNoResolver)
 	}
 	d, err := r.resolver.Digest(ctx, ref.Name)
-	if err == nil && !validSHA256(d) {
+	if err == nil && !registry.ValidDigest(d) {
 		err = fmt.Errorf("registry answered %q, not a sha256 digest", d)
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -500,23 +491,6 @@ func (r *Reviewer) resolve(ctx context.Context, ref imageRef) (digest, errText s
 		return "", fmt.Sprintf("cannot resolve %s: registry %s: %v", ref.Name, ref.Registry, err)
 	}
 	return d, ""
-}
-
-func stageState(s ledger.State) policy.StageState {
-	out := policy.StageState{
-		Promoted:   s.Promoted,
-		PromotedBy: s.PromotedBy,
-		Revoked:    s.Revoked,
-		RevokedBy:  s.RevokedBy,
-		Reason:     s.RevokeReason,
-	}
-	if !s.PromotedAt.IsZero() {
-		out.PromotedAt = s.PromotedAt.UTC().Format(time.RFC3339)
-	}
-	if !s.RevokedAt.IsZero() {
-		out.RevokedAt = s.RevokedAt.UTC().Format(time.RFC3339)
-	}
-	return out
 }
 
 // decide turns the policy's decision into a response, by the stage's mode.
@@ -575,7 +549,7 @@ func (r *Reviewer) breakGlass(ctx context.Context, stage string, req *admissionv
 			return Errored(req.UID, fmt.Errorf("stagegate could not record the break-glass of %s in stage %q (no ledger recorder configured); refused: %s",
 				w.ID(), stage, reasons))
 		}
-		bg := BreakGlass{
+		bg := promotion.BreakGlass{
 			Stage:         stage,
 			Workload:      w.ID(),
 			Justification: w.BreakGlass,

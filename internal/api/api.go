@@ -3,11 +3,9 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -102,11 +100,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, path, allow))
+			a.fail(w, refuse(http.StatusMethodNotAllowed, "method %s not allowed on %s; use %s", r.Method, path, allow))
 		})
 	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint")
+		a.fail(w, refuse(http.StatusNotFound, "no such endpoint"))
 	})
 }
 
@@ -117,13 +115,13 @@ func (a *API) authed(write bool, h http.HandlerFunc) http.HandlerFunc {
 		id, err := a.auth.Authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stagegate"`)
-			writeError(w, http.StatusUnauthorized, err.Error())
+			a.fail(w, refuse(http.StatusUnauthorized, "%s", err))
 			return
 		}
 		if write {
 			if ok, wait := a.allow(id.Subject); !ok {
 				w.Header().Set("Retry-After", retryAfter(wait))
-				writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many requests from %s; retry in %s", id.Subject, retryAfter(wait)+"s"))
+				a.fail(w, refuse(http.StatusTooManyRequests, "too many requests from %s; retry in %s", id.Subject, retryAfter(wait)+"s"))
 				return
 			}
 		}
@@ -168,7 +166,8 @@ type promoteBody struct {
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	var body promoteBody
-	if !decode(w, r, &body) {
+	if err := decode(r, &body); err != nil {
+		a.fail(w, err)
 		return
 	}
 	req := promotion.Request{
@@ -203,7 +202,7 @@ func (a *API) promoteStreaming(w http.ResponseWriter, r *http.Request, req promo
 	}
 	req.Progress = func(ev oci.ProgressEvent) { line(map[string]any{"progress": ev}) }
 	res, err := a.promoter.Promote(r.Context(), req)
-	status, body := a.result(res, err)
+	status, body := a.respond(res, err)
 	line(map[string]any{"status": status, "body": body})
 }
 
@@ -218,18 +217,14 @@ type revokeBody struct {
 
 func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	var body revokeBody
-	if !decode(w, r, &body) {
+	if err := decode(r, &body); err != nil {
+		a.fail(w, err)
 		return
 	}
 	res, err := a.promoter.Revoke(r.Context(), promotion.Revocation{
 		Digest: body.Digest, Repository: body.Repository, Stage: body.Stage, Reason: body.Reason, Requester: identity(r),
 	})
 	a.answer(w, res, err)
-}
-
-func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
-	status, body := a.result(res, err)
-	writeJSON(w, status, body)
 }
 
 // Page bounds of the read endpoints. An entry is at most a few tens of KB
@@ -251,20 +246,18 @@ type imageView struct {
 }
 
 // pageParams reads start and limit.
-func pageParams(w http.ResponseWriter, r *http.Request) (start uint64, limit int, ok bool) {
-	start, ok = uintParam(w, r, "start", 0)
-	if !ok {
-		return 0, 0, false
+func pageParams(r *http.Request) (start uint64, limit int, err error) {
+	if start, err = uintParam(r, "start", 0); err != nil {
+		return 0, 0, err
 	}
-	l, ok := uintParam(w, r, "limit", defaultPageLimit)
-	if !ok {
-		return 0, 0, false
+	l, err := uintParam(r, "limit", defaultPageLimit)
+	if err != nil {
+		return 0, 0, err
 	}
 	if l == 0 || l > maxPageLimit {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", maxPageLimit))
-		return 0, 0, false
+		return 0, 0, refuse(http.StatusBadRequest, "limit must be between 1 and %d", maxPageLimit)
 	}
-	return start, int(l), true
+	return start, int(l), nil
 }
 
 // trimPage cuts page where it would pass maxPageBytes (keeping at least one
@@ -303,17 +296,18 @@ func entrySize(e *ledger.Entry) int {
 
 func (a *API) image(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	start, limit, ok := pageParams(w, r)
-	if !ok {
+	start, limit, err := pageParams(r)
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
 	hist, more, err := a.ledger.HistoryPage(key, start, limit)
 	if err != nil {
-		a.writeUseCaseError(w, err)
+		a.fail(w, err)
 		return
 	}
 	if len(hist) == 0 && start == 0 {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("%s has no ledger entries", key))
+		a.fail(w, refuse(http.StatusNotFound, "%s has no ledger entries", key))
 		return
 	}
 	view := imageView{Key: key, States: map[string][]ledger.State{}}
@@ -329,7 +323,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 		for _, st := range a.stages {
 			s, ok, err := a.ledger.State(e.Digest, st)
 			if err != nil {
-				a.writeUseCaseError(w, err)
+				a.fail(w, err)
 				return
 			}
 			if ok && (s.Promoted || s.Revoked) {
@@ -341,18 +335,19 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) entries(w http.ResponseWriter, r *http.Request) {
-	start, limit, ok := pageParams(w, r)
-	if !ok {
+	start, limit, err := pageParams(r)
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
 	es, err := a.ledger.Entries(start, uint64(limit))
 	if err != nil {
-		a.ledgerError(w, err)
+		a.fail(w, err)
 		return
 	}
 	size, err := a.ledger.Size()
 	if err != nil {
-		a.ledgerError(w, err)
+		a.fail(w, err)
 		return
 	}
 	page, next := trimPage(es, start+uint64(len(es)) < size)
@@ -366,7 +361,7 @@ func (a *API) entries(w http.ResponseWriter, r *http.Request) {
 func (a *API) checkpoint(w http.ResponseWriter, _ *http.Request) {
 	cp, err := a.ledger.Checkpoint()
 	if err != nil {
-		a.ledgerError(w, err)
+		a.fail(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -375,119 +370,97 @@ func (a *API) checkpoint(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *API) inclusion(w http.ResponseWriter, r *http.Request) {
-	idx, ok := uintParam(w, r, "index", ^uint64(0))
-	if !ok {
+	idx, err := uintParam(r, "index", ^uint64(0))
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
-	size, ok := uintParam(w, r, "size", ^uint64(0))
-	if !ok {
+	size, err := uintParam(r, "size", ^uint64(0))
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
 	if idx == ^uint64(0) || size == ^uint64(0) {
-		writeError(w, http.StatusBadRequest, "index and size are required")
+		a.fail(w, refuse(http.StatusBadRequest, "index and size are required"))
 		return
 	}
 	p, err := a.ledger.InclusionProof(idx, size)
 	if err != nil {
-		a.ledgerError(w, err)
+		a.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
 }
 
 func (a *API) consistency(w http.ResponseWriter, r *http.Request) {
-	from, ok := uintParam(w, r, "from", ^uint64(0))
-	if !ok {
+	from, err := uintParam(r, "from", ^uint64(0))
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
-	to, ok := uintParam(w, r, "to", ^uint64(0))
-	if !ok {
+	to, err := uintParam(r, "to", ^uint64(0))
+	if err != nil {
+		a.fail(w, err)
 		return
 	}
 	if from == ^uint64(0) || to == ^uint64(0) {
-		writeError(w, http.StatusBadRequest, "from and to are required")
+		a.fail(w, refuse(http.StatusBadRequest, "from and to are required"))
 		return
 	}
 	p, err := a.ledger.ConsistencyProof(from, to)
 	if err != nil {
-		a.ledgerError(w, err)
+		a.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
 }
 
-func (a *API) ledgerError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ledger.ErrOutOfRange):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
-		writeError(w, http.StatusNotFound, err.Error())
-	default:
-		a.writeUseCaseError(w, err)
-	}
-}
-
-func uintParam(w http.ResponseWriter, r *http.Request, name string, def uint64) (uint64, bool) {
+func uintParam(r *http.Request, name string, def uint64) (uint64, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
-		return def, true
+		return def, nil
 	}
 	v, err := strconv.ParseUint(s, 10, 63)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a non-negative integer", name))
-		return 0, false
+		return 0, refuse(http.StatusBadRequest, "%s must be a non-negative integer", name)
 	}
-	return v, true
+	return v, nil
 }
 
-// decode reads one JSON object, refusing unknown fields, trailing data and
-// bodies over MaxBody, and answers 400 or 413 itself when it fails.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// decode reads one JSON object into v as decodeJSON does, refusing unknown
+// fields, bodies over MaxBody and of another content type.
+func decode(r *http.Request, v any) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if err := decodeJSON(b, v, strictBody); err != nil {
+		return refuse(http.StatusBadRequest, "malformed JSON: %v", err)
+	}
+	return nil
+}
+
+// readBody reads a JSON request body of at most MaxBody bytes.
+func readBody(r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
-			return false
+			return nil, refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		}
 	}
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBody))
-			return false
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, refuse(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", MaxBody)
 		}
-		writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
-		return false
+		return nil, refuse(http.StatusBadRequest, "reading request body: %v", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "malformed JSON: trailing data after the object")
-		return false
-	}
-	if err := checkFieldNames(b, v); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		return false
-	}
-	if err := checkDuplicateKeys(b); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		return false
-	}
-	return true
+	return b, nil
 }
 
 func identity(r *http.Request) policy.Identity {
 	id, _ := r.Context().Value(identityKey{}).(policy.Identity)
 	return id
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

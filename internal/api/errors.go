@@ -3,25 +3,74 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
-	"github.com/stagegate/stagegate/internal/oci"
+	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
 )
 
-// This file maps the errors of the use case, the ledger and the registry
-// to HTTP statuses and bodies.
+// This file is the one place where errors become HTTP answers. Handlers
+// hand every error to fail (or answer, with a promotion's result), and
+// respond maps what they return:
+//
+//   - the errors of the promotion use case, as internal/promotion
+//     documents them (its own, and the registry's it passes on: one set,
+//     internal/registry's, which internal/oci wraps too);
+//   - the read errors of the ledger (out of range, not found, empty);
+//   - *requestError, a request this package refuses before asking anyone.
 //
 // Registry errors reach requesters as they are: internal/registry keeps
 // every text a registry sent out of them (its transport strips error
 // answers, for internal/oci's errors too), so that a registry, or whatever
 // it redirects to, cannot have its answer echoed here.
 
-// result is the status and body that answer a promotion or revocation.
-func (a *API) result(res promotion.Result, err error) (int, any) {
-	var pub *promotion.PublishError
-	if errors.As(err, &pub) {
+// requestError is a request refused by this package itself.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+// refuse returns a *requestError.
+func refuse(status int, format string, args ...any) error {
+	return &requestError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// fail answers err.
+func (a *API) fail(w http.ResponseWriter, err error) {
+	status, body := a.respond(promotion.Result{}, err)
+	writeJSON(w, status, body)
+}
+
+// answer answers a promotion or revocation.
+func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
+	status, body := a.respond(res, err)
+	writeJSON(w, status, body)
+}
+
+// respond is the status and body that answer res and err.
+func (a *API) respond(res promotion.Result, err error) (int, any) {
+	msg := func(m string) map[string]string { return map[string]string{"error": m} }
+	if err == nil {
+		if res.Created {
+			return http.StatusCreated, res.Receipt
+		}
+		return http.StatusOK, res.Receipt
+	}
+	var (
+		req        *requestError
+		pub        *promotion.PublishError
+		denied     *promotion.DeniedError
+		timeout    *registry.TimeoutError
+		notAllowed *registry.HostNotAllowedError
+	)
+	switch {
+	case errors.As(err, &req):
+		return req.status, msg(req.msg)
+	case errors.As(err, &pub):
 		// Recorded but not published: the receipt is real, so hand it over
 		// with the error.
 		a.log.Warn("publishing to the registry failed", "index", pub.Index, "err", pub.Err)
@@ -30,30 +79,9 @@ func (a *API) result(res promotion.Result, err error) (int, any) {
 			status = http.StatusGatewayTimeout
 		}
 		return status, map[string]any{"error": err.Error(), "receipt": res.Receipt}
-	}
-	if err != nil {
-		return a.errorBody(err)
-	}
-	if res.Created {
-		return http.StatusCreated, res.Receipt
-	}
-	return http.StatusOK, res.Receipt
-}
-
-func (a *API) writeUseCaseError(w http.ResponseWriter, err error) {
-	status, body := a.errorBody(err)
-	writeJSON(w, status, body)
-}
-
-func (a *API) errorBody(err error) (int, any) {
-	var denied *promotion.DeniedError
-	var timeout *registry.TimeoutError
-	var notAllowed *registry.HostNotAllowedError
-	msg := func(m string) map[string]string { return map[string]string{"error": m} }
-	switch {
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
-	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, oci.ErrInvalidReference):
+	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
 		return http.StatusBadRequest, msg(err.Error())
 	case errors.As(err, &notAllowed):
 		// The registry's own words, whatever wrapped them: the pipeline
@@ -65,12 +93,11 @@ func (a *API) errorBody(err error) (int, any) {
 		return http.StatusGatewayTimeout, msg(timeout.Error())
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, msg("a registry did not answer in time")
-	case errors.Is(err, registry.ErrNotFound), errors.Is(err, oci.ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):
 		return http.StatusConflict, msg(err.Error())
-	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized),
-		errors.Is(err, oci.ErrRegistry), errors.Is(err, oci.ErrUnauthorized):
+	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
 		return http.StatusBadGateway, msg(err.Error())
 	default:
 		// The details may name files on disk; the log has them.

@@ -6,98 +6,91 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"strings"
+
+	kjson "sigs.k8s.io/json"
 )
 
 // maxDepth bounds nesting in request bodies; nothing stagegate accepts
 // needs more, and deep nesting is a classic parser attack.
 const maxDepth = 32
 
-// checkDuplicateKeys refuses objects that repeat a key and bodies nested
-// deeper than maxDepth. encoding/json silently keeps the last duplicate,
-// which lets two parsers of the same body disagree.
-func checkDuplicateKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	type frame struct {
-		keys   map[string]bool
-		object bool
-		expect bool // next string token in an object is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				if len(stack) >= maxDepth {
-					return fmt.Errorf("nested deeper than %d levels", maxDepth)
-				}
-				if top != nil && top.object {
-					top.expect = true
-				}
-				stack = append(stack, &frame{keys: map[string]bool{}, object: t == '{', expect: t == '{'})
-			default:
-				stack = stack[:len(stack)-1]
-				if len(stack) > 0 && stack[len(stack)-1].object {
-					stack[len(stack)-1].expect = true
-				}
-			}
-		case string:
-			if top != nil && top.object && top.expect {
-				if top.keys[t] {
-					return fmt.Errorf("duplicate key %q", t)
-				}
-				top.keys[t] = true
-				top.expect = false
-				continue
-			}
-			if top != nil && top.object {
-				top.expect = true
-			}
-		default:
-			if top != nil && top.object {
-				top.expect = true
-			}
-		}
-	}
-}
+// Strict options of decodeJSON: the API's own bodies refuse unknown fields;
+// an AdmissionReview, whose schema the API server may extend, only
+// duplicates.
+var (
+	strictBody   = []kjson.StrictOption{kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields}
+	strictReview = []kjson.StrictOption{kjson.DisallowDuplicateFields}
+)
 
-// checkFieldNames refuses top-level keys that are not spelled exactly as
-// the fields of the struct v points to. encoding/json matches keys without
-// regard to case, and with Unicode folding ("ſtage" sets Stage), so
-// {"stage":"dev","Stage":"prod"} would pass the duplicate check and mean
-// something else to a case-sensitive reader.
-func checkFieldNames(b []byte, v any) error {
-	t := reflect.TypeOf(v)
-	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+// decodeJSON decodes b, one JSON value, into v with the strict decoder the
+// admission webhook uses (sigs.k8s.io/json, as the API server decodes):
+// keys match field names case-sensitively, so "Stage" or "ſtage" is not
+// "stage" but an unknown field, and with the given options a key that
+// names no field and a key repeated at any depth are refused. encoding/json
+// would match keys case-insensitively and keep the last duplicate, which
+// lets two parsers of the same body disagree. That decoder has no bound on
+// nesting beyond encoding/json's 10000 levels and reports trailing data
+// as a syntax error, so a token walk first refuses both.
+func decodeJSON(b []byte, v any, opts []kjson.StrictOption) error {
+	if err := checkShape(b); err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(b, v, opts...)
+	if err != nil {
+		return err
+	}
+	if len(strict) == 0 {
 		return nil
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(b, &top); err != nil || top == nil {
-		return nil // not an object; Decode already judged it
+	msgs := make([]string, len(strict))
+	for i, e := range strict {
+		msgs[i] = strictMessage(e)
 	}
-	known := map[string]bool{}
-	for i := range t.Elem().NumField() {
-		name, _, _ := strings.Cut(t.Elem().Field(i).Tag.Get("json"), ",")
-		known[name] = true
+	return errors.New(strings.Join(msgs, ", "))
+}
+
+// strictMessage words a strict error of sigs.k8s.io/json ("duplicate
+// field", "unknown field") as this API always has.
+func strictMessage(err error) string {
+	fe, ok := err.(kjson.FieldError)
+	if !ok {
+		return err.Error()
 	}
-	for k := range top {
-		if !known[k] {
-			return fmt.Errorf("unknown field %q (field names are case-sensitive)", k)
+	switch {
+	case strings.HasPrefix(fe.Error(), "duplicate field"):
+		return fmt.Sprintf("duplicate key %q", fe.FieldPath())
+	case strings.HasPrefix(fe.Error(), "unknown field"):
+		return fmt.Sprintf("unknown field %q (field names are case-sensitive)", fe.FieldPath())
+	}
+	return fe.Error()
+}
+
+// checkShape refuses a body nested deeper than maxDepth or holding more
+// than one JSON value, without decoding it.
+func checkShape(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			// A syntax error is the decoder's to name, with its offset.
+			return nil //nolint:nilerr // reported by UnmarshalStrict
 		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if depth++; depth > maxDepth {
+				return fmt.Errorf("nested deeper than %d levels", maxDepth)
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			break
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the object")
 	}
 	return nil
 }

@@ -2,14 +2,11 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
 )
 
 // Reviewer is the admission decision, as `stagegate check --remote` asks
@@ -30,15 +27,23 @@ func WithReviewer(r Reviewer) Option { return func(a *API) { a.reviewer = r } }
 // forged name.
 func (a *API) review(w http.ResponseWriter, r *http.Request) {
 	if a.reviewer == nil {
-		writeError(w, http.StatusNotFound, "no such endpoint")
+		a.fail(w, refuse(http.StatusNotFound, "no such endpoint"))
 		return
 	}
 	var ar admissionv1.AdmissionReview
-	if !decodeStrict(w, r, &ar) {
+	b, err := readBody(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	// Decoded as the webhook decodes what the API server sends:
+	// case-sensitive, no field twice, unknown fields tolerated.
+	if err := decodeJSON(b, &ar, strictReview); err != nil {
+		a.fail(w, refuse(http.StatusBadRequest, "malformed AdmissionReview: %v", err))
 		return
 	}
 	if ar.APIVersion != "admission.k8s.io/v1" || ar.Kind != "AdmissionReview" || ar.Request == nil || ar.Request.UID == "" {
-		writeError(w, http.StatusBadRequest, "body must be an admission.k8s.io/v1 AdmissionReview with a request and a uid")
+		a.fail(w, refuse(http.StatusBadRequest, "body must be an admission.k8s.io/v1 AdmissionReview with a request and a uid"))
 		return
 	}
 	id := identity(r)
@@ -51,22 +56,4 @@ func (a *API) review(w http.ResponseWriter, r *http.Request) {
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Response: resp,
 	})
-}
-
-// decodeStrict decodes the body as the API server encodes, case-sensitive
-// and without duplicate fields, answering 400 on anything else.
-func decodeStrict(w http.ResponseWriter, r *http.Request, into any) bool {
-	var raw json.RawMessage
-	if !decode(w, r, &raw) {
-		return false
-	}
-	strict, err := kjson.UnmarshalStrict(raw, into, kjson.DisallowDuplicateFields)
-	if err == nil && len(strict) > 0 {
-		err = strict[0]
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("malformed AdmissionReview: %v", err))
-		return false
-	}
-	return true
 }

@@ -204,7 +204,7 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 			a.onClose(ov.Close)
 			imports, states = ov, ov
 		}
-		a.federation = federation.New(imports, att, trusted,
+		a.federation = federation.New(imports, federation.FromRegistry(att, logger), trusted,
 			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),
 			federation.WithRefresh(cfg.RegistrySource.Refresh.Std()),
 			federation.WithFreshness(att, cfg.RegistrySource.RevocationLists, cfg.RegistrySource.MaxAge.Std(), cfg.FreshStages()),
@@ -235,7 +235,7 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.publisher = revlist.NewPublisher(a.Ledger, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
 			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
 	}
-	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(breakGlassRecorder{a.Service}))...)
+	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(a.Service))...)
 	if err := a.buildHandlers(cfg, m); err != nil {
 		return nil, err
 	}
@@ -467,10 +467,4 @@ func reviewerOptions(cfg *config.Config, rc admission.Resolver) []admission.Opti
 		admission.WithReviewTimeout(cfg.Admission.Timeout.Std()),
 		admission.WithMaxImages(cfg.Admission.MaxImages),
 	}
-}
-
-type breakGlassRecorder struct{ s *promotion.Service }
-
-func (b breakGlassRecorder) RecordBreakGlass(ctx context.Context, bg admission.BreakGlass) (uint64, error) {
-	return b.s.RecordBreakGlass(ctx, promotion.BreakGlass(bg))
 }

@@ -1,13 +1,9 @@
 package app
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/stagegate/stagegate/internal/config"
-	"github.com/stagegate/stagegate/internal/ledger"
-	"github.com/stagegate/stagegate/internal/oci"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/signing"
 )
@@ -26,60 +22,27 @@ func StageOptions(cfg *config.Config) map[string]promotion.StageOptions {
 	return out
 }
 
-// EvidenceKeys loads the keys whose attestations count as evidence.
-func EvidenceKeys(cfg *config.Config) ([]oci.TrustedKey, error) {
-	keys := make([]oci.TrustedKey, 0, len(cfg.EvidenceKeys))
-	for _, p := range cfg.EvidenceKeys {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("evidenceKeys: %w", err)
-		}
-		k, err := oci.LoadTrustedKey(p, b)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
+// EvidenceKeys loads the keys whose attestations count as evidence (the
+// decision is signing.VerifiedEvidence's).
+func EvidenceKeys(cfg *config.Config) ([]*signing.Verifier, error) {
+	return loadVerifierList("evidenceKeys", cfg.EvidenceKeys)
 }
 
 // TrustedKeys loads the public keys of the stagegates whose promotions this
-// one imports from the registry.
+// one imports from the registry (the decision is signing.ForeignEntries'
+// and signing.TrustedEntryCheck's).
 func TrustedKeys(cfg *config.Config) ([]*signing.Verifier, error) {
-	keys := make([]*signing.Verifier, 0, len(cfg.RegistrySource.TrustedKeys))
-	for _, p := range cfg.RegistrySource.TrustedKeys {
+	return loadVerifierList("registrySource.trustedKeys", cfg.RegistrySource.TrustedKeys)
+}
+
+func loadVerifierList(setting string, paths []string) ([]*signing.Verifier, error) {
+	keys := make([]*signing.Verifier, 0, len(paths))
+	for _, p := range paths {
 		v, err := signing.LoadVerifier(p)
 		if err != nil {
-			return nil, fmt.Errorf("registrySource.trustedKeys: %w", err)
+			return nil, fmt.Errorf("%s: %w", setting, err)
 		}
 		keys = append(keys, v)
 	}
 	return keys, nil
-}
-
-// EntryCheck verifies an entry's attestation: our own entries with our key,
-// foreign ones (imported from the registry) with one of the trusted keys.
-func EntryCheck(own *signing.Verifier, trusted []*signing.Verifier) func(ledger.Entry) error {
-	ownCheck := signing.CheckEntry(own)
-	others := make([]func(ledger.Entry) error, len(trusted))
-	for i, t := range trusted {
-		others[i] = signing.CheckEntry(t)
-	}
-	return func(e ledger.Entry) error {
-		if !e.Foreign {
-			return ownCheck(e)
-		}
-		var errs []error
-		for _, c := range others {
-			err := c(e)
-			if err == nil {
-				return nil
-			}
-			errs = append(errs, err)
-		}
-		if len(errs) == 0 {
-			return errors.New("foreign entry, and no trusted keys are configured (registrySource.trustedKeys)")
-		}
-		return fmt.Errorf("foreign entry verified by no trusted key: %w", errors.Join(errs...))
-	}
 }

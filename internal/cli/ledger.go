@@ -49,7 +49,7 @@ func (f *ledgerFlags) path() (string, func(ledger.Entry) error, note.Verifier, e
 	if err != nil {
 		return "", nil, nil, err
 	}
-	return f.ledgerPath(cfg), app.EntryCheck(v, trusted), lv, nil
+	return f.ledgerPath(cfg), signing.TrustedEntryCheck(v, trusted), lv, nil
 }
 
 func (f *ledgerFlags) ledgerPath(cfg *config.Config) string {

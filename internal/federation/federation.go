@@ -32,7 +32,7 @@ type Ledger interface {
 	Append(build ledger.BuildFunc) (ledger.Receipt, error)
 }
 
-// Fetcher reads verified foreign entries from the registry (internal/oci).
+// Fetcher reads verified foreign entries from the registry (FromRegistry).
 type Fetcher interface {
 	ForeignEntries(ctx context.Context, repository, digest string, keys []*signing.Verifier) ([]ledger.Entry, error)
 }

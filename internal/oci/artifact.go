@@ -12,6 +12,8 @@ import (
 	ggcrstatic "github.com/google/go-containerregistry/pkg/v1/static"
 	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v2/pkg/types"
+
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // PutEnvelope stores a DSSE envelope as an OCI artifact at reference (a
@@ -44,7 +46,7 @@ func (a *Attacher) PutEnvelope(ctx context.Context, reference string, envelope [
 // GetEnvelope reads the envelope PutEnvelope stored at reference. It
 // refuses an artifact of another shape, and one over limit bytes before
 // reading more than that: whoever can write to the registry chooses
-// what is there. A missing tag is ErrNotFound.
+// what is there. A missing tag is registry.ErrNotFound.
 func (a *Attacher) GetEnvelope(ctx context.Context, reference string, limit int64) ([]byte, error) {
 	ref, err := a.tagRef(reference)
 	if err != nil {
@@ -89,11 +91,11 @@ func (a *Attacher) GetEnvelope(ctx context.Context, reference string, limit int6
 func (a *Attacher) tagRef(reference string) (name.Tag, error) {
 	ref, err := a.parse(reference)
 	if err != nil {
-		return name.Tag{}, fmt.Errorf("oci: %w: %q: %w", ErrInvalidReference, reference, err)
+		return name.Tag{}, fmt.Errorf("oci: %w: %q: %w", registry.ErrInvalidReference, reference, err)
 	}
 	t, ok := ref.(name.Tag)
 	if !ok {
-		return name.Tag{}, fmt.Errorf("oci: %w: %q: want repository:tag", ErrInvalidReference, reference)
+		return name.Tag{}, fmt.Errorf("oci: %w: %q: want repository:tag", registry.ErrInvalidReference, reference)
 	}
 	return t, nil
 }

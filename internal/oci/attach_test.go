@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -122,9 +123,9 @@ func TestAttachRejects(t *testing.T) {
 		{name: "subject is another digest", repo: repo, digest: digest,
 			envelope: k.sign(t, repo, otherDigest, signing.PromotionPredicateType, promotion(repo, "prod", at)), want: ErrInvalidEnvelope},
 		{name: "image absent", repo: repo, digest: absent,
-			envelope: k.sign(t, repo, absent, signing.PromotionPredicateType, promotion(repo, "prod", at)), want: ErrNotFound},
-		{name: "bad digest", repo: repo, digest: "sha256:xyz", envelope: []byte("{}"), want: ErrInvalidReference},
-		{name: "bad repository", repo: "UPPER/case", digest: digest, envelope: []byte("{}"), want: ErrInvalidReference},
+			envelope: k.sign(t, repo, absent, signing.PromotionPredicateType, promotion(repo, "prod", at)), want: registry.ErrNotFound},
+		{name: "bad digest", repo: repo, digest: "sha256:xyz", envelope: []byte("{}"), want: registry.ErrInvalidReference},
+		{name: "bad repository", repo: "UPPER/case", digest: digest, envelope: []byte("{}"), want: registry.ErrInvalidReference},
 	}
 	a := NewAttacher()
 	for _, tt := range tests {
@@ -158,8 +159,8 @@ func TestMoveTag(t *testing.T) {
 		{name: "create", digest: first, tag: "prod", want: first},
 		{name: "move", digest: second, tag: "prod", want: second},
 		{name: "other tag untouched by move", digest: first, tag: "stage", want: first},
-		{name: "invalid tag", digest: first, tag: "no/slash", wantErr: ErrInvalidReference},
-		{name: "absent digest", digest: "sha256:" + strings.Repeat("cd", 32), tag: "prod", wantErr: ErrNotFound},
+		{name: "invalid tag", digest: first, tag: "no/slash", wantErr: registry.ErrInvalidReference},
+		{name: "absent digest", digest: "sha256:" + strings.Repeat("cd", 32), tag: "prod", wantErr: registry.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

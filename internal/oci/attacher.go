@@ -31,6 +31,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/cosign/v2/pkg/types"
 
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -155,7 +156,7 @@ func (a *Attacher) MoveTag(ctx context.Context, repository, digest, tag string) 
 		return err
 	}
 	if _, err := name.NewTag(ref.Context().Name()+":"+tag, name.StrictValidation); err != nil {
-		return fmt.Errorf("oci: %w: tag %q: %v", ErrInvalidReference, tag, err)
+		return fmt.Errorf("oci: %w: tag %q: %v", registry.ErrInvalidReference, tag, err)
 	}
 	t := ref.Context().Tag(tag) // keeps the repository's registry settings
 	desc, err := remote.Get(ref, a.ropts(ctx, ref)...)
@@ -262,17 +263,16 @@ func decodeStatement(envelope []byte) (statement, error) {
 // parseDigest parses repository and a sha256 digest into a digest
 // reference with the Attacher's ReferenceParser.
 func (a *Attacher) parseDigest(repository, digest string) (name.Digest, error) {
-	h, err := v1.NewHash(digest)
-	if err != nil || h.Algorithm != "sha256" {
-		return name.Digest{}, fmt.Errorf("oci: %w: digest %q: want sha256:<64 hex>", ErrInvalidReference, digest)
+	if !registry.ValidDigest(digest) {
+		return name.Digest{}, fmt.Errorf("oci: %w: digest %q: want sha256:<64 lowercase hex>", registry.ErrInvalidReference, digest)
 	}
-	ref, err := a.parse(repository + "@" + h.String())
+	ref, err := a.parse(repository + "@" + digest)
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("oci: %w: repository %q: %w", ErrInvalidReference, repository, err)
+		return name.Digest{}, fmt.Errorf("oci: %w: repository %q: %w", registry.ErrInvalidReference, repository, err)
 	}
 	d, ok := ref.(name.Digest)
 	if !ok {
-		return name.Digest{}, fmt.Errorf("oci: %w: repository %q", ErrInvalidReference, repository)
+		return name.Digest{}, fmt.Errorf("oci: %w: repository %q", registry.ErrInvalidReference, repository)
 	}
 	return d, nil
 }
@@ -281,24 +281,17 @@ func (a *Attacher) parseDigest(repository, digest string) (name.Digest, error) {
 // that says whose problem it is.
 func classify(op string, ref name.Reference, err error) error {
 	var te *transport.Error
-	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("oci: %s %s: %w: registry %s: %w", op, ref, ErrUnauthorized, ref.Context().RegistryStr(), err)
-		case http.StatusNotFound:
-			return fmt.Errorf("oci: %s %s: %w: %w", op, ref, ErrNotFound, err)
-		}
-		for _, d := range te.Errors {
-			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-				return fmt.Errorf("oci: %s %s: %w: %w", op, ref, ErrNotFound, err)
-			}
-		}
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("oci: %s %s: %w: registry %s: %w", op, ref, registry.ErrUnauthorized, ref.Context().RegistryStr(), err)
+	}
+	if isNotFound(err) {
+		return fmt.Errorf("oci: %s %s: %w: %w", op, ref, registry.ErrNotFound, err)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
-		return fmt.Errorf("oci: %s %s: %w: registry %s unreachable: %w", op, ref, ErrRegistry, ref.Context().RegistryStr(), err)
+		return fmt.Errorf("oci: %s %s: %w: registry %s unreachable: %w", op, ref, registry.ErrUnreachable, ref.Context().RegistryStr(), err)
 	}
-	return fmt.Errorf("oci: %s %s: %w: %w", op, ref, ErrRegistry, err)
+	return fmt.Errorf("oci: %s %s: %w: %w", op, ref, registry.ErrUnreachable, err)
 }
 
 // isNotFound reports whether err is the registry saying "no such manifest".

@@ -35,8 +35,8 @@ func TestHtpasswdRegistry(t *testing.T) {
 		auths map[string]authn.AuthConfig
 		want  error
 	}{
-		{name: "no credentials", want: ErrUnauthorized},
-		{name: "wrong password", auths: map[string]authn.AuthConfig{reg.Addr: {Username: "ci", Password: "nope"}}, want: ErrUnauthorized},
+		{name: "no credentials", want: registry.ErrUnauthorized},
+		{name: "wrong password", auths: map[string]authn.AuthConfig{reg.Addr: {Username: "ci", Password: "nope"}}, want: registry.ErrUnauthorized},
 		{name: "docker config", auths: map[string]authn.AuthConfig{reg.Addr: {Username: "ci", Password: "s3cret"}}},
 	}
 	for _, tt := range tests {
@@ -50,12 +50,8 @@ func TestHtpasswdRegistry(t *testing.T) {
 				{"attach", func() error { return a.Attach(ctx, repo, digest, env) }},
 				{"move tag", func() error { return a.MoveTag(ctx, repo, digest, "prod") }},
 				{"copy", func() error { return a.Copy(ctx, repo, digest, reg.Repo("prod/app"), nil) }},
-				{"evidence", func() error {
-					_, err := a.VerifiedEvidence(ctx, repo, digest, []TrustedKey{k.trusted(t, "k")}, nil)
-					return err
-				}},
-				{"foreign entries", func() error {
-					_, err := a.ForeignEntries(ctx, repo, digest, []*signing.Verifier{k.verifier})
+				{"attestations", func() error {
+					_, err := a.Attestations(ctx, repo, digest)
 					return err
 				}},
 			}
@@ -75,11 +71,11 @@ func TestHtpasswdRegistry(t *testing.T) {
 				return
 			}
 			// With credentials, the writes landed.
-			got, err := a.ForeignEntries(ctx, repo, digest, []*signing.Verifier{k.verifier})
+			envs, err := a.Attestations(ctx, repo, digest)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != 1 {
+			if got, _ := signing.ForeignEntries(digest, envs, []*signing.Verifier{k.verifier}); len(got) != 1 {
 				t.Errorf("%d entries read back, want 1", len(got))
 			}
 			if _, err := remote.Head(mustTag(t, reg.Repo("prod/app")+":build"), remote.WithAuth(reg.Authenticator())); err == nil {
@@ -134,8 +130,8 @@ func TestTLSRegistry(t *testing.T) {
 			a := NewAttacher(WithRemoteOptions(c.RemoteOptions), WithReferenceParser(c.ParseReference))
 			err := a.MoveTag(context.Background(), repo, digest, "prod")
 			if tt.wantErr {
-				if !errors.Is(err, ErrRegistry) {
-					t.Fatalf("err = %v, want %v", err, ErrRegistry)
+				if !errors.Is(err, registry.ErrUnreachable) {
+					t.Fatalf("err = %v, want %v", err, registry.ErrUnreachable)
 				}
 				return
 			}

@@ -14,6 +14,8 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // ProgressEvent reports how far a Copy is. Layers and Bytes count the blobs
@@ -90,7 +92,7 @@ func (a *Attacher) Copy(ctx context.Context, srcRepository, digest, dstRepositor
 		}
 		write = func() error { return remote.Write(dst, img, a.ropts(ctx, dst)...) }
 	default:
-		return fmt.Errorf("oci: copy %s: %w: unsupported media type %q", src, ErrRegistry, desc.MediaType)
+		return fmt.Errorf("oci: copy %s: %w: unsupported media type %q", src, registry.ErrUnreachable, desc.MediaType)
 	}
 
 	var ev ProgressEvent

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -163,8 +164,8 @@ func TestCopySingleImage(t *testing.T) {
 	}
 
 	err = a.Copy(context.Background(), srcRepo, "sha256:"+string(bytes.Repeat([]byte("0"), 64)), dstRepo, nil)
-	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("copy of an absent digest: err = %v, want %v", err, ErrNotFound)
+	if !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("copy of an absent digest: err = %v, want %v", err, registry.ErrNotFound)
 	}
 }
 

@@ -2,22 +2,17 @@ package oci
 
 import "errors"
 
-// Errors returned by this package, wrapped with the operation and the
-// reference. Callers map them like the registry package's: a bad reference or
-// envelope is the caller's to fix, a missing image is a 404, and anything
-// that kept us from talking to the registry is a 502.
+// Errors of this package. A registry failure is wrapped with one of
+// internal/registry's sentinels, the one set for every registry path, so
+// that callers map it once: registry.ErrInvalidReference for a repository,
+// digest or tag that does not parse, registry.ErrNotFound for a missing
+// image, registry.ErrUnauthorized for refused credentials, and
+// registry.ErrUnreachable for a registry that could not be asked or
+// answered with an unexpected error (a registry that did not answer in
+// time comes as the *registry.TimeoutError of the client's transport).
 var (
-	// ErrInvalidReference means a repository, digest or tag does not parse.
-	ErrInvalidReference = errors.New("invalid reference")
-	// ErrInvalidEnvelope means Attach was given something that is not a DSSE
-	// envelope of an in-toto statement about the digest.
+	// ErrInvalidEnvelope means Attach or PutEnvelope was given something
+	// that is not a DSSE envelope of an in-toto statement about the digest,
+	// or GetEnvelope found an artifact of another shape.
 	ErrInvalidEnvelope = errors.New("invalid attestation envelope")
-	// ErrNotFound means the registry answered that the image does not exist.
-	ErrNotFound = errors.New("image not found in registry")
-	// ErrUnauthorized means the registry refused our credentials (or asked
-	// for some and we had none).
-	ErrUnauthorized = errors.New("registry refused the credentials")
-	// ErrRegistry means the registry could not be asked or answered with an
-	// unexpected error.
-	ErrRegistry = errors.New("registry request failed")
 )

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -46,13 +47,21 @@ func TestVerifiedEvidence(t *testing.T) {
 	built, bare, forged := pushImage(t, repo), pushImage(t, repo), pushImage(t, repo)
 	cosignAttest(t, pipeline, repo+"@"+built)
 	cosignAttest(t, rogue, repo+"@"+forged)
-	trusted := []TrustedKey{pipeline.trusted(t, "pipeline")}
+	trusted := []*signing.Verifier{pipeline.verifier}
 	a := NewAttacher()
+	// What promotion does: the registry's envelopes, judged by signing.
+	verifiedEvidence := func(digest string, keys []*signing.Verifier, types []string) (map[string]any, error) {
+		envs, err := a.Attestations(context.Background(), repo, digest)
+		if err != nil {
+			return nil, err
+		}
+		return signing.VerifiedEvidence(digest, envs, keys, types), nil
+	}
 
 	tests := []struct {
 		name    string
 		digest  string
-		keys    []TrustedKey
+		keys    []*signing.Verifier
 		types   []string
 		wantHas bool
 	}{
@@ -62,11 +71,11 @@ func TestVerifiedEvidence(t *testing.T) {
 		{name: "no attestation", digest: bare, keys: trusted, types: []string{slsaV1}},
 		{name: "signed by an unknown key", digest: forged, keys: trusted, types: []string{slsaV1}},
 		{name: "no trusted keys", digest: built, types: []string{slsaV1}},
-		{name: "second key verifies", digest: forged, keys: append(slices.Clone(trusted), rogue.trusted(t, "rogue")), types: []string{slsaV1}, wantHas: true},
+		{name: "second key verifies", digest: forged, keys: append(slices.Clone(trusted), rogue.verifier), types: []string{slsaV1}, wantHas: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := a.VerifiedEvidence(context.Background(), repo, tt.digest, tt.keys, tt.types)
+			got, err := verifiedEvidence(tt.digest, tt.keys, tt.types)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,9 +100,9 @@ func TestVerifiedEvidence(t *testing.T) {
 
 	t.Run("unreachable registry", func(t *testing.T) {
 		reg.Stop() // the last use of this registry
-		_, err := a.VerifiedEvidence(context.Background(), repo, built, trusted, nil)
-		if !errors.Is(err, ErrRegistry) {
-			t.Fatalf("err = %v, want %v", err, ErrRegistry)
+		_, err := verifiedEvidence(built, trusted, nil)
+		if !errors.Is(err, registry.ErrUnreachable) {
+			t.Fatalf("err = %v, want %v", err, registry.ErrUnreachable)
 		}
 	})
 }
@@ -150,10 +159,11 @@ func TestForeignEntries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := a.ForeignEntries(ctx, repo, tt.digest, tt.keys)
+			envs, err := a.Attestations(ctx, repo, tt.digest)
 			if err != nil {
 				t.Fatal(err)
 			}
+			got, _ := signing.ForeignEntries(tt.digest, envs, tt.keys)
 			if len(got) != len(tt.want) {
 				t.Fatalf("%d entries, want %d: %+v", len(got), len(tt.want), got)
 			}

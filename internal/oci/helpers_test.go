@@ -53,19 +53,6 @@ func newKeys(t *testing.T) testKeys {
 	return k
 }
 
-func (k testKeys) trusted(t *testing.T, keyName string) TrustedKey {
-	t.Helper()
-	pem, err := os.ReadFile(k.pub())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk, err := LoadTrustedKey(keyName, pem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tk
-}
-
 // sign makes a DSSE envelope of a stagegate statement about repo@digest.
 func (k testKeys) sign(t *testing.T, repo, digest, predicateType string, predicate any) []byte {
 	t.Helper()

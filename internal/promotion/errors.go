@@ -1,13 +1,36 @@
 package promotion
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
-// Errors of the promotion use case. The API maps ErrInvalid to 400,
-// *DeniedError to 403 and ErrNotPromoted to 409; registry errors pass
-// through from internal/registry.
+// Errors of the promotion use case. Promote, Revoke and RecordBreakGlass
+// return, besides nil:
+//
+//   - ErrInvalid (wrapped, with how): the request itself is wrong.
+//   - *DeniedError: the promotion policy refused it, with every violation.
+//   - ErrNotPromoted (wrapped): a revocation names a digest that is not
+//     promoted where it says.
+//   - *PublishError: the entry is recorded, and the Result holds its
+//     receipt, but publishing it to the registry failed; it wraps the
+//     registry error.
+//   - A registry error, matched with internal/registry's sentinels (the one
+//     set, internal/oci's errors wrap them too): ErrInvalidReference,
+//     ErrNotFound, ErrUnauthorized, ErrUnreachable, and the typed
+//     *HostNotAllowedError and *TimeoutError. Their text says what the
+//     requester needs (the reference, the host, the setting) and is kept
+//     as it is; internal/registry keeps every text a registry sent out of
+//     it.
+//   - Anything else (the ledger, the policy engine, signing) is wrapped
+//     with "promotion: <step>: " and is the server's problem, not the
+//     requester's.
+//
+// internal/api maps them to HTTP statuses in one place.
 var (
 	// ErrInvalid means the request itself is wrong; the message says how.
 	ErrInvalid = errors.New("invalid request")
@@ -24,4 +47,37 @@ type DeniedError struct {
 
 func (e *DeniedError) Error() string {
 	return "promotion to " + e.Stage + " denied by policy: " + strings.Join(e.Violations, "; ")
+}
+
+// PublishError means the entry is recorded but publishing it to the
+// registry failed. Promoting (or revoking) again retries the publication.
+type PublishError struct {
+	Index uint64
+	Err   error
+}
+
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("recorded as ledger entry %d, but publishing to the registry failed (repeat the request to retry): %v", e.Index, e.Err)
+}
+
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// wrap names the step of the use case that failed, unless err is already
+// one of the errors documented above, whose text reaches requesters as it
+// is.
+func wrap(step string, err error) error {
+	if err == nil || documented(err) {
+		return err
+	}
+	return fmt.Errorf("promotion: %s: %w", step, err)
+}
+
+func documented(err error) bool {
+	_, denied := errors.AsType[*DeniedError](err)
+	_, published := errors.AsType[*PublishError](err)
+	return denied || published || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, registry.ErrInvalidReference) || errors.Is(err, registry.ErrNotFound) ||
+		errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrUnreachable) ||
+		errors.Is(err, registry.ErrHostNotAllowed) || errors.Is(err, registry.ErrTimeout)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 )
 
 // The fakes below stand in for the service's interface dependencies. The
@@ -130,7 +131,7 @@ type fakeRegistry struct {
 	attachErr   map[string]error
 	tagErr      map[string]error
 	copyErr     error
-	evidence    map[string]any
+	envelopes   [][]byte // attached to every image
 	evidenceErr error
 }
 
@@ -158,9 +159,9 @@ func (r *fakeRegistry) Copy(_ context.Context, src, digest, dst string, _ oci.Pr
 	return r.copyErr
 }
 
-func (r *fakeRegistry) VerifiedEvidence(_ context.Context, repo, digest string, _ []oci.TrustedKey, _ []string) (map[string]any, error) {
+func (r *fakeRegistry) Attestations(_ context.Context, repo, digest string) ([][]byte, error) {
 	r.record("evidence " + repo + "@" + digest)
-	return r.evidence, r.evidenceErr
+	return r.envelopes, r.evidenceErr
 }
 
 // took returns the calls so far and forgets them.
@@ -265,7 +266,7 @@ func newEnv(t *testing.T, stageOpts map[string]promotion.StageOptions, opts ...p
 	}
 	all := []promotion.Option{promotion.WithClock(func() time.Time { return t0 })}
 	if stageOpts != nil {
-		all = append(all, promotion.WithRegistry(e.registry, stageOpts, nil))
+		all = append(all, promotion.WithRegistry(e.registry, stageOpts, []*signing.Verifier{signingtest.Verifier(t)}))
 	}
 	e.svc = promotion.New(e.faults, e.signer, e.policy, e.resolver, stages, append(all, opts...)...)
 	return e

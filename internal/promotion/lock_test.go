@@ -50,7 +50,7 @@ func (*holdingRegistry) MoveTag(context.Context, string, string, string) error {
 func (*holdingRegistry) Copy(context.Context, string, string, string, oci.Progress) error {
 	return nil
 }
-func (*holdingRegistry) VerifiedEvidence(context.Context, string, string, []oci.TrustedKey, []string) (map[string]any, error) {
+func (*holdingRegistry) Attestations(context.Context, string, string) ([][]byte, error) {
 	return nil, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
 )
 
 const provenance = "https://slsa.dev/provenance/v1"
@@ -200,7 +202,23 @@ func TestPromoteRecordsSignsAndPublishes(t *testing.T) {
 		"prod": {Attest: true, Tag: "prod", RequiredEvidence: []string{provenance},
 			Target: func(repo string) string { return strings.Replace(repo, "reg.example", "mirror.example", 1) }},
 	}, promotion.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	e.registry.evidence = evidence
+	// A pipeline's attestation, signed with the evidence key, and one by
+	// another key, which does not count.
+	for _, s := range []*signing.Signer{signingtest.Signer(t), signingtest.ForeignSigner(t)} {
+		builder := "ci"
+		if s != signingtest.Signer(t) {
+			builder = "rogue"
+		}
+		st, err := signing.NewStatement(repoApp, digestApp, provenance, map[string]any{"builder": builder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := s.Sign(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.registry.envelopes = append(e.registry.envelopes, env)
+	}
 
 	res, err := e.svc.Promote(context.Background(), promotion.Request{
 		Image: refApp, Stage: "prod", Reason: "release 1.0", Requester: ci,
@@ -223,6 +241,9 @@ func TestPromoteRecordsSignsAndPublishes(t *testing.T) {
 	}
 
 	in := e.policy.last(t)
+	if !reflect.DeepEqual(in.VerifiedEvidence, evidence) {
+		t.Errorf("verified evidence = %v, want only the evidence key's %v", in.VerifiedEvidence, evidence)
+	}
 	if in.Image.Reference != refApp || in.Image.Tag != "1.0" || in.Image.Digest != digestApp || in.Stage != "prod" ||
 		in.Requester.Subject != "ci" || in.Now != t0.Format(time.RFC3339) || in.VerifiedEvidence[provenance] == nil ||
 		in.Evidence["build"] != "https://ci.example/42" {

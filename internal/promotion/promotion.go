@@ -56,7 +56,7 @@ type Service struct {
 
 	registry     Registry
 	stageOpts    map[string]StageOptions
-	evidenceKeys []oci.TrustedKey
+	evidenceKeys []*signing.Verifier
 
 	pubMu    sync.Mutex
 	pubLocks map[string]*imageLock
@@ -134,13 +134,13 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
-		return Result{}, err
+		return Result{}, wrap("resolve", err)
 	}
 	so := s.stageOpts[req.Stage]
 	var evidence map[string]any
 	if len(so.RequiredEvidence) > 0 && s.registry != nil {
-		if evidence, err = s.registry.VerifiedEvidence(ctx, img.Repository, img.Digest, s.evidenceKeys, so.RequiredEvidence); err != nil {
-			return Result{}, err
+		if evidence, err = s.verifiedEvidence(ctx, img, so.RequiredEvidence); err != nil {
+			return Result{}, wrap("evidence", err)
 		}
 	}
 	var copies []string
@@ -151,10 +151,10 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			_, err := s.decide(ctx, r, req, img, evidence, s.now().UTC())
 			return err
 		}); err != nil && !errors.Is(err, ledger.ErrExists) {
-			return Result{}, err
+			return Result{}, wrap("decide", err)
 		}
 		if err := s.registry.Copy(ctx, img.Repository, img.Digest, target, req.Progress); err != nil {
-			return Result{}, err
+			return Result{}, wrap("copy", err)
 		}
 		copies = []string{target}
 	}
@@ -170,7 +170,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
-		return Result{}, err
+		return Result{}, wrap("record", err)
 	}
 	res := Result{Receipt: rc, Created: created}
 	if created {
@@ -195,7 +195,7 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 		if err != nil {
 			return policy.PromotionInput{}, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
 		}
-		states[st] = stageState(state)
+		states[st] = StageState(state)
 		if st == req.Stage && state.Active() {
 			existing = &ledger.ExistsError{Index: state.PromotedIndex}
 		}
@@ -346,7 +346,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
-		return Result{}, err
+		return Result{}, wrap("record", err)
 	}
 	if created {
 		s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
@@ -371,10 +371,12 @@ func appendNew(list []string, add ...string) []string {
 	return list
 }
 
-// BreakGlass is an admission that overrode a failed check.
+// BreakGlass is a workload admitted despite a failed check, to be
+// recorded: internal/admission decides it, RecordBreakGlass records it.
 type BreakGlass struct {
-	Stage         string
-	Workload      string // namespace/Kind/name
+	Stage string
+	// Workload is "namespace/Kind/name".
+	Workload      string
 	Justification string
 	User          string
 	Groups        []string
@@ -414,7 +416,7 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 		}, nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, wrap("record break-glass", err)
 	}
 	s.log.Warn("break-glass admission recorded", "workload", bg.Workload, "stage", bg.Stage, "user", bg.User, "index", rc.Entry.Index)
 	return rc.Entry.Index, nil
@@ -479,13 +481,16 @@ func requester(id policy.Identity) signing.Requester {
 	return signing.Requester{Subject: id.Subject, Groups: id.Groups}
 }
 
-func stageState(s ledger.State) policy.StageState {
+// StageState is what the policies, of promotion and of admission alike,
+// read of a digest's ledger state in one stage. A time is given only with
+// the fact it dates: PromotedAt when promoted, RevokedAt when revoked.
+func StageState(s ledger.State) policy.StageState {
 	out := policy.StageState{Promoted: s.Promoted, Revoked: s.Revoked, PromotedBy: s.PromotedBy,
 		RevokedBy: s.RevokedBy, Reason: s.RevokeReason}
-	if !s.PromotedAt.IsZero() && s.Promoted {
+	if s.Promoted && !s.PromotedAt.IsZero() {
 		out.PromotedAt = s.PromotedAt.UTC().Format(time.RFC3339)
 	}
-	if s.Revoked {
+	if s.Revoked && !s.RevokedAt.IsZero() {
 		out.RevokedAt = s.RevokedAt.UTC().Format(time.RFC3339)
 	}
 	return out

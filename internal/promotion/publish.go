@@ -3,11 +3,12 @@ package promotion
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/oci"
+	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/signing"
 )
 
 // Registry is the registry side of promotion (internal/oci).
@@ -15,7 +16,9 @@ type Registry interface {
 	Attach(ctx context.Context, repository, digest string, envelope []byte) error
 	MoveTag(ctx context.Context, repository, digest, tag string) error
 	Copy(ctx context.Context, srcRepository, digest, dstRepository string, progress oci.Progress) error
-	VerifiedEvidence(ctx context.Context, repository, digest string, keys []oci.TrustedKey, predicateTypes []string) (map[string]any, error)
+	// Attestations returns the envelopes attached to the image; which
+	// count as evidence is signing's decision (signing.VerifiedEvidence).
+	Attestations(ctx context.Context, repository, digest string) ([][]byte, error)
 }
 
 // StageOptions say what a promotion to one stage does in the registry.
@@ -41,22 +44,9 @@ func (o StageOptions) target(repo string) string {
 
 // WithRegistry turns on registry-native promotion: per-stage attestations,
 // stage tags, copies and evidence verified with evidenceKeys.
-func WithRegistry(r Registry, stages map[string]StageOptions, evidenceKeys []oci.TrustedKey) Option {
+func WithRegistry(r Registry, stages map[string]StageOptions, evidenceKeys []*signing.Verifier) Option {
 	return func(s *Service) { s.registry, s.stageOpts, s.evidenceKeys = r, stages, evidenceKeys }
 }
-
-// PublishError means the entry is recorded but publishing it to the
-// registry failed. Promoting (or revoking) again retries the publication.
-type PublishError struct {
-	Index uint64
-	Err   error
-}
-
-func (e *PublishError) Error() string {
-	return fmt.Sprintf("recorded as ledger entry %d, but publishing to the registry failed (repeat the request to retry): %v", e.Index, e.Err)
-}
-
-func (e *PublishError) Unwrap() error { return e.Err }
 
 // publish attaches e's attestation and moves the stage tag, on the
 // repository and on every copy.
@@ -87,6 +77,22 @@ func (s *Service) publish(ctx context.Context, e ledger.Entry, so StageOptions, 
 		return &PublishError{Index: e.Index, Err: err}
 	}
 	return nil
+}
+
+// verifiedEvidence returns the predicates of the attestations on img that
+// the evidence keys verify, of the given types. Without keys nothing can
+// verify, and the registry is not asked.
+func (s *Service) verifiedEvidence(ctx context.Context, img registry.Resolved, types []string) (map[string]any, error) {
+	if len(s.evidenceKeys) == 0 {
+		return map[string]any{}, nil
+	}
+	envs, err := s.registry.Attestations(ctx, img.Repository, img.Digest)
+	if err != nil {
+		return nil, err
+	}
+	ev := signing.VerifiedEvidence(img.Digest, envs, s.evidenceKeys, types)
+	s.log.DebugContext(ctx, "verified evidence", "image", img.Repository+"@"+img.Digest, "attestations", len(envs), "verified", len(ev))
+	return ev, nil
 }
 
 // lockImage serialises publications of one image in this process. The

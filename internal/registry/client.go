@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -106,44 +105,33 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-var sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+// ValidDigest reports whether d is "sha256:" and 64 lowercase hex digits,
+// the only kind of digest stagegate records, signs and admits. It is the
+// one check of that: admission calls it on every image of every review, so
+// it is a loop rather than a regular expression.
+func ValidDigest(d string) bool {
+	hex, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	for _, c := range hex {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidDigest reports whether d is a lowercase sha256 digest, the only kind
-// stagegate records.
-func ValidDigest(d string) bool { return sha256Digest.MatchString(d) }
-
-// ParseReference parses an image reference. A reference that carries both a
-// tag and a digest is accepted, and the digest is what counts, as for the
-// kubelet. Digests must be sha256.
+// ParseReference parses an image reference as the API takes them: a tag
+// reference names its registry and tag; otherwise as ParseImage. Hosts
+// configured Insecure are marked so.
 func (c *Client) ParseReference(ref string) (name.Reference, error) {
-	if strings.TrimSpace(ref) != ref || ref == "" {
-		return nil, fmt.Errorf("%w: %q", ErrInvalidReference, ref)
-	}
-	opts := []name.Option{name.StrictValidation}
-	if at := strings.LastIndexByte(ref, '@'); at >= 0 {
-		if d := ref[at+1:]; !ValidDigest(d) {
-			return nil, fmt.Errorf("%w: %q: digest must be sha256 and 64 lowercase hex characters", ErrInvalidReference, ref)
-		}
-		// go-containerregistry rejects "repo:tag@digest"; drop the tag, the
-		// digest is what identifies the image.
-		repo := ref[:at]
-		if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
-			repo = repo[:i]
-		}
-		ref = repo + "@" + ref[at+1:]
-		opts = []name.Option{name.WeakValidation}
-	}
+	var opts []name.Option
 	if h, ok := c.hosts[hostOf(ref)]; ok && h.Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidReference, ref, err)
-	}
-	if strings.Contains(r.Context().RepositoryStr(), "..") {
-		return nil, fmt.Errorf("%w: %q: repository must not contain \"..\"", ErrInvalidReference, ref)
-	}
-	return r, nil
+	r, _, err := parse(ref, true, opts...)
+	return r, err
 }
 
 func hostOf(ref string) string {

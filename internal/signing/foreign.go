@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -76,6 +77,34 @@ func ForeignEntry(envelope []byte, keys []*Verifier) (ledger.Entry, error) {
 		}, nil
 	}
 	return ledger.Entry{}, fmt.Errorf("signing: %w", ErrNotOurs)
+}
+
+// ForeignEntries decides which of the envelopes attached to an image with
+// the given digest count here, as ForeignEntry does for each, and also
+// that each is about that digest: a promotion of another image, copied
+// next to this one, must not promote it. It returns the entries to import,
+// each envelope once, in the time order of their predicates, and why each
+// other envelope was skipped (ErrNotOurs for what is simply not a trusted
+// stagegate's; anything else is malformed or misplaced).
+func ForeignEntries(digest string, envelopes [][]byte, keys []*Verifier) (entries []ledger.Entry, skipped []error) {
+	seen := map[string]bool{}
+	for _, env := range envelopes {
+		if seen[string(env)] {
+			continue
+		}
+		seen[string(env)] = true
+		e, err := ForeignEntry(env, keys)
+		if err == nil && e.Digest != digest {
+			err = fmt.Errorf("signing: %w: attestation is about %s, not %s", ErrInvalidStatement, e.Digest, digest)
+		}
+		if err != nil {
+			skipped = append(skipped, err)
+			continue
+		}
+		entries = append(entries, e)
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.Before(entries[j].Time) })
+	return entries, skipped
 }
 
 // SourceIndex returns the ledger index that the stagegate which signed a

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // Predicate types of stagegate attestations.
@@ -150,14 +152,10 @@ func NewStatement(repository, digest string, predicateType string, predicate any
 // parseDigest accepts only sha256 digests: it is the one algorithm cosign's
 // subject check (and the OCI registries we target) use.
 func parseDigest(digest string) (v1.Hash, error) {
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("signing: %w: %q: %w", ErrInvalidDigest, digest, err)
+	if !registry.ValidDigest(digest) {
+		return v1.Hash{}, fmt.Errorf("signing: %w: %q: want sha256:<64 lowercase hex>", ErrInvalidDigest, digest)
 	}
-	if h.Algorithm != "sha256" {
-		return v1.Hash{}, fmt.Errorf("signing: %w: %q: algorithm must be sha256", ErrInvalidDigest, digest)
-	}
-	return h, nil
+	return v1.NewHash(digest)
 }
 
 // validate checks the shape of a decoded statement.

@@ -65,24 +65,9 @@ func newVerifier(pub crypto.PublicKey) (*Verifier, error) {
 // Verify checks the envelope's payload type and signature and the shape of
 // the in-toto statement it carries, and returns the statement.
 func (v *Verifier) Verify(envelope []byte) (Statement, error) {
-	var env ssldsse.Envelope
-	if err := json.Unmarshal(envelope, &env); err != nil {
-		return Statement{}, fmt.Errorf("signing: %w: %w", ErrInvalidEnvelope, err)
-	}
-	// The sigstore DSSE verifier does not look at the payload type, but
-	// cosign verify-attestation insists on it, so we do too.
-	if env.PayloadType != PayloadType {
-		return Statement{}, fmt.Errorf("signing: %w: payloadType %q, want %q", ErrInvalidEnvelope, env.PayloadType, PayloadType)
-	}
-	if len(env.Signatures) == 0 {
-		return Statement{}, fmt.Errorf("signing: %w: no signatures", ErrInvalidEnvelope)
-	}
-	if _, err := v.env.Verify(context.Background(), &env); err != nil {
-		return Statement{}, fmt.Errorf("signing: %w: %w", ErrBadSignature, err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	payload, err := v.verifiedPayload(envelope)
 	if err != nil {
-		return Statement{}, fmt.Errorf("signing: %w: payload: %w", ErrInvalidEnvelope, err)
+		return Statement{}, err
 	}
 	var st Statement
 	if err := json.Unmarshal(payload, &st); err != nil {
@@ -92,4 +77,29 @@ func (v *Verifier) Verify(envelope []byte) (Statement, error) {
 		return Statement{}, err
 	}
 	return st, nil
+}
+
+// verifiedPayload checks the envelope's payload type and signature and
+// returns its decoded payload, not yet read as a statement.
+func (v *Verifier) verifiedPayload(envelope []byte) ([]byte, error) {
+	var env ssldsse.Envelope
+	if err := json.Unmarshal(envelope, &env); err != nil {
+		return nil, fmt.Errorf("signing: %w: %w", ErrInvalidEnvelope, err)
+	}
+	// The sigstore DSSE verifier does not look at the payload type, but
+	// cosign verify-attestation insists on it, so we do too.
+	if env.PayloadType != PayloadType {
+		return nil, fmt.Errorf("signing: %w: payloadType %q, want %q", ErrInvalidEnvelope, env.PayloadType, PayloadType)
+	}
+	if len(env.Signatures) == 0 {
+		return nil, fmt.Errorf("signing: %w: no signatures", ErrInvalidEnvelope)
+	}
+	if _, err := v.env.Verify(context.Background(), &env); err != nil {
+		return nil, fmt.Errorf("signing: %w: %w", ErrBadSignature, err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w: payload: %w", ErrInvalidEnvelope, err)
+	}
+	return payload, nil
 }
