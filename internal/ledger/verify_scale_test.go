@@ -75,14 +75,10 @@ func signedLedger(tb testing.TB, n int) (*ledger.Ledger, note.Verifier, func(led
 			Stage: stage, Subject: "ci@example.com", Reason: fmt.Sprintf("reason-%07d", i), Time: at,
 			Labels: map[string]string{"team": "a"}, Envelope: env,
 		})
-		if len(batch) == 5000 || i == n-1 {
-			if err := l.AppendEntries(batch); err != nil {
-				tb.Fatal(err)
-			}
-			batch = batch[:0]
-		}
 	}
-	return l, lv, signing.CheckEntry(sv)
+	check := signing.CheckEntry(sv)
+	bulkLoad(tb, l, check, batch...)
+	return l, lv, check
 }
 
 // BenchmarkVerify is `ledger verify` of 10k signed entries; it reports
@@ -186,13 +182,8 @@ func TestVerifyMemoryBounded(t *testing.T) {
 		e.Index, e.Time = uint64(i), t0.Add(time.Duration(i)*time.Second)
 		e.Reason = fmt.Sprintf("reason-%06d", i)
 		batch = append(batch, &e)
-		if len(batch) == 5000 {
-			if err := l.AppendEntries(batch); err != nil {
-				t.Fatal(err)
-			}
-			batch = batch[:0]
-		}
 	}
+	bulkLoad(t, l, nil, batch...)
 	batch = nil // the baseline must not count the fixture
 	live := func() uint64 {
 		var ms runtime.MemStats
@@ -232,9 +223,7 @@ func TestImportLargeInChunks(t *testing.T) {
 		e.Index, e.Time = uint64(i), t0.Add(time.Duration(i)*time.Second)
 		batch = append(batch, &e)
 	}
-	if err := src.AppendEntries(batch); err != nil {
-		t.Fatal(err)
-	}
+	bulkLoad(t, src, nil, batch...)
 	data := exportOf(t, src)
 	dst, _ := ledgertest.New(t)
 	if err := dst.Import(bytes.NewReader(data), v, nil); err != nil {
