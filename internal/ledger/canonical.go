@@ -81,18 +81,34 @@ func canonicalSplit(raw []byte) (Entry, bool) {
 
 // marshalsUnchanged reports whether json.Marshal of json.RawMessage(b)
 // gives b: Marshal compacts a RawMessage and escapes <, >, &, U+2028 and
-// U+2029 in it, so b must be valid, compact and free of those.
+// U+2029 in it (encoding/json's appendCompact), so b must be valid JSON
+// with none of those and no whitespace outside strings. One pass over the
+// bytes finds both (in valid JSON the string tracking is exact), and
+// json.Valid decides validity.
 func marshalsUnchanged(b []byte) bool {
-	if len(b) == 0 || bytes.ContainsAny(b, "<>&\u2028\u2029") {
-		return false
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
+			return false
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
 	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer bufPool.Put(buf)
-	buf.Reset()
-	if json.Compact(buf, b) != nil {
-		return false
-	}
-	return bytes.Equal(buf.Bytes(), b)
+	return len(b) > 0 && json.Valid(b)
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

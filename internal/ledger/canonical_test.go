@@ -55,6 +55,9 @@ func TestCanonicalEntryAgrees(t *testing.T) {
 		{"envelope with a nested envelope key", withEnv(`{"a":1,"envelope":{"b":2}}`), true},
 		{"space in envelope", withEnv(`{"payload": "e30="}`), false},
 		{"space inside an envelope string", withEnv(`{"payload":"e3 0="}`), true},
+		{"newline in envelope", withEnv("{\"payload\":\"e30=\"\n}"), false},
+		{"escaped quote, then a space inside the string", withEnv(`{"payload":"a\" b"}`), true},
+		{"escaped backslash, then a space outside the string", withEnv(`{"payload":"a\\" }`), false},
 		{"html in envelope", withEnv(`{"payload":"<x>"}`), false},
 		{"escaped html in envelope", withEnv(`{"payload":"\u003cx\u003e"}`), true},
 		{"line separator in envelope", withEnv("{\"payload\":\"\u2028\"}"), false},
@@ -87,5 +90,21 @@ func TestCanonicalEntryAgrees(t *testing.T) {
 				t.Fatalf("decoded %s, want %s", a, b)
 			}
 		})
+	}
+}
+
+// TestMarshalsUnchanged: the one-pass check says yes exactly when
+// json.Marshal leaves the RawMessage as it is.
+func TestMarshalsUnchanged(t *testing.T) {
+	for _, b := range []string{
+		`{}`, `null`, `{"a":"b c"}`, `{"a": "b"}`, `{"a":"b"} `, "{\"a\":\"b\"}\n", `{"a":"\" x"}`, `{"a":"\\" }`,
+		`{"a":"<"}`, `{"a":"\u003c"}`, "{\"a\":\"\u2028\"}", "{\"a\":\"\u2029\"}", `{"a":"\u2028"}`, `{"a":`, ``, `{} {}`,
+		`[1,2]`, `[1, 2]`, `"x"`, `{"a":"é"}`, "{\"a\":\"\xff\"}",
+	} {
+		out, err := json.Marshal(json.RawMessage(b))
+		want := err == nil && string(out) == b
+		if got := marshalsUnchanged([]byte(b)); got != want {
+			t.Errorf("marshalsUnchanged(%q) = %v, json.Marshal says %v", b, got, want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,54 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "entries/s")
+}
+
+// BenchmarkVerifyVsFloor sets Verify of 10k signed entries beside its
+// floor, the signature checks alone (signing.Verifier.Verify of every
+// entry's envelope on GOMAXPROCS goroutines, what bench's "signature floor"
+// measures), in turns within each iteration, so that a machine whose load
+// changes slows both alike. It reports verify/floor, the figure issue 13
+// wants at most 1.2.
+func BenchmarkVerifyVsFloor(b *testing.B) {
+	const n = 10_000
+	l, lv, check := signedLedger(b, n)
+	sv, err := signing.LoadVerifier(filepath.Join(filepath.Dir(l.Path()), signing.CosignPubFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	entries, err := l.Entries(0, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := func() {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range runtime.GOMAXPROCS(0) {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
+					if _, err := sv.Verify(entries[i].Envelope); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var tFloor, tVerify time.Duration
+	for b.Loop() {
+		t := time.Now()
+		floor()
+		tFloor += time.Since(t)
+		t = time.Now()
+		if err := l.Verify(lv, check); err != nil {
+			b.Fatal(err)
+		}
+		tVerify += time.Since(t)
+	}
+	b.ReportMetric(tVerify.Seconds()/tFloor.Seconds(), "verify/floor")
+	b.ReportMetric(float64(tFloor.Microseconds())/float64(n*b.N), "floor-µs/entry")
+	b.ReportMetric(float64(tVerify.Microseconds())/float64(n*b.N), "verify-µs/entry")
 }
 
 // BenchmarkImport imports an export of 10k signed entries, signatures checked.
