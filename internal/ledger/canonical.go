@@ -44,7 +44,7 @@ const envelopeKey = `,"envelope":`
 // The envelope is most of an entry's bytes, and the plain check scans it
 // three times with encoding/json's scanner (Unmarshal validates, then
 // decodes, and Marshal compacts a RawMessage). Here it is scanned once.
-// raw is split as head + `,"envelope":` + env + "}" at the last
+// raw is split as head + `,"envelope":` + env + "}" at the first
 // `,"envelope":`. If head+"}" is the canonical encoding of an entry without
 // envelope, and env is valid JSON that Marshal would write unchanged
 // (compact, nothing to HTML-escape), then raw is exactly json.Marshal of
@@ -53,7 +53,10 @@ const envelopeKey = `,"envelope":`
 // and takes env verbatim. Where the split was found does not matter for
 // that argument, only for how often the fast path succeeds.
 func canonicalSplit(raw []byte) (Entry, bool) {
-	p := bytes.LastIndex(raw, []byte(envelopeKey))
+	// The first one, not the last: bytes.Index is vectorised and LastIndex
+	// is not, and only an entry with a label named "envelope" puts one
+	// before the real one (and then takes the plain check).
+	p := bytes.Index(raw, []byte(envelopeKey))
 	if p < 0 || raw[len(raw)-1] != '}' {
 		return Entry{}, false
 	}
@@ -86,13 +89,30 @@ func canonicalSplit(raw []byte) (Entry, bool) {
 // bytes finds both (in valid JSON the string tracking is exact), and
 // json.Valid decides validity.
 func marshalsUnchanged(b []byte) bool {
+	// Vectorised searches first: a DSSE envelope is base64 and names, so
+	// the loop below rarely runs.
+	for _, c := range []byte("<>&") {
+		if bytes.IndexByte(b, c) >= 0 {
+			return false
+		}
+	}
+	if bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029")) {
+		return false
+	}
+	if bytes.IndexByte(b, ' ') >= 0 || bytes.IndexByte(b, '\t') >= 0 || bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 {
+		if spaceOutsideStrings(b) {
+			return false
+		}
+	}
+	return len(b) > 0 && json.Valid(b)
+}
+
+// spaceOutsideStrings reports whitespace between tokens; in valid JSON
+// the string tracking is exact.
+func spaceOutsideStrings(b []byte) bool {
 	inString, escaped := false, false
-	for i, c := range b {
+	for _, c := range b {
 		switch {
-		case c == '<' || c == '>' || c == '&':
-			return false
-		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
-			return false
 		case inString:
 			switch {
 			case escaped:
@@ -105,10 +125,10 @@ func marshalsUnchanged(b []byte) bool {
 		case c == '"':
 			inString = true
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			return false
+			return true
 		}
 	}
-	return len(b) > 0 && json.Valid(b)
+	return false
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
