@@ -159,8 +159,8 @@ func (ws *workspace) fixture(ctx context.Context, n int) (built bool, err error)
 }
 
 // buildLedger appends n real promotions, signed as the promotion use case
-// signs them, with Ledger.AppendEntries one chunk per transaction (without
-// fsync). The attestations are signed ahead by parallel workers, since each
+// signs them, with a ledger.Importer (without fsync), which checks each
+// attestation as `ledger import` does. The attestations are signed ahead by parallel workers, since each
 // names its ledger index; `ledger verify` passes on the result.
 func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	cfg, err := ws.config(dir, "127.0.0.1:0", "")
@@ -173,6 +173,12 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	}
 	defer a.Close()
 	l, signer, policyDigest := a.Ledger, a.Keys.Signer, a.Policy.Digest()
+	// Imported, not appended: every attestation is checked, as `ledger import` checks it.
+	imp, err := l.NewImporter(signing.CheckEntry(a.Keys.Verifier))
+	if err != nil {
+		return err
+	}
+	defer imp.Close()
 
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	workers := runtime.NumCPU()
@@ -218,7 +224,7 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := l.AppendEntries(batch); err != nil {
+		if err := imp.Add(batch...); err != nil {
 			return fmt.Errorf("bench: append fixture entries from %d: %w", batch[0].Index, err)
 		}
 		done += len(batch)
@@ -232,7 +238,7 @@ func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
 	if done != n {
 		return fmt.Errorf("bench: fixture has %d entries, want %d", done, n)
 	}
-	return nil
+	return imp.Close()
 }
 
 // fixtureEntry is entry i: a promotion, built and signed by

@@ -70,7 +70,7 @@ func TestStateCacheFollowsWrites(t *testing.T) {
 	}
 }
 
-func TestStateCacheAppendEntries(t *testing.T) {
+func TestStateCacheImporter(t *testing.T) {
 	l, _ := ledgertest.New(t)
 	d := digest(7)
 	if _, ok, _ := l.State(d, "dev"); ok {
@@ -78,11 +78,9 @@ func TestStateCacheAppendEntries(t *testing.T) {
 	}
 	e := promotion("registry.example.com/app", d, "dev")
 	e.Time = t0
-	if err := l.AppendEntries([]*ledger.Entry{&e}); err != nil {
-		t.Fatal(err)
-	}
+	bulkLoad(t, l, nil, &e)
 	if st, ok, _ := l.State(d, "dev"); !ok || !st.Active() {
-		t.Fatalf("after AppendEntries: ok=%v %+v", ok, st)
+		t.Fatalf("after an Importer: ok=%v %+v", ok, st)
 	}
 }
 

@@ -3,7 +3,6 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
 )
 
@@ -59,7 +58,7 @@ func encodeRecord(digest string, r *stateRecord) []byte {
 	if len(r.Indexes) > 0 {
 		b = appendList(b, r.Indexes)
 	}
-	names := slices.Sorted(maps.Keys(r.Stages))
+	names := sortedKeys(r.Stages)
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, name := range names {
 		m := r.Stages[name]
@@ -107,13 +106,30 @@ func appendMark(b []byte, m *mark) []byte {
 	b = appendStr(b, m.By)
 	b = appendStr(b, m.Repository)
 	b = appendStr(b, m.Reason)
-	keys := slices.Sorted(maps.Keys(m.Labels))
+	keys := sortedKeys(m.Labels)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = appendStr(b, k)
 		b = appendStr(b, m.Labels[k])
 	}
 	return b
+}
+
+// sortedKeys is slices.Sorted(maps.Keys(m)), without the iterator
+// machinery and the growing for the usual map of one key or none: Verify
+// encodes every state record and mark of the ledger, some twice.
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if len(keys) > 1 {
+		slices.Sort(keys)
+	}
+	return keys
 }
 
 func appendList(b []byte, list []string) []byte {

@@ -15,7 +15,7 @@ var (
 	ErrExists = errors.New("ledger: already recorded")
 	// ErrEmpty: the ledger has no entry, hence no checkpoint.
 	ErrEmpty = errors.New("ledger: empty")
-	// ErrNotEmpty: Import needs an empty ledger.
+	// ErrNotEmpty: Import and NewImporter need an empty ledger.
 	ErrNotEmpty = errors.New("ledger: not empty")
 	// ErrReadOnly: a write was attempted on a ledger opened WithReadOnly.
 	ErrReadOnly = errors.New("ledger: read-only")

@@ -3,7 +3,6 @@ package ledger
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,16 +90,9 @@ func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) e
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("ledger: import: spool: %w", err)
 	}
-	written, err := l.writeImport(bufio.NewReaderSize(spool, 1<<20), cp.Size, trailer)
-	if err != nil && written > 0 {
-		werr := l.db.Update(wipeEntries)
-		l.cache.invalidate(nil, true)
-		if werr != nil {
-			return fmt.Errorf("ledger: import failed after writing %d entries, and they could not be removed (%w): delete %s: %w", written, werr, l.path, err)
-		}
-	}
-	if err != nil {
-		return err
+	w := newImportWriter(l)
+	if err := w.fromSpool(bufio.NewReaderSize(spool, 1<<20), cp.Size, trailer); err != nil {
+		return w.undo(err)
 	}
 	return l.guard.keep(l.db)
 }
@@ -111,25 +103,10 @@ func (l *Ledger) Import(r io.Reader, v note.Verifier, check func(Entry) error) e
 // line first, then the first bad entry, then the root.
 func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool io.Writer) (string, Checkpoint, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	pool := newCheckPool(check, "import: ")
+	pool := newCheckPool(check, "import: ", (*checkItem).verdict)
 	defer pool.close()
 	rng := rangeFactory.NewEmptyRange(0)
 	var entryErr error
-	batch := pool.batch()
-	submit := func(drain bool) {
-		if len(batch.items) > 0 && (drain || len(batch.items) == cap(batch.items)) {
-			pool.submit(batch)
-			batch = pool.batch()
-		}
-		for pool.busy(drain) {
-			for _, it := range pool.next().items {
-				if entryErr == nil && it.err != nil {
-					entryErr = it.err
-					pool.abort()
-				}
-			}
-		}
-	}
 	var prev []byte // the line before the current one: an entry unless it is the last
 	n := uint64(0)
 	for {
@@ -144,18 +121,20 @@ func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool i
 			if _, err := spool.Write(append(prev, '\n')); err != nil {
 				return "", Checkpoint{}, fmt.Errorf("ledger: import: spool: %w", err)
 			}
+			it := checkItem{index: n, raw: prev}
 			if err := rng.Append(hasher.HashLeaf(prev), nil); err != nil {
-				entryErr = &VerifyError{Index: int64(n), Reason: "import: tree", Err: err}
+				it.pre = &VerifyError{Index: int64(n), Reason: "import: tree", Err: err}
 			}
-			batch.items = append(batch.items, checkItem{index: n, raw: prev})
-			submit(false)
+			entryErr = pool.add(it)
 		}
 		if prev != nil {
 			n++
 		}
 		prev = line
 	}
-	submit(true)
+	if err := pool.drain(); entryErr == nil {
+		entryErr = err
+	}
 	if prev == nil {
 		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: no checkpoint line"}
 	}
@@ -165,9 +144,9 @@ func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool i
 	if err := dec.Decode(&trailer); err != nil || trailer.Checkpoint == "" {
 		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: last line is not a checkpoint", Err: err}
 	}
-	cp, err := ParseCheckpoint(trailer.Checkpoint, v)
-	if err != nil {
-		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: bad checkpoint", Err: err}
+	cp, verr := checkpointAt(trailer.Checkpoint, v, "import: ")
+	if verr != nil {
+		return "", Checkpoint{}, verr
 	}
 	if n != cp.Size {
 		return "", Checkpoint{}, &VerifyError{Index: -1, Reason: fmt.Sprintf("import: %d entries, checkpoint size %d", n, cp.Size)}
@@ -177,6 +156,7 @@ func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool i
 	}
 	root := hasher.EmptyRoot()
 	if n > 0 {
+		var err error
 		if root, err = rng.GetRootHash(nil); err != nil {
 			return "", Checkpoint{}, &VerifyError{Index: -1, Reason: "import: tree", Err: err}
 		}
@@ -190,56 +170,6 @@ func verifyExport(r io.Reader, v note.Verifier, check func(Entry) error, spool i
 			n, short(root), short(cp.Root))}
 	}
 	return trailer.Checkpoint, cp, nil
-}
-
-// writeImport writes the size verified entries read from spool in chunks,
-// the checkpoint with the last chunk. It returns how many entries it
-// committed.
-func (l *Ledger) writeImport(spool *bufio.Reader, size uint64, checkpoint string) (uint64, error) {
-	rng := rangeFactory.NewEmptyRange(0)
-	written := uint64(0)
-	for first := true; first || written < size; first = false {
-		lines := make([][]byte, 0, min(size-written, importChunk))
-		for uint64(len(lines)) < min(size-written, importChunk) {
-			line, err := readLine(spool)
-			if err != nil || line == nil {
-				return written, fmt.Errorf("ledger: import: spool: %w", cmp.Or(err, io.ErrUnexpectedEOF))
-			}
-			lines = append(lines, line)
-		}
-		last := written+uint64(len(lines)) == size
-		err := l.db.Update(func(tx *bolt.Tx) error {
-			if first {
-				if k, _ := tx.Bucket(bucketEntries).Cursor().First(); txSize(tx) != 0 || k != nil {
-					return ErrNotEmpty
-				}
-			}
-			states := newStateBatch(bucketLoader(tx.Bucket(bucketState)))
-			for _, raw := range lines {
-				e, err := decodeEntry(raw)
-				if err != nil {
-					return fmt.Errorf("ledger: import: %w", err)
-				}
-				if err := writeEntry(tx, rng, states, &e, raw); err != nil {
-					return err
-				}
-			}
-			if err := states.flush(tx.Bucket(bucketState)); err != nil {
-				return err
-			}
-			if last {
-				return putMeta(tx, size, checkpoint)
-			}
-			return nil
-		})
-		// Whatever a reader cached before this chunk may be out of date.
-		l.cache.invalidate(nil, true)
-		if err != nil {
-			return written, err
-		}
-		written += uint64(len(lines))
-	}
-	return written, nil
 }
 
 // wipeEntries empties every bucket a failed import may have written to.

@@ -42,3 +42,20 @@ func mustAppend(t testing.TB, l *ledger.Ledger, e ledger.Entry) ledger.Receipt {
 	}
 	return rc
 }
+
+// bulkLoad imports entries into the empty l with an Importer, check on
+// each as Import does.
+func bulkLoad(t testing.TB, l *ledger.Ledger, check func(ledger.Entry) error, entries ...*ledger.Entry) {
+	t.Helper()
+	im, err := l.NewImporter(check)
+	if err != nil {
+		t.Fatalf("NewImporter: %v", err)
+	}
+	if err := im.Add(entries...); err != nil {
+		im.Close()
+		t.Fatalf("Importer.Add: %v", err)
+	}
+	if err := im.Close(); err != nil {
+		t.Fatalf("Importer.Close: %v", err)
+	}
+}

@@ -270,9 +270,7 @@ func TestPlatformRevocationReachesIndexes(t *testing.T) {
 					e.Index, e.Time = uint64(i), t0.Add(time.Duration(i)*time.Second)
 					batch = append(batch, &e)
 				}
-				if err := bulk.AppendEntries(batch); err != nil {
-					t.Fatal(err)
-				}
+				bulkLoad(t, bulk, nil, batch...)
 				checkPlatformQueries(t, "bulk", tt.queries, func(d, s string) (ledger.State, bool) { return fileState(t, bulk, d, s) })
 				if err := bulk.Verify(bv, nil); err != nil {
 					t.Fatalf("Verify of the bulk-loaded ledger: %v", err)
@@ -288,18 +286,16 @@ func TestPlatformRevocationReachesIndexes(t *testing.T) {
 // its sealed store into the index's record.
 func TestPlatformRevocationVerifiesAcrossChunks(t *testing.T) {
 	l, v := ledgertest.New(t)
-	mustAppend(t, l, promotion("reg/app", p1, "prod"))
-	mustAppend(t, l, revocation("reg/app", p1, "prod"))
+	first, second := promotion("reg/app", p1, "prod"), revocation("reg/app", p1, "prod")
+	first.Time, second.Index, second.Time = t0, 1, t0.Add(time.Second)
+	batch := []*ledger.Entry{&first, &second}
 	const filler = 5000
-	var batch []*ledger.Entry
 	for i := range filler {
 		e := promotion("reg/other", digest(10000+i), "dev")
 		e.Index, e.Time = uint64(2+i), t0
 		batch = append(batch, &e)
 	}
-	if err := l.AppendEntries(batch); err != nil {
-		t.Fatal(err)
-	}
+	bulkLoad(t, l, nil, batch...)
 	mustAppend(t, l, promotion("reg/app", idxI, "prod", p1, p2))
 	mustAppend(t, l, revocation("reg/app", p2, ledger.AllStages))
 	checkPlatformQueries(t, "file", []platformQuery{

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -449,23 +448,6 @@ func encodeEntry(e *Entry) ([]byte, error) {
 		return nil, err
 	}
 	return raw, nil
-}
-
-// canonicalEntry decodes raw and checks that it is exactly json.Marshal of
-// the decoded entry.
-func canonicalEntry(raw []byte) (Entry, error) {
-	e, err := decodeEntry(raw)
-	if err != nil {
-		return Entry{}, err
-	}
-	again, err := json.Marshal(&e)
-	if err != nil {
-		return Entry{}, fmt.Errorf("re-encode entry: %w", err)
-	}
-	if !bytes.Equal(again, raw) {
-		return Entry{}, errors.New("entry bytes are not canonical")
-	}
-	return e, nil
 }
 
 // decodeEntry copies everything out of raw, so raw may be a bbolt slice.

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"runtime"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
 	bolt "go.etcd.io/bbolt"
@@ -46,19 +43,9 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 	}()
 
 	size := txSize(tx)
-	cpText := tx.Bucket(bucketMeta).Get(keyCheckpoint)
-	var cp Checkpoint
-	if cpText == nil {
-		if size != 0 {
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("no checkpoint for %d entries", size)}
-		}
-	} else {
-		if cp, err = ParseCheckpoint(string(cpText), v); err != nil {
-			return &VerifyError{Index: -1, Reason: "bad checkpoint", Err: err}
-		}
-		if cp.Size != size {
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("checkpoint size %d, ledger size %d", cp.Size, size)}
-		}
+	cp, verr := storedCheckpoint(tx, v, size)
+	if verr != nil {
+		return verr
 	}
 
 	nodes := tx.Bucket(bucketNodes)
@@ -73,29 +60,14 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 	rng := rangeFactory.NewEmptyRange(0)
 	ix := newIndexCheck(tx)
 
-	pool := newCheckPool(check, "")
+	pool := newCheckPool(check, "", func(it *checkItem) error {
+		cur = int64(it.index)
+		if err := it.verdict(); err != nil {
+			return err
+		}
+		return ix.add(&it.entry)
+	})
 	defer pool.close()
-	batch := pool.batch()
-	submit := func(force bool) error {
-		if len(batch.items) > 0 && (force || len(batch.items) == cap(batch.items)) {
-			pool.submit(batch)
-			batch = pool.batch()
-		}
-		for pool.busy(force) {
-			for _, it := range pool.next().items {
-				cur = int64(it.index)
-				if it.err != nil {
-					pool.abort()
-					return it.err
-				}
-				if err := ix.add(&it.entry); err != nil {
-					pool.abort()
-					return err
-				}
-			}
-		}
-		return nil
-	}
 
 	c := tx.Bucket(bucketEntries).Cursor()
 	i := uint64(0)
@@ -114,20 +86,19 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 				it.pre = &VerifyError{Index: cur, Reason: "stored tree disagrees", Err: nodeErr}
 			}
 		}
-		batch.items = append(batch.items, it)
+		if err := pool.add(it); err != nil {
+			return err
+		}
 		if it.pre != nil {
 			// Earlier entries may still fail their check: report the first.
-			if err := submit(true); err != nil {
+			if err := pool.drain(); err != nil {
 				return err
 			}
 			return it.pre
 		}
-		if err := submit(false); err != nil {
-			return err
-		}
 		i++
 	}
-	if err := submit(true); err != nil {
+	if err := pool.drain(); err != nil {
 		return err
 	}
 	cur = -1
@@ -135,152 +106,14 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 		return &VerifyError{Index: int64(i), Reason: fmt.Sprintf("missing; ledger size is %d", size)}
 	}
 	if size > 0 {
-		root, err := rng.GetRootHash(nil)
-		if err != nil {
-			return &VerifyError{Index: -1, Reason: "tree", Err: err}
-		}
-		if !bytes.Equal(root, cp.Root) {
-			return &VerifyError{Index: -1, Reason: "recomputed root differs from the checkpoint root"}
+		if verr := rootMatches(rng, cp); verr != nil {
+			return verr
 		}
 	}
 	if n := nodes.Stats().KeyN; n != nodeCount {
 		return &VerifyError{Index: -1, Reason: fmt.Sprintf("%d tree nodes stored, %d expected", n, nodeCount)}
 	}
 	return ix.finish()
-}
-
-// checkItem is one entry on its way through a checkPool.
-type checkItem struct {
-	index uint64
-	raw   []byte       // nil when pre alone is the verdict
-	pre   *VerifyError // found while reading; reported after decoding errors
-	entry Entry
-	err   *VerifyError
-}
-
-type checkBatch struct {
-	items []checkItem
-	done  chan struct{}
-}
-
-// checkBatchSize amortises channel traffic over many ~100 µs checks.
-const checkBatchSize = 64
-
-// checkPool decodes, validates and checks entries on GOMAXPROCS workers
-// while its one caller keeps reading, and hands batches back in the order
-// they were submitted: the first failure the caller meets is the lowest bad
-// index however the workers interleave. At most window batches are in
-// flight, which bounds memory whatever the ledger size.
-type checkPool struct {
-	check   func(Entry) error
-	prefix  string
-	jobs    chan *checkBatch
-	pending []*checkBatch // submitted and not yet taken back, oldest first
-	window  int
-	stopped atomic.Bool
-	wg      sync.WaitGroup
-}
-
-func newCheckPool(check func(Entry) error, prefix string) *checkPool {
-	n := runtime.GOMAXPROCS(0)
-	p := &checkPool{check: check, prefix: prefix, jobs: make(chan *checkBatch, 4*n), window: 4 * n}
-	p.wg.Add(n)
-	for range n {
-		go p.work()
-	}
-	return p
-}
-
-func (p *checkPool) batch() *checkBatch {
-	return &checkBatch{items: make([]checkItem, 0, checkBatchSize), done: make(chan struct{})}
-}
-
-func (p *checkPool) submit(b *checkBatch) {
-	p.pending = append(p.pending, b)
-	p.jobs <- b
-}
-
-// busy reports whether the caller must take a batch back now: when the
-// window is full, or, when draining, while anything is pending.
-func (p *checkPool) busy(drain bool) bool {
-	return len(p.pending) >= p.window || (drain && len(p.pending) > 0)
-}
-
-// next waits for the oldest pending batch.
-func (p *checkPool) next() *checkBatch {
-	b := p.pending[0]
-	p.pending = p.pending[1:]
-	<-b.done
-	return b
-}
-
-// abort makes the workers skip what is still queued: its results will not
-// be looked at once an earlier entry has failed.
-func (p *checkPool) abort() { p.stopped.Store(true) }
-
-// close stops the workers and waits for them; the entry bytes they hold may
-// be bbolt memory, so this must happen before the transaction ends.
-func (p *checkPool) close() {
-	p.abort()
-	close(p.jobs)
-	p.wg.Wait()
-}
-
-func (p *checkPool) work() {
-	defer p.wg.Done()
-	debug.SetPanicOnFault(true) // see verifyTx; the goroutine ends with the pool
-	for b := range p.jobs {
-		for i := range b.items {
-			if p.stopped.Load() {
-				break
-			}
-			p.run(&b.items[i])
-		}
-		close(b.done)
-	}
-}
-
-// run gives the same verdict, in the same order of reasons, as the serial
-// loop it replaced: bytes, index, validity, tree, then check.
-func (p *checkPool) run(it *checkItem) {
-	idx := int64(it.index)
-	fail := func(reason string, err error) {
-		it.err = &VerifyError{Index: idx, Reason: p.prefix + reason, Err: err}
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			fail(fmt.Sprintf("corrupted data: %v", r), nil)
-		}
-	}()
-	if it.raw == nil {
-		it.err = it.pre
-		return
-	}
-	e, err := canonicalEntry(it.raw)
-	if err != nil {
-		fail("bad bytes", err)
-		return
-	}
-	if e.Index != it.index {
-		fail(fmt.Sprintf("index field says %d", e.Index), nil)
-		return
-	}
-	if err := validateEntry(&e); err != nil {
-		fail("invalid", err)
-		return
-	}
-	if it.pre != nil {
-		it.err = it.pre
-		return
-	}
-	if p.check != nil {
-		if err := p.check(e); err != nil {
-			fail("entry check failed", err)
-			return
-		}
-	}
-	it.raw = nil // the entry is what the caller needs now
-	it.entry = e
 }
 
 // indexCheck compares the state and history buckets with what the entries
@@ -410,19 +243,12 @@ func (l *Ledger) VerifyTail(v note.Verifier, n uint64) error {
 			}
 		}()
 		size := txSize(tx)
-		cpText := tx.Bucket(bucketMeta).Get(keyCheckpoint)
-		if cpText == nil {
-			if size == 0 {
-				return nil
-			}
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("no checkpoint for %d entries", size)}
+		cp, verr := storedCheckpoint(tx, v, size)
+		if verr != nil {
+			return verr
 		}
-		cp, err := ParseCheckpoint(string(cpText), v)
-		if err != nil {
-			return &VerifyError{Index: -1, Reason: "bad checkpoint", Err: err}
-		}
-		if cp.Size != size {
-			return &VerifyError{Index: -1, Reason: fmt.Sprintf("checkpoint size %d, ledger size %d", cp.Size, size)}
+		if size == 0 {
+			return nil
 		}
 		start := size - min(n, size)
 		nodes := tx.Bucket(bucketNodes)
@@ -451,16 +277,53 @@ func (l *Ledger) VerifyTail(v note.Verifier, n uint64) error {
 				return &VerifyError{Index: cur, Reason: "tree", Err: err}
 			}
 		}
-		if size == 0 {
-			return nil
-		}
-		root, err := rng.GetRootHash(nil)
-		if err != nil {
-			return &VerifyError{Index: -1, Reason: "tree", Err: err}
-		}
-		if !bytes.Equal(root, cp.Root) {
-			return &VerifyError{Index: -1, Reason: "recomputed root differs from the checkpoint root"}
+		if verr := rootMatches(rng, cp); verr != nil {
+			return verr
 		}
 		return nil
 	})
+}
+
+// storedCheckpoint is the checkpoint check Verify and VerifyTail share:
+// the stored checkpoint, signed with v, at the ledger's size. An empty
+// ledger may have none (the zero Checkpoint is returned).
+func storedCheckpoint(tx *bolt.Tx, v note.Verifier, size uint64) (Checkpoint, *VerifyError) {
+	text := tx.Bucket(bucketMeta).Get(keyCheckpoint)
+	if text == nil {
+		if size != 0 {
+			return Checkpoint{}, &VerifyError{Index: -1, Reason: fmt.Sprintf("no checkpoint for %d entries", size)}
+		}
+		return Checkpoint{}, nil
+	}
+	cp, verr := checkpointAt(string(text), v, "")
+	if verr != nil {
+		return Checkpoint{}, verr
+	}
+	if cp.Size != size {
+		return Checkpoint{}, &VerifyError{Index: -1, Reason: fmt.Sprintf("checkpoint size %d, ledger size %d", cp.Size, size)}
+	}
+	return cp, nil
+}
+
+// checkpointAt verifies a checkpoint's signature, for Verify and Import
+// alike, as a *VerifyError whose reason starts with prefix.
+func checkpointAt(text string, v note.Verifier, prefix string) (Checkpoint, *VerifyError) {
+	cp, err := ParseCheckpoint(text, v)
+	if err != nil {
+		return Checkpoint{}, &VerifyError{Index: -1, Reason: prefix + "bad checkpoint", Err: err}
+	}
+	return cp, nil
+}
+
+// rootMatches compares the root of the entries read into rng with the
+// checkpoint's.
+func rootMatches(rng *compact.Range, cp Checkpoint) *VerifyError {
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return &VerifyError{Index: -1, Reason: "tree", Err: err}
+	}
+	if !bytes.Equal(root, cp.Root) {
+		return &VerifyError{Index: -1, Reason: "recomputed root differs from the checkpoint root"}
+	}
+	return nil
 }
