@@ -149,7 +149,7 @@ func (ws *workspace) fixture(ctx context.Context, n int) (built bool, err error)
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return false, err
 	}
-	if err := ws.buildLedger(ctx, tmp, n); err != nil {
+	if err := ws.buildLedgerWith(ctx, tmp, n, fixtureEntry); err != nil {
 		return false, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -158,11 +158,14 @@ func (ws *workspace) fixture(ctx context.Context, n int) (built bool, err error)
 	return true, nil
 }
 
-// buildLedger appends n real promotions, signed as the promotion use case
+// buildLedgerWith appends n real promotions (entry i from fixtureEntry), signed as the promotion use case
 // signs them, with a ledger.Importer (without fsync), which checks each
 // attestation as `ledger import` does. The attestations are signed ahead by parallel workers, since each
 // names its ledger index; `ledger verify` passes on the result.
-func (ws *workspace) buildLedger(ctx context.Context, dir string, n int) error {
+// entryFunc builds entry i of a fixture.
+type entryFunc func(s promotion.Signer, policyDigest string, i int, base time.Time) (*ledger.Entry, error)
+
+func (ws *workspace) buildLedgerWith(ctx context.Context, dir string, n int, fixtureEntry entryFunc) error {
 	cfg, err := ws.config(dir, "127.0.0.1:0", "")
 	if err != nil {
 		return err

@@ -33,6 +33,9 @@ type Plan struct {
 	// WebhookLedger is the ledger size behind the webhook and in-process
 	// decision scenarios.
 	WebhookLedger int `json:"webhookLedger"`
+	// MemoryEntries is the size of the memory scenario's ledger of
+	// maximum-size entries.
+	MemoryEntries int `json:"memoryEntries"`
 	// ScaleSizes are the ledger sizes of the ledger-scale scenario.
 	ScaleSizes []int `json:"scaleSizes"`
 	// Rates are the offered request rates per second.
@@ -50,7 +53,7 @@ type Plan struct {
 
 func quickPlan() Plan {
 	return Plan{
-		Mode: "quick", WebhookLedger: 10_000, ScaleSizes: []int{10_000, 100_000},
+		Mode: "quick", WebhookLedger: 10_000, MemoryEntries: 5_000, ScaleSizes: []int{10_000, 100_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(3 * time.Second), Warmup: Duration(time.Second),
 		PromoteClients: 8, PromoteDuration: Duration(3 * time.Second), BenchTime: Duration(300 * time.Millisecond),
 	}
@@ -58,7 +61,7 @@ func quickPlan() Plan {
 
 func fullPlan() Plan {
 	return Plan{
-		Mode: "full", WebhookLedger: 1_000_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
+		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 50_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
 		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
 	}
@@ -70,7 +73,7 @@ func main() {
 		outRoot = flag.String("out", envOr("BENCH_OUT", filepath.Join("bench", "results")), "results root; a <UTC timestamp> directory is made inside (also BENCH_OUT)")
 		workDir = flag.String("work", envOr("BENCH_WORK", filepath.Join("bench", "results", "tmp")), "cache of keys, certificates and ledger fixtures, kept between runs (also BENCH_WORK)")
 		opaBin  = flag.String("opa", envOr("BENCH_OPA", filepath.Join("bin", "opa")), "opa binary for the baseline (built by `hack/tools.sh opa`)")
-		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale); default all")
+		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale,memory); default all")
 		soak    = flag.Bool("soak", envBool("BENCH_SOAK"), "run the mixed-load soak instead of the suite (also BENCH_SOAK=1)")
 		soakFor = flag.String("soak-duration", envOr("BENCH_SOAK_DURATION", "10m"), "how long the soak's load lasts (also BENCH_SOAK_DURATION)")
 		floor   = flag.String("floor", "", "internal: serve the floor server on this address (used by the suite itself)")

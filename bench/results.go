@@ -21,6 +21,7 @@ type Results struct {
 	Webhook   WebhookResult   `json:"webhook"`
 	Promotion PromotionResult `json:"promotion"`
 	Scale     []ScaleRow      `json:"scale"`
+	Memory    MemoryResult    `json:"memory"`
 	// SignatureFloor is one entry's attestation check on every core at
 	// once: verify's least possible time per entry on this machine.
 	SignatureFloor BenchRow       `json:"signatureFloor"`
@@ -234,6 +235,14 @@ func evaluateTargets(res *Results) []TargetResult {
 			fmtMB(sg.PeakRSS), w.Entries, fmtMB(w.ServePeakRSS)), met, sizeNote(w.Entries))
 	} else {
 		add("peak RSS of serve", "< 150 MB at 10^6 entries", "not measured", nil, "")
+	}
+	if m := res.Memory; m.Requests > 0 {
+		add("peak RSS of serve under hostile reads", "≤ 512 MB (the deploy/ limit)",
+			fmt.Sprintf("%s (idle %s), %d clients paging %d entries of 1 KiB reasons, %d requests, %d errors, largest answer %s",
+				fmtMB(m.PeakRSS), fmtMB(m.IdleRSS), m.Clients, m.Entries, m.Requests, m.Errors, fmtMB(m.MaxResponse)),
+			ptr(m.PeakRSS <= memoryGoal && m.Errors == 0), "")
+	} else {
+		add("peak RSS of serve under hostile reads", "≤ 512 MB (the deploy/ limit)", "not measured", nil, "")
 	}
 	return out
 }

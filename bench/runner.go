@@ -27,7 +27,7 @@ type Runner struct {
 	ws *workspace
 }
 
-var scenarios = []string{"decision", "webhook", "promotion", "scale"}
+var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory"}
 
 func parseOnly(s string) map[string]bool {
 	if s == "" {
@@ -98,6 +98,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	step("scale", r.scale)
 	step("promotion", r.promotion)
 	step("webhook", r.webhook)
+	step("memory", r.memory)
 
 	r.res.Finished = time.Now().UTC()
 	r.res.Targets = evaluateTargets(r.res)
