@@ -61,7 +61,7 @@ func quickPlan() Plan {
 
 func fullPlan() Plan {
 	return Plan{
-		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 50_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
+		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 20_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
 		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
 	}

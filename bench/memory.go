@@ -21,15 +21,21 @@ import (
 )
 
 // The memory scenario's ledger: every entry as large as the API lets a
-// caller make it (a reason of promotion's 1 KiB cap), all in one
+// caller make it (a reason at promotion's 1 KiB cap and evidence at its
+// 16 KiB cap), all in one
 // repository, so that one image's history is the whole ledger. That is
 // what an attacker holding a pipeline token writes to make a read answer
 // large; one unpaginated history once took 242 MB and 1.44 GB RSS.
 const (
 	memoryRepo      = "registry.example.com/bench/hostile"
 	memoryReasonLen = 1024
-	memoryClients   = 8
-	memoryGoal      = 512 << 20 // the deploy/ memory limit
+	// memoryEvidenceLen keeps {"doc":"…"} just under the 16 KiB cap.
+	memoryEvidenceLen = 16<<10 - 16
+	memoryClients     = 8
+	memoryGoal        = 512 << 20 // the deploy/ memory limit
+	// memoryFixtureVersion changes whenever memoryEntry does, so that a
+	// cached fixture of other entries is not measured.
+	memoryFixtureVersion = "v2"
 )
 
 // MemoryResult is the memory scenario: serve's RSS while clients page
@@ -39,9 +45,13 @@ type MemoryResult struct {
 	FileBytes int64 `json:"fileBytes"`
 	Clients   int   `json:"clients"`
 	// IdleRSS is serve's peak RSS once ready, before any read: the
-	// baseline the loaded figure is set beside.
+	// baseline the loaded figure is set beside. Both count the ledger's
+	// memory-mapped pages that were read, which the kernel reclaims under
+	// a cgroup limit; PeakAnon (sampled RssAnon) is what it cannot.
 	IdleRSS  int64   `json:"idleRSSBytes"`
 	PeakRSS  int64   `json:"peakRSSBytes"`
+	IdleAnon int64   `json:"idleAnonBytes"`
+	PeakAnon int64   `json:"peakAnonBytes"`
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
 	Seconds  float64 `json:"seconds"`
@@ -53,6 +63,7 @@ func memoryEntry(s promotion.Signer, policyDigest string, i int, base time.Time)
 	reason := fmt.Sprintf("%06d ", i) + strings.Repeat("x", memoryReasonLen-7)
 	return promotion.PromotionEntry(s, uint64(i), promotion.Promoted{
 		Image: registry.Resolved{Repository: memoryRepo, Digest: digestOf(i)}, Stage: benchStage, Reason: reason,
+		Evidence:  map[string]any{"doc": strings.Repeat("e", memoryEvidenceLen)},
 		Requester: policy.Identity{Subject: "ci-pipeline", Groups: []string{"pipeline", "release"}},
 		Time:      base.Add(time.Duration(i) * time.Millisecond), PolicyDigest: policyDigest,
 	})
@@ -64,7 +75,7 @@ func memoryEntry(s promotion.Signer, policyDigest string, i int, base time.Time)
 // duration, then reports serve's peak RSS beside its idle RSS.
 func (r *Runner) memory(ctx context.Context) error {
 	n := r.plan.MemoryEntries
-	dir := filepath.Join(r.ws.dir, fmt.Sprintf("hostile-%s-%d", fixtureVersion, n))
+	dir := filepath.Join(r.ws.dir, fmt.Sprintf("hostile-%s-%d", memoryFixtureVersion, n))
 	if !exists(filepath.Join(dir, "ledger.db")) {
 		tmp := dir + ".tmp"
 		if err := os.RemoveAll(tmp); err != nil {
@@ -119,7 +130,23 @@ func (r *Runner) memory(ctx context.Context) error {
 	if err := sg.waitReady(ctx, tlsCfg, 5*time.Minute); err != nil {
 		return err
 	}
-	res := MemoryResult{Entries: n, FileBytes: fi.Size(), Clients: memoryClients, IdleRSS: sg.peakRSS()}
+	res := MemoryResult{Entries: n, FileBytes: fi.Size(), Clients: memoryClients, IdleRSS: sg.peakRSS(), IdleAnon: rssAnon(sg.pid())}
+	stopSampling := make(chan struct{})
+	sampled := make(chan int64, 1)
+	go func() {
+		peak := res.IdleAnon
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				sampled <- peak
+				return
+			case <-t.C:
+				peak = max(peak, rssAnon(sg.pid()))
+			}
+		}
+	}()
 
 	base := "https://" + addr
 	paths := []string{"/v1/ledger/entries", "/v1/images/" + memoryRepo}
@@ -152,9 +179,11 @@ func (r *Runner) memory(ctx context.Context) error {
 	wg.Wait()
 	res.Seconds = time.Since(t0).Seconds()
 	res.PeakRSS = sg.peakRSS()
+	close(stopSampling)
+	res.PeakAnon = <-sampled
 	r.res.Memory = res
 	r.log.Info("memory", "entries", n, "requests", res.Requests, "errors", res.Errors, "max response MB", res.MaxResponse>>20,
-		"idle RSS MB", res.IdleRSS>>20, "peak RSS MB", res.PeakRSS>>20)
+		"idle RSS MB", res.IdleRSS>>20, "peak RSS MB", res.PeakRSS>>20, "peak anon MB", res.PeakAnon>>20)
 	if sg.exited() {
 		return fmt.Errorf("bench: serve exited during the memory scenario; see logs/memory.log")
 	}
@@ -196,4 +225,22 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// rssAnon is the anonymous part of process pid's resident set (RssAnon in
+// /proc/<pid>/status), in bytes, or 0 when it cannot be read.
+func rssAnon(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }

@@ -12,16 +12,20 @@ import (
 // image pinned by digest), in index order. Its size grows with what was
 // written; serve answers clients with HistoryPage instead.
 func (l *Ledger) History(repositoryOrDigest string) ([]Entry, error) {
-	out, _, err := l.HistoryPage(repositoryOrDigest, 0, 0)
+	out, _, err := l.HistoryPage(repositoryOrDigest, 0, 0, 0)
 	return out, err
 }
 
 // HistoryPage is History from index start on, with at most limit entries
-// (0: no limit); more says whether entries follow the last one returned.
+// (0: no limit) and, after the first, no more than maxBytes of stored
+// entries (0: no limit); more says whether entries follow the last one
+// returned. The byte budget is applied while reading, so that a page of
+// large entries never holds more than it will answer with.
 // A page costs what it holds, not what the whole history holds: the
 // history bucket's keys are the name and the big-endian index, so the
 // cursor seeks straight to start.
-func (l *Ledger) HistoryPage(repositoryOrDigest string, start uint64, limit int) (page []Entry, more bool, err error) {
+func (l *Ledger) HistoryPage(repositoryOrDigest string, start uint64, limit, maxBytes int) (page []Entry, more bool, err error) {
+	read := 0
 	err = l.db.View(func(tx *bolt.Tx) error {
 		prefix := append([]byte(repositoryOrDigest), 0)
 		entries := tx.Bucket(bucketEntries)
@@ -38,6 +42,10 @@ func (l *Ledger) HistoryPage(repositoryOrDigest string, start uint64, limit int)
 			v := entries.Get(idx)
 			if v == nil {
 				return fmt.Errorf("ledger: history of %q names missing entry %d", repositoryOrDigest, binary.BigEndian.Uint64(idx))
+			}
+			if read += len(v); maxBytes > 0 && len(page) > 0 && read > maxBytes {
+				more = true
+				return nil
 			}
 			e, err := decodeEntry(v)
 			if err != nil {

@@ -295,6 +295,13 @@ func (l *Ledger) State(digest, stage string) (State, bool, error) {
 
 // Entries returns at most limit entries starting at index start.
 func (l *Ledger) Entries(start, limit uint64) ([]Entry, error) {
+	return l.EntriesPage(start, limit, 0)
+}
+
+// EntriesPage is Entries that also stops, after the first entry, before
+// the stored entries read pass maxBytes (0: no limit), so that a page of
+// large entries never holds more than its answer may.
+func (l *Ledger) EntriesPage(start, limit uint64, maxBytes int) ([]Entry, error) {
 	var out []Entry
 	err := l.db.View(func(tx *bolt.Tx) error {
 		size := txSize(tx)
@@ -305,10 +312,13 @@ func (l *Ledger) Entries(start, limit uint64) ([]Entry, error) {
 		if limit < end-start {
 			end = start + limit
 		}
-		out = make([]Entry, 0, end-start)
+		out = make([]Entry, 0, min(end-start, 64))
 		c := tx.Bucket(bucketEntries).Cursor()
-		i := start
+		i, read := start, 0
 		for k, v := c.Seek(be64(start)); k != nil && i < end; k, v = c.Next() {
+			if read += len(v); maxBytes > 0 && len(out) > 0 && read > maxBytes {
+				return nil
+			}
 			e, err := decodeEntry(v)
 			if err != nil {
 				return fmt.Errorf("ledger: entry %d: %w", i, err)
