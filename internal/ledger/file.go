@@ -64,12 +64,12 @@ func checkFile(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("ledger: open %s: %w", path, err)
+		return fmt.Errorf("ledger: %w", err) // a *fs.PathError: it names the file
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("ledger: open %s: %w", path, err)
+		return fmt.Errorf("ledger: %w", err)
 	}
 	size := info.Size()
 	if size == 0 {

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -151,6 +152,10 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (is another stagegate running?)", ErrLocked, path)
+	}
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return nil, fmt.Errorf("ledger: %w", err) // it names the file already
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
