@@ -61,9 +61,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.ws = ws
 
-	sizes := slices.Clone(r.plan.ScaleSizes)
-	if !slices.Contains(sizes, r.plan.WebhookLedger) {
-		sizes = append(sizes, r.plan.WebhookLedger)
+	// The memory scenario builds its own fixture; the others share these.
+	var sizes []int
+	if r.enabled("decision") || r.enabled("webhook") || r.enabled("promotion") || r.enabled("scale") {
+		sizes = slices.Clone(r.plan.ScaleSizes)
+		if !slices.Contains(sizes, r.plan.WebhookLedger) {
+			sizes = append(sizes, r.plan.WebhookLedger)
+		}
 	}
 	slices.Sort(sizes)
 	for _, n := range sizes {
