@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -188,7 +189,7 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	var stage, reason, output, evidence, progress string
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
-		Short: "Promote an image (by tag or digest) to a stage; prints the signed receipt",
+		Short: "Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt",
 		Example: `  export STAGEGATE_TOKEN=$(cat data/dev-token)
   stagegate promote 127.0.0.1:5001/sample/app:1.0 --stage dev --reason "build 42" -o receipt.json`,
 		Args: cobra.ExactArgs(1),
@@ -233,14 +234,14 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				verb = "already promoted"
 			}
 			fmt.Fprintf(s.Err, "%s %s@%s to %s (ledger entry %d)\n", verb, rc.Entry.Repository, rc.Entry.Digest, rc.Entry.Stage, rc.Entry.Index)
-			return writeOutput(s, output, out)
+			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}
 	cf.bind(cmd.Flags())
 	cmd.Flags().StringVar(&stage, "stage", "", "target stage (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded and signed")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write the receipt to this file instead of stdout")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
 	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")
 	_ = cmd.MarkFlagRequired("stage")
 	return cmd
@@ -275,14 +276,14 @@ func newRevokeCommand(s Streams) *cobra.Command {
 				verb = "already revoked"
 			}
 			fmt.Fprintf(s.Err, "%s %s in %s\n", verb, digest, stage)
-			return writeOutput(s, output, out)
+			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}
 	cf.bind(cmd.Flags())
 	cmd.Flags().StringVar(&stage, "stage", "", "stage to revoke from, or '*' for all (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	cmd.Flags().StringVar(&repo, "repository", "", "repository, checked against the ledger")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write the receipt to this file instead of stdout")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
 	_ = cmd.MarkFlagRequired("stage")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd
@@ -290,6 +291,8 @@ func newRevokeCommand(s Streams) *cobra.Command {
 
 func newStatusCommand(s Streams) *cobra.Command {
 	cf := clientFlags{lookup: s.LookupEnv}
+	var output string
+	var start, limit uint64
 	cmd := &cobra.Command{
 		Use:   "status REPOSITORY|DIGEST|IMAGE@DIGEST",
 		Short: "Show an image's state in every stage and its history",
@@ -303,22 +306,31 @@ func newStatusCommand(s Streams) *cobra.Command {
 			if i := strings.LastIndexByte(key, '@'); i >= 0 {
 				key = key[i+1:]
 			}
-			_, out, err := c.do(cmd.Context(), http.MethodGet, "/v1/images/"+url.PathEscape(key), nil)
+			q := url.Values{}
+			if cmd.Flags().Changed("start") {
+				q.Set("start", strconv.FormatUint(start, 10))
+			}
+			if cmd.Flags().Changed("limit") {
+				q.Set("limit", strconv.FormatUint(limit, 10))
+			}
+			path := "/v1/images/" + url.PathEscape(key)
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			_, out, err := c.do(cmd.Context(), http.MethodGet, path, nil)
 			if err != nil {
 				return err
 			}
-			_, err = s.Out.Write(out)
-			return err
+			// The client has no config of its own: the stages are shown in
+			// the default pipeline's order, any others after them by name.
+			return printAnswer(s, output, out, statusTable(out, config.Default().StageNames()))
 		},
 	}
 	cf.bind(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", "", outputHelp)
+	cmd.Flags().Uint64Var(&start, "start", 0, "first ledger index of the history page")
+	cmd.Flags().Uint64Var(&limit, "limit", 100, "entries per history page (at most 1000)")
 	return cmd
 }
 
-func writeOutput(s Streams, path string, b []byte) error {
-	if path == "" {
-		_, err := s.Out.Write(b)
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
-}
+
