@@ -332,5 +332,3 @@ func newStatusCommand(s Streams) *cobra.Command {
 	cmd.Flags().Uint64Var(&limit, "limit", 100, "entries per history page (at most 1000)")
 	return cmd
 }
-
-
