@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/testutil/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -84,7 +85,7 @@ func TestPrintAnswer(t *testing.T) {
 			}
 			switch tt.output {
 			case outputTable:
-				golden(t, filepath.Join("testdata", tt.golden), out.Bytes())
+				golden.Assert(t, filepath.Join("testdata", tt.golden), out.Bytes(), *update)
 			case outputYAML:
 				back, err := yaml.YAMLToJSON(out.Bytes())
 				if err != nil {
@@ -120,24 +121,5 @@ func TestPrintAnswerToFile(t *testing.T) {
 	}
 	if !bytes.Equal(got, receipt) || out.Len() != 0 {
 		t.Fatalf("file holds %q and stdout %q; want the receipt in the file and nothing printed", got, out.Bytes())
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update if the change is intended):\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/config"
+	goldenfile "github.com/stagegate/stagegate/internal/testutil/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and deploy/base from the current output")
@@ -77,18 +78,7 @@ func TestGolden(t *testing.T) {
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output; run `go test ./internal/manifests -update` and review the diff.\ngot:\n%s", path, got)
-	}
+	goldenfile.Assert(t, path, got, *update)
 }
 
 func TestOptionsValidate(t *testing.T) {

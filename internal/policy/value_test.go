@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/stagegate/stagegate/internal/testutil/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden decisions in testdata/")
@@ -113,19 +115,7 @@ func TestDocumentedExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			golden := filepath.Join("testdata", strings.TrimSuffix(tt.input, "_input.json")+"_decision.golden.json")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("decision for %s:\n got %s\nwant %s", tt.input, got, want)
-			}
+			golden.Assert(t, filepath.Join("testdata", strings.TrimSuffix(tt.input, "_input.json")+"_decision.golden.json"), got, *update)
 		})
 	}
 }

@@ -1,15 +1,15 @@
 package signing
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagegate/stagegate/internal/testutil/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -107,19 +107,7 @@ func TestStatementGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			golden := filepath.Join("testdata", tt.name+".statement.json")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("statement differs from %s (run with -update if intended):\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			golden.Assert(t, filepath.Join("testdata", tt.name+".statement.json"), got, *update)
 		})
 	}
 }
