@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stagegate/stagegate/internal/policy"
+	"github.com/stagegate/stagegate/internal/testutil/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -48,19 +49,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "check-manifest.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, append(out, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(want) != string(out)+"\n" {
-		t.Errorf("Check results differ from %s (run with -update):\n%s", golden, out)
-	}
+	golden.Assert(t, filepath.Join("testdata", "check-manifest.golden.json"), append(out, '\n'), *update)
 	// The golden file is only as good as these facts.
 	allowed := map[string]bool{}
 	for _, res := range got {
