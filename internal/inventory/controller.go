@@ -1,0 +1,424 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of a Controller.
+const (
+	// DefaultSweepInterval is how often every namespace is re-evaluated,
+	// to catch what no event announced.
+	DefaultSweepInterval = 10 * time.Minute
+	// DefaultWorkers is how many namespaces are evaluated at once.
+	DefaultWorkers = 2
+	// maxRetries bounds the rate-limited retries of a failing namespace;
+	// the next sweep tries it again.
+	maxRetries = 5
+)
+
+// Event reasons.
+const (
+	// EventViolation is the reason of the Event on a workload whose pod
+	// became violating.
+	EventViolation = "StagegateViolation"
+)
+
+// Controller keeps each gated namespace's PolicyReport, gauges and Events up
+// to date with what admission would decide now for its running pods. Run
+// it in one replica only (the leader).
+type Controller struct {
+	client   kubernetes.Interface
+	reviewer Reviewer
+	reports  reports
+	metrics  *metrics
+	log      *slog.Logger
+	clock    clock.WithTicker
+	interval time.Duration
+	workers  int
+
+	factory    informers.SharedInformerFactory
+	pods       cache.SharedIndexInformer
+	namespaces corelisters.NamespaceLister
+	nsInformer cache.SharedIndexInformer
+	queue      workqueue.TypedRateLimitingInterface[string]
+
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+
+	mu sync.Mutex
+	// byDigest is the namespaces where each digest runs, so that a
+	// revocation re-evaluates those alone; nsDigests is its inverse.
+	byDigest  map[string]map[string]struct{}
+	nsDigests map[string][]string
+	// violating is, per namespace, the pods (by UID) that violate, so that
+	// an Event marks becoming violating, not every evaluation.
+	violating map[string]map[string]struct{}
+	// reported is the namespaces that have a report of stagegate's.
+	reported map[string]bool
+}
+
+type controllerOptions struct {
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	clock    clock.WithTicker
+	interval time.Duration
+	workers  int
+}
+
+// Option configures a Controller.
+type Option func(*controllerOptions)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(o *controllerOptions) { o.log = l } }
+
+// WithRegisterer registers the controller's gauges on reg.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(o *controllerOptions) { o.reg = reg }
+}
+
+// WithClock sets the clock of the sweeps and the reports' timestamps.
+func WithClock(c clock.WithTicker) Option { return func(o *controllerOptions) { o.clock = c } }
+
+// WithSweepInterval sets how often every namespace is re-evaluated
+// (default DefaultSweepInterval).
+func WithSweepInterval(d time.Duration) Option {
+	return func(o *controllerOptions) { o.interval = d }
+}
+
+// WithWorkers sets how many namespaces are evaluated at once.
+func WithWorkers(n int) Option { return func(o *controllerOptions) { o.workers = n } }
+
+// New returns a Controller that watches pods and namespaces through client,
+// asks reviewer, and writes PolicyReports through dyn.
+func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, opts ...Option) (*Controller, error) {
+	o := controllerOptions{clock: clock.RealClock{}, interval: DefaultSweepInterval, workers: DefaultWorkers}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.interval <= 0 {
+		o.interval = DefaultSweepInterval
+	}
+	if o.workers <= 0 {
+		o.workers = DefaultWorkers
+	}
+	m, err := newMetrics(o.reg)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: metrics: %w", err)
+	}
+	c := &Controller{
+		client: client, reviewer: reviewer, metrics: m, log: o.log,
+		reports: reports{client: dyn, now: o.clock.Now},
+		clock:   o.clock, interval: o.interval, workers: o.workers,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stagegate-inventory", Clock: o.clock}),
+		byDigest:  map[string]map[string]struct{}{},
+		nsDigests: map[string][]string{},
+		violating: map[string]map[string]struct{}{},
+		reported:  map[string]bool{},
+	}
+	// No resync: the sweep re-evaluates everything, and a resync would
+	// only replay the cache.
+	c.factory = informers.NewSharedInformerFactory(client, 0)
+	c.pods = c.factory.Core().V1().Pods().Informer()
+	nsInf := c.factory.Core().V1().Namespaces()
+	c.nsInformer, c.namespaces = nsInf.Informer(), nsInf.Lister()
+	if err := c.pods.SetTransform(stripPod); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if err := c.nsInformer.SetTransform(stripNamespace); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueueObject,
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Pod)
+			n, ok2 := cur.(*corev1.Pod)
+			if !ok1 || !ok2 || changed(o, n) {
+				c.enqueueObject(cur)
+			}
+		},
+		DeleteFunc: c.enqueueObject,
+	}); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if _, err := c.nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueueNamespace,
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Namespace)
+			n, ok2 := cur.(*corev1.Namespace)
+			if !ok1 || !ok2 || o.Labels[stageKey] != n.Labels[stageKey] {
+				c.enqueueNamespace(cur)
+			}
+		},
+		DeleteFunc: c.enqueueNamespace,
+	}); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	c.broadcaster = record.NewBroadcaster()
+	c.recorder = c.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "stagegate"})
+	return c, nil
+}
+
+// Run watches and evaluates until ctx ends. It returns ErrNotSynced when the
+// caches do not fill before ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	defer c.broadcaster.Shutdown()
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nsInformer.HasSynced) {
+		return ErrNotSynced
+	}
+	var wg sync.WaitGroup
+	for range c.workers {
+		wg.Go(func() {
+			for c.next(ctx) {
+			}
+		})
+	}
+	c.sweep()
+	tick := c.clock.NewTicker(c.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.queue.ShutDown()
+			wg.Wait()
+			return nil
+		case <-tick.C():
+			c.sweep()
+		}
+	}
+}
+
+// Invalidate re-evaluates the pods that run digest: a revocation or a
+// promotion of it was recorded.
+func (c *Controller) Invalidate(digest string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ns := range c.byDigest[digest] {
+		c.queue.Add(ns)
+	}
+}
+
+// InvalidateAll re-evaluates every pod, e.g. after a policy reload.
+func (c *Controller) InvalidateAll() {
+	nss, err := c.namespaces.List(everything)
+	if err != nil { // the lister of an informer's cache never fails
+		c.log.Error("inventory: list namespaces", "err", err)
+		return
+	}
+	for _, ns := range nss {
+		c.queue.Add(ns.Name)
+	}
+}
+
+func (c *Controller) sweep() {
+	c.metrics.swept(c.clock.Now())
+	c.InvalidateAll()
+}
+
+func (c *Controller) enqueueObject(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if p, ok := obj.(*corev1.Pod); ok {
+		c.queue.Add(p.Namespace)
+	}
+}
+
+func (c *Controller) enqueueNamespace(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		c.queue.Add(ns.Name)
+	}
+}
+
+func (c *Controller) next(ctx context.Context) bool {
+	ns, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(ns)
+	err := c.reconcile(ctx, ns)
+	switch {
+	case err == nil:
+		c.queue.Forget(ns)
+	case ctx.Err() != nil:
+	case c.queue.NumRequeues(ns) < maxRetries:
+		c.log.Warn("inventory: namespace evaluation failed; retrying", "namespace", ns, "err", err)
+		c.queue.AddRateLimited(ns)
+	default:
+		c.log.Error("inventory: namespace evaluation failed; the next sweep retries", "namespace", ns, "err", err)
+		c.queue.Forget(ns)
+	}
+	return true
+}
+
+// reconcile recomputes ns's violations from the caches and the ledger, and
+// writes its report, gauges and Events. It is idempotent.
+func (c *Controller) reconcile(ctx context.Context, ns string) error {
+	nsObj, err := c.namespaces.Get(ns)
+	if apierrors.IsNotFound(err) {
+		// Its report went with it.
+		c.forget(ns)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inventory: namespace %q: %w", ns, err)
+	}
+	objs, err := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	if err != nil {
+		return fmt.Errorf("inventory: pods of namespace %q: %w", ns, err)
+	}
+	var (
+		violations []Violation
+		digests    []string
+		passed     int
+		staged     = nsObj.Labels[stageKey] != ""
+	)
+	for _, obj := range objs {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || !gated(p) {
+			continue
+		}
+		st := stage(p, nsObj)
+		if st == "" {
+			continue
+		}
+		staged = true
+		v, ds, err := evaluate(ctx, c.reviewer, p, st)
+		if err != nil {
+			return err
+		}
+		digests = append(digests, ds...)
+		if v == nil {
+			passed++
+			continue
+		}
+		violations = append(violations, *v)
+	}
+	slices.SortFunc(violations, func(a, b Violation) int { return strings.Compare(a.Pod, b.Pod) })
+	c.index(ns, digests)
+	c.metrics.set(ns, violations)
+	c.announce(ns, violations)
+	if !staged {
+		if !c.hasReport(ns) {
+			return nil
+		}
+		if err := c.reports.remove(ctx, ns); err != nil {
+			return err
+		}
+		c.setReported(ns, false)
+		return nil
+	}
+	if err := c.reports.write(ctx, ns, violations, passed); err != nil {
+		return err
+	}
+	c.setReported(ns, true)
+	return nil
+}
+
+// index records the digests that run in ns.
+func (c *Controller) index(ns string, digests []string) {
+	slices.Sort(digests)
+	digests = slices.Compact(digests)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.nsDigests[ns] {
+		delete(c.byDigest[d], ns)
+		if len(c.byDigest[d]) == 0 {
+			delete(c.byDigest, d)
+		}
+	}
+	if len(digests) == 0 {
+		delete(c.nsDigests, ns)
+		return
+	}
+	c.nsDigests[ns] = digests
+	for _, d := range digests {
+		if c.byDigest[d] == nil {
+			c.byDigest[d] = map[string]struct{}{}
+		}
+		c.byDigest[d][ns] = struct{}{}
+	}
+}
+
+// announce emits an Event for each pod of ns that became violating, and
+// remembers which pods violate.
+func (c *Controller) announce(ns string, violations []Violation) {
+	now := make(map[string]struct{}, len(violations))
+	c.mu.Lock()
+	before := c.violating[ns]
+	var fresh []Violation
+	for _, v := range violations {
+		now[v.UID] = struct{}{}
+		if _, ok := before[v.UID]; !ok {
+			fresh = append(fresh, v)
+		}
+	}
+	if len(now) == 0 {
+		delete(c.violating, ns)
+	} else {
+		c.violating[ns] = now
+	}
+	c.mu.Unlock()
+	for _, v := range fresh {
+		ref := v.Owner
+		c.recorder.Eventf(&ref, corev1.EventTypeWarning, EventViolation,
+			"pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
+		c.log.Warn("inventory: running pod violates its stage", "namespace", ns, "pod", v.Pod, "stage", v.Stage,
+			"image", v.Image, "digest", v.Digest, "reason", v.Reason, "ledgerIndex", v.LedgerIndex)
+	}
+}
+
+func (c *Controller) forget(ns string) {
+	c.index(ns, nil)
+	c.metrics.set(ns, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.violating, ns)
+	delete(c.reported, ns)
+}
+
+func (c *Controller) hasReport(ns string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reported[ns]
+}
+
+func (c *Controller) setReported(ns string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.reported[ns] = true
+	} else {
+		delete(c.reported, ns)
+	}
+}

@@ -1,0 +1,92 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+)
+
+// PolicyReportResource is the PolicyReport resource that Kyverno's Policy
+// Reporter and other tools read.
+var PolicyReportResource = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version: "v1alpha2", Resource: "policyreports"}
+
+// Report fields.
+const (
+	// ReportName is the name of stagegate's PolicyReport in each namespace.
+	ReportName = "stagegate"
+	// PolicyName is the policy of every result; its rule is the stage.
+	PolicyName = "stagegate"
+	// fieldManager owns the reports' fields (server-side apply).
+	fieldManager = "stagegate"
+)
+
+// reports writes PolicyReports through the dynamic client.
+type reports struct {
+	client dynamic.Interface
+	now    func() time.Time
+}
+
+// write applies ns's report: one fail result per violation, and the count
+// of the pods that pass.
+func (r reports) write(ctx context.Context, ns string, violations []Violation, passed int) error {
+	ts := r.now()
+	results := make([]any, 0, len(violations))
+	for _, v := range violations {
+		props := map[string]any{
+			"image":  v.Image,
+			"digest": v.Digest,
+			"stage":  v.Stage,
+			"reason": string(v.Reason),
+		}
+		if v.HasLedgerIndex {
+			props["ledgerIndex"] = strconv.FormatUint(v.LedgerIndex, 10)
+		}
+		results = append(results, map[string]any{
+			"policy":     PolicyName,
+			"rule":       v.Stage,
+			"result":     "fail",
+			"source":     "stagegate",
+			"category":   string(v.Reason),
+			"message":    v.Message,
+			"scored":     true,
+			"properties": props,
+			"timestamp":  map[string]any{"seconds": ts.Unix(), "nanos": int64(ts.Nanosecond())},
+			"resources": []any{map[string]any{
+				"apiVersion": "v1", "kind": "Pod", "namespace": v.Namespace, "name": v.Pod, "uid": v.UID,
+			}},
+		})
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": PolicyReportResource.GroupVersion().String(),
+		"kind":       "PolicyReport",
+		"metadata": map[string]any{
+			"name":      ReportName,
+			"namespace": ns,
+			"labels":    map[string]any{"app.kubernetes.io/managed-by": "stagegate"},
+		},
+		"summary": map[string]any{"pass": int64(passed), "fail": int64(len(violations)), "warn": int64(0), "error": int64(0), "skip": int64(0)},
+		"results": results,
+	}}
+	_, err := r.client.Resource(PolicyReportResource).Namespace(ns).Apply(ctx, ReportName, u,
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	if err != nil {
+		return fmt.Errorf("inventory: write the PolicyReport of namespace %q: %w", ns, err)
+	}
+	return nil
+}
+
+// remove deletes ns's report, e.g. when the namespace lost its stage label.
+func (r reports) remove(ctx context.Context, ns string) error {
+	err := r.client.Resource(PolicyReportResource).Namespace(ns).Delete(ctx, ReportName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("inventory: delete the PolicyReport of namespace %q: %w", ns, err)
+	}
+	return nil
+}
