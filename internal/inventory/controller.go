@@ -393,8 +393,11 @@ func (c *Controller) announce(ns string, violations []Violation) {
 		ref := v.Owner
 		c.recorder.Eventf(&ref, corev1.EventTypeWarning, EventViolation,
 			"pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
-		c.log.Warn("inventory: running pod violates its stage", "namespace", ns, "pod", v.Pod, "stage", v.Stage,
-			"image", v.Image, "digest", v.Digest, "reason", v.Reason, "ledgerIndex", v.LedgerIndex)
+		args := []any{"namespace", ns, "pod", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
+		if v.HasLedgerIndex {
+			args = append(args, "ledgerIndex", v.LedgerIndex)
+		}
+		c.log.Warn("inventory: running pod violates its stage", args...)
 	}
 }
 

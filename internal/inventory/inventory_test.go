@@ -102,7 +102,10 @@ func (e *env) start(t *testing.T) {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // appendEntry records a promotion or revocation as the promotion service
 // would, signed envelope aside (admission reads states, not envelopes).
