@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -151,30 +152,12 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 	if err := c.nsInformer.SetTransform(stripNamespace); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueueObject,
-		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*corev1.Pod)
-			n, ok2 := cur.(*corev1.Pod)
-			if !ok1 || !ok2 || changed(o, n) {
-				c.enqueueObject(cur)
-			}
-		},
-		DeleteFunc: c.enqueueObject,
-	}); err != nil {
+	if _, err := c.pods.AddEventHandler(handler(c.enqueue, changed)); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	if _, err := c.nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueueNamespace,
-		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*corev1.Namespace)
-			n, ok2 := cur.(*corev1.Namespace)
-			if !ok1 || !ok2 || o.Labels[stageKey] != n.Labels[stageKey] {
-				c.enqueueNamespace(cur)
-			}
-		},
-		DeleteFunc: c.enqueueNamespace,
-	}); err != nil {
+	if _, err := c.nsInformer.AddEventHandler(handler(c.enqueue, func(o, n *corev1.Namespace) bool {
+		return o.Labels[stageKey] != n.Labels[stageKey]
+	})); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	c.broadcaster = record.NewBroadcaster()
@@ -242,21 +225,32 @@ func (c *Controller) sweep() {
 	c.InvalidateAll()
 }
 
-func (c *Controller) enqueueObject(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if p, ok := obj.(*corev1.Pod); ok {
-		c.queue.Add(p.Namespace)
+// handler enqueues every added or deleted object, and an updated one when
+// changed says the update may change its answer.
+func handler[T any](enqueue func(any), changed func(old, cur T) bool) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		DeleteFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(T)
+			n, ok2 := cur.(T)
+			if !ok1 || !ok2 || changed(o, n) {
+				enqueue(cur)
+			}
+		},
 	}
 }
 
-func (c *Controller) enqueueNamespace(obj any) {
+// enqueue queues the namespace of a pod, or a namespace.
+func (c *Controller) enqueue(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	if ns, ok := obj.(*corev1.Namespace); ok {
-		c.queue.Add(ns.Name)
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		c.queue.Add(o.Namespace)
+	case *corev1.Namespace:
+		c.queue.Add(o.Name)
 	}
 }
 
@@ -327,7 +321,7 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 	slices.SortFunc(violations, func(a, b Violation) int { return strings.Compare(a.Pod, b.Pod) })
 	c.index(ns, digests)
 	c.metrics.set(ns, violations)
-	c.announce(ns, violations)
+	c.announce(ctx, ns, violations)
 	if !staged {
 		if !c.hasReport(ns) {
 			return nil
@@ -372,7 +366,7 @@ func (c *Controller) index(ns string, digests []string) {
 
 // announce emits an Event for each pod of ns that became violating, and
 // remembers which pods violate.
-func (c *Controller) announce(ns string, violations []Violation) {
+func (c *Controller) announce(ctx context.Context, ns string, violations []Violation) {
 	now := make(map[string]struct{}, len(violations))
 	c.mu.Lock()
 	before := c.violating[ns]
@@ -390,7 +384,7 @@ func (c *Controller) announce(ns string, violations []Violation) {
 	}
 	c.mu.Unlock()
 	for _, v := range fresh {
-		ref := v.Owner
+		ref := c.workload(ctx, v.Owner)
 		c.recorder.Eventf(&ref, corev1.EventTypeWarning, EventViolation,
 			"pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
 		args := []any{"namespace", ns, "pod", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
@@ -399,6 +393,24 @@ func (c *Controller) announce(ns string, violations []Violation) {
 		}
 		c.log.Warn("inventory: running pod violates its stage", args...)
 	}
+}
+
+// workload is the object people manage for a pod's owner: a ReplicaSet's
+// Deployment, whose Events "kubectl describe deployment" shows, else the
+// owner itself. It costs a GET, made only when a pod becomes violating.
+func (c *Controller) workload(ctx context.Context, ref corev1.ObjectReference) corev1.ObjectReference {
+	if ref.Kind != "ReplicaSet" || ref.APIVersion != "apps/v1" {
+		return ref
+	}
+	rs, err := c.client.AppsV1().ReplicaSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		c.log.Debug("inventory: owner of a ReplicaSet unknown; the Event goes on the ReplicaSet", "namespace", ref.Namespace, "replicaSet", ref.Name, "err", err)
+		return ref
+	}
+	if o := metav1.GetControllerOf(rs); o != nil && o.Kind == "Deployment" && o.APIVersion == "apps/v1" {
+		return corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: ref.Namespace, Name: o.Name, UID: o.UID}
+	}
+	return ref
 }
 
 func (c *Controller) forget(ns string) {

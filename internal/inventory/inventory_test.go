@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -159,6 +160,28 @@ func (e *env) pod(t *testing.T, ns, name, img string, mutate func(*corev1.Pod)) 
 	}
 }
 
+// deployment creates a Deployment and the ReplicaSet it would own: envtest
+// runs no controllers.
+func (e *env) deployment(t *testing.T, ns, name, img string) *appsv1.ReplicaSet {
+	t.Helper()
+	yes := true
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel.MatchLabels},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: img}}}}
+	d, err := e.cs.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{Selector: sel, Template: tmpl}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := e.cs.AppsV1().ReplicaSets(ns).Create(t.Context(), &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-5d8f",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID, Controller: &yes}}},
+		Spec: appsv1.ReplicaSetSpec{Selector: sel, Template: tmpl}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
 // result is a report result as a test compares it.
 type result struct {
 	pod, reason, digest, ledgerIndex string
@@ -287,8 +310,9 @@ func TestContinuousValidation(t *testing.T) {
 	e.pod(t, "test", "glass", image(digestC), func(p *corev1.Pod) {
 		p.Annotations = map[string]string{admission.BreakGlassAnnotation: "INC-1234: hotfix"}
 	})
-	e.pod(t, "prod", "app-a", image(digestA), func(p *corev1.Pod) {
-		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "app-a-5d8f", UID: "rs-uid", Controller: &yes}}
+	rs := e.deployment(t, "prod", "app-a", image(digestA))
+	e.pod(t, "prod", "app-a-5d8f-x2k9", image(digestA), func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}}
 	})
 	e.pod(t, "plain", "anything", image(digestC), nil)
 	size, err := e.ledger.Size()
@@ -322,8 +346,8 @@ func TestContinuousValidation(t *testing.T) {
 			{pod: "app-a", reason: "revoked", digest: digestA, ledgerIndex: idx},
 			{pod: "glass", reason: "break-glass", digest: digestC},
 		}})
-		e.waitReport(t, "prod", report{fail: 1, results: []result{{pod: "app-a", reason: "revoked", digest: digestA, ledgerIndex: idx}}})
-		e.waitEvent(t, "prod", "ReplicaSet", "app-a-5d8f")
+		e.waitReport(t, "prod", report{fail: 1, results: []result{{pod: "app-a-5d8f-x2k9", reason: "revoked", digest: digestA, ledgerIndex: idx}}})
+		e.waitEvent(t, "prod", "Deployment", "app-a")
 		e.waitEvent(t, "test", "Pod", "app-a")
 		for _, ns := range []string{"test", "prod"} {
 			if got := e.gauge(t, "stagegate_running_violations", map[string]string{"namespace": ns, "stage": ns, "reason": "revoked"}); got != 1 {
