@@ -176,6 +176,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nsInformer.HasSynced) {
 		return ErrNotSynced
 	}
+	// A namespace that lost its stage label while no controller ran
+	// still holds a report; the first sweep removes it.
+	written, err := c.reports.written(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ns := range written {
+		c.setReported(ns, true)
+	}
 	var wg sync.WaitGroup
 	for range c.workers {
 		wg.Go(func() {

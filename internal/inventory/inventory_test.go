@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -235,6 +236,18 @@ func (e *env) waitReport(t *testing.T, ns string, want report) {
 	}
 }
 
+// waitNoReport polls until ns has no report, for at most a minute.
+func (e *env) waitNoReport(t *testing.T, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := e.dyn.Resource(PolicyReportResource).Namespace(ns).Get(ctx, ReportName, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatalf("the report of ungated namespace %s stays: %v", ns, err)
+	}
+}
+
 // gauge is stagegate_running_violations for one label set, from the
 // registry as /metrics would serve it.
 func (e *env) gauge(t *testing.T, name string, labels map[string]string) float64 {
@@ -315,6 +328,14 @@ func TestContinuousValidation(t *testing.T) {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}}
 	})
 	e.pod(t, "plain", "anything", image(digestC), nil)
+	// A report an earlier run left in a namespace that lost its stage.
+	stale := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+		"metadata": map[string]any{"name": ReportName, "namespace": "plain", "labels": map[string]any{managedBy: fieldManager}},
+	}}
+	if _, err := e.dyn.Resource(PolicyReportResource).Namespace("plain").Create(t.Context(), stale, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	size, err := e.ledger.Size()
 	if err != nil {
 		t.Fatal(err)
@@ -328,9 +349,7 @@ func TestContinuousValidation(t *testing.T) {
 		if got := e.gauge(t, "stagegate_running_violations", map[string]string{"namespace": "test", "stage": "test", "reason": "break-glass"}); got != 1 {
 			t.Errorf("break-glass gauge of test = %v, want 1", got)
 		}
-		if _, err := e.dyn.Resource(PolicyReportResource).Namespace("plain").Get(t.Context(), ReportName, metav1.GetOptions{}); err == nil {
-			t.Error("a namespace without a stage got a report")
-		}
+		e.waitNoReport(t, "plain")
 		// A dry run records nothing, not even the break-glass.
 		if got, err := e.ledger.Size(); err != nil || got != size {
 			t.Errorf("ledger size %d (%v), want %d: evaluation wrote to the ledger", got, err, size)
@@ -399,6 +418,7 @@ func TestContinuousValidation(t *testing.T) {
 		}
 	})
 
+	var revokedB uint64
 	t.Run("the periodic sweep", func(t *testing.T) {
 		before := e.gauge(t, "stagegate_running_last_full_sweep_timestamp_seconds", nil)
 		if want := float64(e.clock.Now().Unix()); before != want {
@@ -408,7 +428,7 @@ func TestContinuousValidation(t *testing.T) {
 		e.appendEntry(t, ledger.KindPromotion, digestB, "prod", "")
 		e.relabel(t, "test", "prod")
 		e.waitReport(t, "test", report{pass: 2, fail: 1, results: []result{{pod: "glass", reason: "not promoted", digest: digestC}}})
-		revoked := e.appendEntry(t, ledger.KindRevocation, digestB, "prod", "bad build")
+		revokedB = e.appendEntry(t, ledger.KindRevocation, digestB, "prod", "bad build")
 		// Wait until the sweep's ticker is armed, then tick it.
 		err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 			return e.clock.HasWaiters(), nil
@@ -418,11 +438,28 @@ func TestContinuousValidation(t *testing.T) {
 		}
 		e.clock.Step(time.Hour)
 		e.waitReport(t, "test", report{pass: 1, fail: 2, results: []result{
-			{pod: "app-b", reason: "revoked", digest: digestB, ledgerIndex: fmt.Sprint(revoked)},
+			{pod: "app-b", reason: "revoked", digest: digestB, ledgerIndex: fmt.Sprint(revokedB)},
 			{pod: "glass", reason: "not promoted", digest: digestC},
 		}})
 		if got, want := e.gauge(t, "stagegate_running_last_full_sweep_timestamp_seconds", nil), float64(e.clock.Now().Unix()); got != want {
 			t.Errorf("last sweep %v, want %v", got, want)
+		}
+	})
+
+	t.Run("a deleted pod and an ungated namespace leave the reports", func(t *testing.T) {
+		if err := e.cs.CoreV1().Pods("test").Delete(t.Context(), "glass", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitReport(t, "test", report{pass: 1, fail: 1, results: []result{
+			{pod: "app-b", reason: "revoked", digest: digestB, ledgerIndex: fmt.Sprint(revokedB)},
+		}})
+		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, admission.StageLabel)
+		if _, err := e.cs.CoreV1().Namespaces().Patch(t.Context(), "test", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitNoReport(t, "test")
+		if got := e.gauge(t, "stagegate_running_violations", map[string]string{"namespace": "test"}); got != 0 {
+			t.Errorf("violations gauge of ungated test = %v, want 0", got)
 		}
 	})
 }

@@ -25,6 +25,9 @@ const (
 	PolicyName = "stagegate"
 	// fieldManager owns the reports' fields (server-side apply).
 	fieldManager = "stagegate"
+	// managedBy labels the reports stagegate wrote, so that a restarted
+	// controller finds those it must remove.
+	managedBy = "app.kubernetes.io/managed-by"
 )
 
 // reports writes PolicyReports through the dynamic client.
@@ -69,7 +72,7 @@ func (r reports) write(ctx context.Context, ns string, violations []Violation, p
 		"metadata": map[string]any{
 			"name":      ReportName,
 			"namespace": ns,
-			"labels":    map[string]any{"app.kubernetes.io/managed-by": "stagegate"},
+			"labels":    map[string]any{managedBy: fieldManager},
 		},
 		"summary": map[string]any{"pass": int64(passed), "fail": int64(len(violations)), "warn": int64(0), "error": int64(0), "skip": int64(0)},
 		"results": results,
@@ -89,4 +92,20 @@ func (r reports) remove(ctx context.Context, ns string) error {
 		return fmt.Errorf("inventory: delete the PolicyReport of namespace %q: %w", ns, err)
 	}
 	return nil
+}
+
+// written returns the namespaces that hold a report of stagegate's, as an
+// earlier run left them.
+func (r reports) written(ctx context.Context) ([]string, error) {
+	list, err := r.client.Resource(PolicyReportResource).List(ctx, metav1.ListOptions{LabelSelector: managedBy + "=" + fieldManager})
+	if err != nil {
+		return nil, fmt.Errorf("inventory: list PolicyReports (is the %s CRD installed?): %w", PolicyReportResource.GroupResource(), err)
+	}
+	var out []string
+	for _, u := range list.Items {
+		if u.GetName() == ReportName {
+			out = append(out, u.GetNamespace())
+		}
+	}
+	return out, nil
 }
