@@ -71,9 +71,10 @@ type Controller struct {
 	// revocation re-evaluates those alone; nsDigests is its inverse.
 	byDigest  map[string]map[string]struct{}
 	nsDigests map[string][]string
-	// violating is, per namespace, the pods (by UID) that violate, so that
-	// an Event marks becoming violating, not every evaluation.
-	violating map[string]map[string]struct{}
+	// violating is, per namespace, the pods (by UID) that violate and
+	// since when, so that an Event marks becoming violating, not every
+	// evaluation, and a report says since when.
+	violating map[string]map[string]time.Time
 	// reported is the namespaces that have a report of stagegate's.
 	reported map[string]bool
 }
@@ -131,13 +132,13 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 	}
 	c := &Controller{
 		client: client, reviewer: reviewer, metrics: m, log: o.log,
-		reports: reports{client: dyn, now: o.clock.Now},
+		reports: reports{client: dyn},
 		clock:   o.clock, interval: o.interval, workers: o.workers,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stagegate-inventory", Clock: o.clock}),
 		byDigest:  map[string]map[string]struct{}{},
 		nsDigests: map[string][]string{},
-		violating: map[string]map[string]struct{}{},
+		violating: map[string]map[string]time.Time{},
 		reported:  map[string]bool{},
 	}
 	// No resync: the sweep re-evaluates everything, and a resync would
@@ -373,18 +374,22 @@ func (c *Controller) index(ns string, digests []string) {
 	}
 }
 
-// announce emits an Event for each pod of ns that became violating, and
-// remembers which pods violate.
+// announce emits an Event for each pod of ns that became violating, sets
+// each violation's Since, and remembers which pods violate since when.
 func (c *Controller) announce(ctx context.Context, ns string, violations []Violation) {
-	now := make(map[string]struct{}, len(violations))
+	now := make(map[string]time.Time, len(violations))
+	at := c.clock.Now()
 	c.mu.Lock()
 	before := c.violating[ns]
 	var fresh []Violation
-	for _, v := range violations {
-		now[v.UID] = struct{}{}
-		if _, ok := before[v.UID]; !ok {
+	for i, v := range violations {
+		since, ok := before[v.UID]
+		if !ok {
+			since = at
 			fresh = append(fresh, v)
 		}
+		violations[i].Since = since
+		now[v.UID] = since
 	}
 	if len(now) == 0 {
 		delete(c.violating, ns)
@@ -394,14 +399,25 @@ func (c *Controller) announce(ctx context.Context, ns string, violations []Viola
 	c.mu.Unlock()
 	for _, v := range fresh {
 		ref := c.workload(ctx, v.Owner)
-		c.recorder.Eventf(&ref, corev1.EventTypeWarning, EventViolation,
-			"pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
+		msg := fmt.Sprintf("pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
+		c.recorder.Event(&ref, corev1.EventTypeWarning, EventViolation, truncate(msg, maxEventMessage))
 		args := []any{"namespace", ns, "pod", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
 		if v.HasLedgerIndex {
 			args = append(args, "ledgerIndex", v.LedgerIndex)
 		}
 		c.log.Warn("inventory: running pod violates its stage", args...)
 	}
+}
+
+// maxEventMessage keeps an Event's message within what the events API
+// accepts (a policy may deny with many long reasons).
+const maxEventMessage = 1024
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n-len("…")], "") + "…"
 }
 
 // workload is the object people manage for a pod's owner: a ReplicaSet's

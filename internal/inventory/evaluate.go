@@ -49,6 +49,9 @@ type Violation struct {
 	// there is one.
 	LedgerIndex    uint64
 	HasLedgerIndex bool
+	// Since is when the controller first saw the pod violate (the
+	// report's timestamp).
+	Since time.Time
 	// Owner is the pod's controller, or the pod itself.
 	Owner corev1.ObjectReference
 }

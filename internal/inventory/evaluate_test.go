@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,27 @@ func TestStripPod(t *testing.T) {
 	moved.Spec.Containers[0].Image = "r.example/web:2"
 	if !changed(p, moved) {
 		t.Error("a new image is not a change")
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	tests := map[string]struct {
+		in   string
+		n    int
+		want string
+	}{
+		"short":          {in: "abc", n: 5, want: "abc"},
+		"exact":          {in: "abcde", n: 5, want: "abcde"},
+		"long":           {in: "abcdefgh", n: 6, want: "abc…"},
+		"cut in a rune":  {in: "aéééé", n: 7, want: "aé…"},
+		"ellipsis bytes": {in: strings.Repeat("x", 2000), n: maxEventMessage, want: strings.Repeat("x", maxEventMessage-3) + "…"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := truncate(tt.in, tt.n)
+			if got != tt.want || len(got) > tt.n {
+				t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+			}
+		})
 	}
 }

@@ -236,6 +236,24 @@ func (e *env) waitReport(t *testing.T, ns string, want report) {
 	}
 }
 
+// since is the timestamp of each result of ns's report, by pod.
+func (e *env) since(t *testing.T, ns string) map[string]int64 {
+	t.Helper()
+	u, err := e.dyn.Resource(PolicyReportResource).Namespace(ns).Get(t.Context(), ReportName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _, _ := unstructured.NestedSlice(u.Object, "results")
+	out := map[string]int64{}
+	for _, it := range items {
+		m := it.(map[string]any)
+		rs, _, _ := unstructured.NestedSlice(m, "resources")
+		pod, _, _ := unstructured.NestedString(rs[0].(map[string]any), "name")
+		out[pod], _, _ = unstructured.NestedInt64(m, "timestamp", "seconds")
+	}
+	return out
+}
+
 // waitNoReport polls until ns has no report, for at most a minute.
 func (e *env) waitNoReport(t *testing.T, ns string) {
 	t.Helper()
@@ -443,6 +461,12 @@ func TestContinuousValidation(t *testing.T) {
 		}})
 		if got, want := e.gauge(t, "stagegate_running_last_full_sweep_timestamp_seconds", nil), float64(e.clock.Now().Unix()); got != want {
 			t.Errorf("last sweep %v, want %v", got, want)
+		}
+		// A result is stamped with when its pod began to violate: the
+		// glass pod has since the start, app-b since this sweep.
+		start := e.clock.Now().Add(-time.Hour).Unix()
+		if got := e.since(t, "test"); got["glass"] != start || got["app-b"] != start+3600 {
+			t.Errorf("result timestamps %v, want glass %d, app-b %d", got, start, start+3600)
 		}
 	})
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,15 +32,15 @@ const (
 // reports writes PolicyReports through the dynamic client.
 type reports struct {
 	client dynamic.Interface
-	now    func() time.Time
 }
 
-// write applies ns's report: one fail result per violation, and the count
-// of the pods that pass.
+// write applies ns's report: one fail result per violation, stamped with
+// when it began, and the count of the pods that pass. An unchanged namespace
+// applies the same object, which the API server does not store again.
 func (r reports) write(ctx context.Context, ns string, violations []Violation, passed int) error {
-	ts := r.now()
 	results := make([]any, 0, len(violations))
 	for _, v := range violations {
+		ts := v.Since
 		props := map[string]any{
 			"image":  v.Image,
 			"digest": v.Digest,
