@@ -134,8 +134,10 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 		client: client, reviewer: reviewer, metrics: m, log: o.log,
 		reports: reports{client: dyn},
 		clock:   o.clock, interval: o.interval, workers: o.workers,
+		// The retries' backoff keeps real time, whatever clock the sweeps
+		// keep: it paces calls to the API server.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stagegate-inventory", Clock: o.clock}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stagegate-inventory"}),
 		byDigest:  map[string]map[string]struct{}{},
 		nsDigests: map[string][]string{},
 		violating: map[string]map[string]time.Time{},
