@@ -210,13 +210,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Invalidate re-evaluates the pods that run digest: a revocation or a
-// promotion of it was recorded.
-func (c *Controller) Invalidate(digest string) {
+// Invalidate re-evaluates the pods that run any of digests: a revocation or
+// a promotion of them was recorded. Pass an entry's platform digests too: a
+// pod may name a platform image of a revoked index, or the index itself.
+func (c *Controller) Invalidate(digests ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for ns := range c.byDigest[digest] {
-		c.queue.Add(ns)
+	for _, d := range digests {
+		for ns := range c.byDigest[d] {
+			c.queue.Add(ns)
+		}
 	}
 }
 

@@ -375,7 +375,9 @@ func TestContinuousValidation(t *testing.T) {
 	})
 
 	revocation := e.appendEntry(t, ledger.KindRevocation, digestA, ledger.AllStages, "CVE-2026-0001")
-	e.ctrl.Invalidate(digestA)
+	// As the ledger side would call it for an index and its platforms;
+	// only the second runs here.
+	e.ctrl.Invalidate("sha256:"+strings.Repeat("f", 64), digestA)
 	idx := fmt.Sprint(revocation)
 
 	t.Run("a revocation reaches the running pods", func(t *testing.T) {
