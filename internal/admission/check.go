@@ -116,45 +116,13 @@ func expandList(js []byte) ([]json.RawMessage, error) {
 }
 
 func checkObject(ctx context.Context, review ReviewFunc, stage, uid string, obj json.RawMessage) (CheckResult, error) {
-	var head objectHead
-	if err := json.Unmarshal(obj, &head); err != nil {
-		return CheckResult{}, fmt.Errorf("%w: %v", ErrDecode, err)
-	}
-	if head.APIVersion == "" || head.Kind == "" {
-		return CheckResult{}, fmt.Errorf("%w: object without apiVersion or kind", ErrDecode)
-	}
-	gv, err := schema.ParseGroupVersion(head.APIVersion)
+	req, head, err := dryRunRequest(uid, obj)
 	if err != nil {
-		return CheckResult{}, fmt.Errorf("%w: %v", ErrDecode, err)
+		return CheckResult{}, err
 	}
-	res := CheckResult{Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name}
+	res := CheckResult{Kind: head.Kind, Namespace: req.Namespace, Name: head.Metadata.Name}
 	if res.Name == "" {
 		res.Name = head.Metadata.GenerateName
-	}
-	// Every object goes to the webhook's decision, as the generated
-	// configuration sends every namespaced kind: a custom workload with a
-	// pod template is checked, and a kind with no pod spec is allowed.
-	resourceName := strings.ToLower(head.Kind) + "s" // as informational as the API server's discovery would be
-	if k, ok := lookupKind(gv.Group, head.Kind); ok {
-		resourceName = k.resource
-	}
-	if res.Namespace == "" {
-		res.Namespace = checkNamespace
-	}
-	kind := metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: head.Kind}
-	resource := metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: resourceName}
-	dryRun := true
-	req := &admissionv1.AdmissionRequest{
-		UID:             types.UID(uid),
-		Kind:            kind,
-		Resource:        resource,
-		RequestKind:     &kind,
-		RequestResource: &resource,
-		Name:            head.Metadata.Name,
-		Namespace:       res.Namespace,
-		Operation:       admissionv1.Create,
-		Object:          runtime.RawExtension{Raw: obj},
-		DryRun:          &dryRun,
 	}
 	resp := review(ctx, stage, req)
 	res.Allowed = resp.Allowed
@@ -163,4 +131,56 @@ func checkObject(ctx context.Context, review ReviewFunc, stage, uid string, obj 
 		res.Message = resp.Result.Message
 	}
 	return res, nil
+}
+
+// DryRunRequest is the AdmissionRequest the API server would send for a
+// dry-run CREATE of obj (JSON), with uid as its UID: the question Check asks,
+// and continuous validation asks of a running pod. Being a dry run, its
+// review records nothing, not even a break-glass.
+func DryRunRequest(uid string, obj json.RawMessage) (*admissionv1.AdmissionRequest, error) {
+	req, _, err := dryRunRequest(uid, obj)
+	if err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
+	return req, nil
+}
+
+func dryRunRequest(uid string, obj json.RawMessage) (*admissionv1.AdmissionRequest, objectHead, error) {
+	var head objectHead
+	if err := json.Unmarshal(obj, &head); err != nil {
+		return nil, head, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if head.APIVersion == "" || head.Kind == "" {
+		return nil, head, fmt.Errorf("%w: object without apiVersion or kind", ErrDecode)
+	}
+	gv, err := schema.ParseGroupVersion(head.APIVersion)
+	if err != nil {
+		return nil, head, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	// Every object goes to the webhook's decision, as the generated
+	// configuration sends every namespaced kind: a custom workload with a
+	// pod template is checked, and a kind with no pod spec is allowed.
+	resourceName := strings.ToLower(head.Kind) + "s" // as informational as the API server's discovery would be
+	if k, ok := lookupKind(gv.Group, head.Kind); ok {
+		resourceName = k.resource
+	}
+	namespace := head.Metadata.Namespace
+	if namespace == "" {
+		namespace = checkNamespace
+	}
+	kind := metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: head.Kind}
+	resource := metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: resourceName}
+	dryRun := true
+	return &admissionv1.AdmissionRequest{
+		UID:             types.UID(uid),
+		Kind:            kind,
+		Resource:        resource,
+		RequestKind:     &kind,
+		RequestResource: &resource,
+		Name:            head.Metadata.Name,
+		Namespace:       namespace,
+		Operation:       admissionv1.Create,
+		Object:          runtime.RawExtension{Raw: obj},
+		DryRun:          &dryRun,
+	}, head, nil
 }

@@ -258,6 +258,9 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		return Denied("", http.StatusBadRequest, fmt.Sprintf("stagegate could not decide: %v: no request", ErrBadReview))
 	}
 	if !r.knownStage(stage) {
+		if t := traceFrom(ctx); t != nil {
+			t.UnknownStage = true
+		}
 		return r.unknownStage(req, obj, strconv.Quote(stage))
 	}
 	switch req.Operation {
@@ -291,6 +294,9 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 	// Freshness is the registry source's word, not the policy's: a custom
 	// policy cannot forget it.
 	dec.Deny = append(dec.Deny, stale...)
+	if t := traceFrom(ctx); t != nil {
+		t.Deny = slices.Clone(dec.Deny)
+	}
 	return r.decide(ctx, stage, req, w, in, dec)
 }
 
@@ -402,12 +408,16 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 	}
 	digests := map[string]string{} // resolved reference → digest, or error text after "!"
 	states := map[string]looked{}  // digest → state
+	trace := traceFrom(ctx)
 	for _, c := range w.Images {
 		ci := policy.ContainerImage{Container: c.Container, Type: c.Type, Image: policy.Image{Reference: c.Image}}
 		ref, err := r.refs.parse(c.Image)
 		if err != nil {
 			ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
 			in.Images = append(in.Images, ci)
+			if trace != nil {
+				trace.Images = append(trace.Images, TracedImage{Container: c.Container, Image: c.Image, Error: ci.Error})
+			}
 			continue
 		}
 		ci.Repository, ci.Tag, ci.Digest = ref.Repository, ref.Tag, ref.Digest
@@ -455,6 +465,10 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 			}
 		}
 		in.Images = append(in.Images, ci)
+		if trace != nil {
+			l := states[ci.Digest]
+			trace.Images = append(trace.Images, TracedImage{Container: c.Container, Image: c.Image, Digest: ci.Digest, Error: ci.Error, Found: l.found, State: l.st})
+		}
 	}
 	return in, stale, nil
 }

@@ -1,0 +1,51 @@
+package inventory
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the controller's gauges.
+type metrics struct {
+	violations *prometheus.GaugeVec
+	lastSweep  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		violations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stagegate_running_violations",
+			Help: "Running pods that admission would refuse now (or that run by break-glass), by stage, namespace and reason.",
+		}, []string{"stage", "namespace", "reason"}),
+		lastSweep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stagegate_running_last_full_sweep_timestamp_seconds",
+			Help: "When the last full sweep of the running pods started, as a Unix time.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.violations, m.lastSweep} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// set replaces ns's series with the counts of violations.
+func (m *metrics) set(ns string, violations []Violation) {
+	m.violations.DeletePartialMatch(prometheus.Labels{"namespace": ns})
+	for _, v := range violations {
+		stage := v.Stage
+		if v.Reason == ReasonUnknownStage {
+			// A namespace label is anyone's text: as admission's metrics
+			// do, unknown stages share one label value.
+			stage = "unknown"
+		}
+		m.violations.WithLabelValues(stage, ns, string(v.Reason)).Inc()
+	}
+}
+
+func (m *metrics) swept(at time.Time) { m.lastSweep.Set(float64(at.UnixNano()) / 1e9) }
