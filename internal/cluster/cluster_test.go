@@ -1,0 +1,150 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/signing/signingtest"
+)
+
+// sink is a raft.SnapshotSink into memory.
+type sink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Close() error  { s.closed = true; return nil }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
+
+func snapshotOf(t *testing.T, fsm *cluster.FSM) []byte {
+	t.Helper()
+	snap, err := fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s sink
+	if err := snap.Persist(&s); err != nil || !s.closed {
+		t.Fatalf("Persist: %v (closed %v)", err, s.closed)
+	}
+	snap.Release()
+	return s.Bytes()
+}
+
+func TestSnapshotRestoresIntoFreshDirectory(t *testing.T) {
+	c := newCluster(t, 1) // a cluster of one
+	c.promote(digest(1), digest(2))
+	c.promote(digest(3))
+	want := c.converged(3)
+	snap := snapshotOf(t, c.nodes[0].FSM())
+
+	fresh, err := cluster.NewFSM(filepath.Join(t.TempDir(), "ledger.db"), c.k.open, signingtest.LogVerifier(t), c.k.check, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	l := fresh.Ledger()
+	if cp, err := l.Checkpoint(); err != nil || cp != want {
+		t.Fatalf("restored checkpoint %q (%v), want %q", cp, err, want)
+	}
+	if err := l.Verify(signingtest.LogVerifier(t), c.k.check); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if st, ok, err := l.State(digest(3), "prod"); err != nil || !ok || !st.Active() {
+		t.Fatalf("restored state of %s: %+v %v %v", digest(3), st, ok, err)
+	}
+
+	// A snapshot that does not verify replaces nothing.
+	bad := bytes.Replace(snap, []byte(`"subject":"ci"`), []byte(`"subject":"cj"`), 1)
+	if bytes.Equal(bad, snap) {
+		t.Fatal("test did not tamper with the snapshot")
+	}
+	if err := fresh.Restore(io.NopCloser(bytes.NewReader(bad))); err == nil {
+		t.Fatal("Restore accepted a tampered snapshot")
+	}
+	if cp, err := fresh.Ledger().Checkpoint(); err != nil || cp != want {
+		t.Fatalf("after a refused restore the checkpoint is %q (%v), want %q", cp, err, want)
+	}
+}
+
+func TestThreeNodesReplicateAndSurviveLeaderLoss(t *testing.T) {
+	c := newCluster(t, 3)
+	rc := c.promote(digest(1), digest(2))
+	if rc.Entry.Index != 1 || rc.Entry.Digest != digest(2) {
+		t.Fatalf("receipt of the last entry: index %d digest %s", rc.Entry.Index, rc.Entry.Digest)
+	}
+	for i := 3; i <= 5; i++ {
+		c.promote(digest(i))
+	}
+	c.converged(5)
+	for i, n := range c.nodes {
+		if st, ok, err := n.FSM().Ledger().State(digest(4), "prod"); err != nil || !ok || !st.Active() {
+			t.Fatalf("node %d: state of %s: %+v %v %v", i, digest(4), st, ok, err)
+		}
+	}
+
+	// A follower refuses to propose and names the leader.
+	old := c.leader()
+	follower := (old + 1) % 3
+	_, err := c.nodes[follower].Propose(context.Background(), c.k.build(t, digest(99)))
+	var nl *cluster.NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderAddress != c.addrs[old] {
+		t.Fatalf("Propose on a follower: %v, want a NotLeaderError naming %s", err, c.addrs[old])
+	}
+
+	// The leader goes; the other two elect a new one and keep committing.
+	c.stop(old)
+	if now := c.leader(); now == old {
+		t.Fatalf("node %d is still leader after it stopped", old)
+	}
+	c.promote(digest(6))
+	c.promote(digest(7), digest(8))
+	c.converged(8)
+
+	// The old leader restarts from its disk and catches up.
+	c.start(old, nil)
+	want := c.converged(8)
+	c.promote(digest(9))
+	if got := c.converged(9); got == want {
+		t.Fatal("checkpoint did not move with a new entry")
+	}
+}
+
+func TestEmptyReplicaCatchesUpThroughSnapshot(t *testing.T) {
+	c := newCluster(t, 3, cluster.WithRaftConfig(func(rc *raft.Config) { rc.TrailingLogs = 1 }))
+	for i := 1; i <= 4; i++ {
+		c.promote(digest(i))
+	}
+	c.converged(4)
+	// Snapshot every node and drop the log behind it, so that a replica
+	// with an empty disk can only catch up through InstallSnapshot.
+	for i, n := range c.nodes {
+		if err := n.Raft().Snapshot().Error(); err != nil {
+			t.Fatalf("node %d: snapshot: %v", i, err)
+		}
+	}
+	lead := c.leader()
+	wiped := (lead + 1) % 3
+	c.stop(wiped)
+	if err := wipe(c.dirs[wiped]); err != nil {
+		t.Fatal(err)
+	}
+	c.promote(digest(5))
+	c.start(wiped, nil)
+	c.converged(5)
+	if _, err := c.nodes[wiped].FSM().Ledger().Receipt(4); err != nil {
+		t.Fatalf("wiped replica: receipt of the entry after the snapshot: %v", err)
+	}
+	if s := c.nodes[wiped].Raft().Stats()["last_snapshot_index"]; s == "0" {
+		t.Fatalf("wiped replica caught up without installing a snapshot (last_snapshot_index %s)", s)
+	}
+}

@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"github.com/stagegate/stagegate/internal/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// command is the one kind of Raft log entry: entries the leader built and
+// signed, continuing the ledger, and its signed checkpoint of the tree
+// they make.
+type command struct {
+	Entries    []*ledger.Entry `json:"entries"`
+	Checkpoint string          `json:"checkpoint"`
+}
+
+// OpenFunc opens (creating if need be) the ledger file at path with the
+// options of this replica: its signer, sync, cache. FSM calls it at start
+// and again after a snapshot replaced the file.
+type OpenFunc func(path string) (*ledger.Ledger, error)
+
+// FSM is the Raft state machine: one ledger file. Apply writes a command
+// with ledger.ApplyReplicated, which checks every entry (check, typically
+// signing.TrustedEntryCheck) and the leader's checkpoint (v) before it
+// writes anything. A snapshot is the ledger's export; restoring one
+// imports it (verifying everything) into a new file that then replaces
+// the ledger.
+//
+// The ledger is durable by itself, so Node starts Raft with
+// NoSnapshotRestoreOnStart: after a restart Raft replays the log from its
+// last snapshot, and ApplyReplicated accepts entries the ledger already
+// holds (same bytes) without writing them again.
+type FSM struct {
+	path  string
+	open  OpenFunc
+	v     note.Verifier
+	check func(ledger.Entry) error
+	log   *slog.Logger
+
+	mu sync.RWMutex // guards l; Restore replaces it
+	l  *ledger.Ledger
+}
+
+// NewFSM opens the ledger at path with open.
+func NewFSM(path string, open OpenFunc, v note.Verifier, check func(ledger.Entry) error, log *slog.Logger) (*FSM, error) {
+	if v == nil || open == nil {
+		return nil, fmt.Errorf("%w: the FSM needs a ledger opener and the log verifier", ErrConfig)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	return &FSM{path: path, open: open, v: v, check: check, log: log, l: l}, nil
+}
+
+// Ledger is the current ledger. A snapshot install (Restore) closes it
+// and opens its replacement, so callers take it again per request rather
+// than keep it.
+func (f *FSM) Ledger() *ledger.Ledger {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.l
+}
+
+// Close closes the ledger.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.l.Close()
+}
+
+// Apply writes one committed command. Its result (nil or an error) is what
+// the leader's Propose returns. A refusal is deterministic: every replica
+// holds the same ledger and the same keys, so all refuse the same command
+// and stay identical.
+func (f *FSM) Apply(entry *raft.Log) any {
+	if entry.Type != raft.LogCommand {
+		return nil
+	}
+	var cmd command
+	if err := json.Unmarshal(entry.Data, &cmd); err != nil {
+		return fmt.Errorf("%w: raft index %d: %w", ErrBadCommand, entry.Index, err)
+	}
+	if err := f.Ledger().ApplyReplicated(cmd.Entries, cmd.Checkpoint, f.v, f.check); err != nil {
+		f.log.Error("cluster: refused a replicated command", "raftIndex", entry.Index, "err", err)
+		return fmt.Errorf("cluster: raft index %d: %w", entry.Index, err)
+	}
+	return nil
+}
+
+// Snapshot hands Raft the ledger to export. Export reads one bbolt
+// transaction, so the snapshot is consistent; it may hold entries applied
+// after the snapshot's Raft index, which replaying the log then accepts as
+// already held.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return &snapshot{f: f}, nil }
+
+type snapshot struct{ f *FSM }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	s.f.mu.RLock()
+	err := s.f.l.Export(sink)
+	s.f.mu.RUnlock()
+	if errors.Is(err, ledger.ErrEmpty) {
+		err = nil // an empty ledger is an empty snapshot
+	}
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
+
+// Restore replaces the ledger with the snapshot in rc: it imports it into
+// a new file beside the ledger (Import verifies every entry, the root and
+// the checkpoint), and only then renames that file over the ledger, so a
+// failure at any point leaves the old ledger in place.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp := f.path + ".restore"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cluster: restore: %w", err)
+	}
+	fresh, err := f.open(tmp)
+	if err != nil {
+		return fmt.Errorf("cluster: restore: %w", err)
+	}
+	br := bufio.NewReader(rc)
+	if _, perr := br.Peek(1); perr == nil {
+		err = fresh.Import(br, f.v, f.check)
+	} else if perr != io.EOF {
+		err = perr
+	}
+	if cerr := fresh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("cluster: restore: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.l.Close(); err != nil {
+		return fmt.Errorf("cluster: restore: close ledger: %w", err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		return f.reopen(fmt.Errorf("cluster: restore: %w", err))
+	}
+	if err := syncDir(filepath.Dir(f.path)); err != nil {
+		return f.reopen(fmt.Errorf("cluster: restore: %w", err))
+	}
+	return f.reopen(nil)
+}
+
+// reopen opens the ledger file again after Restore closed it, and returns
+// cause or the error of opening.
+func (f *FSM) reopen(cause error) error {
+	l, err := f.open(f.path)
+	if err != nil {
+		return errors.Join(cause, fmt.Errorf("cluster: restore: reopen ledger: %w", err))
+	}
+	f.l = l
+	return cause
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
