@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/signing/signingtest"
 )
 
@@ -146,5 +147,35 @@ func TestEmptyReplicaCatchesUpThroughSnapshot(t *testing.T) {
 	}
 	if s := c.nodes[wiped].Raft().Stats()["last_snapshot_index"]; s == "0" {
 		t.Fatalf("wiped replica caught up without installing a snapshot (last_snapshot_index %s)", s)
+	}
+}
+
+func TestFSMRefusesBadCommandsWritingNothing(t *testing.T) {
+	c := newCluster(t, 1)
+	c.promote(digest(1))
+	want := c.converged(1)
+	fsm := c.nodes[0].FSM()
+	tests := map[string][]byte{
+		"not a command": []byte("{"),
+		"no entries":    []byte(`{"entries":[],"checkpoint":""}`),
+	}
+	for name, data := range tests {
+		t.Run(name, func(t *testing.T) {
+			res := fsm.Apply(&raft.Log{Index: 99, Type: raft.LogCommand, Data: data})
+			if err, ok := res.(error); !ok || err == nil {
+				t.Fatalf("Apply: %v, want an error", res)
+			}
+			if cp, _ := fsm.Ledger().Checkpoint(); cp != want {
+				t.Fatal("checkpoint changed")
+			}
+		})
+	}
+	// A build that fails proposes nothing.
+	_, err := c.nodes[0].Propose(context.Background(), func(uint64) ([]*ledger.Entry, error) { return nil, errors.New("policy says no") })
+	if err == nil {
+		t.Fatal("Propose: a failing build committed")
+	}
+	if got := c.converged(1); got != want {
+		t.Fatal("checkpoint changed after a failed build")
 	}
 }
