@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,10 +37,14 @@ type OpenFunc func(path string) (*ledger.Ledger, error)
 // imports it (verifying everything) into a new file that then replaces
 // the ledger.
 //
-// The ledger is durable by itself, so Node starts Raft with
-// NoSnapshotRestoreOnStart: after a restart Raft replays the log from its
-// last snapshot, and ApplyReplicated accepts entries the ledger already
-// holds (same bytes) without writing them again.
+// The ledger is durable by itself, so restoring is cheap when it already
+// holds the snapshot's tree: a snapshot starts with the ledger's size and
+// checkpoint at the snapshot's Raft index, and Restore keeps a ledger that
+// extends that tree (same root at that size) as it is. That is the case at
+// every restart, when Raft restores its last snapshot and then replays the
+// log after it; ApplyReplicated accepts the entries the ledger already
+// holds (same bytes) without writing them again. A ledger that lost its
+// file, or is an older copy, is behind the snapshot and is replaced.
 type FSM struct {
 	path  string
 	open  OpenFunc
@@ -101,20 +106,47 @@ func (f *FSM) Apply(entry *raft.Log) any {
 	return nil
 }
 
-// Snapshot hands Raft the ledger to export. Export reads one bbolt
-// transaction, so the snapshot is consistent; it may hold entries applied
-// after the snapshot's Raft index, which replaying the log then accepts as
-// already held.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return &snapshot{f: f}, nil }
+// snapshotHeader is a snapshot's first line: the ledger's size and
+// checkpoint at the snapshot's Raft index. The export that follows may
+// hold more entries (it is read later, while Apply goes on), which the
+// log replay after the snapshot then finds already held.
+type snapshotHeader struct {
+	Size       uint64 `json:"size"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
 
-type snapshot struct{ f *FSM }
+// Snapshot records the ledger's size and checkpoint now, between two
+// Applies, and hands Raft the ledger to export. Export reads one bbolt
+// transaction, so the export is consistent.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	l := f.Ledger()
+	var h snapshotHeader
+	var err error
+	if h.Size, err = l.Size(); err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	if h.Size > 0 {
+		if h.Checkpoint, err = l.Checkpoint(); err != nil {
+			return nil, fmt.Errorf("cluster: snapshot: %w", err)
+		}
+	}
+	return &snapshot{f: f, header: h}, nil
+}
+
+type snapshot struct {
+	f      *FSM
+	header snapshotHeader
+}
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	s.f.mu.RLock()
-	err := s.f.l.Export(sink)
-	s.f.mu.RUnlock()
-	if errors.Is(err, ledger.ErrEmpty) {
-		err = nil // an empty ledger is an empty snapshot
+	err := json.NewEncoder(sink).Encode(s.header) // one line
+	if err == nil {
+		s.f.mu.RLock()
+		err = s.f.l.Export(sink)
+		s.f.mu.RUnlock()
+		if errors.Is(err, ledger.ErrEmpty) {
+			err = nil // an empty ledger is a header alone
+		}
 	}
 	if err != nil {
 		sink.Cancel()
@@ -125,12 +157,25 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *snapshot) Release() {}
 
-// Restore replaces the ledger with the snapshot in rc: it imports it into
-// a new file beside the ledger (Import verifies every entry, the root and
-// the checkpoint), and only then renames that file over the ledger, so a
+// Restore makes the ledger hold the snapshot in rc. A ledger that already
+// extends the snapshot's tree is kept. Otherwise the export is imported
+// into a new file beside the ledger (Import verifies every entry, the
+// root and the checkpoint), and only then renamed over the ledger, so a
 // failure at any point leaves the old ledger in place.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	var h snapshotHeader
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("cluster: restore: header: %w", err)
+	}
+	if err := json.Unmarshal(line, &h); err != nil {
+		return fmt.Errorf("cluster: restore: header: %w", err)
+	}
+	if held, err := f.holds(h); err != nil || held {
+		return err
+	}
 	tmp := f.path + ".restore"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cluster: restore: %w", err)
@@ -139,7 +184,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("cluster: restore: %w", err)
 	}
-	br := bufio.NewReader(rc)
 	if _, perr := br.Peek(1); perr == nil {
 		err = fresh.Import(br, f.v, f.check)
 	} else if perr != io.EOF {
@@ -164,6 +208,33 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return f.reopen(fmt.Errorf("cluster: restore: %w", err))
 	}
 	return f.reopen(nil)
+}
+
+// holds reports whether the ledger already extends the tree of h: at
+// least as many entries, and the same root at h's size. h's checkpoint is
+// verified first, so that a forged header cannot make a replica keep a
+// ledger the cluster does not have.
+func (f *FSM) holds(h snapshotHeader) (bool, error) {
+	l := f.Ledger()
+	size, err := l.Size()
+	if err != nil {
+		return false, fmt.Errorf("cluster: restore: %w", err)
+	}
+	if h.Size == 0 || size < h.Size {
+		return h.Size == 0 && size == 0, nil
+	}
+	cp, err := ledger.ParseCheckpoint(h.Checkpoint, f.v)
+	if err != nil {
+		return false, fmt.Errorf("cluster: restore: header: %w", err)
+	}
+	if cp.Size != h.Size {
+		return false, fmt.Errorf("cluster: restore: header: size %d, but its checkpoint is for %d", h.Size, cp.Size)
+	}
+	p, err := l.ConsistencyProof(h.Size, size)
+	if err != nil {
+		return false, fmt.Errorf("cluster: restore: %w", err)
+	}
+	return bytes.Equal(p.FromRoot, cp.Root), nil
 }
 
 // reopen opens the ledger file again after Restore closed it, and returns

@@ -79,7 +79,6 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.NoSnapshotRestoreOnStart = true // the ledger is durable itself; see FSM
 	rc.Logger = hclog.FromStandardLogger(slog.NewLogLogger(o.log.Handler(), slog.LevelInfo), &hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
 	if o.raft != nil {
 		o.raft(rc)
