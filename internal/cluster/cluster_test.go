@@ -190,6 +190,16 @@ func TestFSMRefusesBadCommandsWritingNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("Propose: a failing build committed")
 	}
+	// Entries that every replica would refuse (signed with a key the
+	// cluster does not trust) are refused before they enter the log.
+	last := c.nodes[0].Raft().LastIndex()
+	stranger := &keys{att: signingtest.ForeignSigner(t)}
+	if _, err := c.nodes[0].Propose(context.Background(), stranger.build(t, digest(2))); err == nil {
+		t.Fatal("Propose: entries signed with a foreign key committed")
+	}
+	if got := c.nodes[0].Raft().LastIndex(); got != last {
+		t.Fatalf("the refused proposal entered the log: last index %d, was %d", got, last)
+	}
 	if got := c.converged(1); got != want {
 		t.Fatal("checkpoint changed after a failed build")
 	}

@@ -26,8 +26,12 @@ type command struct {
 }
 
 // OpenFunc opens (creating if need be) the ledger file at path with the
-// options of this replica: its signer, sync, cache. FSM calls it at start
-// and again after a snapshot replaced the file.
+// options of this replica: its signer, sync, cache. FSM calls it at start,
+// for the temporary file a snapshot is imported into (the ledger's path
+// plus ".restore"), and again after that file replaced the ledger. A
+// checkpoint guard (ledger.WithCheckpointGuard) belongs to the ledger's
+// own path only: the temporary file starts empty, which a guard would
+// take for a rollback.
 type OpenFunc func(path string) (*ledger.Ledger, error)
 
 // FSM is the Raft state machine: one ledger file. Apply writes a command

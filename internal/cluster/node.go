@@ -40,10 +40,13 @@ type Config struct {
 type Option func(*nodeOptions)
 
 type nodeOptions struct {
-	log       *slog.Logger
-	raft      func(*raft.Config)
-	snapshots int
+	log  *slog.Logger
+	raft func(*raft.Config)
 }
+
+// snapshotsKept is how many Raft snapshots stay on disk: the newest, and
+// one to fall back on if it is damaged.
+const snapshotsKept = 2
 
 // WithLogger logs through l (Raft's own messages included).
 func WithLogger(l *slog.Logger) Option { return func(o *nodeOptions) { o.log = l } }
@@ -59,7 +62,6 @@ type Node struct {
 	store *raftboltdb.BoltStore
 	trans raft.Transport
 	fsm   *FSM
-	log   *slog.Logger
 
 	// propose holds one token: proposals are built at the ledger's size
 	// after the previous one applied, so they run one at a time.
@@ -67,10 +69,11 @@ type Node struct {
 }
 
 // NewNode starts Raft for fsm on trans, bootstrapping from cfg.Members if
-// cfg.Dir holds no Raft state yet. The node owns trans and fsm from then
-// on: Shutdown closes them.
+// cfg.Dir holds no Raft state yet. Once it returns a Node, the node owns
+// trans and fsm: Shutdown closes them; after an error the caller still
+// owns them.
 func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node, error) {
-	o := nodeOptions{log: slog.New(slog.DiscardHandler), snapshots: 2}
+	o := nodeOptions{log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -90,7 +93,7 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft store: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, o.snapshots, rc.Logger)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsKept, rc.Logger)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
@@ -115,7 +118,7 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 		store.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	return &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm, log: o.log, propose: make(chan struct{}, 1)}, nil
+	return &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm, propose: make(chan struct{}, 1)}, nil
 }
 
 func (c Config) validate() error {
@@ -157,7 +160,9 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 // BuildFunc makes the entries to append at next, the ledger's size once
 // everything committed before is applied: entries[i].Index = next+i, each
 // signed. It runs on the leader only, one proposal at a time, and must not
-// write anything.
+// write anything. What it reads in the leader's ledger (FSM().Ledger(),
+// e.g. to answer a retried promotion idempotently) cannot change before
+// its entries apply: only committed commands write, and none is pending.
 type BuildFunc func(next uint64) ([]*ledger.Entry, error)
 
 // Propose builds entries at the leader's next index, signs the checkpoint
@@ -217,7 +222,7 @@ func (n *Node) proposeLocked(ctx context.Context, build BuildFunc) (ledger.Recei
 	if err != nil {
 		return ledger.Receipt{}, err
 	}
-	cp, err := l.Seal(entries)
+	cp, err := l.Seal(entries, n.fsm.check)
 	if err != nil {
 		return ledger.Receipt{}, err
 	}

@@ -23,9 +23,9 @@ import (
 // this ledger would have after appending entries, which must continue at
 // its size. It writes nothing: the leader calls it to make the command that
 // every replica then applies with ApplyReplicated. The entries are checked
-// as ApplyReplicated checks them, but for check, which the caller (who just
-// signed them) may run itself.
-func (l *Ledger) Seal(entries []*Entry) (string, error) {
+// as ApplyReplicated checks them (check may be nil), so that what every
+// replica would refuse is refused before it enters the replicated log.
+func (l *Ledger) Seal(entries []*Entry, check func(Entry) error) (string, error) {
 	if l.signer == nil {
 		return "", ErrNoSigner
 	}
@@ -35,7 +35,7 @@ func (l *Ledger) Seal(entries []*Entry) (string, error) {
 	var cp string
 	err := l.db.View(func(tx *bolt.Tx) error {
 		size := txSize(tx)
-		checked, raws, err := checkReplicated(entries, size, nil)
+		checked, raws, err := checkReplicated(entries, size, check)
 		if err != nil {
 			return err
 		}

@@ -60,7 +60,7 @@ func TestApplyReplicatedMatchesLeader(t *testing.T) {
 	} {
 		size, _ := leader.Size()
 		es := built(t, size, batch...)
-		cp, err := leader.Seal(es)
+		cp, err := leader.Seal(es, nil)
 		if err != nil {
 			t.Fatalf("Seal: %v", err)
 		}
@@ -103,7 +103,7 @@ func TestApplyReplicatedMatchesLeader(t *testing.T) {
 func TestApplyReplicatedRefusesWritingNothing(t *testing.T) {
 	leader, replica, v := replicaPair(t)
 	es := built(t, 0, promotion("r/a", digest(1), "dev"))
-	cp, err := leader.Seal(es)
+	cp, err := leader.Seal(es, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,16 +115,23 @@ func TestApplyReplicatedRefusesWritingNothing(t *testing.T) {
 	}
 	before, _ := replica.Checkpoint()
 	next := built(t, 1, promotion("r/a", digest(2), "dev"), promotion("r/a", digest(3), "dev"))
-	good, err := leader.Seal(next)
+	if _, err := leader.Seal(built(t, 1, promotion("r/a", digest(2), "dev"), func() ledger.Entry {
+		e := promotion("r/a", digest(3), "dev")
+		e.Subject = "mallory"
+		return e
+	}()), refuseSubject); err == nil || !strings.Contains(err.Error(), "entry 2: replicate: entry check failed") {
+		t.Fatalf("Seal of an entry that fails its check: %v", err)
+	}
+	good, err := leader.Seal(next, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := leader.Seal(built(t, 1, promotion("r/a", digest(4), "dev"), promotion("r/a", digest(3), "dev")))
+	other, err := leader.Seal(built(t, 1, promotion("r/a", digest(4), "dev"), promotion("r/a", digest(3), "dev")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	foreignLeader, _, _ := replicaPair(t)
-	foreign, err := foreignLeader.Seal(built(t, 0, promotion("r/a", digest(2), "dev"), promotion("r/a", digest(3), "dev"), promotion("r/a", digest(5), "dev")))
+	foreign, err := foreignLeader.Seal(built(t, 0, promotion("r/a", digest(2), "dev"), promotion("r/a", digest(3), "dev"), promotion("r/a", digest(5), "dev")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +200,7 @@ func TestApplyReplicatedRefusesWritingNothing(t *testing.T) {
 // gap case must get past the size check to meet the index check.
 func foreignSized(t *testing.T, leader *ledger.Ledger) string {
 	t.Helper()
-	cp, err := leader.Seal(built(t, 1, promotion("r/a", digest(7), "dev"), promotion("r/a", digest(8), "dev"), promotion("r/a", digest(9), "dev")))
+	cp, err := leader.Seal(built(t, 1, promotion("r/a", digest(7), "dev"), promotion("r/a", digest(8), "dev"), promotion("r/a", digest(9), "dev")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
