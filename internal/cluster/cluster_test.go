@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/stagegate/stagegate/internal/cluster"
@@ -228,4 +229,55 @@ func TestReplicaThatLostItsLedgerRestoresIt(t *testing.T) {
 	c.start(lost, nil)
 	c.promote(digest(5))
 	c.converged(5)
+}
+
+// Concurrent proposals are serialised: each is built at the index the one
+// before it left, so all commit, contiguous, on every replica.
+func TestConcurrentProposalsAllCommit(t *testing.T) {
+	c := newCluster(t, 3)
+	c.leader()
+	const n = 16
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			for {
+				// Retry where leadership moved, as the forwarding layer
+				// will; a retried digest may then be recorded twice.
+				err := error(&cluster.NotLeaderError{}) // until a leader is found
+				for _, node := range c.nodes {
+					if node.IsLeader() {
+						_, err = node.Propose(ctx, c.k.build(t, digest(100+i)))
+						break
+					}
+				}
+				if err == nil || !errors.Is(err, cluster.ErrNotLeader) || ctx.Err() != nil {
+					errs <- err
+					return
+				}
+				select { // poll for the next leader
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("Propose: %v", err)
+		}
+	}
+	size, err := c.nodes[c.leader()].FSM().Ledger().Size()
+	if err != nil || size < n {
+		t.Fatalf("leader has %d entries (%v), want at least %d", size, err, n)
+	}
+	c.converged(size)
+	for i, node := range c.nodes {
+		for d := range n {
+			if st, ok, err := node.FSM().Ledger().State(digest(100+d), "prod"); err != nil || !ok || !st.Active() {
+				t.Fatalf("node %d: state of %s: %+v %v %v", i, digest(100+d), st, ok, err)
+			}
+		}
+	}
 }
