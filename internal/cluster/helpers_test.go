@@ -36,7 +36,7 @@ type keys struct {
 	members []cluster.Member
 }
 
-func newKeys(t *testing.T) *keys {
+func newKeys(t testing.TB) *keys {
 	t.Helper()
 	logS := signingtest.LogSigner(t)
 	k := &keys{
@@ -53,7 +53,7 @@ func newKeys(t *testing.T) *keys {
 // peerTLS makes the CA, the serving and the client certificate with
 // internal/pki, as `stagegate certs generate` does, and the two sides of
 // peer mTLS from them.
-func peerTLS(t *testing.T) (server, client *tls.Config) {
+func peerTLS(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := pki.Generate(dir, pki.Options{Hosts: []string{"127.0.0.1"}}); err != nil {
@@ -85,7 +85,7 @@ func peerTLS(t *testing.T) (server, client *tls.Config) {
 // testCluster is n replicas in this process on loopback, each with its own
 // directory (Raft state and ledger, fsync on).
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	k     *keys
 	dirs  []string
 	addrs []string
@@ -93,7 +93,7 @@ type testCluster struct {
 	opts  []cluster.Option
 }
 
-func newCluster(t *testing.T, n int, opts ...cluster.Option) *testCluster {
+func newCluster(t testing.TB, n int, opts ...cluster.Option) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, k: newKeys(t), nodes: make([]*cluster.Node, n), opts: opts}
 	transports := make([]*raft.NetworkTransport, n)
@@ -151,7 +151,7 @@ func (c *testCluster) stop(i int) {
 
 // waitFor polls cond until it holds or ctx ends; the bound is generous
 // because it only stops a broken test, it measures nothing.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -198,7 +198,7 @@ func (c *testCluster) promote(digests ...string) ledger.Receipt {
 }
 
 // build signs one promotion per digest at next onward, as Promote does.
-func (k *keys) build(t *testing.T, digests ...string) cluster.BuildFunc {
+func (k *keys) build(t testing.TB, digests ...string) cluster.BuildFunc {
 	return func(next uint64) ([]*ledger.Entry, error) {
 		out := make([]*ledger.Entry, len(digests))
 		for i, d := range digests {
