@@ -99,10 +99,7 @@ func TestThreeNodesReplicateAndSurviveLeaderLoss(t *testing.T) {
 	if rc.Entry.Index != 1 || rc.Entry.Digest != digest(2) {
 		t.Fatalf("receipt of the last entry: index %d digest %s", rc.Entry.Index, rc.Entry.Digest)
 	}
-	for i := 3; i <= 5; i++ {
-		c.promote(digest(i))
-	}
-	c.converged(5)
+	c.promoteEach(3, 5)
 	for i, n := range c.nodes {
 		if st, ok, err := n.FSM().Ledger().State(digest(4), "prod"); err != nil || !ok || !st.Active() {
 			t.Fatalf("node %d: state of %s: %+v %v %v", i, digest(4), st, ok, err)
@@ -137,11 +134,8 @@ func TestThreeNodesReplicateAndSurviveLeaderLoss(t *testing.T) {
 }
 
 func TestEmptyReplicaCatchesUpThroughSnapshot(t *testing.T) {
-	c := newCluster(t, 3, cluster.WithRaftConfig(func(rc *raft.Config) { rc.TrailingLogs = 1 }))
-	for i := 1; i <= 4; i++ {
-		c.promote(digest(i))
-	}
-	c.converged(4)
+	c := newCluster(t, 3, keepOneLog)
+	c.promoteEach(1, 4)
 	// Snapshot every node and drop the log behind it, so that a replica
 	// with an empty disk can only catch up through InstallSnapshot.
 	for i, n := range c.nodes {
@@ -210,11 +204,8 @@ func TestFSMRefusesBadCommandsWritingNothing(t *testing.T) {
 // that is given an older copy) is behind its own last snapshot: it
 // restores the snapshot at start, then replays the log.
 func TestReplicaThatLostItsLedgerRestoresIt(t *testing.T) {
-	c := newCluster(t, 3, cluster.WithRaftConfig(func(rc *raft.Config) { rc.TrailingLogs = 1 }))
-	for i := 1; i <= 3; i++ {
-		c.promote(digest(i))
-	}
-	c.converged(3)
+	c := newCluster(t, 3, keepOneLog)
+	c.promoteEach(1, 3)
 	lead := c.leader()
 	lost := (lead + 1) % 3
 	if err := c.nodes[lost].Raft().Snapshot().Error(); err != nil {
@@ -281,3 +272,6 @@ func TestConcurrentProposalsAllCommit(t *testing.T) {
 		}
 	}
 }
+
+// keepOneLog makes a snapshot drop the log behind it.
+var keepOneLog = cluster.WithRaftConfig(func(rc *raft.Config) { rc.TrailingLogs = 1 })

@@ -197,6 +197,16 @@ func (c *testCluster) promote(digests ...string) ledger.Receipt {
 	}
 }
 
+// promoteEach promotes digest(from) to digest(to), one command each, and
+// waits until every running node holds them (entry i is digest(i+1)).
+func (c *testCluster) promoteEach(from, to int) {
+	c.t.Helper()
+	for i := from; i <= to; i++ {
+		c.promote(digest(i))
+	}
+	c.converged(uint64(to))
+}
+
 // build signs one promotion per digest at next onward, as Promote does.
 func (k *keys) build(t testing.TB, digests ...string) cluster.BuildFunc {
 	return func(next uint64) ([]*ledger.Entry, error) {
