@@ -86,23 +86,11 @@ func (l *Ledger) Append(build BuildFunc) (Receipt, error) {
 			refused = err
 			return nil // nothing of this call was written
 		}
-		nodes := tx.Bucket(bucketNodes)
-		rng, err := loadRange(nodes, size)
+		root, order, err := appendTx(tx, size, []*Entry{e}, [][]byte{raw})
 		if err != nil {
 			return err
 		}
-		states := newStateBatch(bucketLoader(tx.Bucket(bucketState)))
-		if err := writeEntry(tx, rng, states, e, raw); err != nil {
-			return err
-		}
-		touched = append(touched, states.order...)
-		if err := states.flush(tx.Bucket(bucketState)); err != nil {
-			return err
-		}
-		root, err := rng.GetRootHash(nil)
-		if err != nil {
-			return fmt.Errorf("ledger: root: %w", err)
-		}
+		touched = append(touched, order...)
 		cp, err := signCheckpoint(l.signer, size+1, root)
 		if err != nil {
 			return err
