@@ -181,7 +181,7 @@ func TestFSMRefusesBadCommandsWritingNothing(t *testing.T) {
 		})
 	}
 	// A build that fails proposes nothing.
-	_, err := c.nodes[0].Propose(context.Background(), func(uint64) ([]*ledger.Entry, error) { return nil, errors.New("policy says no") })
+	_, err := c.nodes[0].Propose(context.Background(), func(uint64, []*ledger.Entry) ([]*ledger.Entry, error) { return nil, errors.New("policy says no") })
 	if err == nil {
 		t.Fatal("Propose: a failing build committed")
 	}

@@ -209,7 +209,7 @@ func (c *testCluster) promoteEach(from, to int) {
 
 // build signs one promotion per digest at next onward, as Promote does.
 func (k *keys) build(t testing.TB, digests ...string) cluster.BuildFunc {
-	return func(next uint64) ([]*ledger.Entry, error) {
+	return func(next uint64, _ []*ledger.Entry) ([]*ledger.Entry, error) {
 		out := make([]*ledger.Entry, len(digests))
 		for i, d := range digests {
 			idx := next + uint64(i)

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"github.com/stagegate/stagegate/internal/ledger"
 )
 
 // Member is one voter of the static member list.
@@ -63,9 +61,11 @@ type Node struct {
 	trans raft.Transport
 	fsm   *FSM
 
-	// propose holds one token: proposals are built at the ledger's size
-	// after the previous one applied, so they run one at a time.
-	propose chan struct{}
+	// proposals feeds the one goroutine that builds and commits (see
+	// propose.go); stop ends it, and loopDone says it ended.
+	proposals chan *proposal
+	stop      chan struct{}
+	loopDone  chan struct{}
 }
 
 // NewNode starts Raft for fsm on trans, bootstrapping from cfg.Members if
@@ -118,7 +118,10 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 		store.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	return &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm, propose: make(chan struct{}, 1)}, nil
+	n := &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm,
+		proposals: make(chan *proposal, maxPending), stop: make(chan struct{}), loopDone: make(chan struct{})}
+	go n.proposeLoop()
+	return n, nil
 }
 
 func (c Config) validate() error {
@@ -157,89 +160,6 @@ func (n *Node) Leader() (id, address string) {
 // Raft exposes the engine for status and tests (state, stats, indexes).
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
-// BuildFunc makes the entries to append at next, the ledger's size once
-// everything committed before is applied: entries[i].Index = next+i, each
-// signed. It runs on the leader only, one proposal at a time, and must not
-// write anything. What it reads in the leader's ledger (FSM().Ledger(),
-// e.g. to answer a retried promotion idempotently) cannot change before
-// its entries apply: only committed commands write, and none is pending.
-type BuildFunc func(next uint64) ([]*ledger.Entry, error)
-
-// Propose builds entries at the leader's next index, signs the checkpoint
-// of the tree they make (ledger.Seal), and commits both through Raft. It
-// returns once the command is committed on a quorum and applied on this
-// node, with the receipt of its last entry, or the FSM's refusal. A
-// follower returns a *NotLeaderError. If ctx ends first Propose returns
-// ctx's error, but the command may still commit: callers retry
-// idempotently, as across a failover.
-func (n *Node) Propose(ctx context.Context, build BuildFunc) (ledger.Receipt, error) {
-	select {
-	case n.propose <- struct{}{}:
-	case <-ctx.Done():
-		return ledger.Receipt{}, ctx.Err()
-	}
-	type result struct {
-		rc  ledger.Receipt
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// The token is released only when the command has applied (or
-		// failed), even if the caller gave up: the next proposal must be
-		// built after it.
-		defer func() { <-n.propose }()
-		rc, err := n.proposeLocked(ctx, build)
-		done <- result{rc, err}
-	}()
-	select {
-	case r := <-done:
-		return r.rc, r.err
-	case <-ctx.Done():
-		return ledger.Receipt{}, ctx.Err()
-	}
-}
-
-func (n *Node) proposeLocked(ctx context.Context, build BuildFunc) (ledger.Receipt, error) {
-	if n.raft.State() != raft.Leader {
-		id, addr := n.Leader()
-		return ledger.Receipt{}, &NotLeaderError{LeaderID: id, LeaderAddress: addr}
-	}
-	timeout := timeoutOf(ctx)
-	// A new leader may hold committed commands it has not applied (those
-	// of the old term, committed by its no-op): wait for them, so that the
-	// ledger's size is the next index.
-	if n.raft.AppliedIndex() < n.raft.LastIndex() {
-		if err := n.raft.Barrier(timeout).Error(); err != nil {
-			return ledger.Receipt{}, fmt.Errorf("cluster: barrier: %w", leaderErr(n, err))
-		}
-	}
-	l := n.fsm.Ledger()
-	next, err := l.Size()
-	if err != nil {
-		return ledger.Receipt{}, err
-	}
-	entries, err := build(next)
-	if err != nil {
-		return ledger.Receipt{}, err
-	}
-	cp, err := l.Seal(entries, n.fsm.check)
-	if err != nil {
-		return ledger.Receipt{}, err
-	}
-	data, err := json.Marshal(command{Entries: entries, Checkpoint: cp})
-	if err != nil {
-		return ledger.Receipt{}, fmt.Errorf("cluster: encode command: %w", err)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return ledger.Receipt{}, fmt.Errorf("cluster: apply: %w", leaderErr(n, err))
-	}
-	if err, ok := f.Response().(error); ok && err != nil {
-		return ledger.Receipt{}, err
-	}
-	return n.fsm.Ledger().Receipt(next + uint64(len(entries)) - 1)
-}
-
 // leaderErr turns Raft's "lost leadership" errors into a *NotLeaderError
 // (wrapping both), so that the forwarding layer retries at the new leader.
 func leaderErr(n *Node, err error) error {
@@ -261,6 +181,8 @@ func timeoutOf(ctx context.Context) time.Duration {
 // Shutdown stops Raft, then closes its store, the transport and the
 // ledger. The node's disk state stays for a restart.
 func (n *Node) Shutdown() error {
+	close(n.stop)
+	<-n.loopDone
 	err := n.raft.Shutdown().Error()
 	if c, ok := n.trans.(interface{ Close() error }); ok {
 		err = errors.Join(err, c.Close())
