@@ -61,7 +61,7 @@ func (f *ledgerFlags) ledgerPath(cfg *config.Config) string {
 
 func newLedgerVerifyCommand(s Streams) *cobra.Command {
 	f := ledgerFlags{cf: configFlags{lookup: s.LookupEnv}}
-	var kept string
+	var kept, from string
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute every leaf and the root, and check every signature",
@@ -74,6 +74,9 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 			path, check, lv, err := f.path()
 			if err != nil {
 				return err
+			}
+			if from != "" {
+				return verifyFrom(s, path, from, lv, check)
 			}
 			l, err := ledger.Open(path, ledger.WithReadOnly(), ledger.WithReadAhead())
 			if err != nil {
@@ -96,7 +99,34 @@ func newLedgerVerifyCommand(s Streams) *cobra.Command {
 	}
 	f.bind(cmd)
 	cmd.Flags().StringVar(&kept, "checkpoint-file", "", "also check that the ledger extends this checkpoint (serve's ledger.checkpointFile), as serve does at startup")
+	cmd.Flags().StringVar(&from, "from", "", "a checkpoint verified before (a file with its signed text, e.g. from GET /v1/ledger/checkpoint): check that the ledger extends it, then only the entries after it")
+	cmd.MarkFlagsMutuallyExclusive("from", "checkpoint-file")
 	return cmd
+}
+
+// verifyFrom is `ledger verify --from`: the consistency with a checkpoint
+// the caller verified before, then only the entries after it.
+func verifyFrom(s Streams, path, from string, lv note.Verifier, check func(ledger.Entry) error) error {
+	text, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	cp, err := ledger.ParseCheckpoint(string(text), lv)
+	if err != nil {
+		return fmt.Errorf("--from %s: %w", from, err)
+	}
+	l, err := ledger.Open(path, ledger.WithReadOnly())
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := l.VerifyFrom(lv, cp, check); err != nil {
+		return fmt.Errorf("ledger %s does not verify from the checkpoint in %s: %w", path, from, err)
+	}
+	size, _ := l.Size()
+	fmt.Fprintf(s.Out, "ledger %s extends the checkpoint of %d entries in %s; the %d entries after it, their attestation signatures and the checkpoint are good\n",
+		path, cp.Size, from, size-cp.Size)
+	return nil
 }
 
 // extendsKept is serve's rollback check, for an operator deciding what to

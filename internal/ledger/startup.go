@@ -56,7 +56,7 @@ func preVerify(path string, o *options) (rebuild, checked bool, err error) {
 			}
 		}
 		checked = true
-		return verifyTx(tx, o.startupVerifier, nil)
+		return verifyTx(tx, o.startupVerifier, nil, nil)
 	})
 	return startupVerdict(o.logger, path, err, checked)
 }

@@ -18,7 +18,19 @@ import (
 // (the caller verifies attestations there). The error is a *VerifyError
 // naming the first bad entry, or Index -1 for a problem not tied to one.
 func (l *Ledger) Verify(v note.Verifier, check func(Entry) error) error {
-	return l.db.View(func(tx *bolt.Tx) error { return verifyTx(tx, v, check) })
+	return l.db.View(func(tx *bolt.Tx) error { return verifyTx(tx, v, nil, check) })
+}
+
+// VerifyFrom is Verify for someone who verified the ledger up to from (an
+// earlier checkpoint whose signature the caller checked, e.g. with
+// ParseCheckpoint): it checks that the ledger extends from, since the
+// stored tree at from.Size must hash to from.Root, and then checks only
+// the entries after it, their tree nodes, and the latest checkpoint's
+// root. A joining replica or yesterday's auditor does not pay again for
+// the whole history. It does not check the state and history indexes,
+// which depend on every entry; `serve` checks those at startup.
+func (l *Ledger) VerifyFrom(v note.Verifier, from Checkpoint, check func(Entry) error) error {
+	return l.db.View(func(tx *bolt.Tx) error { return verifyTx(tx, v, &from, check) })
 }
 
 // verifyTx turns any panic from corrupted data (in bbolt or in decoding)
@@ -30,7 +42,10 @@ func (l *Ledger) Verify(v note.Verifier, check func(Entry) error) error {
 // names the lowest bad index. All bbolt access stays on this goroutine (a Tx
 // is not safe for concurrent use); workers only read entry bytes, which stay
 // valid because the pool is drained before the transaction ends.
-func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error) {
+//
+// With from set, it starts from the compact range the stored tree holds at
+// from.Size, once that range hashes to from.Root.
+func verifyTx(tx *bolt.Tx, v note.Verifier, from *Checkpoint, check func(Entry) error) (err error) {
 	// Open refuses a file shorter than its pages (checkFile), but one cut
 	// while it is open would still fault in the mapping: make that a panic
 	// the recover below reports, on this goroutine and on the workers.
@@ -58,20 +73,38 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 		}
 	}
 	rng := rangeFactory.NewEmptyRange(0)
-	ix := newIndexCheck(tx)
+	var ix *indexCheck // whole-ledger checks: Verify only
+	start := uint64(0)
+	if from == nil {
+		ix = newIndexCheck(tx)
+	} else {
+		if from.Size > size {
+			return &VerifyError{Index: -1, Reason: fmt.Sprintf("the ledger has %d entries, fewer than the %d of the checkpoint it should extend: it is an older copy", size, from.Size), Err: ErrRolledBack}
+		}
+		if rng, err = loadRange(nodes, from.Size); err != nil {
+			return &VerifyError{Index: -1, Reason: "tree", Err: err}
+		}
+		if root, err := rng.GetRootHash(nil); from.Size > 0 && (err != nil || !bytes.Equal(root, from.Root)) {
+			return &VerifyError{Index: -1, Reason: fmt.Sprintf("the ledger's root at size %d differs from the checkpoint it should extend: its history was rewritten", from.Size), Err: ErrRolledBack}
+		}
+		start = from.Size
+	}
 
 	pool := newCheckPool(check, "", func(it *checkItem) error {
 		cur = int64(it.index)
 		if err := it.verdict(); err != nil {
 			return err
 		}
+		if ix == nil {
+			return nil
+		}
 		return ix.add(&it.entry)
 	})
 	defer pool.close()
 
 	c := tx.Bucket(bucketEntries).Cursor()
-	i := uint64(0)
-	for k, raw := c.First(); k != nil; k, raw = c.Next() {
+	i := start
+	for k, raw := c.Seek(be64(start)); k != nil; k, raw = c.Next() {
 		cur = int64(i)
 		it := checkItem{index: i, raw: raw}
 		switch {
@@ -109,6 +142,9 @@ func verifyTx(tx *bolt.Tx, v note.Verifier, check func(Entry) error) (err error)
 		if verr := rootMatches(rng, cp); verr != nil {
 			return verr
 		}
+	}
+	if ix == nil {
+		return nil
 	}
 	if n := nodes.Stats().KeyN; n != nodeCount {
 		return &VerifyError{Index: -1, Reason: fmt.Sprintf("%d tree nodes stored, %d expected", n, nodeCount)}
