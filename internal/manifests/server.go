@@ -90,6 +90,15 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	c.DataDir = DataDir
+	if c.ContinuousValidation.Enabled {
+		// In the cluster: the pod's service account, and a Lease in the
+		// pod's own namespace, where its Role grants them.
+		c.ContinuousValidation.Kubeconfig = ""
+		c.ContinuousValidation.Lease.Namespace = ""
+	} else {
+		// Off: its filled-in defaults would only be noise.
+		c.ContinuousValidation = config.ContinuousValidation{}
+	}
 	switch {
 	case o.NoCheckpointGuard && cfg.Ledger.CheckpointFile != "":
 		return nil, fmt.Errorf("manifests: %w: the config names ledger.checkpointFile, but the rollback guard is turned off", ErrInvalidOption)
