@@ -30,7 +30,7 @@ var policyReports = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version
 func TestContinuousValidation(t *testing.T) {
 	s := &suite{reg: framework.StartRegistry(t), api: framework.StartAPIServer(t)}
 	if _, err := envtest.InstallCRDs(s.api.Config, envtest.CRDInstallOptions{
-		Paths: []string{framework.RepoRoot(t) + "/internal/inventory/testdata/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
+		Paths: []string{framework.RepoRoot(t) + "/internal/manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
 	}); err != nil {
 		t.Fatalf("install the PolicyReport CRD: %v", err)
 	}
