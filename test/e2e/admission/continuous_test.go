@@ -4,18 +4,25 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/manifests"
 	"github.com/stagegate/stagegate/test/e2e/framework"
 )
 
@@ -24,16 +31,13 @@ var policyReports = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version
 // TestContinuousValidation (issue 15): a `serve` with continuousValidation
 // enabled, on a real API server with the PolicyReport CRD, reports a running
 // pod whose digest `stagegate revoke` revoked, and clears it when the digest
-// is promoted again. It has an environment of its own, without the webhook,
+// is promoted again. serve acts as the service account of the generated
+// RBAC, so the test also shows that privilege is enough. It has an environment of its own, without the webhook,
 // so that the admission scenarios see the serve they always saw. The sweep is
 // an hour: only the promotion service's observer can have told it in time.
 func TestContinuousValidation(t *testing.T) {
 	s := &suite{reg: framework.StartRegistry(t), api: framework.StartAPIServer(t)}
-	if _, err := envtest.InstallCRDs(s.api.Config, envtest.CRDInstallOptions{
-		Paths: []string{framework.RepoRoot(t) + "/internal/manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
-	}); err != nil {
-		t.Fatalf("install the PolicyReport CRD: %v", err)
-	}
+	kubeconfig := asInventory(t, s.api)
 	s.serve = framework.StartStagegate(t,
 		framework.WithName("continuous"),
 		framework.WithToken("", "e2e-pipeline", "e2e"),
@@ -49,7 +53,7 @@ continuousValidation:
   kubeconfig: %s
   sweep: 1h
   lease: {namespace: default, duration: 6s, renew: 4s, retry: 1s}
-`, s.reg.Addr, s.api.KubeconfigPath)))
+`, s.reg.Addr, kubeconfig)))
 	s.bin, s.dir, s.configPath, s.token, s.url = s.serve.Bin, s.serve.Dir, s.serve.ConfigPath, s.serve.Token, s.serve.URL
 	dyn, err := dynamic.NewForConfig(s.api.Config)
 	if err != nil {
@@ -89,6 +93,63 @@ continuousValidation:
 		s.promote(t, ref, "test")
 		waitPolicyReport(t, dyn, ns, "pass=1 fail=0 []")
 	})
+}
+
+// asInventory creates what `stagegate manifests` generates for continuous
+// validation (the PolicyReport CRD and the RBAC of the service account
+// default/stagegate) and returns a kubeconfig that acts as that service
+// account: serve then has the least privilege it ships with, no more.
+func asInventory(t *testing.T, api *framework.APIServer) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.ContinuousValidation.Enabled = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o := manifests.Options{Namespace: "default", Service: "stagegate", Registries: []string{manifests.PlaceholderRegistry}}
+	srv, err := manifests.ServerFiles(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Server = srv
+	c, err := client.New(api.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiextensionsv1.AddToScheme(c.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	var crd *apiextensionsv1.CustomResourceDefinition
+	for _, obj := range manifests.Deployment(o) {
+		switch v := obj.(type) {
+		case *apiextensionsv1.CustomResourceDefinition:
+			crd = v
+		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *rbacv1.Role, *rbacv1.RoleBinding:
+		default:
+			continue
+		}
+		if err := c.Create(t.Context(), obj.(client.Object)); err != nil {
+			t.Fatalf("create %T: %v", obj, err)
+		}
+	}
+	if crd == nil {
+		t.Fatal("manifests generated no PolicyReport CRD")
+	}
+	if err := envtest.WaitForCRDs(api.Config, []*apiextensionsv1.CustomResourceDefinition{crd}, envtest.CRDInstallOptions{PollInterval: 100 * time.Millisecond, MaxTime: time.Minute}); err != nil {
+		t.Fatalf("PolicyReport CRD: %v", err)
+	}
+	kc, err := clientcmd.LoadFromFile(api.KubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range kc.AuthInfos {
+		ai.Impersonate = "system:serviceaccount:default:stagegate"
+	}
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // waitPolicyReport polls the PolicyReport of ns, for at most a minute,
