@@ -1,7 +1,7 @@
 // Package app is stagegate's composition root: Build turns a validated
 // config into every part `serve` runs (ledger, keys, policy, registry
 // client, promotion service, admission reviewer, federation, revocation
-// list publisher, HTTP handlers). `serve`, `check` and the bench use Build,
+// list publisher, HTTP handlers, and continuous validation when enabled). `serve`, `check` and the bench use Build,
 // each with its options; nothing else assembles these parts, so that what
 // `check` decides and what the bench measures is what the webhook runs.
 package app
@@ -235,8 +235,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	}
 	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys)}
 	if cfg.ContinuousValidation.Enabled {
-		// No recorder: a dry run records nothing, and a break-glass it
-		// met would be refused for want of one, as it should be.
+		// No recorder: its dry runs record nothing, not even a
+		// break-glass. With a registry source, its fallback may still
+		// import what the registry attests, as admission's does.
 		if a.continuous, err = buildContinuous(cfg, a.Ledger, admission.NewReviewer(states, a.Policy, dryRunOpts...), a.opts); err != nil {
 			return nil, err
 		}
