@@ -1,9 +1,10 @@
 // Package app is stagegate's composition root: Build turns a validated
 // config into every part `serve` runs (ledger, keys, policy, registry
 // client, promotion service, admission reviewer, federation, revocation
-// list publisher, HTTP handlers, and continuous validation when enabled). `serve`, `check` and the bench use Build,
-// each with its options; nothing else assembles these parts, so that what
-// `check` decides and what the bench measures is what the webhook runs.
+// list publisher, HTTP handlers, and continuous validation when enabled).
+// `serve`, `check` and the bench use Build, each with its options; nothing
+// else assembles these parts, so that what `check` decides and what the
+// bench measures is what the webhook runs.
 package app
 
 import (
