@@ -1,9 +1,10 @@
 // Package app is stagegate's composition root: Build turns a validated
 // config into every part `serve` runs (ledger, keys, policy, registry
 // client, promotion service, admission reviewer, federation, revocation
-// list publisher, HTTP handlers). `serve`, `check` and the bench use Build,
-// each with its options; nothing else assembles these parts, so that what
-// `check` decides and what the bench measures is what the webhook runs.
+// list publisher, HTTP handlers, and continuous validation when enabled).
+// `serve`, `check` and the bench use Build, each with its options; nothing
+// else assembles these parts, so that what `check` decides and what the
+// bench measures is what the webhook runs.
 package app
 
 import (
@@ -64,6 +65,7 @@ type App struct {
 	ready      atomic.Bool
 	federation *federation.Source
 	publisher  *revlist.Publisher
+	continuous *continuous
 	// closers undo what Build and Start did, run last first by Close.
 	mu      sync.Mutex
 	closers []func() error
@@ -213,6 +215,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.onClose(func() error { a.federation.Close(); return nil })
 		reviewOpts = append(reviewOpts, admission.WithFallback(a.federation))
 	}
+	// Continuous validation's dry runs are decided as the webhook decides,
+	// but are not admission decisions: not counted, and not recorded.
+	dryRunOpts := append(slices.Clip(reviewOpts), admission.WithLogger(logger))
 	reviewOpts = append(reviewOpts, admission.WithMetrics(m), admission.WithLogger(logger))
 
 	if a.opts.readOnly {
@@ -229,8 +234,17 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.opts.resolver != nil {
 		resolver = a.opts.resolver
 	}
-	a.Service = promotion.New(a.Ledger, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promotion.WithLogger(logger),
-		promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys))
+	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys)}
+	if cfg.ContinuousValidation.Enabled {
+		// No recorder: its dry runs record nothing, not even a
+		// break-glass. With a registry source, its fallback may still
+		// import what the registry attests, as admission's does.
+		if a.continuous, err = buildContinuous(cfg, a.Ledger, admission.NewReviewer(states, a.Policy, dryRunOpts...), a.opts); err != nil {
+			return nil, err
+		}
+		promOpts = append(promOpts, promotion.WithObserver(a.continuous.observe))
+	}
+	a.Service = promotion.New(a.Ledger, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promOpts...)
 	if ref := cfg.RevocationList.Reference; ref != "" {
 		a.publisher = revlist.NewPublisher(a.Ledger, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
 			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
@@ -323,8 +337,9 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 	return nil
 }
 
-// Start starts the background work, the registry source's refreshes and
-// the revocation list's publisher, and makes /readyz answer ready. Under
+// Start starts the background work, the registry source's refreshes, the
+// revocation list's publisher and continuous validation (while this
+// replica holds its Lease), and makes /readyz answer ready. Under
 // WithReadOnly it reads the revocation lists once, now, so that a fresh
 // stage decides as a serve that has read them. ctx bounds that read; the
 // background work runs until Close.
@@ -352,6 +367,15 @@ func (a *App) Start(ctx context.Context) error {
 		// Pushed after everything Build made: stopped before the ledger
 		// it reads closes.
 		a.closers = append(a.closers, func() error { cancel(); wg.Wait(); return nil })
+	}
+	if a.continuous != nil {
+		stop, err := a.continuous.start(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		// Stopped, and its Lease released, before the ledger it reads
+		// closes.
+		a.closers = append(a.closers, func() error { stop(); return nil })
 	}
 	a.ready.Store(true)
 	return nil

@@ -218,6 +218,9 @@ type Config struct {
 	RateLimit RateLimit `json:"rateLimit,omitempty"`
 	// Ledger guards the ledger file against rollback.
 	Ledger Ledger `json:"ledger,omitzero"`
+	// ContinuousValidation reports the running pods admission would
+	// refuse now.
+	ContinuousValidation ContinuousValidation `json:"continuousValidation,omitzero"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }
@@ -344,6 +347,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateRegistries()...)
 	errs = append(errs, c.Admission.validate()...)
+	errs = append(errs, c.ContinuousValidation.validate()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}

@@ -168,9 +168,11 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 	return c, nil
 }
 
-// Run watches and evaluates until ctx ends. It returns ErrNotSynced when the
-// caches do not fill before ctx ends.
+// Run watches and evaluates until ctx ends, once: a Controller is not run
+// again. It returns ErrNotSynced when the caches do not fill before ctx
+// ends. The gauges are dropped when it returns.
 func (c *Controller) Run(ctx context.Context) error {
+	defer c.metrics.reset()
 	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()

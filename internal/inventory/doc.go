@@ -11,10 +11,12 @@
 // records nothing, not even a break-glass; its admission.Trace says which
 // image, digest and ledger entry a violation comes from.
 //
-// Wiring it (not done here): run one Controller per cluster (the Raft
-// leader, or a Lease holder); give it a Reviewer built like the webhook's
-// but without admission.WithMetrics, so that its dry runs are not counted as
-// admission decisions; it needs list/watch on pods and namespaces, get on
-// replicasets, create/patch on events, and get/list/create/patch/delete on
-// policyreports.wgpolicyk8s.io (CRD in testdata/policyreport-crd.yaml).
+// internal/app wires it into serve (config continuousValidation): one
+// Controller per cluster, run by the holder of a Kubernetes Lease, with a
+// Reviewer built like the webhook's but without admission.WithMetrics, so
+// that its dry runs are not counted as admission decisions. It needs
+// list/watch on pods and namespaces, get on replicasets, create/patch on
+// events, and get/list/create/patch/delete on policyreports.wgpolicyk8s.io,
+// whose CRD (internal/manifests/policyreport-crd.yaml) and RBAC `stagegate
+// manifests` generates when the config enables it.
 package inventory

@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	api := framework.StartAPIServer(t)
 	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
-		Paths: []string{"testdata/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
+		Paths: []string{"../manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
 	}); err != nil {
 		t.Fatalf("install the PolicyReport CRD: %v", err)
 	}

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,13 +27,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.violations, m.lastSweep} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	var err error
+	if m.violations, err = register(reg, m.violations); err != nil {
+		return nil, err
+	}
+	if m.lastSweep, err = register(reg, m.lastSweep); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
+
+// register registers c on reg, or returns the collector already there: a
+// replica builds a Controller for each term it leads, on the same
+// registerer, and a later one takes over the gauges of the first.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	are := prometheus.AlreadyRegisteredError{}
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(T); ok {
+			return old, nil
+		}
+	}
+	return c, err
+}
+
+// reset drops every series: a controller that stopped (a replica that no
+// longer leads) knows nothing of what runs now.
+func (m *metrics) reset() { m.violations.Reset() }
 
 // set replaces ns's series with the counts of violations.
 func (m *metrics) set(ns string, violations []Violation) {

@@ -118,8 +118,13 @@ func Deployment(o Options) []runtime.Object {
 	objs := []runtime.Object{
 		namespace(o),
 		serviceAccount(o),
-		configMap(o, configMapName(o), map[string]string{ConfigFile: string(srv.Config)}),
 	}
+	if srv.Continuous {
+		objs = append(objs, continuousObjects(o)...)
+	}
+	objs = append(objs,
+		configMap(o, configMapName(o), map[string]string{ConfigFile: string(srv.Config)}),
+	)
 	if len(srv.Policies) > 0 {
 		objs = append(objs, configMap(o, policiesName(o), srv.Policies))
 	}
@@ -154,7 +159,8 @@ func serviceAccount(o Options) *corev1.ServiceAccount {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 		ObjectMeta: meta(o, o.Service, "webhook"),
 		// The webhook never calls the API server (DESIGN.md, "How the
-		// webhook knows the stage"), so it gets no token and no RBAC.
+		// webhook knows the stage"), so it gets no token and no RBAC;
+		// continuous validation, when enabled, mounts one in the pod.
 		AutomountServiceAccountToken: &no,
 	}
 }
@@ -245,12 +251,13 @@ func deployment(o Options, srv *Server) *appsv1.Deployment {
 }
 
 func podSpec(o Options, srv *Server) corev1.PodSpec {
-	no, yes := false, true
+	yes := true
 	uid := nonRoot
 	secretMode := int32(0o440)
 	spec := corev1.PodSpec{
-		ServiceAccountName:           o.Service,
-		AutomountServiceAccountToken: &no,
+		ServiceAccountName: o.Service,
+		// Only continuous validation calls the API server.
+		AutomountServiceAccountToken: &srv.Continuous,
 		SecurityContext: &corev1.PodSecurityContext{
 			RunAsNonRoot: &yes,
 			RunAsUser:    &uid,

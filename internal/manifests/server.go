@@ -39,6 +39,10 @@ type Server struct {
 	// in GuardDir (ledger.checkpointFile): the Deployment then mounts the
 	// PersistentVolumeClaim <service>-guard there.
 	Guard bool
+	// Continuous says that the config enables continuous validation: the
+	// pod then gets its service account's token, and Deployment the CRD
+	// and RBAC it needs.
+	Continuous bool
 }
 
 // maxConfigMap is below the API server's 1 MiB limit on a ConfigMap, with
@@ -90,6 +94,16 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	c.DataDir = DataDir
+	if c.ContinuousValidation.Enabled {
+		srv.Continuous = true
+		// In the cluster: the pod's service account, and a Lease in the
+		// pod's own namespace, where its Role grants them.
+		c.ContinuousValidation.Kubeconfig = ""
+		c.ContinuousValidation.Lease.Namespace = ""
+	} else {
+		// Off: its filled-in defaults would only be noise.
+		c.ContinuousValidation = config.ContinuousValidation{}
+	}
 	switch {
 	case o.NoCheckpointGuard && cfg.Ledger.CheckpointFile != "":
 		return nil, fmt.Errorf("manifests: %w: the config names ledger.checkpointFile, but the rollback guard is turned off", ErrInvalidOption)

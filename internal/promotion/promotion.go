@@ -60,6 +60,8 @@ type Service struct {
 
 	pubMu    sync.Mutex
 	pubLocks map[string]*imageLock
+
+	observers []func(ledger.Entry)
 }
 
 // Option configures a Service.
@@ -70,6 +72,21 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithObserver calls fn with each promotion and revocation entry the
+// Service records, once it is durable and before it is published to the
+// registry: continuous validation re-checks the pods running its digest.
+// fn runs on the request's goroutine and must not block.
+func WithObserver(fn func(ledger.Entry)) Option {
+	return func(s *Service) { s.observers = append(s.observers, fn) }
+}
+
+// observe tells the observers about e.
+func (s *Service) observe(e ledger.Entry) {
+	for _, fn := range s.observers {
+		fn(e)
+	}
+}
 
 // New returns a Service over the given stages, in pipeline order.
 func New(l Ledger, signer Signer, pol Policy, res Resolver, stages []string, opts ...Option) *Service {
@@ -176,6 +193,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if created {
 		s.log.Info("promoted", "repository", img.Repository, "digest", img.Digest, "stage", req.Stage,
 			"subject", req.Requester.Subject, "index", rc.Entry.Index)
+		s.observe(rc.Entry)
 	}
 	if err := s.publish(ctx, rc.Entry, so, true); err != nil {
 		return res, err
@@ -350,6 +368,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	}
 	if created {
 		s.log.Info("revoked", "digest", req.Digest, "stage", req.Stage, "subject", req.Requester.Subject, "index", rc.Entry.Index)
+		s.observe(rc.Entry)
 	}
 	res := Result{Receipt: rc, Created: created}
 	attest := false
