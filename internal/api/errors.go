@@ -64,6 +64,7 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		req        *requestError
 		pub        *promotion.PublishError
 		denied     *promotion.DeniedError
+		forbidden  *promotion.ForbiddenError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -79,6 +80,13 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 			status = http.StatusGatewayTimeout
 		}
 		return status, map[string]any{"error": err.Error(), "receipt": res.Receipt}
+	case errors.As(err, &forbidden):
+		// The groups that may, so that the requester knows whom to ask.
+		groups := forbidden.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "allowedGroups": groups}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):

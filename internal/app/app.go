@@ -234,7 +234,8 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.opts.resolver != nil {
 		resolver = a.opts.resolver
 	}
-	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys)}
+	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
+		promotion.WithDuties(Duties(cfg))}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/registry"
 )
 
@@ -16,6 +17,9 @@ import (
 //   - *DeniedError: the promotion policy refused it, with every violation.
 //   - ErrNotPromoted (wrapped): a revocation names a digest that is not
 //     promoted where it says.
+//   - *ForbiddenError: the requester is in none of the groups that may do
+//     this (revoke, override a revocation) in the stage; nothing was read
+//     from the ledger for it, and nothing written.
 //   - *PublishError: the entry is recorded, and the Result holds its
 //     receipt, but publishing it to the registry failed; it wraps the
 //     registry error.
@@ -49,6 +53,33 @@ func (e *DeniedError) Error() string {
 	return "promotion to " + e.Stage + " denied by policy: " + strings.Join(e.Violations, "; ")
 }
 
+// ForbiddenError means the requester may not do Action in Stage: it is in
+// none of Groups (empty: nobody may).
+type ForbiddenError struct {
+	Action  string
+	Stage   string
+	Subject string
+	Groups  []string
+	// Detail, if set, says more (which stage of "*" refused).
+	Detail string
+}
+
+func (e *ForbiddenError) Error() string {
+	who := "nobody may"
+	if len(e.Groups) > 0 {
+		who = "only groups " + strings.Join(e.Groups, ", ") + " may"
+	}
+	where := stageWord(e.Stage)
+	if e.Stage == ledger.AllStages {
+		where = "every stage"
+	}
+	msg := fmt.Sprintf("%s may not %s in %s: %s", e.Subject, e.Action, where, who)
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
 // PublishError means the entry is recorded but publishing it to the
 // registry failed. Promoting (or revoking) again retries the publication.
 type PublishError struct {
@@ -75,7 +106,8 @@ func wrap(step string, err error) error {
 func documented(err error) bool {
 	_, denied := errors.AsType[*DeniedError](err)
 	_, published := errors.AsType[*PublishError](err)
-	return denied || published || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
+	_, forbidden := errors.AsType[*ForbiddenError](err)
+	return denied || published || forbidden || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, registry.ErrInvalidReference) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrUnreachable) ||

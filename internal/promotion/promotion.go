@@ -62,6 +62,7 @@ type Service struct {
 	pubLocks map[string]*imageLock
 
 	observers []func(ledger.Entry)
+	duties    map[string]Duties
 }
 
 // Option configures a Service.
@@ -291,14 +292,19 @@ type Revocation struct {
 	Requester  policy.Identity
 }
 
-// Revoke records a signed revocation. Any authenticated identity may
-// revoke: a revocation only ever narrows what is admitted. Revoking what is
-// already revoked returns the existing receipt with Created false.
+// Revoke records a signed revocation. Only the stage's revoke groups
+// (WithDuties) may revoke: a revocation narrows what is admitted, but it
+// also stops a running stage, so a stolen or groupless token must not be
+// able to. Revoking what is already revoked returns the existing receipt
+// with Created false.
 func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	if !registry.ValidDigest(req.Digest) {
 		return Result{}, fmt.Errorf("%w: digest %q must be sha256:<64 lowercase hex>", ErrInvalid, req.Digest)
 	}
 	if err := s.checkStage(req.Stage, true); err != nil {
+		return Result{}, err
+	}
+	if err := s.authorizeRevoke(req.Requester, req.Stage); err != nil {
 		return Result{}, err
 	}
 	if strings.TrimSpace(req.Reason) == "" {
