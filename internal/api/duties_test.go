@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/signing"
 )
 
 // promoteToProd takes the sample image through every stage of the default
@@ -97,5 +98,78 @@ func TestRevokeForbidden(t *testing.T) {
 	}
 	if st, _, err := e.ledger.State(prod.Digest, "prod"); err != nil || !st.Revoked {
 		t.Fatalf("prod state after release revoked it: %+v %v", st, err)
+	}
+}
+
+// TestStickyRevocation through HTTP: a pipeline re-run of a revoked digest
+// gets 403 naming the revocation; an override from a group that may not
+// gets 403 and writes nothing; the pipeline's own override (dev's override
+// groups default to its revoke groups) is 201, verifies, and shows in the
+// image's history.
+func TestStickyRevocation(t *testing.T) {
+	e := newEnv(t)
+	code, body := e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Image, "dev"))
+	if code != http.StatusCreated {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	var rc ledger.Receipt
+	_ = json.Unmarshal(body, &rc)
+	code, body = e.post(t, pipelineToken, "/v1/revocations", fmt.Sprintf(`{"digest":%q,"stage":"dev","reason":"CVE-2026-7"}`, rc.Entry.Digest))
+	if code != http.StatusCreated {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	var rv ledger.Receipt
+	_ = json.Unmarshal(body, &rv)
+	size, cp := e.size(t), e.checkpoint(t)
+
+	code, body = e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Image, "dev"))
+	var refused struct {
+		Error      string `json:"error"`
+		Revocation struct {
+			LedgerIndex uint64    `json:"ledgerIndex"`
+			By          string    `json:"by"`
+			At          time.Time `json:"at"`
+			Reason      string    `json:"reason"`
+			Stage       string    `json:"stage"`
+		} `json:"revocation"`
+		OverrideGroups []string `json:"overrideGroups"`
+	}
+	if err := json.Unmarshal(body, &refused); err != nil || code != http.StatusForbidden {
+		t.Fatalf("re-run: %d %s (%v), want 403", code, body, err)
+	}
+	if r := refused.Revocation; r.LedgerIndex != rv.Entry.Index || r.By != "ci" || r.Reason != "CVE-2026-7" || !r.At.Equal(rv.Entry.Time) || r.Stage != "dev" ||
+		!slices.Equal(refused.OverrideGroups, []string{"pipeline"}) {
+		t.Errorf("re-run answer = %s, want the revocation at %d", body, rv.Entry.Index)
+	}
+
+	override := fmt.Sprintf(`{"image":%q,"stage":"dev","reason":"false positive","overrideRevocation":true}`, e.sample.Image)
+	for _, token := range []string{outsiderToken, nogroupsToken, releaseToken} {
+		if code, body = e.post(t, token, "/v1/promotions", override); code != http.StatusForbidden || !strings.Contains(string(body), `"allowedGroups"`) {
+			t.Errorf("override from a group that may not: %d %s, want 403 with allowedGroups", code, body)
+		}
+	}
+	if code, body = e.post(t, pipelineToken, "/v1/promotions", fmt.Sprintf(`{"image":%q,"stage":"dev","overrideRevocation":true}`, e.sample.Image)); code != http.StatusBadRequest {
+		t.Errorf("override without a reason: %d %s, want 400", code, body)
+	}
+	if n, c := e.size(t), e.checkpoint(t); n != size || c != cp {
+		t.Fatalf("refused promotions changed the ledger: size %d, want %d", n, size)
+	}
+
+	code, body = e.post(t, pipelineToken, "/v1/promotions", override)
+	if code != http.StatusCreated {
+		t.Fatalf("override: %d %s", code, body)
+	}
+	var ov ledger.Receipt
+	_ = json.Unmarshal(body, &ov)
+	if ov.Entry.OverridesRevocation == nil || *ov.Entry.OverridesRevocation != rv.Entry.Index {
+		t.Errorf("override entry = %+v, want overridesRevocation %d", ov.Entry, rv.Entry.Index)
+	}
+	lv, _ := ledgertestVerifier(e)
+	if err := ledger.VerifyReceipt(ov, lv, signing.CheckEntry(e.verifier)); err != nil {
+		t.Errorf("override receipt does not verify: %v", err)
+	}
+	code, body = e.get(t, outsiderToken, "/v1/images/"+rc.Entry.Digest)
+	if code != http.StatusOK || !strings.Contains(string(body), fmt.Sprintf(`"overridesRevocation": %d`, rv.Entry.Index)) {
+		t.Errorf("history: %d %s, want the override shown", code, body)
 	}
 }

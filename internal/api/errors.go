@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
@@ -65,6 +66,7 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		pub        *promotion.PublishError
 		denied     *promotion.DeniedError
 		forbidden  *promotion.ForbiddenError
+		revoked    *promotion.RevokedError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -87,6 +89,16 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 			groups = []string{}
 		}
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "allowedGroups": groups}
+	case errors.As(err, &revoked):
+		// Names the revocation, so that the pipeline's log says what
+		// blocks it and whom to ask.
+		groups := revoked.OverrideGroups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "overrideGroups": groups,
+			"revocation": revocationView{Stage: revoked.Stage, Digest: revoked.Digest, LedgerIndex: revoked.Index,
+				By: revoked.By, At: revoked.At.UTC(), Reason: revoked.Reason}}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
@@ -112,6 +124,16 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		a.log.Error("request failed", "err", err)
 		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
 	}
+}
+
+// revocationView is the revocation a 403 for a revoked digest names.
+type revocationView struct {
+	Stage       string    `json:"stage"`
+	Digest      string    `json:"digest"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason"`
 }
 
 // isTimeout reports whether err is a registry that did not answer in time.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -20,6 +21,8 @@ import (
 //   - *ForbiddenError: the requester is in none of the groups that may do
 //     this (revoke, override a revocation) in the stage; nothing was read
 //     from the ledger for it, and nothing written.
+//   - *RevokedError: the digest is revoked in the stage and the promotion
+//     does not override that (revocations are sticky).
 //   - *PublishError: the entry is recorded, and the Result holds its
 //     receipt, but publishing it to the registry failed; it wraps the
 //     registry error.
@@ -80,6 +83,28 @@ func (e *ForbiddenError) Error() string {
 	return msg
 }
 
+// RevokedError means the digest is revoked in Stage by the revocation at
+// ledger entry Index, and a plain promotion does not put it back.
+type RevokedError struct {
+	Stage  string
+	Digest string
+	Index  uint64
+	By     string
+	At     time.Time
+	Reason string
+	// OverrideGroups may override it (empty: nobody).
+	OverrideGroups []string
+}
+
+func (e *RevokedError) Error() string {
+	who := "nobody may override it in this stage"
+	if len(e.OverrideGroups) > 0 {
+		who = "a member of " + strings.Join(e.OverrideGroups, ", ") + " may override it: promote with overrideRevocation and a reason (stagegate promote --override-revocation --reason ...)"
+	}
+	return fmt.Sprintf("%s was revoked from stage %s by ledger entry %d (%s at %s: %s); a revoked digest is not promoted again by a plain promotion: %s",
+		e.Digest, e.Stage, e.Index, e.By, e.At.UTC().Format(time.RFC3339), e.Reason, who)
+}
+
 // PublishError means the entry is recorded but publishing it to the
 // registry failed. Promoting (or revoking) again retries the publication.
 type PublishError struct {
@@ -107,7 +132,8 @@ func documented(err error) bool {
 	_, denied := errors.AsType[*DeniedError](err)
 	_, published := errors.AsType[*PublishError](err)
 	_, forbidden := errors.AsType[*ForbiddenError](err)
-	return denied || published || forbidden || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
+	_, revoked := errors.AsType[*RevokedError](err)
+	return denied || published || forbidden || revoked || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, registry.ErrInvalidReference) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrUnreachable) ||
