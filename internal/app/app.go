@@ -153,6 +153,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.opts.logger = slog.New(slog.DiscardHandler)
 	}
 	logger := a.opts.logger
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -491,5 +494,6 @@ func reviewerOptions(cfg *config.Config, rc admission.Resolver) []admission.Opti
 		admission.WithResolverCache(admission.DefaultResolverCacheSize, cfg.Admission.TagCacheTTL.Std(), admission.DefaultResolverErrorTTL),
 		admission.WithReviewTimeout(cfg.Admission.Timeout.Std()),
 		admission.WithMaxImages(cfg.Admission.MaxImages),
+		admission.WithBreakGlassRules(BreakGlassRules(cfg)),
 	}
 }

@@ -114,3 +114,21 @@ func anyList(ss []string) []any {
 	}
 	return out
 }
+
+// Warnings are what the operator should hear at start about settings that
+// are valid but weaker than they look.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.BreakGlassRestricted() && c.Admission.ClientCAFile == "" {
+		var stages []string
+		for _, s := range c.Stages {
+			if s.BreakGlassGroups != nil {
+				stages = append(stages, s.Name)
+			}
+		}
+		out = append(out, fmt.Sprintf("stages %s set breakGlassGroups, which trusts the AdmissionReview's userInfo, but admission.clientCAFile is not set: "+
+			"anyone who reaches the webhook can send a review claiming any user and group; set admission.listen and admission.clientCAFile "+
+			"(the CA of the API server's webhook client certificate)", strings.Join(stages, ", ")))
+	}
+	return out
+}

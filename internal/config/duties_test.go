@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,40 @@ func TestBreakGlassMaxAgeNotNegative(t *testing.T) {
 	c.Stages[0].BreakGlassMaxAge = Duration(-1)
 	if err := c.Validate(); err == nil {
 		t.Fatal("negative breakGlassMaxAge accepted")
+	}
+}
+
+// TestBreakGlassGroupsWarning: breakGlassGroups without admission
+// client-CA authentication is valid but warned about, naming the stage
+// and the setting that fixes it.
+func TestBreakGlassGroupsWarning(t *testing.T) {
+	tests := map[string]struct {
+		groups   []string
+		clientCA string
+		warn     bool
+	}{
+		"no breakGlassGroups":          {},
+		"groups without a client CA":   {groups: []string{"sre"}, warn: true},
+		"empty list without client CA": {groups: []string{}, warn: true},
+		"groups with a client CA":      {groups: []string{"sre"}, clientCA: "ca.crt"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := Default()
+			c.Stages[2].BreakGlassGroups = tc.groups
+			if tc.clientCA != "" {
+				c.Admission.Listen, c.Admission.ClientCAFile = "127.0.0.1:9443", tc.clientCA
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			w := c.Warnings()
+			if got := len(w) > 0; got != tc.warn {
+				t.Fatalf("warnings = %q, want some: %v", w, tc.warn)
+			}
+			if tc.warn && (!strings.Contains(w[0], "stages stage ") || !strings.Contains(w[0], "admission.clientCAFile")) {
+				t.Errorf("warning %q does not name the stage and admission.clientCAFile", w[0])
+			}
+		})
 	}
 }
