@@ -238,7 +238,7 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		resolver = a.opts.resolver
 	}
 	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
-		promotion.WithDuties(Duties(cfg))}
+		promotion.WithDuties(Duties(cfg)), promotion.WithApprovals(ApprovalRules(cfg))}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
@@ -306,7 +306,8 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 		}
 	}
 	promAPI := api.New(a.Service, a.Ledger, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger),
-		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer))
+		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
+		api.WithApprovals(a.Service))
 
 	webhook := admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger))
 	health := func(mux *http.ServeMux) {
