@@ -162,6 +162,8 @@ type promoteBody struct {
 	Stage    string         `json:"stage"`
 	Reason   string         `json:"reason"`
 	Evidence map[string]any `json:"evidence"`
+	// OverrideRevocation puts back a digest revoked in the stage.
+	OverrideRevocation bool `json:"overrideRevocation"`
 }
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
@@ -172,6 +174,7 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
+		OverrideRevocation: body.OverrideRevocation,
 	}
 	if r.Header.Get("Accept") == ndjson {
 		a.promoteStreaming(w, r, req)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
@@ -64,6 +65,8 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		req        *requestError
 		pub        *promotion.PublishError
 		denied     *promotion.DeniedError
+		forbidden  *promotion.ForbiddenError
+		revoked    *promotion.RevokedError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -79,6 +82,23 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 			status = http.StatusGatewayTimeout
 		}
 		return status, map[string]any{"error": err.Error(), "receipt": res.Receipt}
+	case errors.As(err, &forbidden):
+		// The groups that may, so that the requester knows whom to ask.
+		groups := forbidden.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "allowedGroups": groups}
+	case errors.As(err, &revoked):
+		// Names the revocation, so that the pipeline's log says what
+		// blocks it and whom to ask.
+		groups := revoked.OverrideGroups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "overrideGroups": groups,
+			"revocation": revocationView{Stage: revoked.Stage, Digest: revoked.Digest, LedgerIndex: revoked.Index,
+				By: revoked.By, At: revoked.At.UTC(), Reason: revoked.Reason}}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
@@ -104,6 +124,16 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		a.log.Error("request failed", "err", err)
 		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
 	}
+}
+
+// revocationView is the revocation a 403 for a revoked digest names.
+type revocationView struct {
+	Stage       string    `json:"stage"`
+	Digest      string    `json:"digest"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason"`
 }
 
 // isTimeout reports whether err is a registry that did not answer in time.

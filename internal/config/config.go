@@ -58,6 +58,15 @@ type Stage struct {
 	// signatures and attestations, e.g. "registry.prod:5000/mirror" makes
 	// "registry.dev/team/app" into "registry.prod:5000/mirror/team/app".
 	Target string `json:"target,omitempty"`
+	// RevokeGroups, OverrideRevocationGroups, BreakGlassGroups and
+	// BreakGlassMaxAge say who may undo or bypass promotions here; see
+	// duties.go. For the group lists nil means the default and an empty
+	// list nobody, so they are omitzero, not omitempty: a written-out
+	// config must keep "nobody".
+	RevokeGroups             []string `json:"revokeGroups,omitzero"`
+	OverrideRevocationGroups []string `json:"overrideRevocationGroups,omitzero"`
+	BreakGlassGroups         []string `json:"breakGlassGroups,omitzero"`
+	BreakGlassMaxAge         Duration `json:"breakGlassMaxAge,omitempty"`
 }
 
 // RegistrySource lets a cluster that shares no ledger learn promotions from
@@ -221,6 +230,9 @@ type Config struct {
 	// ContinuousValidation reports the running pods admission would
 	// refuse now.
 	ContinuousValidation ContinuousValidation `json:"continuousValidation,omitzero"`
+	// SecurityGroups may revoke in every stage whose revokeGroups is not
+	// set (duties.go).
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }
@@ -346,6 +358,7 @@ func (c *Config) Validate() error {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
 	errs = append(errs, c.validateRegistries()...)
+	errs = append(errs, c.validateDuties()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
@@ -494,6 +507,7 @@ func (c *Config) PolicyData() map[string]any {
 			"breakGlass":     boolOr(s.BreakGlass, i != last),
 			"allowTags":      boolOr(s.AllowTags, i != last),
 		}
+		c.addDuties(stages[s.Name].(map[string]any), s)
 		if len(s.RequiredEvidence) > 0 {
 			req := make([]any, len(s.RequiredEvidence))
 			for j, r := range s.RequiredEvidence {
