@@ -274,4 +274,3 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 }
 
 type connStateKey struct{}
-

@@ -108,7 +108,7 @@ func TestPeerPortAuthenticatesMembers(t *testing.T) {
 		client   *tls.Config
 		leaderID string
 	}{
-		"a non-member's certificate":          {client: mallory, leaderID: "sg-0"},
+		"a non-member's certificate":           {client: mallory, leaderID: "sg-0"},
 		"the leader's certificate is not sg-2": {client: c1, leaderID: "sg-2"},
 	} {
 		t.Run(name, func(t *testing.T) {
