@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/forward"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -42,13 +44,21 @@ func refuse(status int, format string, args ...any) error {
 
 // fail answers err.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	status, body := a.respond(promotion.Result{}, err)
-	writeJSON(w, status, body)
+	a.answer(w, promotion.Result{}, err)
 }
 
 // answer answers a promotion or revocation.
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 	status, body := a.respond(res, err)
+	if status == http.StatusServiceUnavailable {
+		// Nothing was recorded and a retry may succeed: a forwarding
+		// follower retries at once (NotLeaderHeader), a client after a
+		// second.
+		w.Header().Set("Retry-After", "1")
+		if errors.Is(err, cluster.ErrNotLeader) {
+			w.Header().Set(forward.NotLeaderHeader, "1")
+		}
+	}
 	writeJSON(w, status, body)
 }
 
@@ -113,6 +123,9 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusGatewayTimeout, msg(timeout.Error())
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, msg("a registry did not answer in time")
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Leadership moved while the write was under way.
+		return http.StatusServiceUnavailable, msg("this replica is not the cluster leader (an election is under way); nothing was recorded by this request, retry it")
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):

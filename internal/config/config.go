@@ -233,6 +233,9 @@ type Config struct {
 	// SecurityGroups may revoke in every stage whose revokeGroups is not
 	// set (duties.go).
 	SecurityGroups []string `json:"securityGroups,omitempty"`
+	// Cluster makes this stagegate a replica of a Raft cluster; nil is a
+	// single node (see cluster.go).
+	Cluster *Cluster `json:"cluster,omitempty"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }
@@ -361,6 +364,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateDuties()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
+	if c.Cluster != nil {
+		errs = append(errs, c.Cluster.validate(c.DataDir)...)
+	}
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}
