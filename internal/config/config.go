@@ -58,6 +58,9 @@ type Stage struct {
 	// signatures and attestations, e.g. "registry.prod:5000/mirror" makes
 	// "registry.dev/team/app" into "registry.prod:5000/mirror/team/app".
 	Target string `json:"target,omitempty"`
+	// OnViolation is what continuous validation does with a running pod
+	// this stage would refuse now: report (the default) or evict.
+	OnViolation string `json:"onViolation,omitempty"`
 }
 
 // RegistrySource lets a cluster that shares no ledger learn promotions from
@@ -348,6 +351,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRegistries()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
+	errs = append(errs, c.validateOnViolation()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,16 +91,40 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// start runs the controller and leads it, as the holder of the Lease.
 func (e *env) start(t *testing.T) {
+	e.run(t)
+	e.lead(t)
+}
+
+// run runs the controller, as every replica does.
+func (e *env) run(t *testing.T) {
+	t.Helper()
+	e.goRun(t, "Run", e.ctrl.Run)
+}
+
+// lead leads the controller until the test ends, or until the returned
+// function ends the term.
+func (e *env) lead(t *testing.T) (stop func()) {
+	t.Helper()
+	return e.goRun(t, "Lead", e.ctrl.Lead)
+}
+
+func (e *env) goRun(t *testing.T, what string, fn func(context.Context) error) func() {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 type testWriter struct{ t *testing.T }
