@@ -2,7 +2,9 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -10,6 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
+
+// evictTimeout bounds one eviction request.
+const evictTimeout = 10 * time.Second
 
 // evictable is whether v is a pod the leader evicts: one of an evicting
 // stage that admission refuses for its digest alone. A break-glass pod was
@@ -43,7 +48,12 @@ func (c *Controller) evictAll(ctx context.Context, t *term, ns string, violation
 // same name from being evicted for the old one's image.
 func (c *Controller) evictPod(ctx context.Context, v Violation) bool {
 	uid := types.UID(v.UID)
-	err := c.client.PolicyV1().Evictions(v.Namespace).Evict(ctx, &policyv1.Eviction{
+	// The Eviction API can hold a request for long, e.g. while no
+	// disruption controller has observed the budget; the worker must not
+	// wait with it.
+	ectx, cancel := context.WithTimeout(ctx, evictTimeout)
+	defer cancel()
+	err := c.client.PolicyV1().Evictions(v.Namespace).Evict(ectx, &policyv1.Eviction{
 		ObjectMeta:    metav1.ObjectMeta{Namespace: v.Namespace, Name: v.Pod},
 		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}},
 	})
@@ -59,7 +69,7 @@ func (c *Controller) evictPod(ctx context.Context, v Violation) bool {
 		// Gone, or replaced by a pod of the same name that is
 		// evaluated on its own.
 		return true
-	case apierrors.IsTooManyRequests(err):
+	case apierrors.IsTooManyRequests(err), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		ref := c.workload(ctx, v.Owner)
 		c.recorder.Event(&ref, corev1.EventTypeWarning, EventEvictionBlocked, truncate(
 			fmt.Sprintf("pod %s runs %s, which stage %q would not admit now (%s), but its eviction was refused (%v); retrying every %s",

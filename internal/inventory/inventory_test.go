@@ -52,7 +52,7 @@ type env struct {
 	at     time.Time
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
 	api := framework.StartAPIServer(t)
 	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
@@ -83,8 +83,8 @@ func newEnv(t *testing.T) *env {
 	e := &env{cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	e.ctrl, err = New(api.Clientset, dyn, rev, WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
-		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	e.ctrl, err = New(api.Clientset, dyn, rev, append([]Option{WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
+		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
