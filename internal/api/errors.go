@@ -9,6 +9,7 @@ import (
 
 	"github.com/stagegate/stagegate/internal/cluster"
 	"github.com/stagegate/stagegate/internal/forward"
+	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -22,6 +23,8 @@ import (
 //     documents them (its own, and the registry's it passes on: one set,
 //     internal/registry's, which internal/oci wraps too);
 //   - the read errors of the ledger (out of range, not found, empty);
+//   - inventory.ErrNotSynced, continuous validation's answers before its
+//     inventory is whole;
 //   - *requestError, a request this package refuses before asking anyone.
 //
 // Registry errors reach requesters as they are: internal/registry keeps
@@ -130,6 +133,10 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):
 		return http.StatusConflict, msg(err.Error())
+	case errors.Is(err, inventory.ErrNotSynced):
+		// Asked before the first evaluation of every namespace, or
+		// after the watch ended: an answer would miss pods.
+		return http.StatusServiceUnavailable, msg(err.Error() + "; ask again shortly")
 	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
 		return http.StatusBadGateway, msg(err.Error())
 	default:

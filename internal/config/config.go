@@ -67,6 +67,9 @@ type Stage struct {
 	OverrideRevocationGroups []string `json:"overrideRevocationGroups,omitzero"`
 	BreakGlassGroups         []string `json:"breakGlassGroups,omitzero"`
 	BreakGlassMaxAge         Duration `json:"breakGlassMaxAge,omitempty"`
+	// OnViolation is what continuous validation does with a running pod
+	// this stage would refuse now: report (the default) or evict.
+	OnViolation string `json:"onViolation,omitempty"`
 }
 
 // RegistrySource lets a cluster that shares no ledger learn promotions from
@@ -367,6 +370,7 @@ func (c *Config) Validate() error {
 	if c.Cluster != nil {
 		errs = append(errs, c.Cluster.validate(c.DataDir)...)
 	}
+	errs = append(errs, c.validateOnViolation()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}
