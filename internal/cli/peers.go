@@ -3,9 +3,11 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagegate/stagegate/internal/manifests"
 	"github.com/stagegate/stagegate/internal/pki"
 )
 
@@ -46,4 +48,19 @@ func generatePeers(s Streams, cmd *cobra.Command, ids []string, dir, service, na
 			filepath.Join(dir, id), id, pki.PeerHosts(id, service, namespace), namespace, pki.PeerSecretName(id), filepath.Join(dir, id))
 	}
 	return nil
+}
+
+// notePeers says on stderr which Secrets the members of a replicated
+// installation wait for, and how to make them.
+func notePeers(s Streams, o manifests.Options) {
+	if o.Replicas <= 1 {
+		return
+	}
+	ids := manifests.MemberIDs(o)
+	fmt.Fprintf(s.Err, "note: the members start once their peer Secrets exist:\n"+
+		"  stagegate certs generate --peers %s --service %s-peers --namespace %s\n",
+		strings.Join(ids, ","), o.Service, o.Namespace)
+	for _, id := range ids {
+		fmt.Fprintf(s.Err, "  kubectl -n %s create secret generic %s --from-file=%s/\n", o.Namespace, pki.PeerSecretName(id), filepath.Join(defaultPeerDir, id))
+	}
 }

@@ -5,8 +5,12 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/pki"
 )
@@ -66,5 +70,39 @@ func TestCertsGeneratePeersRefuses(t *testing.T) {
 				t.Error("a refused run wrote the directory")
 			}
 		})
+	}
+}
+
+// `manifests --replicas 3` prints a StatefulSet of three and says which
+// peer Secrets to make; the default stays one Deployment; an even count
+// is refused.
+func TestManifestsReplicas(t *testing.T) {
+	base := []string{"manifests", "--ca-file", "", "--registry", "ghcr.io"}
+	out, stderr, err := run(t, append(base, "--replicas", "3")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, byKind := documents(t, out)
+	if slices.Contains(kinds, "Deployment") || !slices.Contains(kinds, "StatefulSet") || !slices.Contains(kinds, "PodDisruptionBudget") {
+		t.Errorf("kinds %v", kinds)
+	}
+	var sts appsv1.StatefulSet
+	if err := yaml.UnmarshalStrict([]byte(byKind["StatefulSet"]), &sts); err != nil || *sts.Spec.Replicas != 3 {
+		t.Fatalf("StatefulSet: %v %+v", err, sts.Spec.Replicas)
+	}
+	for _, want := range []string{"--peers stagegate-0,stagegate-1,stagegate-2", "create secret generic stagegate-2-peer --from-file=certs/peers/stagegate-2/"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	out, stderr, err = run(t, base...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kinds, _ := documents(t, out); !slices.Contains(kinds, "Deployment") || slices.Contains(kinds, "StatefulSet") || strings.Contains(stderr, "peer") {
+		t.Errorf("default: kinds %v, stderr %s", kinds, stderr)
+	}
+	if _, _, err := run(t, append(base, "--replicas", "2")...); err == nil || !strings.Contains(err.Error(), "replicas 2 is even") {
+		t.Errorf("--replicas 2: %v", err)
 	}
 }
