@@ -293,6 +293,7 @@ func memberPodSpec(o Options, srv *Server) corev1.PodSpec {
 	// pods mount. One Secret per member, not one for all, so that a
 	// member's certificate is renewed or revoked on its own.
 	secretMode := int32(0o440)
+	optional := true
 	var sources []corev1.VolumeProjection
 	for _, id := range MemberIDs(o) {
 		var items []corev1.KeyToPath
@@ -302,6 +303,11 @@ func memberPodSpec(o Options, srv *Server) corev1.PodSpec {
 		sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
 			LocalObjectReference: corev1.LocalObjectReference{Name: pki.PeerSecretName(id)},
 			Items:                items,
+			// Each member needs its own Secret only: optional, so that
+			// one member's missing Secret keeps no other from starting,
+			// and the init container names the member whose files are
+			// missing rather than the kubelet a Secret.
+			Optional: &optional,
 		}})
 	}
 	spec.Volumes = append(spec.Volumes,

@@ -159,6 +159,9 @@ func TestReplicated(t *testing.T) {
 		var secrets []string
 		for _, s := range v.Projected.Sources {
 			secrets = append(secrets, s.Secret.Name)
+			if s.Secret.Optional == nil || !*s.Secret.Optional {
+				t.Errorf("Secret %s is required: a member would wait for the others' Secrets", s.Secret.Name)
+			}
 			for _, it := range s.Secret.Items {
 				if id := strings.TrimSuffix(s.Secret.Name, "-peer"); !strings.HasPrefix(it.Path, id+"/") {
 					t.Errorf("Secret %s's %s lands at %s, outside %s/", s.Secret.Name, it.Key, it.Path, id)
