@@ -50,6 +50,11 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			"The rollback guard keeps the newest checkpoint the server published on a claim of its own,\n" +
 			"<service>-guard, and the server refuses to start on an older ledger (README: the rollback\n" +
 			"guard, and how to recover from it). --checkpoint-guard=false leaves it out.\n\n" +
+			"--replicas 3 (or 5, 7) prints a StatefulSet instead of the Deployment: members that replicate\n" +
+			"the ledger over a peer port (8444, mutual TLS), a headless Service <service>-peers, a\n" +
+			"PodDisruptionBudget, a NetworkPolicy for the peer port, and the config's cluster: section.\n" +
+			"Each member reads its peer certificate from the Secret <service>-<i>-peer, which\n" +
+			"`stagegate certs generate --peers` prepares (README: Deploying three replicas).\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
 			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
 			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",

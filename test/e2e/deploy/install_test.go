@@ -61,8 +61,9 @@ func TestInstallThreeReplicas(t *testing.T) {
 	work := t.TempDir()
 
 	stagegate(t, bin, work, "certs", "generate")
+	stagegate(t, bin, work, "certs", "generate", "--dir", "client-ca")
 	stagegate(t, bin, work, "certs", "generate", "--peers", "stagegate-0,stagegate-1,stagegate-2")
-	out := stagegate(t, bin, work, "manifests", "--replicas", "3", "--registry", "ghcr.io", "--webhook-client-ca", "certs/ca.crt")
+	out := stagegate(t, bin, work, "manifests", "--replicas", "3", "--webhook-client-ca", "client-ca/ca.crt", "--registry", "ghcr.io")
 	manifests := filepath.Join(work, "stagegate.yaml")
 	if err := os.WriteFile(manifests, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
