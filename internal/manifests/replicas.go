@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/pki"
@@ -71,6 +73,19 @@ func validReplicas(o Options) error {
 	case r > 1 && r%2 == 0:
 		return fmt.Errorf("manifests: %w: replicas %d is even: a quorum of %d survives as few failures as %d replicas do; use %d or %d",
 			ErrInvalidOption, r, r/2+1, r-1, r-1, r+1)
+	case r <= 1:
+		return nil
+	}
+	// The member IDs are pod names and DNS labels of the peers' names,
+	// and the peers' Service name is a Service's: a long --service would
+	// otherwise fail only when the API server or the server refuses it.
+	if errs := validation.IsDNS1035Label(peersName(o)); len(errs) > 0 {
+		return fmt.Errorf("manifests: %w: service %q: the peers' Service %q: %s", ErrInvalidOption, o.Service, peersName(o), strings.Join(errs, "; "))
+	}
+	for _, id := range MemberIDs(o) {
+		if errs := validation.IsDNS1123Label(id); len(errs) > 0 {
+			return fmt.Errorf("manifests: %w: service %q: member ID %q: %s", ErrInvalidOption, o.Service, id, strings.Join(errs, "; "))
+		}
 	}
 	return nil
 }

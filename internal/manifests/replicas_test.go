@@ -29,20 +29,24 @@ func TestReplicasValidate(t *testing.T) {
 	tests := []struct {
 		name     string
 		replicas int32
+		service  string
 		want     string // "" for valid
 	}{
-		{"unset", 0, ""},
-		{"one", 1, ""},
-		{"three", 3, ""},
-		{"seven", 7, ""},
-		{"two", 2, "replicas 2 is even"},
-		{"four", 4, "use 3 or 5"},
-		{"negative", -1, "between 1 and 7"},
-		{"nine", 9, "between 1 and 7"},
+		{"long service, one replica", 1, strings.Repeat("s", 60), ""},
+		{"long service", 3, strings.Repeat("s", 58), `the peers' Service "` + strings.Repeat("s", 58) + `-peers"`},
+		{"service starting with a digit", 3, "1gate", `the peers' Service "1gate-peers"`},
+		{"unset", 0, "", ""},
+		{"one", 1, "", ""},
+		{"three", 3, "", ""},
+		{"seven", 7, "", ""},
+		{"two", 2, "", "replicas 2 is even"},
+		{"four", 4, "", "use 3 or 5"},
+		{"negative", -1, "", "between 1 and 7"},
+		{"nine", 9, "", "between 1 and 7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Options{Stages: []string{"dev"}, Replicas: tt.replicas}.Validate()
+			err := Options{Stages: []string{"dev"}, Replicas: tt.replicas, Service: tt.service}.Validate()
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
