@@ -130,6 +130,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.StringSliceVar(&o.Registries, "registry", nil, "registry host[:port] the server may contact, added to the config's registries; repeatable")
 	f.BoolVar(&allowList, "registry-allow-list", true, "let the server contact only the config's registries and --registry (one is required); false lets it contact any host")
 	f.Int32Var(&o.Replicas, "replicas", 1, "number of servers: 1 runs a Deployment; 3, 5 or 7 a StatefulSet whose members replicate the ledger (Raft), with their peer Secrets from `stagegate certs generate --peers`")
+	f.Int32Var(&o.NonVoters, "non-voters", 0, "with --replicas 3 or more: members more that replicate the ledger and serve admission without voting (admission capacity)")
 	f.BoolVar(&guard, "checkpoint-guard", true, "keep the newest published checkpoint on the claim <service>-guard, and refuse to start on an older ledger; false leaves the guard out")
 	return cmd
 }

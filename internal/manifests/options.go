@@ -162,6 +162,11 @@ type Options struct {
 	// a headless Service for the peers, a PodDisruptionBudget and the
 	// peer port's NetworkPolicy.
 	Replicas int32
+	// NonVoters adds members to a replicated installation that replicate
+	// the ledger and serve admission but do not vote: more admission
+	// capacity without slowing commits. They are the StatefulSet's
+	// highest ordinals.
+	NonVoters int32
 	// NoCheckpointGuard leaves out the rollback guard: the config's
 	// ledger.checkpointFile and the <service>-guard PersistentVolumeClaim
 	// it lives on. Without it the server starts on any older copy of the

@@ -36,13 +36,16 @@ const (
 	// MaxReplicas bounds Options.Replicas: every voter takes part in
 	// every commit, so more voters make writes slower, not safer.
 	MaxReplicas = 7
+	// MaxNonVoters bounds Options.NonVoters: each is sent every entry
+	// by the leader, though no commit waits for one.
+	MaxNonVoters = 16
 
 	secretPeers  = "/var/run/secrets/stagegate/peers"
 	peerPortName = "peer"
 )
 
-// Timings of the cluster section, as agreed with the server's config
-// (README, "Running three replicas").
+// Timings of the cluster section: the server's defaults, written out so
+// that whoever reads the ConfigMap sees them.
 const (
 	clusterStaleAfter     = "10s"
 	clusterRevocationWait = "5s"
@@ -54,10 +57,11 @@ func (o Options) replicated() bool { return o.Replicas > 1 }
 // and the NetworkPolicy of the peer port.
 func peersName(o Options) string { return o.Service + "-peers" }
 
-// MemberIDs are the members of o's cluster: the StatefulSet's pod names.
+// MemberIDs are the members of o's cluster, voters then non-voters: the
+// StatefulSet's pod names.
 func MemberIDs(o Options) []string {
 	o = o.withDefaults()
-	n := max(o.Replicas, 1)
+	n := max(o.Replicas, 1) + max(o.NonVoters, 0)
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%d", o.Service, i)
@@ -73,6 +77,10 @@ func validReplicas(o Options) error {
 	case r > 1 && r%2 == 0:
 		return fmt.Errorf("manifests: %w: replicas %d is even: a quorum of %d survives as few failures as %d replicas do; use %d or %d",
 			ErrInvalidOption, r, r/2+1, r-1, r-1, r+1)
+	case o.NonVoters < 0 || o.NonVoters > MaxNonVoters:
+		return fmt.Errorf("manifests: %w: non-voters %d must be between 0 and %d", ErrInvalidOption, o.NonVoters, MaxNonVoters)
+	case o.NonVoters > 0 && r <= 1:
+		return fmt.Errorf("manifests: %w: non-voters %d need replicas 3 or more: one server has no cluster to join", ErrInvalidOption, o.NonVoters)
 	case r <= 1:
 		return nil
 	}
@@ -103,8 +111,9 @@ type clusterSection struct {
 }
 
 type clusterMember struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	NonVoter bool   `json:"nonVoter,omitempty"`
 }
 
 type clusterTLS struct {
@@ -125,9 +134,9 @@ func cluster(o Options) clusterSection {
 		StaleAfter:     clusterStaleAfter,
 		RevocationWait: clusterRevocationWait,
 	}
-	for _, id := range MemberIDs(o) {
+	for i, id := range MemberIDs(o) {
 		host := pki.PeerHosts(id, peersName(o), o.Namespace)[0]
-		c.Members = append(c.Members, clusterMember{ID: id, Address: fmt.Sprintf("%s:%d", host, PeerPort)})
+		c.Members = append(c.Members, clusterMember{ID: id, Address: fmt.Sprintf("%s:%d", host, PeerPort), NonVoter: int32(i) >= o.Replicas})
 	}
 	return c
 }
@@ -244,7 +253,9 @@ const (
 )
 
 func statefulSet(o Options, srv *Server) *appsv1.StatefulSet {
-	replicas := o.Replicas
+	// The non-voters are the highest ordinals: scaling down, or a
+	// rolling update (which starts there), reaches them first.
+	replicas := int32(len(MemberIDs(o)))
 	claims := []corev1.PersistentVolumeClaim{claimTemplate(o, dataVolume, "1Gi")}
 	if srv.Guard {
 		// Each member's own guard: a member's checkpoint is of its own

@@ -396,3 +396,70 @@ func TestReplicatedGolden(t *testing.T) {
 	}
 	golden(t, filepath.Join("testdata", "install-replicated.yaml"), b.Bytes())
 }
+
+// Non-voters are members after the voters: the StatefulSet runs all,
+// the config marks the last ones, and the peer Secrets cover them too.
+func TestNonVoters(t *testing.T) {
+	o := haOptions()
+	o.NonVoters = 2
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ServerFiles(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole struct {
+		Cluster clusterSection `json:"cluster"`
+	}
+	if err := yaml.Unmarshal(srv.Config, &whole); err != nil {
+		t.Fatal(err)
+	}
+	var voters, nonVoters []string
+	for _, m := range whole.Cluster.Members {
+		if m.NonVoter {
+			nonVoters = append(nonVoters, m.ID)
+		} else {
+			voters = append(voters, m.ID)
+		}
+	}
+	if !slices.Equal(voters, []string{"stagegate-0", "stagegate-1", "stagegate-2"}) || !slices.Equal(nonVoters, []string{"stagegate-3", "stagegate-4"}) {
+		t.Errorf("voters %v, non-voters %v", voters, nonVoters)
+	}
+	o.Server = srv
+	objs, _ := haObjects(t, o)
+	sts := objs["StatefulSet/stagegate"].(*appsv1.StatefulSet)
+	if *sts.Spec.Replicas != 5 {
+		t.Errorf("StatefulSet of %d, want 5", *sts.Spec.Replicas)
+	}
+	var secrets int
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Projected != nil {
+			secrets = len(v.Projected.Sources)
+		}
+	}
+	if secrets != 5 {
+		t.Errorf("%d peer Secrets projected, want 5", secrets)
+	}
+
+	for _, tt := range []struct {
+		name               string
+		replicas, nonVoter int32
+		want               string
+	}{
+		{"without a cluster", 1, 1, "non-voters 1 need replicas 3 or more"},
+		{"negative", 3, -1, "non-voters -1 must be between 0 and 16"},
+		{"too many", 3, 17, "non-voters 17 must be between 0 and 16"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Options{Stages: []string{"dev"}, Replicas: tt.replicas, NonVoters: tt.nonVoter}.Validate()
+			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
