@@ -253,6 +253,10 @@ type rawManifest []byte
 
 func (m rawManifest) RawManifest() ([]byte, error) { return m, nil }
 
+// MediaType is what the PUT says it is; a registry refuses an OCI manifest
+// sent as Docker's.
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
 // pushArtifact pushes an OCI artifact the way `flux push artifact` or
 // `helm push` do: a config of its own media type, here not even JSON, and
 // one content layer. It is not runnable and has no image config.
