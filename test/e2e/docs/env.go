@@ -53,6 +53,7 @@ func clusterEnv(t *testing.T, example string) []string {
 	sg, auth := oneServe(t, reg, example)
 	api := framework.StartAPIServer(t, framework.WithAdmissionConfig(auth.AdmissionConfig))
 	installWebhook(t, sg, api)
+	installGitOpsCRDs(t, api)
 
 	return append(baseEnv(t, sg),
 		"REGISTRY="+reg.Addr,
@@ -281,6 +282,22 @@ func installWebhook(t *testing.T, sg *framework.Stagegate, api *framework.APISer
 		}
 		return nil
 	}, "denied the request")
+}
+
+// installGitOpsCRDs creates the CRDs of Flux's OCIRepository and Argo CD's
+// Application (from hack/tools.sh crds), as a cluster running them has.
+func installGitOpsCRDs(t *testing.T, api *framework.APIServer) {
+	dir := framework.Tool(t, "crds", "crds")
+	for _, f := range []string{"source.toolkit.fluxcd.io_ocirepositories.yaml", "application-crd.yaml"} {
+		if _, stderr, err := api.Kubectl(t, "create", "-f", filepath.Join(dir, f)); err != nil {
+			t.Fatalf("docs: kubectl create %s: %v\n%s", f, err, stderr)
+		}
+	}
+	for _, crd := range []string{"crd/ocirepositories.source.toolkit.fluxcd.io", "crd/applications.argoproj.io"} {
+		if _, stderr, err := api.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", crd); err != nil {
+			t.Fatalf("docs: %s not established: %v\n%s", crd, err, stderr)
+		}
+	}
 }
 
 // seed pushes images into reg, each a random image whose config carries
