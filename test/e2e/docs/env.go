@@ -19,11 +19,12 @@ import (
 )
 
 // Identities the pages use: the pipeline promotes to dev and test, a
-// release manager to the later stages (as the config files under
-// examples/ give their groups).
+// release manager to the later stages, and the security team revokes (as
+// the config files under examples/ give their groups).
 const (
 	pipelineSubject = "ci-pipeline"
 	releaseSubject  = "release-manager"
+	securitySubject = "security-team"
 )
 
 // images are what every environment's registry holds when a page starts,
@@ -165,6 +166,7 @@ func startServe(t *testing.T, spec serveSpec) *framework.Stagegate {
 		framework.WithAdmissionListener(spec.webhookAddr, spec.auth.CAFile),
 		framework.WithToken("", pipelineSubject, "pipeline"),
 		framework.WithToken("", releaseSubject, "release"),
+		framework.WithToken("", securitySubject, "security"),
 		framework.WithConfig(regs.String()),
 	}
 	if cfg := readExampleConfig(t, spec.example, spec.file); cfg != "" {
@@ -191,7 +193,8 @@ func oneServe(t *testing.T, reg *framework.Registry, example string) (*framework
 
 // baseEnv is what every page's shell gets: PATH with stagegate, kubectl,
 // crane and cosign; the server and its CA; the pipeline's token as
-// STAGEGATE_TOKEN and the release manager's as RELEASE_TOKEN; and a HOME
+// STAGEGATE_TOKEN, the release manager's as RELEASE_TOKEN and the
+// security team's as SECURITY_TOKEN; and a HOME
 // of its own.
 func baseEnv(t *testing.T, sg *framework.Stagegate) []string {
 	root := framework.RepoRoot(t)
@@ -206,6 +209,7 @@ func baseEnv(t *testing.T, sg *framework.Stagegate) []string {
 		"STAGEGATE_CA_FILE=" + sg.CAFile,
 		"STAGEGATE_TOKEN=" + sg.Tokens[0],
 		"RELEASE_TOKEN=" + sg.Tokens[1],
+		"SECURITY_TOKEN=" + sg.Tokens[2],
 		"STAGEGATE_KEYS=" + sg.KeysDir,
 		"REPO=" + root,
 	}
