@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/forward"
+	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -20,6 +23,8 @@ import (
 //     documents them (its own, and the registry's it passes on: one set,
 //     internal/registry's, which internal/oci wraps too);
 //   - the read errors of the ledger (out of range, not found, empty);
+//   - inventory.ErrNotSynced, continuous validation's answers before its
+//     inventory is whole;
 //   - *requestError, a request this package refuses before asking anyone.
 //
 // Registry errors reach requesters as they are: internal/registry keeps
@@ -42,13 +47,21 @@ func refuse(status int, format string, args ...any) error {
 
 // fail answers err.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	status, body := a.respond(promotion.Result{}, err)
-	writeJSON(w, status, body)
+	a.answer(w, promotion.Result{}, err)
 }
 
 // answer answers a promotion or revocation.
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 	status, body := a.respond(res, err)
+	if status == http.StatusServiceUnavailable {
+		// Nothing was recorded and a retry may succeed: a forwarding
+		// follower retries at once (NotLeaderHeader), a client after a
+		// second.
+		w.Header().Set("Retry-After", "1")
+		if errors.Is(err, cluster.ErrNotLeader) {
+			w.Header().Set(forward.NotLeaderHeader, "1")
+		}
+	}
 	writeJSON(w, status, body)
 }
 
@@ -116,12 +129,19 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusGatewayTimeout, msg(timeout.Error())
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, msg("a registry did not answer in time")
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Leadership moved while the write was under way.
+		return http.StatusServiceUnavailable, msg("this replica is not the cluster leader (an election is under way); nothing was recorded by this request, retry it")
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrRequestNotFound):
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted), errors.Is(err, promotion.ErrNotPending):
 		return http.StatusConflict, msg(err.Error())
+	case errors.Is(err, inventory.ErrNotSynced):
+		// Asked before the first evaluation of every namespace, or
+		// after the watch ended: an answer would miss pods.
+		return http.StatusServiceUnavailable, msg(err.Error() + "; ask again shortly")
 	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
 		return http.StatusBadGateway, msg(err.Error())
 	default:

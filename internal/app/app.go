@@ -305,9 +305,12 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 			return err
 		}
 	}
-	promAPI := api.New(a.Service, a.Ledger, api.NewAuthenticator(tokens), cfg.StageNames(), api.WithLogger(logger),
-		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
-		api.WithApprovals(a.Service))
+	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
+		api.WithApprovals(a.Service)}
+	if a.continuous != nil {
+		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
+	}
+	promAPI := api.New(a.Service, a.Ledger, api.NewAuthenticator(tokens), cfg.StageNames(), apiOpts...)
 
 	webhook := admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger))
 	health := func(mux *http.ServeMux) {

@@ -295,6 +295,7 @@ func newRevokeCommand(s Streams) *cobra.Command {
 				verb = "already revoked"
 			}
 			fmt.Fprintf(s.Err, "%s %s in %s\n", verb, digest, stage)
+			printAffected(s.Err, out)
 			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}

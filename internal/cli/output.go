@@ -89,6 +89,7 @@ type statusView struct {
 	States  map[string][]ledger.State `json:"states"`
 	History []ledger.Entry            `json:"history"`
 	Next    *uint64                   `json:"next"`
+	runningView
 }
 
 // statusTable shows the state in each stage, in pipeline order, then the
@@ -122,6 +123,10 @@ func statusTable(raw []byte, stages []string) func(io.Writer) error {
 		}
 		if v.Next != nil {
 			fmt.Fprintf(w, "\nmore history follows: add --start %d\n", *v.Next)
+		}
+		if v.told() {
+			fmt.Fprintln(w)
+			printRunning(w, v.runningView, 0)
 		}
 		return nil
 	}

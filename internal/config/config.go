@@ -70,6 +70,9 @@ type Stage struct {
 	// Approvals, if set, turns a promotion here into a request that others
 	// approve (approvals.go).
 	Approvals *Approvals `json:"approvals,omitempty"`
+	// OnViolation is what continuous validation does with a running pod
+	// this stage would refuse now: report (the default) or evict.
+	OnViolation string `json:"onViolation,omitempty"`
 }
 
 // RegistrySource lets a cluster that shares no ledger learn promotions from
@@ -236,6 +239,9 @@ type Config struct {
 	// SecurityGroups may revoke in every stage whose revokeGroups is not
 	// set (duties.go).
 	SecurityGroups []string `json:"securityGroups,omitempty"`
+	// Cluster makes this stagegate a replica of a Raft cluster; nil is a
+	// single node (see cluster.go).
+	Cluster *Cluster `json:"cluster,omitempty"`
 	// Dev turns on the embedded registry and generated material.
 	Dev bool `json:"-"`
 }
@@ -365,6 +371,10 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateApprovals()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
+	if c.Cluster != nil {
+		errs = append(errs, c.Cluster.validate(c.DataDir)...)
+	}
+	errs = append(errs, c.validateOnViolation()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}

@@ -222,7 +222,7 @@ func (s *Service) pendingOf(r ledger.Reader, subject, digest, stage string, now 
 // refused request is refused as a promotion would be. An identical pending
 // request (same requester, digest, stage) is returned instead.
 func (s *Service) openRequest(ctx context.Context, req Request, img registry.Resolved, evidence map[string]any, rule ApprovalRule) (Result, error) {
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
 		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
 			return nil, err
@@ -388,12 +388,12 @@ func (s *Service) mayAnswer(v RequestView, a Answer, action string) error {
 // answer appends a signed approval or rejection of a.ID, after checking
 // in the write transaction that the request is still pending and a.By has
 // not already approved it.
-func (s *Service) answer(_ context.Context, a Answer, kind ledger.Kind) (ledger.Receipt, error) {
+func (s *Service) answer(ctx context.Context, a Answer, kind ledger.Kind) (ledger.Receipt, error) {
 	predType := signing.ApprovalPredicateType
 	if kind == ledger.KindRejection {
 		predType = signing.RejectionPredicateType
 	}
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
 		v, err := s.requestView(r, a.ID, now)
 		if err != nil {

@@ -28,6 +28,14 @@ type Ledger interface {
 	View(fn func(ledger.Reader) error) error
 }
 
+// ContextAppender is a Ledger whose appends the request's context bounds:
+// a replicated ledger (internal/cluster) waits for a quorum, which a
+// caller that gave up need not wait for. The Service uses it when its
+// Ledger has it.
+type ContextAppender interface {
+	AppendContext(ctx context.Context, build ledger.BuildFunc) (ledger.Receipt, error)
+}
+
 // Signer signs in-toto statements as DSSE envelopes.
 type Signer interface {
 	Sign(st signing.Statement) ([]byte, error)
@@ -196,7 +204,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		}
 		copies = []string{target}
 	}
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
 		if err := s.checkCompletion(r, req, now); err != nil {
 			return nil, err
@@ -351,7 +359,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	if req.Stage != ledger.AllStages {
 		stages = []string{req.Stage}
 	}
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		var repo string
 		var copies []string
 		active, revoked := false, false
@@ -445,7 +453,7 @@ type BreakGlass struct {
 // RecordBreakGlass appends a signed break-glass entry. Its in-toto subject
 // is the workload, named by the sha256 of its name, because a break-glass
 // may concern images that have no digest at all.
-func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, error) {
+func (s *Service) RecordBreakGlass(ctx context.Context, bg BreakGlass) (uint64, error) {
 	if err := checkText("justification", bg.Justification); err != nil {
 		return 0, err
 	}
@@ -459,7 +467,7 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 	}
 	sum := sha256.Sum256([]byte(bg.Workload))
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	rc, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
 		pred := signing.BreakGlassPredicate{Stage: bg.Stage, Workload: bg.Workload, Images: bg.Images,
 			Requester: signing.Requester{Subject: bg.User, Groups: bg.Groups}, Reason: bg.Justification,
@@ -479,6 +487,14 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 	}
 	s.log.Warn("break-glass admission recorded", "workload", bg.Workload, "stage", bg.Stage, "user", bg.User, "index", rc.Entry.Index)
 	return rc.Entry.Index, nil
+}
+
+// append appends through the ledger's ContextAppender when it has one.
+func (s *Service) append(ctx context.Context, build ledger.BuildFunc) (ledger.Receipt, error) {
+	if ca, ok := s.ledger.(ContextAppender); ok {
+		return ca.AppendContext(ctx, build)
+	}
+	return s.ledger.Append(build)
 }
 
 func (s *Service) sign(repo, digest, predicateType string, pred any) ([]byte, error) {
