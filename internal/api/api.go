@@ -51,6 +51,7 @@ type API struct {
 	stages   []string
 	log      *slog.Logger
 	reviewer Reviewer
+	approver Approver
 
 	inventory Inventory
 
@@ -93,6 +94,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	// A review costs a policy evaluation and maybe registry calls, so it
 	// is rate-limited like a write.
 	mux.HandleFunc("POST /v1/reviews/{stage}", a.authed(true, a.review))
+	a.registerRequests(mux)
 	mux.HandleFunc("GET /v1/violations", a.authed(false, a.violations))
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.

@@ -69,6 +69,9 @@ func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 func (a *API) respond(res promotion.Result, err error) (int, any) {
 	msg := func(m string) map[string]string { return map[string]string{"error": m} }
 	if err == nil {
+		if status, body, ok := pendingAnswer(res); ok {
+			return status, body
+		}
 		if res.Created {
 			return http.StatusCreated, res.Receipt
 		}
@@ -131,7 +134,9 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusServiceUnavailable, msg("this replica is not the cluster leader (an election is under way); nothing was recorded by this request, retry it")
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
-	case errors.Is(err, promotion.ErrNotPromoted):
+	case errors.Is(err, promotion.ErrRequestNotFound):
+		return http.StatusNotFound, msg(err.Error())
+	case errors.Is(err, promotion.ErrNotPromoted), errors.Is(err, promotion.ErrNotPending):
 		return http.StatusConflict, msg(err.Error())
 	case errors.Is(err, inventory.ErrNotSynced):
 		// Asked before the first evaluation of every namespace, or

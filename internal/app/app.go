@@ -238,7 +238,7 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		resolver = a.opts.resolver
 	}
 	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
-		promotion.WithDuties(Duties(cfg))}
+		promotion.WithDuties(Duties(cfg)), promotion.WithApprovals(ApprovalRules(cfg))}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
@@ -305,7 +305,8 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 			return err
 		}
 	}
-	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer)}
+	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
+		api.WithApprovals(a.Service)}
 	if a.continuous != nil {
 		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
 	}

@@ -28,3 +28,15 @@ func BreakGlassRules(cfg *config.Config) map[string]admission.BreakGlassRule {
 	}
 	return out
 }
+
+// ApprovalRules are the promotion service's approvals of each stage of
+// cfg that has them.
+func ApprovalRules(cfg *config.Config) map[string]promotion.ApprovalRule {
+	out := map[string]promotion.ApprovalRule{}
+	for _, s := range cfg.Stages {
+		if a := s.Approvals; a != nil {
+			out[s.Name] = promotion.ApprovalRule{Required: a.Required, Groups: a.Groups, ExcludeRequester: a.ExcludesRequester(), Expires: a.Expires.Std()}
+		}
+	}
+	return out
+}

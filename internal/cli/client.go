@@ -187,7 +187,8 @@ func newAPIError(status int, body []byte) *apiError {
 func newPromoteCommand(s Streams) *cobra.Command {
 	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, output, evidence, progress string
-	var overrideRevocation bool
+	var overrideRevocation, wait bool
+	var waitEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
 		Short: "Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt",
@@ -232,6 +233,11 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				}
 				return fmt.Errorf("promotion refused: %w", err)
 			}
+			if status == http.StatusAccepted {
+				if status, out, err = awaitApprovals(cmd.Context(), s, c, out, body, wait, waitEvery, output); err != nil || status == http.StatusAccepted {
+					return err
+				}
+			}
 			var rc ledger.Receipt
 			if err := json.Unmarshal(out, &rc); err != nil {
 				return fmt.Errorf("unexpected answer: %w", err)
@@ -253,6 +259,8 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
 	cmd.Flags().BoolVar(&overrideRevocation, "override-revocation", false, "promote a digest that is revoked in the stage again (needs --reason and a group of the stage's overrideRevocationGroups; recorded)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "in a stage with approvals, wait until the request is approved (then print the receipt), rejected or expired (then fail)")
+	cmd.Flags().DurationVar(&waitEvery, "wait-interval", 5*time.Second, "how often --wait asks")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")
 	_ = cmd.MarkFlagRequired("stage")
 	return cmd

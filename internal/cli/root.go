@@ -61,6 +61,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s), newReportCommand(s),
 		newLedgerCommand(s), newReceiptCommand(s), newCheckCommand(s),
 		newKeysCommand(s), newCertsCommand(s), newManifestsCommand(s),
+		newRequestsCommand(s), newAnswerCommand(s, "approve", "approvals"), newAnswerCommand(s, "reject", "rejections"),
 	)
 	nameCreators(root)
 	return root

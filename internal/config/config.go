@@ -67,6 +67,9 @@ type Stage struct {
 	OverrideRevocationGroups []string `json:"overrideRevocationGroups,omitzero"`
 	BreakGlassGroups         []string `json:"breakGlassGroups,omitzero"`
 	BreakGlassMaxAge         Duration `json:"breakGlassMaxAge,omitempty"`
+	// Approvals, if set, turns a promotion here into a request that others
+	// approve (approvals.go).
+	Approvals *Approvals `json:"approvals,omitempty"`
 	// OnViolation is what continuous validation does with a running pod
 	// this stage would refuse now: report (the default) or evict.
 	OnViolation string `json:"onViolation,omitempty"`
@@ -365,6 +368,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateRegistries()...)
 	errs = append(errs, c.validateDuties()...)
+	errs = append(errs, c.validateApprovals()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
 	if c.Cluster != nil {
@@ -518,6 +522,7 @@ func (c *Config) PolicyData() map[string]any {
 			"allowTags":      boolOr(s.AllowTags, i != last),
 		}
 		c.addDuties(stages[s.Name].(map[string]any), s)
+		addApprovals(stages[s.Name].(map[string]any), s)
 		if len(s.RequiredEvidence) > 0 {
 			req := make([]any, len(s.RequiredEvidence))
 			for j, r := range s.RequiredEvidence {

@@ -23,6 +23,8 @@ import (
 //     from the ledger for it, and nothing written.
 //   - *RevokedError: the digest is revoked in the stage and the promotion
 //     does not override that (revocations are sticky).
+//   - ErrRequestNotFound, ErrNotPending (wrapped): an approval or a
+//     rejection names no request, or one that is no longer pending.
 //   - *PublishError: the entry is recorded, and the Result holds its
 //     receipt, but publishing it to the registry failed; it wraps the
 //     registry error.
@@ -44,6 +46,11 @@ var (
 	// ErrNotPromoted means a revocation names a digest that is not promoted
 	// where it says.
 	ErrNotPromoted = errors.New("not promoted")
+	// ErrRequestNotFound means no promotion request has that id.
+	ErrRequestNotFound = errors.New("no such promotion request")
+	// ErrNotPending means the request was approved, rejected or expired,
+	// or (for a completion) lacks its approvals.
+	ErrNotPending = errors.New("promotion request is not pending")
 )
 
 // DeniedError carries every violation the promotion policy reported.
@@ -133,7 +140,7 @@ func documented(err error) bool {
 	_, published := errors.AsType[*PublishError](err)
 	_, forbidden := errors.AsType[*ForbiddenError](err)
 	_, revoked := errors.AsType[*RevokedError](err)
-	return denied || published || forbidden || revoked || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
+	return denied || published || forbidden || revoked || errors.Is(err, ErrRequestNotFound) || errors.Is(err, ErrNotPending) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, registry.ErrInvalidReference) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrUnreachable) ||

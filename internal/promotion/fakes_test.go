@@ -334,3 +334,12 @@ func (e *env) checkpoint(t *testing.T) string {
 	}
 	return cp
 }
+
+// HistoryPage passes through to the real reader's history.
+func (r faultReader) HistoryPage(name string, start uint64, limit, maxBytes int) ([]ledger.Entry, bool, error) {
+	hr, ok := r.Reader.(ledger.HistoryReader)
+	if !ok {
+		return nil, false, errors.New("faultReader: no history")
+	}
+	return hr.HistoryPage(name, start, limit, maxBytes)
+}

@@ -69,8 +69,9 @@ type Service struct {
 	pubMu    sync.Mutex
 	pubLocks map[string]*imageLock
 
-	observers []func(ledger.Entry)
-	duties    map[string]Duties
+	observers     []func(ledger.Entry)
+	duties        map[string]Duties
+	approvalRules map[string]ApprovalRule
 }
 
 // Option configures a Service.
@@ -136,12 +137,20 @@ type Request struct {
 	OverrideRevocation bool
 	// Progress, if set, hears about the copy to a target repository.
 	Progress oci.Progress
+
+	// completes and approvals are set by Approve when the last approval
+	// completes request completes (approvals.go).
+	completes *uint64
+	approvals []ledger.Approval
 }
 
 // Result is the receipt and whether this request created it.
 type Result struct {
 	Receipt ledger.Receipt
 	Created bool
+	// Request is set when the promotion became, or found, a pending
+	// request (a stage with approvals); Receipt is then the request's.
+	Request *RequestView
 }
 
 // Promote resolves req.Image, asks the policy, signs and records the
@@ -177,6 +186,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			return Result{}, wrap("evidence", err)
 		}
 	}
+	if rule, ok := s.approvalRules[req.Stage]; ok && req.completes == nil {
+		return s.openRequest(ctx, req, img, evidence, rule)
+	}
 	var copies []string
 	if target := so.target(img.Repository); target != "" && s.registry != nil {
 		// Ask the policy before copying, so that a refused promotion moves
@@ -194,6 +206,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
+		if err := s.checkCompletion(r, req, now); err != nil {
+			return nil, err
+		}
 		override, err := s.decide(ctx, r, req, img, evidence, now)
 		if err != nil {
 			return nil, err
@@ -201,7 +216,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		return PromotionEntry(s.signer, index, Promoted{
 			Image: img, Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
 			Time: now, PolicyDigest: s.policy.Digest(), Copies: copies, VerifiedEvidence: evidence,
-			RevocationOverride: override,
+			RevocationOverride: override, Request: req.completes, Approvals: req.approvals,
 		})
 	})
 	created := err == nil
@@ -255,6 +270,7 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 		VerifiedEvidence: evidence,
 		States:           states,
 		Now:              now.Format(time.RFC3339),
+		Approvals:        policyApprovals(req.approvals),
 	}
 	violations, err := s.policy.Promotion(ctx, in)
 	if err != nil {

@@ -83,6 +83,10 @@ type PromotionPredicate struct {
 	// and this promotion put it back (overrideRevocation): it names that
 	// revocation. Reason is then why it was put back.
 	RevocationOverride *RevocationOverride `json:"revocationOverride,omitempty"`
+	// Request and Approvals are set when the promotion completes a
+	// request: its ledger index and the approvals that completed it.
+	Request   *uint64          `json:"request,omitempty"`
+	Approvals []ApprovalRecord `json:"approvals,omitempty"`
 }
 
 // RevocationOverride names the revocation a promotion overrode.
