@@ -1,0 +1,201 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/forward"
+	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/signing"
+)
+
+// replica is this stagegate as a member of a Raft cluster (config
+// cluster): the node, its peer port, and the forwarding of writes.
+type replica struct {
+	cfg     config.Cluster
+	node    *cluster.Node
+	mux     *forward.Mux
+	client  *tls.Config
+	ids     []string
+	now     func() time.Time
+	peerSrv *http.Server
+	wg      sync.WaitGroup
+}
+
+// readLedger is what the readers (API, admission, revocation list,
+// continuous validation) take of the ledger: *ledger.Ledger, or a
+// replica's current one (liveLedger).
+type readLedger interface {
+	api.Ledger
+	Entries(start, limit uint64) ([]ledger.Entry, error)
+	View(fn func(ledger.Reader) error) error
+}
+
+// buildReplica starts this replica: the peer port, Raft on it, and the
+// FSM over the ledger at cfg.LedgerPath(). The ledger is then the FSM's;
+// the node owns and closes it.
+func (a *App) buildReplica(cfg *config.Config) (*replica, error) {
+	cc := *cfg.Cluster
+	if cfg.RegistrySource.Enabled {
+		return nil, errors.New("cluster: registrySource is not supported with cluster yet: its imports write to the ledger outside the replicated log")
+	}
+	server, client, err := loadPeerTLS(cc.TLS)
+	if err != nil {
+		return nil, err
+	}
+	r := &replica{cfg: cc, client: client, now: a.opts.now}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	members := make([]cluster.Member, len(cc.Members))
+	for i, m := range cc.Members {
+		members[i] = cluster.Member{ID: m.ID, Address: m.Address, NonVoter: m.NonVoter}
+		r.ids = append(r.ids, m.ID)
+	}
+	if r.mux, err = forward.Listen(cc.Listen, server, r.ids, cluster.RaftProto, forward.Proto); err != nil {
+		return nil, fmt.Errorf("cluster.listen: %w", err)
+	}
+	trans, err := cluster.NewTransport(r.mux.Listener(cluster.RaftProto), peerAddr(cc.Self().Address), client, io.Discard)
+	if err != nil {
+		r.mux.Close()
+		return nil, err
+	}
+	logger := a.opts.logger
+	check := signing.CheckEntry(a.Keys.Verifier)
+	open := func(path string) (*ledger.Ledger, error) {
+		opts := []ledger.Option{ledger.WithSigner(a.Keys.LogSigner), ledger.WithStartupVerify(a.Keys.LogVerifier), ledger.WithLogger(logger)}
+		if a.opts.noSync {
+			opts = append(opts, ledger.WithNoSync())
+		}
+		return ledger.Open(path, opts...)
+	}
+	fsm, err := cluster.NewFSM(cfg.LedgerPath(), open, a.Keys.LogVerifier, check, logger)
+	if err != nil {
+		trans.Close()
+		return nil, err
+	}
+	r.node, err = cluster.NewNode(cluster.Config{ID: cc.NodeID, Dir: cc.DataDir, Members: members}, fsm, trans, cluster.WithLogger(logger))
+	if err != nil {
+		fsm.Close()
+		trans.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// servePeers serves the forwarded writes of followers with h (the API),
+// trusting the identity they carry only on the peer port.
+func (r *replica) servePeers(h http.Handler, logger *slog.Logger) {
+	r.peerSrv = forward.NewServer(forward.Trusted(r.ids, api.WithAuthenticated, h), logger)
+	r.wg.Go(func() { _ = r.peerSrv.Serve(r.mux.Listener(forward.Proto)) })
+}
+
+// close stops the peer server, then Raft (which closes the transport,
+// the peer port and the ledger).
+func (r *replica) close() error {
+	var err error
+	if r.peerSrv != nil {
+		err = r.peerSrv.Close()
+	}
+	err = errors.Join(err, r.node.Shutdown(), r.mux.Close())
+	r.wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ready is the replica's readiness: caught up, verified, not stale.
+func (r *replica) ready() error { return r.node.Ready(r.now(), r.cfg.StaleAfter.Std()) }
+
+// loadPeerTLS reads the peer certificate, which both ends of every peer
+// connection present, and the members' CA.
+func loadPeerTLS(t config.PeerTLS) (server, client *tls.Config, err error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.tls: %w", err)
+	}
+	pem, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.tls.caFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("cluster.tls.caFile %s: no PEM certificate", t.CAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, MinVersion: tls.VersionTLS13},
+		&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
+}
+
+// peerAddr is a member's address as Raft advertises it.
+type peerAddr string
+
+func (p peerAddr) Network() string { return "tcp" }
+func (p peerAddr) String() string  { return string(p) }
+
+// liveLedger reads the FSM's ledger of the moment: a snapshot install
+// replaces it, so it is taken again for every call.
+type liveLedger struct{ fsm *cluster.FSM }
+
+func (l liveLedger) HistoryPage(key string, start uint64, limit, maxBytes int) ([]ledger.Entry, bool, error) {
+	return l.fsm.Ledger().HistoryPage(key, start, limit, maxBytes)
+}
+func (l liveLedger) State(digest, stage string) (ledger.State, bool, error) {
+	return l.fsm.Ledger().State(digest, stage)
+}
+func (l liveLedger) EntriesPage(start, limit uint64, maxBytes int) ([]ledger.Entry, error) {
+	return l.fsm.Ledger().EntriesPage(start, limit, maxBytes)
+}
+func (l liveLedger) Entries(start, limit uint64) ([]ledger.Entry, error) {
+	return l.fsm.Ledger().Entries(start, limit)
+}
+func (l liveLedger) Size() (uint64, error)                   { return l.fsm.Ledger().Size() }
+func (l liveLedger) Checkpoint() (string, error)             { return l.fsm.Ledger().Checkpoint() }
+func (l liveLedger) View(fn func(ledger.Reader) error) error { return l.fsm.Ledger().View(fn) }
+func (l liveLedger) InclusionProof(index, size uint64) (ledger.InclusionProof, error) {
+	return l.fsm.Ledger().InclusionProof(index, size)
+}
+func (l liveLedger) ConsistencyProof(from, to uint64) (ledger.ConsistencyProof, error) {
+	return l.fsm.Ledger().ConsistencyProof(from, to)
+}
+
+// freshStates fails every state read of admission while the replica is
+// stale, so that a partitioned minority never admits what a revocation
+// committed elsewhere withdrew: the review fails closed with the reason.
+type freshStates struct {
+	r      *replica
+	states readLedger
+}
+
+func (f freshStates) State(digest, stage string) (ledger.State, bool, error) {
+	if err := f.r.node.Stale(f.r.now(), f.r.cfg.StaleAfter.Std()); err != nil {
+		return ledger.State{Digest: digest, Stage: stage}, false, err
+	}
+	return f.states.State(digest, stage)
+}
+
+// wire makes the public mux of a replica around apiMux (the API's
+// routes): writes go through the forwarder, which serves them here on
+// the leader and sends them to the leader elsewhere; the peer port serves
+// apiMux itself, for the writes other replicas forward.
+func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *slog.Logger) *http.ServeMux {
+	r.servePeers(apiMux, logger)
+	fwd := forward.New(r.node, auth.Authenticate, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
+	pub := http.NewServeMux()
+	for _, route := range []string{"POST /v1/promotions", "POST /v1/revocations"} {
+		pub.Handle(route, fwd.Wrap(apiMux))
+	}
+	pub.Handle("/", apiMux)
+	return pub
+}
