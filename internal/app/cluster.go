@@ -1,8 +1,10 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +32,7 @@ type replica struct {
 	ids     []string
 	now     func() time.Time
 	peerSrv *http.Server
+	fwd     *forward.Forwarder
 	wg      sync.WaitGroup
 }
 
@@ -190,12 +193,96 @@ func (f freshStates) State(digest, stage string) (ledger.State, bool, error) {
 // the leader and sends them to the leader elsewhere; the peer port serves
 // apiMux itself, for the writes other replicas forward.
 func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *slog.Logger) *http.ServeMux {
-	r.servePeers(apiMux, logger)
-	fwd := forward.New(r.node, auth.Authenticate, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
+	r.fwd = forward.New(r.node, auth.Authenticate, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
+	peer := http.NewServeMux()
+	peer.HandleFunc("GET /peer/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, r.node.Status())
+	})
+	peer.Handle("/", apiMux)
+	r.servePeers(peer, logger)
 	pub := http.NewServeMux()
 	for _, route := range []string{"POST /v1/promotions", "POST /v1/revocations"} {
-		pub.Handle(route, fwd.Wrap(apiMux))
+		pub.Handle(route, r.fwd.Wrap(apiMux))
 	}
+	pub.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, req *http.Request) {
+		if _, err := auth.Authenticate(req); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stagegate"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, r.members(req.Context()))
+	})
 	pub.Handle("/", apiMux)
 	return pub
+}
+
+// MemberStatus is one member's line of GET /v1/cluster: its own Status,
+// or why it did not answer.
+type MemberStatus struct {
+	cluster.Status
+	Address  string `json:"address"`
+	NonVoter bool   `json:"nonVoter,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ClusterStatus is GET /v1/cluster's answer.
+type ClusterStatus struct {
+	// Self is the member that answered.
+	Self    string         `json:"self"`
+	Members []MemberStatus `json:"members"`
+}
+
+// statusTimeout bounds each member's status query: an unreachable member
+// is reported as such, not waited for.
+const statusTimeout = 2 * time.Second
+
+// members asks every member for its status, at once.
+func (r *replica) members(ctx context.Context) ClusterStatus {
+	out := ClusterStatus{Self: r.cfg.NodeID, Members: make([]MemberStatus, len(r.cfg.Members))}
+	var wg sync.WaitGroup
+	for i, m := range r.cfg.Members {
+		out.Members[i] = MemberStatus{Status: cluster.Status{ID: m.ID}, Address: m.Address, NonVoter: m.NonVoter}
+		if m.ID == r.cfg.NodeID {
+			out.Members[i].Status = r.node.Status()
+			continue
+		}
+		wg.Go(func() {
+			st, err := r.peerStatus(ctx, m)
+			if err != nil {
+				out.Members[i].Role, out.Members[i].Error = "unreachable", err.Error()
+				return
+			}
+			out.Members[i].Status = st
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// peerStatus asks member m for its Status over the peer port.
+func (r *replica) peerStatus(ctx context.Context, m config.Member) (cluster.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := r.fwd.Call(ctx, r.cfg.NodeID, m.ID, m.Address, http.MethodGet, "/peer/v1/status", nil)
+	if err != nil {
+		return cluster.Status{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return cluster.Status{}, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var st cluster.Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return cluster.Status{}, err
+	}
+	return st, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
