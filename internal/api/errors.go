@@ -65,10 +65,17 @@ func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 func (a *API) respond(res promotion.Result, err error) (int, any) {
 	msg := func(m string) map[string]string { return map[string]string{"error": m} }
 	if err == nil {
-		if res.Created {
-			return http.StatusCreated, res.Receipt
+		var body any = res.Receipt
+		if res.Replicas != nil {
+			body = struct {
+				ledger.Receipt
+				Replicas *promotion.Replicas `json:"replicas"`
+			}{res.Receipt, res.Replicas}
 		}
-		return http.StatusOK, res.Receipt
+		if res.Created {
+			return http.StatusCreated, body
+		}
+		return http.StatusOK, body
 	}
 	var (
 		req        *requestError

@@ -268,6 +268,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		}
 		promOpts = append(promOpts, promotion.WithObserver(a.continuous.observe))
 	}
+	if a.replica != nil {
+		promOpts = append(promOpts, promotion.WithReplicaWaiter(a.replica))
+	}
 	a.Service = promotion.New(writes, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promOpts...)
 	if ref := cfg.RevocationList.Reference; ref != "" {
 		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref,

@@ -19,6 +19,7 @@ import (
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/forward"
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/signing"
 )
 
@@ -33,7 +34,10 @@ type replica struct {
 	now     func() time.Time
 	peerSrv *http.Server
 	fwd     *forward.Forwarder
-	wg      sync.WaitGroup
+	// mark is how current the ledger is known to be (watch keeps it).
+	mark *cluster.Watermark
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // readLedger is what the readers (API, admission, revocation list,
@@ -57,10 +61,11 @@ func (a *App) buildReplica(cfg *config.Config) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{cfg: cc, client: client, now: a.opts.now}
+	r := &replica{cfg: cc, client: client, now: a.opts.now, stop: make(chan struct{})}
 	if r.now == nil {
 		r.now = time.Now
 	}
+	r.mark = cluster.NewWatermark(r.now())
 	members := make([]cluster.Member, len(cc.Members))
 	for i, m := range cc.Members {
 		members[i] = cluster.Member{ID: m.ID, Address: m.Address, NonVoter: m.NonVoter}
@@ -107,6 +112,7 @@ func (r *replica) servePeers(h http.Handler, logger *slog.Logger) {
 // close stops the peer server, then Raft (which closes the transport,
 // the peer port and the ledger).
 func (r *replica) close() error {
+	close(r.stop)
 	var err error
 	if r.peerSrv != nil {
 		err = r.peerSrv.Close()
@@ -119,8 +125,62 @@ func (r *replica) close() error {
 	return err
 }
 
-// ready is the replica's readiness: caught up, verified, not stale.
-func (r *replica) ready() error { return r.node.Ready(r.now(), r.cfg.StaleAfter.Std()) }
+// ready is the replica's readiness: a leader known, caught up with the
+// commit index the leader last gave it, and not stale.
+func (r *replica) ready() error {
+	if err := r.stale(); err != nil {
+		return err
+	}
+	if id, _ := r.node.Leader(); id == "" {
+		return errors.New("no cluster leader is known (an election is under way)")
+	}
+	if c, ok := r.mark.CatchingUp(); ok {
+		return fmt.Errorf("catching up: applied Raft index %d of the leader's %d", r.node.Raft().AppliedIndex(), c)
+	}
+	return nil
+}
+
+// stale is the replica's staleness (see cluster.Watermark).
+func (r *replica) stale() error {
+	if r.node.IsLeader() {
+		r.mark.Leader(r.now())
+	} else {
+		r.mark.Applied(r.node.Raft().AppliedIndex())
+	}
+	return r.mark.Stale(r.now(), r.cfg.StaleAfter.Std())
+}
+
+// watch asks the leader for its commit index every fifth of staleAfter,
+// so that the watermark advances while this replica keeps up.
+func (r *replica) watch() {
+	every := max(r.cfg.StaleAfter.Std()/5, 100*time.Millisecond)
+	for {
+		r.observe()
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+func (r *replica) observe() {
+	now := r.now()
+	if r.node.IsLeader() {
+		r.mark.Leader(now)
+		return
+	}
+	id, _ := r.node.Leader()
+	for _, m := range r.cfg.Members {
+		if m.ID != id || id == r.cfg.NodeID {
+			continue
+		}
+		st, err := r.peerStatus(context.Background(), m)
+		if err == nil && st.Role == "leader" {
+			r.mark.Asked(now, st.CommitIndex, r.node.Raft().AppliedIndex())
+		}
+	}
+}
 
 // loadPeerTLS reads the peer certificate, which both ends of every peer
 // connection present, and the members' CA.
@@ -182,7 +242,7 @@ type freshStates struct {
 }
 
 func (f freshStates) State(digest, stage string) (ledger.State, bool, error) {
-	if err := f.r.node.Stale(f.r.now(), f.r.cfg.StaleAfter.Std()); err != nil {
+	if err := f.r.stale(); err != nil {
 		return ledger.State{Digest: digest, Stage: stage}, false, err
 	}
 	return f.states.State(digest, stage)
@@ -200,6 +260,7 @@ func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *s
 	})
 	peer.Handle("/", apiMux)
 	r.servePeers(peer, logger)
+	r.wg.Go(r.watch)
 	pub := http.NewServeMux()
 	for _, route := range []string{"POST /v1/promotions", "POST /v1/revocations"} {
 		pub.Handle(route, r.fwd.Wrap(apiMux))
@@ -285,4 +346,65 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// revocationPoll is the pause between two rounds of asking the members
+// whether they applied a revocation.
+const revocationPoll = 50 * time.Millisecond
+
+// WaitApplied waits until every member in contact holds the entry at
+// index in its ledger, at most cluster.revocationWait, and says which do.
+// A member that does not answer its status query is out of contact: it
+// is pending, and not waited for (a partitioned replica fails closed by
+// itself once stale). It is promotion.ReplicaWaiter.
+func (r *replica) WaitApplied(ctx context.Context, index uint64) promotion.Replicas {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevocationWait.Std())
+	defer cancel()
+	applied := map[string]bool{}
+	unreachable := map[string]bool{}
+	for {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, m := range r.cfg.Members {
+			if applied[m.ID] {
+				continue
+			}
+			if m.ID == r.cfg.NodeID {
+				if n, err := r.node.FSM().Ledger().Size(); err == nil && n > index {
+					applied[m.ID] = true
+				}
+				continue
+			}
+			wg.Go(func() {
+				st, err := r.peerStatus(ctx, m)
+				mu.Lock()
+				defer mu.Unlock()
+				unreachable[m.ID] = err != nil
+				if err == nil && st.LedgerSize > index {
+					applied[m.ID] = true
+				}
+			})
+		}
+		wg.Wait()
+		waiting := false
+		for _, m := range r.cfg.Members {
+			waiting = waiting || !applied[m.ID] && !unreachable[m.ID]
+		}
+		if !waiting || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(revocationPoll):
+		}
+	}
+	out := promotion.Replicas{Applied: []string{}, Pending: []string{}}
+	for _, m := range r.cfg.Members {
+		if applied[m.ID] {
+			out.Applied = append(out.Applied, m.ID)
+		} else {
+			out.Pending = append(out.Pending, m.ID)
+		}
+	}
+	return out
 }

@@ -30,8 +30,6 @@ var (
 	// ErrStale: a replica that lost contact with any leader for too long
 	// (a *StaleError says how long).
 	ErrStale = errors.New("cluster: stale replica")
-	// ErrNotReady: a replica that is not caught up, or knows no leader.
-	ErrNotReady = errors.New("cluster: not ready")
 )
 
 // NotLeaderError is ErrNotLeader with the leader this node knows of.

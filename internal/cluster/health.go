@@ -67,39 +67,3 @@ func (e *StaleError) Error() string {
 }
 
 func (e *StaleError) Unwrap() error { return ErrStale }
-
-// Stale returns a *StaleError when this replica is not the leader and its
-// last contact with one (or, if it never had one, its start) is more than
-// after before now. The leader is never stale by this measure: Raft makes
-// a leader that loses its quorum step down within its lease (500ms).
-func (n *Node) Stale(now time.Time, after time.Duration) error {
-	if n.IsLeader() {
-		return nil
-	}
-	last, never := n.raft.LastContact(), false
-	if last.IsZero() {
-		last, never = n.started, true
-	}
-	if d := now.Sub(last); d > after {
-		return &StaleError{For: d, After: after, Never: never}
-	}
-	return nil
-}
-
-// Ready says whether this replica may take traffic: not stale, a leader
-// known, and its ledger caught up to the commit index it last heard (the
-// ledger verified every entry it applied, and the whole file when it
-// opened). A replica that joins with an empty disk is not ready until it
-// installed the snapshot and applied the log after it.
-func (n *Node) Ready(now time.Time, after time.Duration) error {
-	if err := n.Stale(now, after); err != nil {
-		return err
-	}
-	if lid, _ := n.Leader(); lid == "" {
-		return fmt.Errorf("%w: no cluster leader is known (an election is under way)", ErrNotReady)
-	}
-	if c, a := n.raft.CommitIndex(), n.raft.AppliedIndex(); a < c || c == 0 {
-		return fmt.Errorf("%w: applied Raft index %d of %d committed: catching up", ErrNotReady, a, c)
-	}
-	return nil
-}

@@ -63,9 +63,6 @@ type Node struct {
 	store *raftboltdb.BoltStore
 	trans raft.Transport
 	fsm   *FSM
-	// started is when NewNode ran: a replica that never heard from a
-	// leader is stale from then.
-	started time.Time
 
 	// proposals feeds the one goroutine that builds and commits (see
 	// propose.go); stop ends it, and loopDone says it ended.
@@ -128,7 +125,7 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 		store.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n := &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm, started: time.Now(),
+	n := &Node{id: cfg.ID, raft: r, store: store, trans: trans, fsm: fsm,
 		proposals: make(chan *proposal, maxPending), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	go n.proposeLoop()
 	return n, nil

@@ -70,6 +70,7 @@ type Service struct {
 	pubLocks map[string]*imageLock
 
 	observers []func(ledger.Entry)
+	replicas  ReplicaWaiter
 }
 
 // Option configures a Service.
@@ -136,6 +137,9 @@ type Request struct {
 type Result struct {
 	Receipt ledger.Receipt
 	Created bool
+	// Replicas, of a revocation in a cluster, says which replicas have
+	// applied it (see WithReplicaWaiter); nil otherwise.
+	Replicas *Replicas
 }
 
 // Promote resolves req.Image, asks the policy, signs and records the
@@ -379,6 +383,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 		s.observe(rc.Entry)
 	}
 	res := Result{Receipt: rc, Created: created}
+	s.waitReplicas(ctx, &res)
 	attest := false
 	for _, st := range stages {
 		attest = attest || s.stageOpts[st].Attest

@@ -54,10 +54,32 @@ type ha struct {
 	logV    note.Verifier
 	check   func(ledger.Entry) error
 	tags    atomic.Int64
+	// proxies stand in front of the peer ports, with withProxies.
+	proxies []*proxy
 }
 
-func newHA(t *testing.T, n int) *ha {
+type haOptions struct {
+	proxies    bool
+	staleAfter string
+}
+
+type haOption func(*haOptions)
+
+// withProxies puts a proxy in front of every member's peer port.
+func withProxies() haOption { return func(o *haOptions) { o.proxies = true } }
+
+// withStaleAfter sets cluster.staleAfter.
+func withStaleAfter(d string) haOption { return func(o *haOptions) { o.staleAfter = d } }
+
+func newHA(t *testing.T, n int, opts ...haOption) *ha {
 	t.Helper()
+	var o haOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.staleAfter == "" {
+		o.staleAfter = "10s"
+	}
 	h := &ha{t: t, reg: framework.StartRegistry(t), logV: signingtest.LogVerifier(t), check: signing.CheckEntry(signingtest.Verifier(t))}
 	peerDir := t.TempDir()
 	var members []string
@@ -65,7 +87,13 @@ func newHA(t *testing.T, n int) *ha {
 	for i := range n {
 		h.ids = append(h.ids, fmt.Sprintf("sg-%d", i))
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", framework.FreePort(t))
-		members = append(members, fmt.Sprintf("{id: %s, address: %q}", h.ids[i], addrs[i]))
+		advertised := addrs[i]
+		if o.proxies {
+			p := newProxy(t, addrs[i])
+			h.proxies = append(h.proxies, p)
+			advertised = p.addr()
+		}
+		members = append(members, fmt.Sprintf("{id: %s, address: %q}", h.ids[i], advertised))
 	}
 	writePeerCerts(t, peerDir, h.ids)
 	for i := range clients {
@@ -78,9 +106,10 @@ registries:
 cluster:
   nodeID: %s
   listen: %q
+  staleAfter: %s
   members: [%s]
   tls: {caFile: %s, certFile: %s, keyFile: %s}
-`, signingtest.LogName, h.reg.Addr, id, addrs[i], strings.Join(members, ", "),
+`, signingtest.LogName, h.reg.Addr, id, addrs[i], o.staleAfter, strings.Join(members, ", "),
 			filepath.Join(peerDir, "ca.crt"), filepath.Join(peerDir, id, "tls.crt"), filepath.Join(peerDir, id, "tls.key"))
 		opts := []framework.StagegateOption{
 			framework.WithName(id), framework.WithoutStart(),
