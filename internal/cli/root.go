@@ -61,6 +61,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s),
 		newLedgerCommand(s), newReceiptCommand(s), newCheckCommand(s),
 		newKeysCommand(s), newCertsCommand(s), newManifestsCommand(s),
+		newClusterCommand(s),
 	)
 	nameCreators(root)
 	return root

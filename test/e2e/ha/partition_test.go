@@ -136,6 +136,16 @@ func TestPartitionedReplicaFailsClosed(t *testing.T) {
 		code, body := h.readyz(cut)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "lost contact with the cluster leader")
 	})
+	// The leader's `cluster status` shows it unreachable.
+	out, stderr, err := h.nodes[lead].Run(t, h.nodes[lead].ClientFlags("cluster", "status", "-o", "table")...)
+	if err != nil {
+		t.Fatalf("cluster status: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{h.ids[lead] + " (*)  leader", h.ids[cut] + "      unreachable"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("cluster status lacks %q:\n%s", want, out)
+		}
+	}
 	// Stale, it fails closed in the stage, naming why.
 	h.mustAdmit(cut, kept, false, "lost contact with the cluster leader")
 
