@@ -276,7 +276,12 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
 			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
 	}
-	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(a.Service))...)
+	var recorder admission.Recorder = a.Service
+	if a.replica != nil {
+		a.replica.svc = a.Service
+		recorder = breakGlassRecorder{r: a.replica, svc: a.Service}
+	}
+	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(recorder))...)
 	if err := a.buildHandlers(cfg, m, reads); err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ type replica struct {
 	now     func() time.Time
 	peerSrv *http.Server
 	fwd     *forward.Forwarder
+	svc     *promotion.Service
 	// mark is how current the ledger is known to be (watch keeps it).
 	mark *cluster.Watermark
 	stop chan struct{}
@@ -258,6 +259,7 @@ func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *s
 	peer.HandleFunc("GET /peer/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, r.node.Status())
 	})
+	peer.HandleFunc("POST "+breakGlassPath, r.serveBreakGlass(r.svc))
 	peer.Handle("/", apiMux)
 	r.servePeers(peer, logger)
 	r.wg.Go(r.watch)
@@ -407,4 +409,92 @@ func (r *replica) WaitApplied(ctx context.Context, index uint64) promotion.Repli
 		}
 	}
 	return out
+}
+
+// breakGlassPath is where the leader's peer port records the break-glass
+// admissions a follower's webhook decided.
+const breakGlassPath = "/peer/v1/breakglass"
+
+// breakGlassRecorder records break-glass admissions through the leader:
+// on the leader it is the promotion service; a follower sends the record
+// to the leader's peer port, retrying while there is none, until the
+// review's own deadline. A follower's webhook decides as any other, only
+// its record is the leader's to write.
+type breakGlassRecorder struct {
+	r   *replica
+	svc *promotion.Service
+}
+
+func (b breakGlassRecorder) RecordBreakGlass(ctx context.Context, bg promotion.BreakGlass) (uint64, error) {
+	body, err := json.Marshal(bg)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: break-glass: %w", err)
+	}
+	for {
+		if b.r.node.IsLeader() {
+			return b.svc.RecordBreakGlass(ctx, bg)
+		}
+		if id, _ := b.r.node.Leader(); id != "" && id != b.r.cfg.NodeID {
+			idx, retry, err := b.send(ctx, id, body)
+			if !retry {
+				return idx, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("cluster: break-glass: no cluster leader recorded it in time: %w", ctx.Err())
+		case <-time.After(revocationPoll):
+		}
+	}
+}
+
+// send posts the record to member id; retry says the leader moved.
+func (b breakGlassRecorder) send(ctx context.Context, id string, body []byte) (idx uint64, retry bool, err error) {
+	var addr string
+	for _, m := range b.r.cfg.Members {
+		if m.ID == id {
+			addr = m.Address
+		}
+	}
+	resp, err := b.r.fwd.Call(ctx, b.r.cfg.NodeID, id, addr, http.MethodPost, breakGlassPath, body)
+	if err != nil {
+		return 0, true, nil // the leader died or moved: ask again
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Index uint64 `json:"index"`
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return ans.Index, false, nil
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return 0, true, nil
+	case resp.StatusCode == http.StatusBadRequest:
+		return 0, false, fmt.Errorf("%w: %s", promotion.ErrInvalid, ans.Error)
+	}
+	return 0, false, fmt.Errorf("cluster: break-glass: the leader %s answered %d: %s", id, resp.StatusCode, ans.Error)
+}
+
+// serveBreakGlass is the leader's end of breakGlassRecorder.
+func (r *replica) serveBreakGlass(svc *promotion.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		var bg promotion.BreakGlass
+		if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, api.MaxBody)).Decode(&bg); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed break-glass record"})
+			return
+		}
+		idx, err := svc.RecordBreakGlass(req.Context(), bg)
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
+		case errors.Is(err, cluster.ErrNotLeader):
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not the leader"})
+		case errors.Is(err, promotion.ErrInvalid):
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		default:
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "not recorded; see the leader's log"})
+		}
+	}
 }

@@ -25,6 +25,11 @@ import (
 // admit sends node i's webhook the AdmissionReview of a new pod running
 // image in stage, as the API server does, and returns the answer.
 func (h *ha) admit(i int, stage, image string) (*admissionv1.AdmissionResponse, error) {
+	return h.admitWith(i, stage, image, nil)
+}
+
+// admitWith is admit with the pod's annotations.
+func (h *ha) admitWith(i int, stage, image string, annotations map[string]string) (*admissionv1.AdmissionResponse, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
@@ -32,7 +37,7 @@ func (h *ha) admit(i int, stage, image string) (*admissionv1.AdmissionResponse, 
 	uid := types.UID(hex.EncodeToString(rnd[:]))
 	raw, err := json.Marshal(map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
-		"metadata": map[string]any{"name": "app-" + string(uid), "namespace": "team-a"},
+		"metadata": map[string]any{"name": "app-" + string(uid), "namespace": "team-a", "annotations": annotations},
 		"spec":     map[string]any{"containers": []map[string]any{{"name": "app", "image": image}}},
 	})
 	if err != nil {
