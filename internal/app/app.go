@@ -192,6 +192,7 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 			return nil, err
 		}
 		a.onClose(a.replica.close)
+		a.replica.register(a.opts.registerer)
 		a.Ledger = a.replica.node.FSM().Ledger()
 		reads, writes = liveLedger{a.replica.node.FSM()}, a.replica.node
 	} else {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/cluster"
 	"github.com/stagegate/stagegate/internal/config"
@@ -497,4 +499,37 @@ func (r *replica) serveBreakGlass(svc *promotion.Service) http.HandlerFunc {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "not recorded; see the leader's log"})
 		}
 	}
+}
+
+// register exports the replica's state, read at each scrape.
+func (r *replica) register(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	reg.MustRegister(
+		gauge("stagegate_cluster_leader", "1 while this replica is the Raft leader.", func() float64 { return b(r.node.IsLeader()) }),
+		gauge("stagegate_cluster_stale", "1 while this replica is stale: not ready, and failing admission closed.", func() float64 { return b(r.stale() != nil) }),
+		gauge("stagegate_cluster_ready", "1 while /readyz answers ready.", func() float64 { return b(r.ready() == nil) }),
+		gauge("stagegate_cluster_term", "The Raft term this replica is in.", func() float64 { return float64(r.node.Raft().CurrentTerm()) }),
+		gauge("stagegate_cluster_commit_index", "The Raft index this replica knows committed.", func() float64 { return float64(r.node.Raft().CommitIndex()) }),
+		gauge("stagegate_cluster_applied_index", "The Raft index this replica's ledger applied.", func() float64 { return float64(r.node.Raft().AppliedIndex()) }),
+		gauge("stagegate_cluster_last_contact_seconds", "Seconds since this follower last heard from a leader (0 on the leader).", func() float64 {
+			if r.node.IsLeader() {
+				return 0
+			}
+			if lc := r.node.Raft().LastContact(); !lc.IsZero() {
+				return r.now().Sub(lc).Seconds()
+			}
+			return -1
+		}),
+	)
 }

@@ -141,6 +141,18 @@ func TestPartitionedReplicaFailsClosed(t *testing.T) {
 		code, body := h.readyz(cut)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "lost contact with the cluster leader")
 	})
+	// Its metrics say so too.
+	resp, err := h.clients[cut].Get(h.nodes[cut].URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"stagegate_cluster_stale 1", "stagegate_cluster_ready 0", "stagegate_cluster_leader 0"} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Fatalf("%s's metrics lack %q", h.ids[cut], want)
+		}
+	}
 	// The leader's `cluster status` shows it unreachable.
 	out, stderr, err := h.nodes[lead].Run(t, h.nodes[lead].ClientFlags("cluster", "status", "-o", "table")...)
 	if err != nil {
