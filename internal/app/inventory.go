@@ -31,7 +31,7 @@ type continuous struct {
 	client kubernetes.Interface
 	cfg    config.ContinuousValidation
 	log    *slog.Logger
-	ledger *ledger.Ledger
+	ledger viewer
 	stages []string
 	ctrl   *inventory.Controller
 	// term is held by the running term: the elector starts a term's
@@ -42,9 +42,14 @@ type continuous struct {
 	stopped bool
 }
 
+// viewer reads the ledger: *ledger.Ledger, or a replica's current one.
+type viewer interface {
+	View(fn func(ledger.Reader) error) error
+}
+
 // buildContinuous builds the Kubernetes clients and the Controller.
 // reviewer must be a Reviewer for dry runs: no metrics, no recorder.
-func buildContinuous(cfg *config.Config, l *ledger.Ledger, reviewer inventory.Reviewer, o options) (*continuous, error) {
+func buildContinuous(cfg *config.Config, l viewer, reviewer inventory.Reviewer, o options) (*continuous, error) {
 	cv := cfg.ContinuousValidation
 	rc, err := restConfig(cv.Kubeconfig)
 	if err != nil {
