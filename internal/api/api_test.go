@@ -59,7 +59,7 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...api.Option) *env {
 	t.Helper()
 	l, logV := ledgertest.New(t)
 	signer, verifier := signingtest.Signer(t), signingtest.Verifier(t)
@@ -87,7 +87,7 @@ func newEnv(t *testing.T) *env {
 		{SHA256: api.HashToken(releaseToken), Subject: "release-manager", Groups: []string{"release"}},
 		{SHA256: api.HashToken(outsiderToken), Subject: "outsider", Groups: []string{"visitors"}},
 	}})
-	a := api.New(svc, l, auth, cfg.StageNames(), api.WithRateLimit(10000, 10000))
+	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000)}, opts...)...)
 	mux := http.NewServeMux()
 	a.Register(mux)
 	srv := httptest.NewServer(mux)
