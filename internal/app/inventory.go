@@ -84,6 +84,7 @@ func restConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("continuous validation: kubernetes client (continuousValidation.kubeconfig %q): %w", path, err)
 	}
 	rc.UserAgent = "stagegate"
+	rc.QPS, rc.Burst = inventory.ClientQPS, inventory.ClientBurst
 	return rc, nil
 }
 

@@ -43,6 +43,8 @@ func image(d string) string { return repo + "@" + d }
 // env is a real API server with the PolicyReport CRD, a real ledger, and
 // admission's Reviewer over the built-in policies, as the app builds it.
 type env struct {
+	api    *framework.APIServer
+	rev    Reviewer
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	ledger *ledger.Ledger
@@ -80,7 +82,7 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	// No recorder: a dry run records nothing, and were a break-glass
 	// recorded, the Reviewer would refuse it for want of one.
 	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(modes))
-	e := &env{cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
+	e := &env{api: api, rev: rev, cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	e.ctrl, err = New(api.Clientset, dyn, rev, append([]Option{WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
