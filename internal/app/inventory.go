@@ -58,9 +58,15 @@ func buildContinuous(cfg *config.Config, l *ledger.Ledger, reviewer inventory.Re
 	if err != nil {
 		return nil, fmt.Errorf("continuous validation: %w", err)
 	}
+	// A client of its own, and so a rate limiter of its own, for the
+	// Events.
+	events, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("continuous validation: %w", err)
+	}
 	c := &continuous{client: client, cfg: cv, log: o.logger, ledger: l, stages: cfg.StageNames()}
 	opts := []inventory.Option{inventory.WithLogger(o.logger), inventory.WithSweepInterval(cv.Sweep.Std()),
-		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std())}
+		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std()), inventory.WithEventClient(events)}
 	if o.registerer != nil {
 		opts = append(opts, inventory.WithRegisterer(o.registerer))
 	}

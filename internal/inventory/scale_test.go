@@ -125,15 +125,19 @@ func TestScale(t *testing.T) {
 	}
 	res.CreateSeconds = time.Since(t0).Seconds()
 
-	// The controller's client is rate-limited as serve's is.
+	// The controller's clients are rate-limited as serve's are.
 	cfg := rest.CopyConfig(e.api.Config)
 	cfg.QPS, cfg.Burst = ClientQPS, ClientBurst
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	events, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	heap0 := heapInUse()
-	if e.ctrl, err = New(cs, e.dyn, e.rev, WithClock(e.clock), WithSweepInterval(time.Hour)); err != nil {
+	if e.ctrl, err = New(cs, e.dyn, e.rev, WithClock(e.clock), WithSweepInterval(time.Hour), WithEventClient(events)); err != nil {
 		t.Fatal(err)
 	}
 	t0 = time.Now()
