@@ -99,10 +99,11 @@ func (e *env) start(t *testing.T) {
 	e.lead(t)
 }
 
-// run runs the controller, as every replica does.
-func (e *env) run(t *testing.T) {
+// run runs the controller, as every replica does, until the test ends or
+// the returned function stops it.
+func (e *env) run(t *testing.T) (stop func()) {
 	t.Helper()
-	e.goRun(t, "Run", e.ctrl.Run)
+	return e.goRun(t, "Run", e.ctrl.Run)
 }
 
 // lead leads the controller until the test ends, or until the returned
