@@ -40,11 +40,7 @@ var policyReports = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version
 func TestContinuousValidation(t *testing.T) {
 	s := &suite{reg: framework.StartRegistry(t), api: framework.StartAPIServer(t)}
 	kubeconfig := asInventory(t, s.api)
-	s.serve = framework.StartStagegate(t,
-		framework.WithName("continuous"),
-		framework.WithToken("", "e2e-pipeline", "e2e"),
-		framework.WithLogLevel("debug"),
-		framework.WithConfig(fmt.Sprintf(`registries:
+	cfg := fmt.Sprintf(`registries:
 - host: %s
   insecure: true
 stages:
@@ -55,7 +51,12 @@ continuousValidation:
   kubeconfig: %s
   sweep: 1h
   lease: {namespace: default, duration: 6s, renew: 4s, retry: 1s}
-`, s.reg.Addr, kubeconfig)))
+`, s.reg.Addr, kubeconfig)
+	s.serve = framework.StartStagegate(t,
+		framework.WithName("continuous"),
+		framework.WithToken("", "e2e-pipeline", "e2e"),
+		framework.WithLogLevel("debug"),
+		framework.WithConfig(cfg))
 	s.bin, s.dir, s.configPath, s.token, s.url = s.serve.Bin, s.serve.Dir, s.serve.ConfigPath, s.serve.Token, s.serve.URL
 	dyn, err := dynamic.NewForConfig(s.api.Config)
 	if err != nil {
@@ -82,6 +83,20 @@ continuousValidation:
 		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
 			t.Fatalf("Lease default/stagegate-inventory: %v, %+v; want a holder", err, l)
 		}
+	})
+	t.Run("a follower answers and writes nothing", func(t *testing.T) {
+		// A second replica on the same cluster and Lease, with a ledger
+		// of its own that has no promotion: what it would report differs
+		// from the leader's report, so a write of its would show.
+		f := &suite{reg: s.reg, api: s.api}
+		f.serve = framework.StartStagegate(t,
+			framework.WithName("follower"),
+			framework.WithToken("", "e2e-pipeline", "e2e"),
+			framework.WithConfig(cfg))
+		f.bin, f.dir, f.configPath, f.token, f.url = f.serve.Bin, f.serve.Dir, f.serve.ConfigPath, f.serve.Token, f.serve.URL
+		waitReport(t, f, nil, "cv-test/app test not promoted "+digest+" -")
+		waitReport(t, s, nil, "")
+		waitPolicyReport(t, dyn, ns, "pass=1 fail=0 []")
 	})
 	t.Run("status says where it runs", func(t *testing.T) {
 		waitRunning(t, s, digest, "cv-test/app Pod/app test [app] total=1")
