@@ -479,7 +479,8 @@ func TestContinuousValidation(t *testing.T) {
 		revokedB = e.appendEntry(t, ledger.KindRevocation, digestB, "prod", "bad build")
 		// Wait until the sweep's ticker is armed, then tick it.
 		err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-			return e.clock.HasWaiters(), nil
+			// Run's sweep ticker and Lead's eviction retry.
+			return e.clock.Waiters() >= 2, nil
 		})
 		if err != nil {
 			t.Fatal(err)
