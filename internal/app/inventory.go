@@ -63,9 +63,15 @@ func buildContinuous(cfg *config.Config, l viewer, reviewer inventory.Reviewer, 
 	if err != nil {
 		return nil, fmt.Errorf("continuous validation: %w", err)
 	}
+	// A client of its own, and so a rate limiter of its own, for the
+	// Events.
+	events, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("continuous validation: %w", err)
+	}
 	c := &continuous{client: client, cfg: cv, log: o.logger, ledger: l, stages: cfg.StageNames()}
 	opts := []inventory.Option{inventory.WithLogger(o.logger), inventory.WithSweepInterval(cv.Sweep.Std()),
-		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std())}
+		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std()), inventory.WithEventClient(events)}
 	if o.registerer != nil {
 		opts = append(opts, inventory.WithRegisterer(o.registerer))
 	}
@@ -89,6 +95,7 @@ func restConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("continuous validation: kubernetes client (continuousValidation.kubeconfig %q): %w", path, err)
 	}
 	rc.UserAgent = "stagegate"
+	rc.QPS, rc.Burst = inventory.ClientQPS, inventory.ClientBurst
 	return rc, nil
 }
 

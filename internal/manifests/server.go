@@ -35,6 +35,10 @@ type Server struct {
 	// ClientCA is that CA (PEM). Empty leaves the ConfigMap to the
 	// operator; the pod does not start until it exists.
 	ClientCA string
+	// Evict says that some stage evicts the pods that violate it
+	// (onViolation: evict): continuous validation's ClusterRole then
+	// grants pods/eviction.
+	Evict bool
 	// Guard says that the config keeps the rollback guard's checkpoint
 	// in GuardDir (ledger.checkpointFile): the Deployment then mounts the
 	// PersistentVolumeClaim <service>-guard there.
@@ -96,6 +100,7 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	c.DataDir = DataDir
 	if c.ContinuousValidation.Enabled {
 		srv.Continuous = true
+		srv.Evict = len(c.EvictStages()) > 0
 		// In the cluster: the pod's service account, and a Lease in the
 		// pod's own namespace, where its Role grants them.
 		c.ContinuousValidation.Kubeconfig = ""
