@@ -185,7 +185,11 @@ type workloadInfo struct {
 	// BreakGlass is the justification of the break-glass annotation, from the
 	// object or else from its pod template (which the pods will carry).
 	BreakGlass string
-	Images     []containerImage
+	// BreakGlassAt is the break-glass-at annotation from the same place
+	// as BreakGlass: a time set on the template does not date an
+	// annotation on the object.
+	BreakGlassAt string
+	Images       []containerImage
 	// Deleting is true for an object already being deleted.
 	Deleting bool
 }
@@ -253,8 +257,10 @@ func (w *workloadInfo) setMeta(meta objectMeta, tmplAnnotations map[string]strin
 	w.Annotations = meta.Annotations
 	w.Deleting = meta.DeletionTimestamp != nil
 	w.BreakGlass = strings.TrimSpace(meta.Annotations[BreakGlassAnnotation])
+	w.BreakGlassAt = strings.TrimSpace(meta.Annotations[BreakGlassAtAnnotation])
 	if w.BreakGlass == "" {
 		w.BreakGlass = strings.TrimSpace(tmplAnnotations[BreakGlassAnnotation])
+		w.BreakGlassAt = strings.TrimSpace(tmplAnnotations[BreakGlassAtAnnotation])
 	}
 }
 

@@ -58,7 +58,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.SetErr(s.Err)
 	root.AddCommand(
 		newServeCommand(s, runServe),
-		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s),
+		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s), newReportCommand(s),
 		newLedgerCommand(s), newReceiptCommand(s), newCheckCommand(s),
 		newKeysCommand(s), newCertsCommand(s), newManifestsCommand(s),
 	)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ type env struct {
 	at     time.Time
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
 	api := framework.StartAPIServer(t)
 	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
@@ -82,24 +83,48 @@ func newEnv(t *testing.T) *env {
 	e := &env{cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	e.ctrl, err = New(api.Clientset, dyn, rev, WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
-		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	e.ctrl, err = New(api.Clientset, dyn, rev, append([]Option{WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
+		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
+// start runs the controller and leads it, as the holder of the Lease.
 func (e *env) start(t *testing.T) {
+	e.run(t)
+	e.lead(t)
+}
+
+// run runs the controller, as every replica does.
+func (e *env) run(t *testing.T) {
+	t.Helper()
+	e.goRun(t, "Run", e.ctrl.Run)
+}
+
+// lead leads the controller until the test ends, or until the returned
+// function ends the term.
+func (e *env) lead(t *testing.T) (stop func()) {
+	t.Helper()
+	return e.goRun(t, "Lead", e.ctrl.Lead)
+}
+
+func (e *env) goRun(t *testing.T, what string, fn func(context.Context) error) func() {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 type testWriter struct{ t *testing.T }

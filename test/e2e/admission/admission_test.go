@@ -40,6 +40,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("pod label within a namespace", func(t *testing.T) { s.testPodLabel(t, img) })
 	t.Run("revocation", func(t *testing.T) { s.testRevocation(t) })
 	t.Run("break-glass", func(t *testing.T) { s.testBreakGlass(t, img) })
+	t.Run("break-glass groups and age", func(t *testing.T) { s.testBreakGlassGroups(t, img) })
 	t.Run("unlabelled and system namespaces", func(t *testing.T) { s.testUntouched(t, img) })
 	t.Run("kubectl apply", func(t *testing.T) { s.testKubectl(t, img) })
 	t.Run("image volumes", func(t *testing.T) { s.testImageVolumes(t, img) })
