@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -217,7 +218,7 @@ func hasNodeID(env []corev1.EnvVar) bool {
 
 // The config's cluster: section names every member at the address that
 // its certificate from `stagegate certs generate --peers` (defaults)
-// carries, and the rest of the config is one the server accepts.
+// carries, and the whole config is one the server accepts as that member.
 func TestReplicatedConfig(t *testing.T) {
 	cfg := config.Default()
 	if err := cfg.Validate(); err != nil {
@@ -240,32 +241,55 @@ func TestReplicatedConfig(t *testing.T) {
 	if err := yaml.UnmarshalStrict(section, &c); err != nil {
 		t.Fatalf("cluster section:\n%s\n%v", section, err)
 	}
-	delete(whole, "cluster")
-	rest, _ := yaml.Marshal(whole)
-	got, err := config.Load(writeFile(t, "config.yaml", string(rest)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := got.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if c.Listen != ":8444" || c.DataDir != RaftDir || !strings.HasPrefix(c.DataDir, got.DataDir+"/") ||
+	if c.Listen != ":8444" || c.DataDir != RaftDir || !strings.HasPrefix(c.DataDir, DataDir+"/") ||
 		c.TLS.KeyFile != PeerDir+"/tls.key" || c.StaleAfter != "10s" || c.RevocationWait != "5s" {
 		t.Errorf("cluster section %+v", c)
 	}
+	if len(c.Members) != 3 {
+		t.Fatalf("members %+v", c.Members)
+	}
 
-	// The certificates the CLI's defaults make verify for the addresses
-	// the members dial.
+	// The certificates of the CLI's defaults.
 	dir := t.TempDir()
 	if err := pki.GeneratePeers(dir, pki.PeerOptions{IDs: MemberIDs(o), Service: "stagegate-peers", Namespace: DefaultNamespace}); err != nil {
 		t.Fatal(err)
 	}
+
+	// The server reads the whole file strictly and takes the member's ID
+	// from the environment. Its Validate checks that the peer files
+	// exist: they are moved to where this test has them, as the pod has
+	// them under PeerDir.
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.FromEnv(func(k string) (string, bool) {
+		if k == config.ClusterNodeIDEnv {
+			return "stagegate-1", true
+		}
+		return "", false
+	}).Apply(served)
+	if served.Cluster == nil {
+		t.Fatal("the server reads no cluster section")
+	}
+	member := filepath.Join(dir, "stagegate-1")
+	served.Cluster.TLS = config.PeerTLS{
+		CAFile: filepath.Join(member, pki.CACert), CertFile: filepath.Join(member, pki.TLSCert), KeyFile: filepath.Join(member, pki.TLSKey),
+	}
+	if err := served.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if self := served.Cluster.Self(); self.ID != "stagegate-1" || self.Address != c.Members[1].Address || self.NonVoter {
+		t.Errorf("the server sees itself as %+v", self)
+	}
+	if served.Cluster.DataDir != RaftDir || served.Cluster.StaleAfter.Std() != 10*time.Second {
+		t.Errorf("the server reads dataDir %q, staleAfter %v", served.Cluster.DataDir, served.Cluster.StaleAfter.Std())
+	}
+
+	// Each member's certificate verifies for the address it is dialled at.
 	caPEM, _ := os.ReadFile(filepath.Join(dir, pki.CACert))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	if len(c.Members) != 3 {
-		t.Fatalf("members %+v", c.Members)
-	}
 	for i, m := range c.Members {
 		if m.ID != MemberIDs(o)[i] {
 			t.Errorf("member %d is %q", i, m.ID)
@@ -413,14 +437,13 @@ func TestNonVoters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var whole struct {
-		Cluster clusterSection `json:"cluster"`
-	}
-	if err := yaml.Unmarshal(srv.Config, &whole); err != nil {
+	// As the server reads it.
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	var voters, nonVoters []string
-	for _, m := range whole.Cluster.Members {
+	for _, m := range served.Cluster.Members {
 		if m.NonVoter {
 			nonVoters = append(nonVoters, m.ID)
 		} else {
