@@ -242,7 +242,7 @@ func TestReplicatedConfig(t *testing.T) {
 		t.Fatalf("cluster section:\n%s\n%v", section, err)
 	}
 	if c.Listen != ":8444" || c.DataDir != RaftDir || !strings.HasPrefix(c.DataDir, DataDir+"/") ||
-		c.TLS.KeyFile != PeerDir+"/tls.key" || c.StaleAfter != "10s" || c.RevocationWait != "5s" {
+		c.TLS.KeyFile != PeerDir+"/tls.key" || c.StaleAfter.Std() != 10*time.Second || c.RevocationWait.Std() != 5*time.Second {
 		t.Errorf("cluster section %+v", c)
 	}
 	if len(c.Members) != 3 {
@@ -407,7 +407,7 @@ func TestReplicatedGolden(t *testing.T) {
 	}
 	var err error
 	o := Options{Stages: []string{"dev"}, Namespace: "gate", Service: "sg", Replicas: 5, Image: "example.com/sg:1", Server: srv}
-	if srv.Config, err = withCluster(srv.Config, o.withDefaults()); err != nil {
+	if srv.Config, err = withCluster(srv.Config, o.withDefaults(), nil); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
@@ -484,5 +484,37 @@ func TestNonVoters(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A config's own cluster section lends its timings to the replicated
+// config; its members, addresses and files give way to the StatefulSet's.
+// For one replica it is refused.
+func TestConfigClusterSection(t *testing.T) {
+	cfg := config.Default()
+	cfg.Cluster = &config.Cluster{
+		NodeID: "a", Listen: ":7000", DataDir: "/srv/raft",
+		Members:        []config.Member{{ID: "a", Address: "a.example:7000"}},
+		TLS:            config.PeerTLS{CAFile: "/srv/ca.crt", CertFile: "/srv/tls.crt", KeyFile: "/srv/tls.key"},
+		StaleAfter:     config.Duration(30 * time.Second),
+		RevocationWait: config.Duration(2 * time.Second),
+	}
+	if _, err := ServerFiles(cfg, Options{Registries: []string{"ghcr.io"}}); !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "give --replicas") {
+		t.Errorf("one replica with a cluster section: %v", err)
+	}
+	srv, err := ServerFiles(cfg, haOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := served.Cluster
+	if c.StaleAfter.Std() != 30*time.Second || c.RevocationWait.Std() != 2*time.Second {
+		t.Errorf("timings %v, %v: not the config's", c.StaleAfter.Std(), c.RevocationWait.Std())
+	}
+	if c.NodeID != "" || c.Listen != ":8444" || c.DataDir != RaftDir || len(c.Members) != 3 || c.Members[0].ID != "stagegate-0" || c.TLS.CAFile != PeerDir+"/ca.crt" {
+		t.Errorf("the config's own members, listener or files survived: %+v", c)
 	}
 }
