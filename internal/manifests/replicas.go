@@ -45,7 +45,6 @@ const (
 	peerPortName = "peer"
 )
 
-
 func (o Options) replicated() bool { return o.Replicas > 1 }
 
 // peersName is the headless Service that gives each member its DNS name,
