@@ -364,6 +364,13 @@ cp -L "$src/` + pki.CACert + `" "$src/` + pki.TLSCert + `" "$src/` + pki.TLSKey 
 	spec.InitContainers = append(spec.InitContainers, copyPeer)
 
 	c := &spec.Containers[0]
+	// serve re-hashes every entry of its ledger before it listens (about
+	// 2 s per 10^5 entries), and a member that joins installs the whole
+	// ledger from a snapshot: the liveness probe alone (30 s) would kill
+	// a member with a large ledger before it ever answered. Liveness
+	// starts once this answers, within 15 minutes.
+	c.StartupProbe = probe("/healthz", 5)
+	c.StartupProbe.FailureThreshold = 180
 	c.Env = append(c.Env, nodeID)
 	c.Ports = append(c.Ports, corev1.ContainerPort{Name: peerPortName, ContainerPort: PeerPort, Protocol: corev1.ProtocolTCP})
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "peer", MountPath: PeerDir, ReadOnly: true})

@@ -148,6 +148,9 @@ func TestReplicated(t *testing.T) {
 	if server.ReadinessProbe == nil || server.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("readiness probe %+v", server.ReadinessProbe)
 	}
+	if sp := server.StartupProbe; sp == nil || sp.HTTPGet.Path != "/healthz" || sp.PeriodSeconds*sp.FailureThreshold < 600 {
+		t.Errorf("startup probe %+v: a member with a large ledger needs minutes to start", sp)
+	}
 	var copier *corev1.Container
 	for i, c := range pod.InitContainers {
 		if c.Name == "peer" {
