@@ -365,10 +365,11 @@ cp -L "$src/` + pki.CACert + `" "$src/` + pki.TLSCert + `" "$src/` + pki.TLSKey 
 
 	c := &spec.Containers[0]
 	// serve re-hashes every entry of its ledger before it listens (about
-	// 2 s per 10^5 entries), and a member that joins installs the whole
-	// ledger from a snapshot: the liveness probe alone (30 s) would kill
-	// a member with a large ledger before it ever answered. Liveness
-	// starts once this answers, within 15 minutes.
+	// 2 s per 10^5 entries): the liveness probe alone (30 s) would kill a
+	// member with a large ledger, in a loop, before it ever answered.
+	// Liveness starts once this answers, within 15 minutes. (A snapshot
+	// install happens later, while /healthz answers and /readyz does
+	// not.)
 	c.StartupProbe = probe("/healthz", 5)
 	c.StartupProbe.FailureThreshold = 180
 	c.Env = append(c.Env, nodeID)
