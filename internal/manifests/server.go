@@ -98,6 +98,15 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	c.DataDir = DataDir
+	// The members, their addresses and peer files are the StatefulSet's
+	// (Options.Replicas): a config's own cluster section lends only its
+	// timings, and one for a single replica would name members that do
+	// not exist.
+	if cfg.Cluster != nil && !o.replicated() {
+		return nil, fmt.Errorf("manifests: %w: the config has a cluster section, but the manifests are for one replica: "+
+			"give --replicas (the members, their addresses and peer files are the manifests' to write)", ErrInvalidOption)
+	}
+	c.Cluster = nil
 	if c.ContinuousValidation.Enabled {
 		srv.Continuous = true
 		srv.Evict = len(c.EvictStages()) > 0
@@ -190,7 +199,7 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("manifests: server config: %w", err)
 	}
 	if o.replicated() {
-		if srv.Config, err = withCluster(srv.Config, o.withDefaults()); err != nil {
+		if srv.Config, err = withCluster(srv.Config, o.withDefaults(), cfg.Cluster); err != nil {
 			return nil, err
 		}
 	}
