@@ -14,9 +14,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/policies"
 )
 
 // fakeInventory stands in for the controller, whose answers
@@ -146,7 +148,9 @@ func TestImageRunning(t *testing.T) {
 // in its stage, and is still a receipt that verifies.
 func TestRevocationRunning(t *testing.T) {
 	inv := &fakeInventory{pods: map[string][]inventory.RunningPod{}}
-	e := newEnv(t, api.WithInventory(inv))
+	// The security team may revoke in every stage, which "*" needs.
+	security := func(c *config.Config) { c.SecurityGroups = []string{"security"} }
+	e := newEnvWith(t, security, policies.FS, api.WithInventory(inv))
 	code, body := e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Image, "dev"))
 	if code != http.StatusCreated {
 		t.Fatalf("promote: %d %s", code, body)
@@ -178,10 +182,16 @@ func TestRevocationRunning(t *testing.T) {
 	if err := ledger.VerifyReceipt(rc, lv, signing.CheckEntry(e.verifier)); err != nil || rc.Entry.Kind != ledger.KindRevocation {
 		t.Fatalf("the revocation answer is no receipt that verifies: %v (%s)", err, rc.Entry.Kind)
 	}
-	// "*" reaches every stage.
-	e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Image, "dev"))
-	if code, body = e.post(t, pipelineToken, "/v1/revocations",
-		fmt.Sprintf(`{"digest":%q,"stage":"*","reason":"CVE-2026-0016"}`, pr.Entry.Digest)); code != http.StatusCreated {
+	// "*" reaches every stage. (Another digest: promoting the revoked one
+	// again would need an override of its revocation.)
+	code, body = e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Index, "dev"))
+	if code != http.StatusCreated {
+		t.Fatalf("promote the index: %d %s", code, body)
+	}
+	var ir ledger.Receipt
+	_ = json.Unmarshal(body, &ir)
+	if code, body = e.post(t, aliceToken, "/v1/revocations",
+		fmt.Sprintf(`{"digest":%q,"stage":"*","reason":"CVE-2026-0016"}`, ir.Entry.Digest)); code != http.StatusCreated {
 		t.Fatalf("revoke *: %d %s", code, body)
 	}
 	if got := inv.stages[len(inv.stages)-1]; got != "" {
