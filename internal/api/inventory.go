@@ -94,11 +94,12 @@ func (a *API) imageRunning(key string, history []ledger.Entry) runningAnswer {
 }
 
 // revocationAnswer is a revocation's receipt, its fields where they always
-// were, so that a client that verifies receipts reads it as before, and
-// the running pods it affects.
+// were, so that a client that verifies receipts reads it as before, the
+// running pods it affects, and in a cluster which replicas have applied it.
 type revocationAnswer struct {
 	ledger.Receipt
 	runningAnswer
+	Replicas *promotion.Replicas `json:"replicas,omitempty"`
 }
 
 // answerRevocation answers a revocation: with the pods it affects, the
@@ -122,7 +123,7 @@ func (a *API) answerRevocation(w http.ResponseWriter, res promotion.Result, err 
 	if res.Created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, revocationAnswer{Receipt: res.Receipt, runningAnswer: a.running(digests, stage)})
+	writeJSON(w, status, revocationAnswer{Receipt: res.Receipt, runningAnswer: a.running(digests, stage), Replicas: res.Replicas})
 }
 
 // Bounds of GET /v1/violations' parameters.
