@@ -70,7 +70,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cfg.Validate(); err != nil {
+			if err := validateForManifests(cfg); err != nil {
 				return err
 			}
 			o.Stages = cfg.StageNames()

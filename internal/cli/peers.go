@@ -2,11 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/manifests"
 	"github.com/stagegate/stagegate/internal/pki"
 )
@@ -63,4 +66,29 @@ func notePeers(s Streams, o manifests.Options) {
 	for _, id := range ids {
 		fmt.Fprintf(s.Err, "  kubectl -n %s create secret generic %s --from-file=%s/\n", o.Namespace, pki.PeerSecretName(id), filepath.Join(defaultPeerDir, id))
 	}
+}
+
+// validateForManifests validates cfg as `manifests` reads it. A cluster:
+// section is validated without its member ID and peer files: they are
+// the pods' (the manifests write the members, the files and the ID's
+// environment variable), not this machine's, and only its timings are
+// taken.
+func validateForManifests(cfg *config.Config) error {
+	if cfg.Cluster == nil {
+		return cfg.Validate()
+	}
+	c := *cfg.Cluster
+	c.Members = slices.Clone(c.Members)
+	if len(c.Members) == 0 {
+		c.Members = []config.Member{{ID: "manifests", Address: "manifests:1"}}
+	}
+	c.NodeID = c.Members[0].ID
+	// Placeholders that exist, so that Validate checks the rest.
+	c.TLS = config.PeerTLS{CAFile: os.DevNull, CertFile: os.DevNull, KeyFile: os.DevNull}
+	orig := cfg.Cluster
+	cfg.Cluster = &c
+	err := cfg.Validate()
+	orig.StaleAfter, orig.RevocationWait = c.StaleAfter, c.RevocationWait
+	cfg.Cluster = orig
+	return err
 }

@@ -106,3 +106,34 @@ func TestManifestsReplicas(t *testing.T) {
 		t.Errorf("--replicas 2: %v", err)
 	}
 }
+
+// A --config with a cluster: section meant for the pods: its peer files
+// and member ID are not this machine's, so manifests does not look for
+// them; its timings are checked and taken.
+func TestManifestsConfigClusterSection(t *testing.T) {
+	dir := t.TempDir()
+	write := func(stale string) string {
+		p := filepath.Join(dir, "config-"+stale+".yaml")
+		cfg := "cluster:\n  listen: \":8444\"\n  staleAfter: " + stale + "\n  members: [{id: stagegate-0, address: \"stagegate-0.stagegate-peers.stagegate-system.svc:8444\"}]\n" +
+			"  tls: {caFile: /var/run/stagegate/peer/ca.crt, certFile: /var/run/stagegate/peer/tls.crt, keyFile: /var/run/stagegate/peer/tls.key}\n"
+		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []string{"manifests", "--ca-file", "", "--registry", "ghcr.io"}
+	out, _, err := run(t, append(base, "--replicas", "3", "--config", write("30s"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, byKind := documents(t, out)
+	if !strings.Contains(byKind["ConfigMap"], "staleAfter: 30s") || !strings.Contains(byKind["ConfigMap"], "id: stagegate-2") {
+		t.Errorf("the config's timings or the manifests' members are missing:\n%s", byKind["ConfigMap"])
+	}
+	if _, _, err := run(t, append(base, "--config", write("30s"))...); err == nil || !strings.Contains(err.Error(), "give --replicas") {
+		t.Errorf("one replica with a cluster section: %v", err)
+	}
+	if _, _, err := run(t, append(base, "--replicas", "3", "--config", write("100ms"))...); err == nil || !strings.Contains(err.Error(), "cluster.staleAfter") {
+		t.Errorf("a bad staleAfter: %v", err)
+	}
+}

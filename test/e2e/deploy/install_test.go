@@ -52,7 +52,9 @@ func kubectl(t *testing.T, api *framework.APIServer, args ...string) string {
 // every object without a warning, keeps what the issue asks of them, and
 // admits a member's pod as the StatefulSet controller would create it
 // under the namespace's restricted Pod Security level. Applying again
-// changes nothing; the committed deploy/ha applies too.
+// changes nothing; the committed deploy/ha applies too, and so do five
+// members with non-voters and, with continuous validation, its CRD and
+// RBAC.
 func TestInstallThreeReplicas(t *testing.T) {
 	bin := framework.BuildBinary(t, "./cmd/stagegate")
 	api := framework.StartAPIServer(t)
@@ -164,6 +166,34 @@ func TestInstallThreeReplicas(t *testing.T) {
 	}
 	if dry := kubectl(t, api, "apply", "--server-side", "--dry-run=server", "-f", five); !strings.Contains(dry, "statefulset.apps/stagegate serverside-applied (server dry run)") {
 		t.Errorf("five members, dry run:\n%s", dry)
+	}
+
+	// With continuous validation, the members also get the PolicyReport
+	// CRD and the RBAC it needs: applied for real, over the installation.
+	cv := filepath.Join(work, "cv.yaml")
+	if err := os.WriteFile(cv, []byte("continuousValidation:\n  enabled: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withCV := filepath.Join(work, "with-cv.yaml")
+	out = stagegate(t, bin, work, "manifests", "--replicas", "3", "--config", cv, "--webhook-client-ca", "client-ca/ca.crt", "--registry", "ghcr.io")
+	if err := os.WriteFile(withCV, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	applied = kubectl(t, api, "apply", "--server-side", "-f", withCV)
+	for _, want := range []string{
+		"customresourcedefinition.apiextensions.k8s.io/policyreports.wgpolicyk8s.io serverside-applied",
+		"clusterrole.rbac.authorization.k8s.io/stagegate-inventory serverside-applied",
+		"clusterrolebinding.rbac.authorization.k8s.io/stagegate-inventory serverside-applied",
+		"role.rbac.authorization.k8s.io/stagegate-inventory serverside-applied",
+		"rolebinding.rbac.authorization.k8s.io/stagegate-inventory serverside-applied",
+		"statefulset.apps/stagegate serverside-applied",
+	} {
+		if !strings.Contains(applied, want) {
+			t.Errorf("kubectl apply (continuous validation) output lacks %q:\n%s", want, applied)
+		}
+	}
+	if _, err := cs.RbacV1().Roles(ns).Get(ctx, "stagegate-inventory", metav1.GetOptions{}); err != nil {
+		t.Errorf("the Lease's Role: %v", err)
 	}
 }
 
