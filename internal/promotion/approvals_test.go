@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -51,6 +52,15 @@ func TestManyPendingRequests(t *testing.T) {
 
 	seen := map[uint64]bool{}
 	pages := 0
+	// Reported, not asserted: what one listing of every page costs.
+	listed := time.Now()
+	var before, peak runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	defer func() {
+		t.Logf("listed %d pending requests in %d pages in %s; heap in use after each page at most %d KiB above the start",
+			len(seen), pages+1, time.Since(listed).Round(time.Millisecond), (peak.HeapInuse-min(peak.HeapInuse, before.HeapInuse))>>10)
+	}()
 	for start := uint64(0); ; pages++ {
 		page, next, err := e.svc.Requests(ctx, "prod", promotion.RequestPending, start, 1000)
 		if err != nil {
@@ -58,6 +68,11 @@ func TestManyPendingRequests(t *testing.T) {
 		}
 		if len(page) > 1000 {
 			t.Fatalf("a page of limit 1000 holds %d requests", len(page))
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse > peak.HeapInuse {
+			peak = ms
 		}
 		for _, v := range page {
 			if seen[v.ID] {
