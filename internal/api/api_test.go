@@ -67,11 +67,14 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil, policies.FS) }
+func newEnv(t *testing.T, opts ...api.Option) *env {
+	t.Helper()
+	return newEnvWith(t, nil, policies.FS, opts...)
+}
 
 // newEnvWith is newEnv with the default config changed by edit, and the
 // policies of pols.
-func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS) *env {
+func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api.Option) *env {
 	t.Helper()
 	l, logV := ledgertest.New(t)
 	signer, verifier := signingtest.Signer(t), signingtest.Verifier(t)
@@ -107,7 +110,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS) *env {
 		{SHA256: api.HashToken(bobToken), Subject: "bob", Groups: []string{"release"}},
 		{SHA256: api.HashToken(carolToken), Subject: "carol", Groups: []string{"release"}},
 	}})
-	a := api.New(svc, l, auth, cfg.StageNames(), api.WithRateLimit(10000, 10000), api.WithApprovals(svc))
+	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc)}, opts...)...)
 	mux := http.NewServeMux()
 	a.Register(mux)
 	srv := httptest.NewServer(mux)

@@ -72,10 +72,17 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		if status, body, ok := pendingAnswer(res); ok {
 			return status, body
 		}
-		if res.Created {
-			return http.StatusCreated, res.Receipt
+		var body any = res.Receipt
+		if res.Replicas != nil {
+			body = struct {
+				ledger.Receipt
+				Replicas *promotion.Replicas `json:"replicas"`
+			}{res.Receipt, res.Replicas}
 		}
-		return http.StatusOK, res.Receipt
+		if res.Created {
+			return http.StatusCreated, body
+		}
+		return http.StatusOK, body
 	}
 	var (
 		req        *requestError

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +89,8 @@ func (a *API) imageRunning(key string, history []ledger.Entry) runningAnswer {
 		}
 		digests = append(digests, e.Platforms...)
 	}
-	return a.running(digests, "")
+	slices.Sort(digests)
+	return a.running(slices.Compact(digests), "")
 }
 
 // revocationAnswer is a revocation's receipt, its fields where they always

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -66,6 +67,8 @@ type App struct {
 	federation *federation.Source
 	publisher  *revlist.Publisher
 	continuous *continuous
+	// replica is set when the config has a cluster (cluster.go).
+	replica *replica
 	// closers undo what Build and Start did, run last first by Close.
 	mu      sync.Mutex
 	closers []func() error
@@ -91,6 +94,7 @@ type options struct {
 	ledgerPath string
 	resolver   promotion.Resolver
 	dev        *DevOptions
+	now        func() time.Time
 }
 
 // WithLogger sets the logger of every part (default: discard).
@@ -137,6 +141,9 @@ func WithLedgerFile(path string) Option { return func(o *options) { o.ledgerPath
 // stagegate (policy, signing, durable commit) and not a registry.
 func WithResolver(r promotion.Resolver) Option { return func(o *options) { o.resolver = r } }
 
+// WithClock replaces time.Now where a replica judges its staleness.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // WithDev prepares what `serve --dev` needs before anything is built (see
 // DevOptions); the embedded registry it starts is stopped by Close.
 func WithDev(d DevOptions) Option { return func(o *options) { o.dev = &d } }
@@ -179,10 +186,25 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if err != nil {
 		return nil, err
 	}
-	if a.Ledger, err = a.openLedger(cfg); err != nil {
-		return nil, err
+	var reads readLedger
+	var writes promotion.Ledger
+	if cfg.Cluster != nil && !a.opts.readOnly {
+		// A replica: the ledger is the FSM's, replaced by a snapshot
+		// install, so readers take it per call and writes go through Raft.
+		if a.replica, err = a.buildReplica(cfg); err != nil {
+			return nil, err
+		}
+		a.onClose(a.replica.close)
+		a.replica.register(a.opts.registerer)
+		a.Ledger = a.replica.node.FSM().Ledger()
+		reads, writes = liveLedger{a.replica.node.FSM()}, a.replica.node
+	} else {
+		if a.Ledger, err = a.openLedger(cfg); err != nil {
+			return nil, err
+		}
+		a.onClose(a.Ledger.Close)
+		reads, writes = a.Ledger, a.Ledger
 	}
-	a.onClose(a.Ledger.Close)
 	if a.Policy, err = newPolicy(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
@@ -193,7 +215,10 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	m := newMetrics(a.opts.registerer)
 	att := oci.NewAttacher(oci.WithRemoteOptions(rc.RemoteOptions), oci.WithReferenceParser(rc.ParseReference), oci.WithLogger(logger))
 
-	var states admission.StateLookup = a.Ledger
+	var states admission.StateLookup = reads
+	if a.replica != nil {
+		states = freshStates{r: a.replica, states: reads}
+	}
 	reviewOpts := reviewerOptions(cfg, rc)
 	if cfg.RegistrySource.Enabled {
 		trusted, err := TrustedKeys(cfg)
@@ -243,18 +268,26 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
 		// import what the registry attests, as admission's does.
-		if a.continuous, err = buildContinuous(cfg, a.Ledger, admission.NewReviewer(states, a.Policy, dryRunOpts...), a.opts); err != nil {
+		if a.continuous, err = buildContinuous(cfg, reads, admission.NewReviewer(states, a.Policy, dryRunOpts...), a.opts); err != nil {
 			return nil, err
 		}
 		promOpts = append(promOpts, promotion.WithObserver(a.continuous.observe))
 	}
-	a.Service = promotion.New(a.Ledger, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promOpts...)
+	if a.replica != nil {
+		promOpts = append(promOpts, promotion.WithReplicaWaiter(a.replica))
+	}
+	a.Service = promotion.New(writes, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promOpts...)
 	if ref := cfg.RevocationList.Reference; ref != "" {
-		a.publisher = revlist.NewPublisher(a.Ledger, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
+		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
 			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
 	}
-	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(a.Service))...)
-	if err := a.buildHandlers(cfg, m); err != nil {
+	var recorder admission.Recorder = a.Service
+	if a.replica != nil {
+		a.replica.svc = a.Service
+		recorder = breakGlassRecorder{r: a.replica, svc: a.Service}
+	}
+	a.Reviewer = admission.NewReviewer(states, a.Policy, append(reviewOpts, admission.WithRecorder(recorder))...)
+	if err := a.buildHandlers(cfg, m, reads); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -296,7 +329,7 @@ func (a *App) openLedger(cfg *config.Config) (*ledger.Ledger, error) {
 }
 
 // buildHandlers makes the promotion API, the webhook and the probes.
-func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
+func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) error {
 	logger := a.opts.logger
 	tokens := &api.TokenFile{}
 	if cfg.TokensFile != "" {
@@ -305,12 +338,13 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 			return err
 		}
 	}
+	auth := api.NewAuthenticator(tokens)
 	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
 		api.WithApprovals(a.Service)}
 	if a.continuous != nil {
 		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
 	}
-	promAPI := api.New(a.Service, a.Ledger, api.NewAuthenticator(tokens), cfg.StageNames(), apiOpts...)
+	promAPI := api.New(a.Service, reads, auth, cfg.StageNames(), apiOpts...)
 
 	webhook := admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger))
 	health := func(mux *http.ServeMux) {
@@ -320,11 +354,20 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics) error {
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
 				return
 			}
+			if a.replica != nil {
+				if err := a.replica.ready(); err != nil {
+					http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+			}
 			w.Write([]byte("ok\n"))
 		})
 	}
 	mux := http.NewServeMux()
 	promAPI.Register(mux)
+	if a.replica != nil {
+		mux = a.replica.wire(mux, auth, logger)
+	}
 	health(mux)
 	if g, ok := a.opts.registerer.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))

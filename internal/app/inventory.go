@@ -31,7 +31,7 @@ type continuous struct {
 	client kubernetes.Interface
 	cfg    config.ContinuousValidation
 	log    *slog.Logger
-	ledger *ledger.Ledger
+	ledger viewer
 	stages []string
 	ctrl   *inventory.Controller
 	// term is held by the running term: the elector starts a term's
@@ -42,9 +42,14 @@ type continuous struct {
 	stopped bool
 }
 
+// viewer reads the ledger: *ledger.Ledger, or a replica's current one.
+type viewer interface {
+	View(fn func(ledger.Reader) error) error
+}
+
 // buildContinuous builds the Kubernetes clients and the Controller.
 // reviewer must be a Reviewer for dry runs: no metrics, no recorder.
-func buildContinuous(cfg *config.Config, l *ledger.Ledger, reviewer inventory.Reviewer, o options) (*continuous, error) {
+func buildContinuous(cfg *config.Config, l viewer, reviewer inventory.Reviewer, o options) (*continuous, error) {
 	cv := cfg.ContinuousValidation
 	rc, err := restConfig(cv.Kubeconfig)
 	if err != nil {
@@ -58,9 +63,15 @@ func buildContinuous(cfg *config.Config, l *ledger.Ledger, reviewer inventory.Re
 	if err != nil {
 		return nil, fmt.Errorf("continuous validation: %w", err)
 	}
+	// A client of its own, and so a rate limiter of its own, for the
+	// Events.
+	events, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("continuous validation: %w", err)
+	}
 	c := &continuous{client: client, cfg: cv, log: o.logger, ledger: l, stages: cfg.StageNames()}
 	opts := []inventory.Option{inventory.WithLogger(o.logger), inventory.WithSweepInterval(cv.Sweep.Std()),
-		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std())}
+		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std()), inventory.WithEventClient(events)}
 	if o.registerer != nil {
 		opts = append(opts, inventory.WithRegisterer(o.registerer))
 	}
@@ -84,6 +95,7 @@ func restConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("continuous validation: kubernetes client (continuousValidation.kubeconfig %q): %w", path, err)
 	}
 	rc.UserAgent = "stagegate"
+	rc.QPS, rc.Burst = inventory.ClientQPS, inventory.ClientBurst
 	return rc, nil
 }
 

@@ -27,6 +27,9 @@ var (
 	ErrBadCommand = errors.New("cluster: bad command")
 	// ErrConfig: a Config that cannot start a node.
 	ErrConfig = errors.New("cluster: bad configuration")
+	// ErrStale: a replica that lost contact with any leader for too long
+	// (a *StaleError says how long).
+	ErrStale = errors.New("cluster: stale replica")
 )
 
 // NotLeaderError is ErrNotLeader with the leader this node knows of.

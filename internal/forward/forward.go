@@ -183,9 +183,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, body []byte,
 }
 
 func (f *Forwarder) send(r *http.Request, body []byte, idJSON []byte, leaderID, addr string) (*http.Response, error) {
-	ctx := context.WithValue(r.Context(), leaderKey{}, leaderID)
-	u := "https://" + addr + r.URL.RequestURI()
-	req, err := http.NewRequestWithContext(ctx, r.Method, u, bytes.NewReader(body))
+	req, err := f.request(r.Context(), leaderID, addr, r.Method, r.URL.RequestURI(), body, idJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -194,11 +192,43 @@ func (f *Forwarder) send(r *http.Request, body []byte, idJSON []byte, leaderID, 
 			req.Header.Set(h, v)
 		}
 	}
+	return f.client.Do(req)
+}
+
+// request is a request to member id at addr on its peer port, on behalf
+// of the caller whose identity idJSON is.
+func (f *Forwarder) request(ctx context.Context, id, addr, method, uri string, body, idJSON []byte) (*http.Request, error) {
+	ctx = context.WithValue(ctx, leaderKey{}, id)
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+uri, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set(IdentityHeader, string(idJSON))
 	// Connections are pooled by address; each member has its own, and
 	// the dial verified that its certificate names the member.
+	return req, nil
+}
+
+// Call sends one request to member id at addr on its peer port, as the
+// member self (status and applied-index queries between replicas), and
+// returns the answer; the member's certificate must name id.
+func (f *Forwarder) Call(ctx context.Context, self, id, addr, method, uri string, body []byte) (*http.Response, error) {
+	idJSON, err := json.Marshal(policy.Identity{Subject: MemberSubject(self)})
+	if err != nil {
+		return nil, err
+	}
+	req, err := f.request(ctx, id, addr, method, uri, body, idJSON)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	return f.client.Do(req)
 }
+
+// MemberSubject is the identity a member calls others with.
+func MemberSubject(id string) string { return "stagegate-member:" + id }
 
 // copyResponse relays the leader's answer, flushing as it goes so that a
 // streamed promotion (x-ndjson) streams through.

@@ -86,7 +86,7 @@ func TestFollowerAnswers(t *testing.T) {
 	if _, _, err := e.ctrl.Violations(ViolationQuery{Limit: 10}); !errors.Is(err, ErrNotSynced) {
 		t.Fatalf("Violations before Run = %v, want ErrNotSynced", err)
 	}
-	e.run(t)
+	stopRun := e.run(t)
 	e.waitAnswering(t)
 
 	t.Run("where a digest runs", func(t *testing.T) {
@@ -153,5 +153,15 @@ func TestFollowerAnswers(t *testing.T) {
 		e.waitViolations(t, ViolationQuery{Limit: 2, After: "test/two"}, "test/unpromoted not promoted; next=")
 		e.waitViolations(t, ViolationQuery{Limit: 10, Stage: "prod"}, "prod/bad not promoted; next=")
 		e.waitViolations(t, ViolationQuery{Limit: 10, Namespace: "test", After: "test/two"}, "test/unpromoted not promoted; next=")
+	})
+
+	stopRun()
+	t.Run("a stopped inventory does not answer", func(t *testing.T) {
+		if _, _, err := e.ctrl.Running([]string{digestA}, "", 10); !errors.Is(err, ErrNotSynced) {
+			t.Errorf("Running after Run = %v, want ErrNotSynced", err)
+		}
+		if _, _, err := e.ctrl.Violations(ViolationQuery{Limit: 10}); !errors.Is(err, ErrNotSynced) {
+			t.Errorf("Violations after Run = %v, want ErrNotSynced", err)
+		}
 	})
 }

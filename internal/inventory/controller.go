@@ -57,6 +57,7 @@ const (
 // leads (Lead) writes the PolicyReports, gauges and Events, and evicts.
 type Controller struct {
 	client   kubernetes.Interface
+	events   kubernetes.Interface
 	reviewer Reviewer
 	reports  reports
 	metrics  *metrics
@@ -122,6 +123,7 @@ type controllerOptions struct {
 	workers  int
 	evict    []string
 	retry    time.Duration
+	events   kubernetes.Interface
 }
 
 // Option configures a Controller.
@@ -158,6 +160,13 @@ func WithEviction(stages []string, retry time.Duration) Option {
 	return func(o *controllerOptions) { o.evict, o.retry = stages, retry }
 }
 
+// WithEventClient sends the Events through client instead of the
+// Controller's: give it a client with a rate limiter of its own, so that a
+// revocation's thousand Events do not hold back the reports behind them.
+func WithEventClient(client kubernetes.Interface) Option {
+	return func(o *controllerOptions) { o.events = client }
+}
+
 // New returns a Controller that watches pods and namespaces through client,
 // asks reviewer, and writes PolicyReports through dyn.
 func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, opts ...Option) (*Controller, error) {
@@ -181,8 +190,11 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 	if err != nil {
 		return nil, fmt.Errorf("inventory: metrics: %w", err)
 	}
+	if o.events == nil {
+		o.events = client
+	}
 	c := &Controller{
-		client: client, reviewer: reviewer, metrics: m, log: o.log,
+		client: client, events: o.events, reviewer: reviewer, metrics: m, log: o.log,
 		reports: reports{client: dyn},
 		clock:   o.clock, interval: o.interval, workers: o.workers,
 		evict: map[string]bool{}, retry: o.retry,
@@ -232,7 +244,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer c.answering.Store(false)
 	defer c.queue.ShutDown()
-	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.events.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()

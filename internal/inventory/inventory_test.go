@@ -43,6 +43,8 @@ func image(d string) string { return repo + "@" + d }
 // env is a real API server with the PolicyReport CRD, a real ledger, and
 // admission's Reviewer over the built-in policies, as the app builds it.
 type env struct {
+	api    *framework.APIServer
+	rev    Reviewer
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	ledger *ledger.Ledger
@@ -80,7 +82,7 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	// No recorder: a dry run records nothing, and were a break-glass
 	// recorded, the Reviewer would refuse it for want of one.
 	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(modes))
-	e := &env{cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
+	e := &env{api: api, rev: rev, cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	e.ctrl, err = New(api.Clientset, dyn, rev, append([]Option{WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
@@ -97,10 +99,11 @@ func (e *env) start(t *testing.T) {
 	e.lead(t)
 }
 
-// run runs the controller, as every replica does.
-func (e *env) run(t *testing.T) {
+// run runs the controller, as every replica does, until the test ends or
+// the returned function stops it.
+func (e *env) run(t *testing.T) (stop func()) {
 	t.Helper()
-	e.goRun(t, "Run", e.ctrl.Run)
+	return e.goRun(t, "Run", e.ctrl.Run)
 }
 
 // lead leads the controller until the test ends, or until the returned
@@ -476,7 +479,8 @@ func TestContinuousValidation(t *testing.T) {
 		revokedB = e.appendEntry(t, ledger.KindRevocation, digestB, "prod", "bad build")
 		// Wait until the sweep's ticker is armed, then tick it.
 		err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-			return e.clock.HasWaiters(), nil
+			// Run's sweep ticker and Lead's eviction retry.
+			return e.clock.Waiters() >= 2, nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -99,7 +99,12 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 	if t == nil || t.ctx.Err() != nil {
 		return nil
 	}
-	return c.publish(t, ns, violations, passed, staged)
+	if err := c.publish(t, ns, violations, passed, staged); err != nil && t.ctx.Err() == nil {
+		return err
+	}
+	// A term that ended mid-write leaves the writes to the next leader,
+	// whose first sweep makes them.
+	return nil
 }
 
 // publish writes what the leader writes for ns: gauges, Events, evictions

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/pki"
 )
 
@@ -42,13 +43,6 @@ const (
 
 	secretPeers  = "/var/run/secrets/stagegate/peers"
 	peerPortName = "peer"
-)
-
-// Timings of the cluster section: the server's defaults, written out so
-// that whoever reads the ConfigMap sees them.
-const (
-	clusterStaleAfter     = "10s"
-	clusterRevocationWait = "5s"
 )
 
 func (o Options) replicated() bool { return o.Replicas > 1 }
@@ -98,16 +92,17 @@ func validReplicas(o Options) error {
 	return nil
 }
 
-// clusterSection is the config's cluster: section, as the server reads it.
-// It is local to this package so that manifests do not depend on the
-// server's config type: the test reads it back strictly.
+// clusterSection is the config's cluster: section as the manifests write
+// it: config.Cluster without nodeID, which each pod sets through
+// NodeIDEnv so that one ConfigMap serves all. The tests read it back with
+// the server's config.
 type clusterSection struct {
 	Listen         string          `json:"listen"`
 	DataDir        string          `json:"dataDir"`
 	Members        []clusterMember `json:"members"`
 	TLS            clusterTLS      `json:"tls"`
-	StaleAfter     string          `json:"staleAfter"`
-	RevocationWait string          `json:"revocationWait"`
+	StaleAfter     config.Duration `json:"staleAfter"`
+	RevocationWait config.Duration `json:"revocationWait"`
 }
 
 type clusterMember struct {
@@ -122,17 +117,25 @@ type clusterTLS struct {
 	KeyFile  string `json:"keyFile"`
 }
 
-// cluster is the section of o's members. nodeID is left out: each pod
-// names itself through NodeIDEnv, so that one ConfigMap serves all.
-func cluster(o Options) clusterSection {
+// cluster is the section of o's members. The timings are from the
+// config's own section if it has one (file), else the server's defaults,
+// written out so that whoever reads the ConfigMap sees them; the rest is
+// the StatefulSet's to say.
+func cluster(o Options, file *config.Cluster) clusterSection {
 	c := clusterSection{
 		Listen:  fmt.Sprintf(":%d", PeerPort),
 		DataDir: RaftDir,
 		TLS: clusterTLS{
 			CAFile: PeerDir + "/" + pki.CACert, CertFile: PeerDir + "/" + pki.TLSCert, KeyFile: PeerDir + "/" + pki.TLSKey,
 		},
-		StaleAfter:     clusterStaleAfter,
-		RevocationWait: clusterRevocationWait,
+		StaleAfter:     config.Duration(config.DefaultStaleAfter),
+		RevocationWait: config.Duration(config.DefaultRevocationWait),
+	}
+	if file != nil && file.StaleAfter != 0 {
+		c.StaleAfter = file.StaleAfter
+	}
+	if file != nil && file.RevocationWait != 0 {
+		c.RevocationWait = file.RevocationWait
 	}
 	for i, id := range MemberIDs(o) {
 		host := pki.PeerHosts(id, peersName(o), o.Namespace)[0]
@@ -141,15 +144,16 @@ func cluster(o Options) clusterSection {
 	return c
 }
 
-// withCluster sets the cluster: section of the config text b. It goes
-// through a map, so that the section replaces whatever cluster key the
-// config type marshalled (a zero one, when it knows the field).
-func withCluster(b []byte, o Options) ([]byte, error) {
+// withCluster sets the cluster: section of the config text b, with the
+// timings of file (the config's own section; nil for the defaults). It
+// goes through a map, so that the section replaces whatever cluster key
+// the config marshalled.
+func withCluster(b []byte, o Options, file *config.Cluster) ([]byte, error) {
 	var m map[string]any
 	if err := yaml.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifests: server config: %w", err)
 	}
-	m["cluster"] = cluster(o)
+	m["cluster"] = cluster(o, file)
 	out, err := yaml.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("manifests: server config: %w", err)
@@ -360,6 +364,14 @@ cp -L "$src/` + pki.CACert + `" "$src/` + pki.TLSCert + `" "$src/` + pki.TLSKey 
 	spec.InitContainers = append(spec.InitContainers, copyPeer)
 
 	c := &spec.Containers[0]
+	// serve re-hashes every entry of its ledger before it listens (about
+	// 2 s per 10^5 entries): the liveness probe alone (30 s) would kill a
+	// member with a large ledger, in a loop, before it ever answered.
+	// Liveness starts once this answers, within 15 minutes. (A snapshot
+	// install happens later, while /healthz answers and /readyz does
+	// not.)
+	c.StartupProbe = probe("/healthz", 5)
+	c.StartupProbe.FailureThreshold = 180
 	c.Env = append(c.Env, nodeID)
 	c.Ports = append(c.Ports, corev1.ContainerPort{Name: peerPortName, ContainerPort: PeerPort, Protocol: corev1.ProtocolTCP})
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "peer", MountPath: PeerDir, ReadOnly: true})

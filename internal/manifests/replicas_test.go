@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -147,6 +148,9 @@ func TestReplicated(t *testing.T) {
 	if server.ReadinessProbe == nil || server.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("readiness probe %+v", server.ReadinessProbe)
 	}
+	if sp := server.StartupProbe; sp == nil || sp.HTTPGet.Path != "/healthz" || sp.PeriodSeconds*sp.FailureThreshold < 600 {
+		t.Errorf("startup probe %+v: a member with a large ledger needs minutes to start", sp)
+	}
 	var copier *corev1.Container
 	for i, c := range pod.InitContainers {
 		if c.Name == "peer" {
@@ -217,7 +221,7 @@ func hasNodeID(env []corev1.EnvVar) bool {
 
 // The config's cluster: section names every member at the address that
 // its certificate from `stagegate certs generate --peers` (defaults)
-// carries, and the rest of the config is one the server accepts.
+// carries, and the whole config is one the server accepts as that member.
 func TestReplicatedConfig(t *testing.T) {
 	cfg := config.Default()
 	if err := cfg.Validate(); err != nil {
@@ -240,32 +244,55 @@ func TestReplicatedConfig(t *testing.T) {
 	if err := yaml.UnmarshalStrict(section, &c); err != nil {
 		t.Fatalf("cluster section:\n%s\n%v", section, err)
 	}
-	delete(whole, "cluster")
-	rest, _ := yaml.Marshal(whole)
-	got, err := config.Load(writeFile(t, "config.yaml", string(rest)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := got.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if c.Listen != ":8444" || c.DataDir != RaftDir || !strings.HasPrefix(c.DataDir, got.DataDir+"/") ||
-		c.TLS.KeyFile != PeerDir+"/tls.key" || c.StaleAfter != "10s" || c.RevocationWait != "5s" {
+	if c.Listen != ":8444" || c.DataDir != RaftDir || !strings.HasPrefix(c.DataDir, DataDir+"/") ||
+		c.TLS.KeyFile != PeerDir+"/tls.key" || c.StaleAfter.Std() != 10*time.Second || c.RevocationWait.Std() != 5*time.Second {
 		t.Errorf("cluster section %+v", c)
 	}
+	if len(c.Members) != 3 {
+		t.Fatalf("members %+v", c.Members)
+	}
 
-	// The certificates the CLI's defaults make verify for the addresses
-	// the members dial.
+	// The certificates of the CLI's defaults.
 	dir := t.TempDir()
 	if err := pki.GeneratePeers(dir, pki.PeerOptions{IDs: MemberIDs(o), Service: "stagegate-peers", Namespace: DefaultNamespace}); err != nil {
 		t.Fatal(err)
 	}
+
+	// The server reads the whole file strictly and takes the member's ID
+	// from the environment. Its Validate checks that the peer files
+	// exist: they are moved to where this test has them, as the pod has
+	// them under PeerDir.
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.FromEnv(func(k string) (string, bool) {
+		if k == config.ClusterNodeIDEnv {
+			return "stagegate-1", true
+		}
+		return "", false
+	}).Apply(served)
+	if served.Cluster == nil {
+		t.Fatal("the server reads no cluster section")
+	}
+	member := filepath.Join(dir, "stagegate-1")
+	served.Cluster.TLS = config.PeerTLS{
+		CAFile: filepath.Join(member, pki.CACert), CertFile: filepath.Join(member, pki.TLSCert), KeyFile: filepath.Join(member, pki.TLSKey),
+	}
+	if err := served.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if self := served.Cluster.Self(); self.ID != "stagegate-1" || self.Address != c.Members[1].Address || self.NonVoter {
+		t.Errorf("the server sees itself as %+v", self)
+	}
+	if served.Cluster.DataDir != RaftDir || served.Cluster.StaleAfter.Std() != 10*time.Second {
+		t.Errorf("the server reads dataDir %q, staleAfter %v", served.Cluster.DataDir, served.Cluster.StaleAfter.Std())
+	}
+
+	// Each member's certificate verifies for the address it is dialled at.
 	caPEM, _ := os.ReadFile(filepath.Join(dir, pki.CACert))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	if len(c.Members) != 3 {
-		t.Fatalf("members %+v", c.Members)
-	}
 	for i, m := range c.Members {
 		if m.ID != MemberIDs(o)[i] {
 			t.Errorf("member %d is %q", i, m.ID)
@@ -383,7 +410,7 @@ func TestReplicatedGolden(t *testing.T) {
 	}
 	var err error
 	o := Options{Stages: []string{"dev"}, Namespace: "gate", Service: "sg", Replicas: 5, Image: "example.com/sg:1", Server: srv}
-	if srv.Config, err = withCluster(srv.Config, o.withDefaults()); err != nil {
+	if srv.Config, err = withCluster(srv.Config, o.withDefaults(), nil); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
@@ -413,14 +440,13 @@ func TestNonVoters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var whole struct {
-		Cluster clusterSection `json:"cluster"`
-	}
-	if err := yaml.Unmarshal(srv.Config, &whole); err != nil {
+	// As the server reads it.
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	var voters, nonVoters []string
-	for _, m := range whole.Cluster.Members {
+	for _, m := range served.Cluster.Members {
 		if m.NonVoter {
 			nonVoters = append(nonVoters, m.ID)
 		} else {
@@ -461,5 +487,37 @@ func TestNonVoters(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A config's own cluster section lends its timings to the replicated
+// config; its members, addresses and files give way to the StatefulSet's.
+// For one replica it is refused.
+func TestConfigClusterSection(t *testing.T) {
+	cfg := config.Default()
+	cfg.Cluster = &config.Cluster{
+		NodeID: "a", Listen: ":7000", DataDir: "/srv/raft",
+		Members:        []config.Member{{ID: "a", Address: "a.example:7000"}},
+		TLS:            config.PeerTLS{CAFile: "/srv/ca.crt", CertFile: "/srv/tls.crt", KeyFile: "/srv/tls.key"},
+		StaleAfter:     config.Duration(30 * time.Second),
+		RevocationWait: config.Duration(2 * time.Second),
+	}
+	if _, err := ServerFiles(cfg, Options{Registries: []string{"ghcr.io"}}); !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "give --replicas") {
+		t.Errorf("one replica with a cluster section: %v", err)
+	}
+	srv, err := ServerFiles(cfg, haOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := served.Cluster
+	if c.StaleAfter.Std() != 30*time.Second || c.RevocationWait.Std() != 2*time.Second {
+		t.Errorf("timings %v, %v: not the config's", c.StaleAfter.Std(), c.RevocationWait.Std())
+	}
+	if c.NodeID != "" || c.Listen != ":8444" || c.DataDir != RaftDir || len(c.Members) != 3 || c.Members[0].ID != "stagegate-0" || c.TLS.CAFile != PeerDir+"/ca.crt" {
+		t.Errorf("the config's own members, listener or files survived: %+v", c)
 	}
 }

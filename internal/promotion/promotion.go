@@ -72,6 +72,7 @@ type Service struct {
 	observers     []func(ledger.Entry)
 	duties        map[string]Duties
 	approvalRules map[string]ApprovalRule
+	replicas      ReplicaWaiter
 }
 
 // Option configures a Service.
@@ -151,6 +152,9 @@ type Result struct {
 	// Request is set when the promotion became, or found, a pending
 	// request (a stage with approvals); Receipt is then the request's.
 	Request *RequestView
+	// Replicas, of a revocation in a cluster, says which replicas have
+	// applied it (see WithReplicaWaiter); nil otherwise.
+	Replicas *Replicas
 }
 
 // Promote resolves req.Image, asks the policy, signs and records the
@@ -419,6 +423,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 		s.observe(rc.Entry)
 	}
 	res := Result{Receipt: rc, Created: created}
+	s.waitReplicas(ctx, &res)
 	attest := false
 	for _, st := range stages {
 		attest = attest || s.stageOpts[st].Attest

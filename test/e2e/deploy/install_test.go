@@ -153,9 +153,18 @@ func TestInstallThreeReplicas(t *testing.T) {
 			sts.ResourceVersion, after.ResourceVersion, sts.Generation, after.Generation)
 	}
 
-	// The committed kustomize base of three replicas, by dry run: the
-	// objects exist, with another field manager's values.
+	// The committed kustomize base of three replicas, and five members of
+	// which two are non-voters, by dry run: the objects exist, with
+	// another field manager's values.
 	kubectl(t, api, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", filepath.Join(framework.RepoRoot(t), "deploy/ha"))
+	five := filepath.Join(work, "five.yaml")
+	out = stagegate(t, bin, work, "manifests", "--replicas", "3", "--non-voters", "2", "--webhook-client-ca", "client-ca/ca.crt", "--registry", "ghcr.io")
+	if err := os.WriteFile(five, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dry := kubectl(t, api, "apply", "--server-side", "--dry-run=server", "-f", five); !strings.Contains(dry, "statefulset.apps/stagegate serverside-applied (server dry run)") {
+		t.Errorf("five members, dry run:\n%s", dry)
+	}
 }
 
 // memberPod is the pod and claims the StatefulSet controller makes for

@@ -1,0 +1,62 @@
+package cluster_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/cluster"
+)
+
+func TestWatermark(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+	after := 10 * time.Second
+	type step struct {
+		do        func(w *cluster.Watermark)
+		now       int
+		wantStale string // "" for fresh
+	}
+	for name, steps := range map[string][]step{
+		"never heard from a leader": {
+			{now: 5},
+			{now: 11, wantStale: "has not heard from a cluster leader since it started 11s ago"},
+		},
+		"caught up with the leader's commit index": {
+			{do: func(w *cluster.Watermark) { w.Asked(at(8), 40, 40) }, now: 17},
+			{now: 19, wantStale: "lost contact with the cluster leader for 11s"},
+		},
+		// Cut off, then healed: hearing the leader again is not enough,
+		// the replica must apply what it missed.
+		"behind the leader's commit index": {
+			{do: func(w *cluster.Watermark) { w.Asked(at(1), 40, 40) }, now: 5},
+			{do: func(w *cluster.Watermark) { w.Asked(at(30), 45, 40) }, now: 30, wantStale: "lost contact with the cluster leader for 29s"},
+			{do: func(w *cluster.Watermark) { w.Applied(44) }, now: 31, wantStale: "for 30s"},
+			{do: func(w *cluster.Watermark) { w.Applied(45) }, now: 31},
+		},
+		"an older answer does not replace a newer one": {
+			{do: func(w *cluster.Watermark) { w.Asked(at(20), 50, 10); w.Asked(at(15), 10, 10) }, now: 21, wantStale: "since it started"},
+			{do: func(w *cluster.Watermark) { w.Applied(50) }, now: 29},
+		},
+		"the leader is current": {
+			{do: func(w *cluster.Watermark) { w.Leader(at(30)) }, now: 35},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := cluster.NewWatermark(start)
+			for i, s := range steps {
+				if s.do != nil {
+					s.do(w)
+				}
+				err := w.Stale(at(s.now), after)
+				switch {
+				case s.wantStale == "" && err != nil:
+					t.Fatalf("step %d: %v, want fresh", i, err)
+				case s.wantStale != "" && (err == nil || !strings.Contains(err.Error(), s.wantStale) || !errors.Is(err, cluster.ErrStale)):
+					t.Fatalf("step %d: %v, want stale %q", i, err, s.wantStale)
+				}
+			}
+		})
+	}
+}
