@@ -71,6 +71,9 @@ type RequestView struct {
 	Rejection  *ledger.Approval  `json:"rejection,omitempty"`
 	// Promotion is the entry that completed the request.
 	Promotion *uint64 `json:"promotion,omitempty"`
+	// OverridesRevocation is the revocation the request overrides, if it
+	// asked to (overrideRevocation).
+	OverridesRevocation *uint64 `json:"overridesRevocation,omitempty"`
 }
 
 // maxRequestHistory bounds what is read of one request's history: the
@@ -102,7 +105,8 @@ func (s *Service) requestView(r ledger.Reader, id uint64, now time.Time) (Reques
 	rule := s.approvalRules[e.Stage]
 	v := RequestView{ID: id, Stage: e.Stage, Repository: e.Repository, Digest: e.Digest,
 		Requester: policy.Identity{Subject: e.Subject, Groups: e.Groups}, Reason: e.Reason, Time: e.Time,
-		Expires: e.Time.Add(rule.Expires), Required: rule.Required, Approvals: []ledger.Approval{}}
+		Expires: e.Time.Add(rule.Expires), Required: rule.Required, Approvals: []ledger.Approval{},
+		OverridesRevocation: e.OverridesRevocation}
 	hist, _, err := hr.HistoryPage(ledger.RequestName(id), id+1, maxRequestHistory, 0)
 	if err != nil {
 		return RequestView{}, err
@@ -224,7 +228,8 @@ func (s *Service) pendingOf(r ledger.Reader, subject, digest, stage string, now 
 func (s *Service) openRequest(ctx context.Context, req Request, img registry.Resolved, evidence map[string]any, rule ApprovalRule) (Result, error) {
 	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
-		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
+		override, err := s.decide(ctx, r, req, img, evidence, now)
+		if err != nil {
 			return nil, err
 		}
 		if id, ok, err := s.pendingOf(r, req.Requester.Subject, img.Digest, req.Stage, now); err != nil || ok {
@@ -235,14 +240,19 @@ func (s *Service) openRequest(ctx context.Context, req Request, img registry.Res
 		}
 		pred := signing.RequestPredicate{Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
 			Requester: requester(req.Requester), Reason: req.Reason, Time: now, LedgerIndex: index,
-			PolicyDigest: s.policy.Digest(), Required: rule.Required, Expires: now.Add(rule.Expires)}
+			PolicyDigest: s.policy.Digest(), Required: rule.Required, Expires: now.Add(rule.Expires), RevocationOverride: override}
 		env, err := s.sign(img.Repository, img.Digest, signing.RequestPredicateType, pred)
 		if err != nil {
 			return nil, err
 		}
-		return &ledger.Entry{Index: index, Kind: ledger.KindRequest, Repository: img.Repository, Digest: img.Digest,
+		e := &ledger.Entry{Index: index, Kind: ledger.KindRequest, Repository: img.Repository, Digest: img.Digest,
 			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject, Groups: req.Requester.Groups,
-			Reason: req.Reason, Time: now, Envelope: env}, nil
+			Reason: req.Reason, Time: now, Envelope: env}
+		if override != nil {
+			idx := override.LedgerIndex
+			e.OverridesRevocation = &idx
+		}
+		return e, nil
 	})
 	created := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrExists) {
@@ -290,51 +300,42 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 	if err := s.mayAnswer(v, a, ActionApprove); err != nil {
 		return Result{}, err
 	}
-	approvals := v.Approvals
-	already := slices.ContainsFunc(approvals, func(x ledger.Approval) bool { return x.Subject == a.By.Subject })
-	if !already {
-		approvals = append(slices.Clone(approvals), ledger.Approval{Subject: a.By.Subject, Groups: a.By.Groups, Time: s.now().UTC(), Reason: a.Reason})
-	}
-	if len(approvals) < v.Required {
-		if already {
-			return Result{Request: &v}, nil
-		}
-		rc, err := s.answer(ctx, a, ledger.KindApproval)
-		if err != nil {
+	already := slices.ContainsFunc(v.Approvals, func(x ledger.Approval) bool { return x.Subject == a.By.Subject })
+	var rc ledger.Receipt
+	switch {
+	case already && len(v.Approvals) < v.Required:
+		return Result{Request: &v}, nil
+	case !already && len(v.Approvals)+1 < v.Required:
+		if rc, err = s.answer(ctx, a, ledger.KindApproval); err != nil {
 			return Result{}, err
 		}
-		nv, err := s.Request(ctx, a.ID)
-		return Result{Receipt: rc, Created: true, Request: &nv}, err
-	}
-	// The quorum: the promotion is decided before the approval that
-	// makes it is written, so that a refusal writes nothing.
-	req := Request{Image: v.Repository + "@" + v.Digest, Stage: v.Stage, Reason: v.Reason, Requester: v.Requester, completes: &v.ID, approvals: approvals}
-	img, err := s.resolver.Resolve(ctx, req.Image)
-	if err != nil {
-		return Result{}, wrap("resolve", err)
-	}
-	var evidence map[string]any
-	if so := s.stageOpts[v.Stage]; len(so.RequiredEvidence) > 0 && s.registry != nil {
-		if evidence, err = s.verifiedEvidence(ctx, img, so.RequiredEvidence); err != nil {
-			return Result{}, wrap("evidence", err)
-		}
-	}
-	if err := s.ledger.View(func(r ledger.Reader) error {
-		_, err := s.decide(ctx, r, req, img, evidence, s.now().UTC())
-		return err
-	}); err != nil {
-		return Result{}, wrap("decide", err)
-	}
-	if !already {
-		rc, err := s.answer(ctx, a, ledger.KindApproval)
-		if err != nil {
+	case !already:
+		// This approval makes the quorum: the promotion is decided with
+		// it before it is written, so that a refusal writes nothing.
+		tentative := append(slices.Clone(v.Approvals), ledger.Approval{Subject: a.By.Subject, Groups: a.By.Groups, Time: s.now().UTC(), Reason: a.Reason})
+		if err := s.decideCompletion(ctx, v, tentative); err != nil {
 			return Result{}, err
 		}
-		approvals[len(approvals)-1].Index = rc.Entry.Index
-		approvals[len(approvals)-1].Time = rc.Entry.Time
+		if rc, err = s.answer(ctx, a, ledger.KindApproval); err != nil {
+			return Result{}, err
+		}
 	}
-	req.approvals = approvals
-	res, err := s.Promote(ctx, req)
+	// Another approver may have made the quorum meanwhile, or completed
+	// it: what counts is what the ledger says now.
+	if v, err = s.Request(ctx, a.ID); err != nil {
+		return Result{}, err
+	}
+	created := rc.Checkpoint != ""
+	if v.State != RequestPending || len(v.Approvals) < v.Required {
+		return Result{Receipt: rc, Created: created, Request: &v}, nil
+	}
+	res, err := s.complete(ctx, v)
+	if errors.Is(err, ErrNotPending) {
+		// Completed by a concurrent approval.
+		if nv, verr := s.Request(ctx, a.ID); verr == nil && nv.State == RequestApproved {
+			return Result{Receipt: rc, Created: created, Request: &nv}, nil
+		}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -342,6 +343,51 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 		res.Request = &nv
 	}
 	return res, nil
+}
+
+// completion is the promotion request v completes, with approvals.
+func completion(v RequestView, approvals []ledger.Approval) Request {
+	return Request{Image: v.Repository + "@" + v.Digest, Stage: v.Stage, Reason: v.Reason, Requester: v.Requester,
+		OverrideRevocation: v.OverridesRevocation != nil, completes: &v.ID, approvals: approvals}
+}
+
+// decideCompletion asks the policy about completing v with approvals,
+// recording nothing.
+func (s *Service) decideCompletion(ctx context.Context, v RequestView, approvals []ledger.Approval) error {
+	req := completion(v, approvals)
+	img, evidence, err := s.resolveForCompletion(ctx, req)
+	if err != nil {
+		return err
+	}
+	err = s.ledger.View(func(r ledger.Reader) error {
+		_, err := s.decide(ctx, r, req, img, evidence, s.now().UTC())
+		return err
+	})
+	if errors.Is(err, ledger.ErrExists) {
+		return nil // promoted there already; complete says so
+	}
+	return wrap("decide", err)
+}
+
+func (s *Service) resolveForCompletion(ctx context.Context, req Request) (registry.Resolved, map[string]any, error) {
+	img, err := s.resolver.Resolve(ctx, req.Image)
+	if err != nil {
+		return img, nil, wrap("resolve", err)
+	}
+	var evidence map[string]any
+	if so := s.stageOpts[req.Stage]; len(so.RequiredEvidence) > 0 && s.registry != nil {
+		if evidence, err = s.verifiedEvidence(ctx, img, so.RequiredEvidence); err != nil {
+			return img, nil, wrap("evidence", err)
+		}
+	}
+	return img, evidence, nil
+}
+
+// complete records the promotion of v, whose quorum is recorded. The
+// approvals it lists, and the policy sees, are those of the request as
+// the write transaction reads it (checkCompletion).
+func (s *Service) complete(ctx context.Context, v RequestView) (Result, error) {
+	return s.Promote(ctx, completion(v, v.Approvals))
 }
 
 // Reject closes a pending request. The requester may withdraw their own;
@@ -428,8 +474,9 @@ func (s *Service) answer(ctx context.Context, a Answer, kind ledger.Kind) (ledge
 
 // checkCompletion is, in the promotion's write transaction, the last word
 // on a completing promotion: the request must still be pending, with the
-// quorum recorded.
-func (s *Service) checkCompletion(r ledger.Reader, req Request, now time.Time) error {
+// quorum recorded, and its approvals are what the entry lists and the
+// policy sees.
+func (s *Service) checkCompletion(r ledger.Reader, req *Request, now time.Time) error {
 	if req.completes == nil {
 		return nil
 	}
@@ -443,6 +490,7 @@ func (s *Service) checkCompletion(r ledger.Reader, req Request, now time.Time) e
 	if len(v.Approvals) < v.Required {
 		return fmt.Errorf("%w: request %d has %d of %d approvals", ErrNotPending, v.ID, len(v.Approvals), v.Required)
 	}
+	req.approvals = v.Approvals
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -51,6 +52,15 @@ func TestManyPendingRequests(t *testing.T) {
 
 	seen := map[uint64]bool{}
 	pages := 0
+	// Reported, not asserted: what one listing of every page costs.
+	listed := time.Now()
+	var before, peak runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	defer func() {
+		t.Logf("listed %d pending requests in %d pages in %s; heap in use after each page at most %d KiB above the start",
+			len(seen), pages+1, time.Since(listed).Round(time.Millisecond), (peak.HeapInuse-min(peak.HeapInuse, before.HeapInuse))>>10)
+	}()
 	for start := uint64(0); ; pages++ {
 		page, next, err := e.svc.Requests(ctx, "prod", promotion.RequestPending, start, 1000)
 		if err != nil {
@@ -58,6 +68,11 @@ func TestManyPendingRequests(t *testing.T) {
 		}
 		if len(page) > 1000 {
 			t.Fatalf("a page of limit 1000 holds %d requests", len(page))
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse > peak.HeapInuse {
+			peak = ms
 		}
 		for _, v := range page {
 			if seen[v.ID] {
@@ -94,4 +109,97 @@ func TestManyPendingRequests(t *testing.T) {
 	if k := res.Receipt.Entry.Kind; k != ledger.KindApproval {
 		t.Errorf("the approval recorded a %s", k)
 	}
+}
+
+// TestConcurrentApprovals: two approvers answer at once a request that
+// needs both. Whatever the interleaving, the request completes exactly
+// once, with both approvals listed, and neither approver gets an error.
+func TestConcurrentApprovals(t *testing.T) {
+	for round := range 5 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			e := newEnv(t, nil, prodApprovals)
+			byDigest(e)
+			ctx := context.Background()
+			res, err := e.svc.Promote(ctx, promotion.Request{Image: refApp, Stage: "prod", Requester: ci})
+			if err != nil || res.Request == nil {
+				t.Fatalf("request: %+v, %v", res, err)
+			}
+			id := res.Request.ID
+			errs := make(chan error, 2)
+			for _, who := range []string{"alice", "bob"} {
+				go func() {
+					_, err := e.svc.Approve(ctx, promotion.Answer{ID: id, Reason: "ok", By: policy.Identity{Subject: who, Groups: []string{"security"}}})
+					errs <- err
+				}()
+			}
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Errorf("approval: %v", err)
+				}
+			}
+			v, err := e.svc.Request(ctx, id)
+			if err != nil || v.State != promotion.RequestApproved || len(v.Approvals) != 2 {
+				t.Fatalf("request after both approvals: %+v, %v", v, err)
+			}
+			promos := 0
+			all, err := e.ledger.Entries(0, e.size(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, en := range all {
+				if en.Kind == ledger.KindPromotion {
+					promos++
+					if len(en.Approvals) != 2 {
+						t.Errorf("the promotion lists %d approvals, want 2", len(en.Approvals))
+					}
+				}
+			}
+			if promos != 1 {
+				t.Errorf("%d promotions recorded, want 1", promos)
+			}
+		})
+	}
+}
+
+// TestRequestOverridesRevocation: in a stage with approvals, putting a
+// revoked digest back is a request that says so; its completion is the
+// override, recorded on the promotion.
+func TestRequestOverridesRevocation(t *testing.T) {
+	e := newEnv(t, nil, prodDuties)
+	byDigest(e)
+	ctx := context.Background()
+	e.promote(t, refApp, "prod")
+	rv, err := e.svc.Revoke(ctx, promotion.Revocation{Digest: digestApp, Stage: "prod", Reason: "CVE-1", Requester: security})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := promotion.New(e.faults, e.signer, e.policy, e.resolver, stages, promotion.WithClock(func() time.Time { return t0 }), prodDuties, prodApprovals)
+	if _, err := svc.Promote(ctx, promotion.Request{Image: refApp, Stage: "prod", Requester: security}); !errors.As(err, new(*promotion.RevokedError)) {
+		t.Fatalf("plain request for a revoked digest: %v, want a *RevokedError", err)
+	}
+	res, err := svc.Promote(ctx, promotion.Request{Image: refApp, Stage: "prod", Reason: "false positive", OverrideRevocation: true, Requester: security})
+	if err != nil || res.Request == nil || res.Request.OverridesRevocation == nil || *res.Request.OverridesRevocation != rv.Receipt.Entry.Index {
+		t.Fatalf("override request: %+v, %v", res.Request, err)
+	}
+	for _, who := range []string{"alice", "bob"} {
+		res, err = svc.Approve(ctx, promotion.Answer{ID: res.Request.ID, Reason: "ok", By: policy.Identity{Subject: who, Groups: []string{"security"}}})
+		if err != nil {
+			t.Fatalf("%s approves: %v", who, err)
+		}
+	}
+	ent := res.Receipt.Entry
+	if ent.Kind != ledger.KindPromotion || ent.OverridesRevocation == nil || *ent.OverridesRevocation != rv.Receipt.Entry.Index {
+		t.Fatalf("completion = %+v, want a promotion overriding %d", ent, rv.Receipt.Entry.Index)
+	}
+	if st := e.state(t, digestApp, "prod"); !st.Active() {
+		t.Errorf("prod state %+v, want active again", st)
+	}
+}
+
+// byDigest lets the resolver find refApp by digest, as a completion
+// resolves the request's repository@digest.
+func byDigest(e *env) {
+	img := e.resolver.images[refApp]
+	img.Reference, img.Tag = repoApp+"@"+digestApp, ""
+	e.resolver.images[img.Reference] = img
 }

@@ -210,7 +210,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
-		if err := s.checkCompletion(r, req, now); err != nil {
+		if err := s.checkCompletion(r, &req, now); err != nil {
 			return nil, err
 		}
 		override, err := s.decide(ctx, r, req, img, evidence, now)

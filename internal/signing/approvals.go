@@ -24,6 +24,9 @@ type RequestPredicate struct {
 	PolicyDigest string    `json:"policyDigest,omitempty"`
 	Required     int       `json:"required"`
 	Expires      time.Time `json:"expires"`
+	// RevocationOverride names the revocation in the stage the request
+	// asks to override (overrideRevocation).
+	RevocationOverride *RevocationOverride `json:"revocationOverride,omitempty"`
 }
 
 // AnswerPredicate is the predicate of ApprovalPredicateType and
