@@ -115,7 +115,11 @@ type identityKey struct{}
 
 func (a *API) authed(write bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := a.auth.Authenticate(r)
+		id, ok := authenticated(r.Context())
+		var err error
+		if !ok {
+			id, err = a.auth.Authenticate(r)
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stagegate"`)
 			a.fail(w, refuse(http.StatusUnauthorized, "%s", err))
@@ -165,6 +169,8 @@ type promoteBody struct {
 	Stage    string         `json:"stage"`
 	Reason   string         `json:"reason"`
 	Evidence map[string]any `json:"evidence"`
+	// OverrideRevocation puts back a digest revoked in the stage.
+	OverrideRevocation bool `json:"overrideRevocation"`
 }
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
@@ -175,6 +181,7 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
+		OverrideRevocation: body.OverrideRevocation,
 	}
 	if r.Header.Get("Accept") == ndjson {
 		a.promoteStreaming(w, r, req)

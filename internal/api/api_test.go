@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
@@ -35,6 +36,8 @@ const (
 	pipelineToken = "pipeline-secret-token"
 	releaseToken  = "release-secret-token"
 	outsiderToken = "outsider-secret-token"
+	// nogroupsToken authenticates an identity with no groups at all.
+	nogroupsToken = "nogroups-secret-token"
 )
 
 type env struct {
@@ -81,11 +84,13 @@ func newEnv(t *testing.T, opts ...api.Option) *env {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now))
+	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now),
+		promotion.WithDuties(app.Duties(cfg)))
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{
 		{SHA256: api.HashToken(pipelineToken), Subject: "ci", Groups: []string{"pipeline"}},
 		{SHA256: api.HashToken(releaseToken), Subject: "release-manager", Groups: []string{"release"}},
 		{SHA256: api.HashToken(outsiderToken), Subject: "outsider", Groups: []string{"visitors"}},
+		{SHA256: api.HashToken(nogroupsToken), Subject: "nobody"},
 	}})
 	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000)}, opts...)...)
 	mux := http.NewServeMux()
@@ -215,12 +220,14 @@ func TestPromotionFlow(t *testing.T) {
 		t.Errorf("status by repository: %d", code)
 	}
 
-	// Revocation: withdrawn from test; test may then not feed stage, and a revocation is idempotent.
+	// Revocation: withdrawn from test by the pipeline, which may revoke
+	// where it promotes; test may then not feed stage, and a revocation is
+	// idempotent.
 	rev := fmt.Sprintf(`{"digest":%q,"repository":%q,"stage":"test","reason":"CVE-2026-0001"}`, rc.Entry.Digest, rc.Entry.Repository)
-	if code, body = e.post(t, outsiderToken, "/v1/revocations", rev); code != http.StatusCreated {
+	if code, body = e.post(t, pipelineToken, "/v1/revocations", rev); code != http.StatusCreated {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	if code, body = e.post(t, outsiderToken, "/v1/revocations", rev); code != http.StatusOK {
+	if code, body = e.post(t, pipelineToken, "/v1/revocations", rev); code != http.StatusOK {
 		t.Fatalf("revoke again: %d %s", code, body)
 	}
 	st, _, err := e.ledger.State(rc.Entry.Digest, "test")

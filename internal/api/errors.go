@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
+	"github.com/stagegate/stagegate/internal/cluster"
+	"github.com/stagegate/stagegate/internal/forward"
 	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
@@ -44,13 +47,21 @@ func refuse(status int, format string, args ...any) error {
 
 // fail answers err.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	status, body := a.respond(promotion.Result{}, err)
-	writeJSON(w, status, body)
+	a.answer(w, promotion.Result{}, err)
 }
 
 // answer answers a promotion or revocation.
 func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 	status, body := a.respond(res, err)
+	if status == http.StatusServiceUnavailable {
+		// Nothing was recorded and a retry may succeed: a forwarding
+		// follower retries at once (NotLeaderHeader), a client after a
+		// second.
+		w.Header().Set("Retry-After", "1")
+		if errors.Is(err, cluster.ErrNotLeader) {
+			w.Header().Set(forward.NotLeaderHeader, "1")
+		}
+	}
 	writeJSON(w, status, body)
 }
 
@@ -67,6 +78,8 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		req        *requestError
 		pub        *promotion.PublishError
 		denied     *promotion.DeniedError
+		forbidden  *promotion.ForbiddenError
+		revoked    *promotion.RevokedError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -82,6 +95,23 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 			status = http.StatusGatewayTimeout
 		}
 		return status, map[string]any{"error": err.Error(), "receipt": res.Receipt}
+	case errors.As(err, &forbidden):
+		// The groups that may, so that the requester knows whom to ask.
+		groups := forbidden.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "allowedGroups": groups}
+	case errors.As(err, &revoked):
+		// Names the revocation, so that the pipeline's log says what
+		// blocks it and whom to ask.
+		groups := revoked.OverrideGroups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "overrideGroups": groups,
+			"revocation": revocationView{Stage: revoked.Stage, Digest: revoked.Digest, LedgerIndex: revoked.Index,
+				By: revoked.By, At: revoked.At.UTC(), Reason: revoked.Reason}}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
@@ -96,6 +126,9 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusGatewayTimeout, msg(timeout.Error())
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, msg("a registry did not answer in time")
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Leadership moved while the write was under way.
+		return http.StatusServiceUnavailable, msg("this replica is not the cluster leader (an election is under way); nothing was recorded by this request, retry it")
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
 	case errors.Is(err, promotion.ErrNotPromoted):
@@ -111,6 +144,16 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		a.log.Error("request failed", "err", err)
 		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
 	}
+}
+
+// revocationView is the revocation a 403 for a revoked digest names.
+type revocationView struct {
+	Stage       string    `json:"stage"`
+	Digest      string    `json:"digest"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason"`
 }
 
 // isTimeout reports whether err is a registry that did not answer in time.

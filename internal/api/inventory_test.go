@@ -178,15 +178,6 @@ func TestRevocationRunning(t *testing.T) {
 	if err := ledger.VerifyReceipt(rc, lv, signing.CheckEntry(e.verifier)); err != nil || rc.Entry.Kind != ledger.KindRevocation {
 		t.Fatalf("the revocation answer is no receipt that verifies: %v (%s)", err, rc.Entry.Kind)
 	}
-	// "*" reaches every stage.
-	e.post(t, pipelineToken, "/v1/promotions", promoteBody(e.sample.Image, "dev"))
-	if code, body = e.post(t, pipelineToken, "/v1/revocations",
-		fmt.Sprintf(`{"digest":%q,"stage":"*","reason":"CVE-2026-0016"}`, pr.Entry.Digest)); code != http.StatusCreated {
-		t.Fatalf("revoke *: %d %s", code, body)
-	}
-	if got := inv.stages[len(inv.stages)-1]; got != "" {
-		t.Errorf("revoking * asked for the pods of stage %q, want every stage", got)
-	}
 }
 
 // TestViolations: GET /v1/violations pages what the inventory holds, asks

@@ -153,6 +153,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.opts.logger = slog.New(slog.DiscardHandler)
 	}
 	logger := a.opts.logger
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -234,7 +237,8 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.opts.resolver != nil {
 		resolver = a.opts.resolver
 	}
-	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys)}
+	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
+		promotion.WithDuties(Duties(cfg))}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
@@ -493,5 +497,6 @@ func reviewerOptions(cfg *config.Config, rc admission.Resolver) []admission.Opti
 		admission.WithResolverCache(admission.DefaultResolverCacheSize, cfg.Admission.TagCacheTTL.Std(), admission.DefaultResolverErrorTTL),
 		admission.WithReviewTimeout(cfg.Admission.Timeout.Std()),
 		admission.WithMaxImages(cfg.Admission.MaxImages),
+		admission.WithBreakGlassRules(BreakGlassRules(cfg)),
 	}
 }

@@ -187,6 +187,7 @@ func newAPIError(status int, body []byte) *apiError {
 func newPromoteCommand(s Streams) *cobra.Command {
 	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, output, evidence, progress string
+	var overrideRevocation bool
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
 		Short: "Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt",
@@ -199,6 +200,12 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				return err
 			}
 			body := map[string]any{"image": args[0], "stage": stage, "reason": reason}
+			if overrideRevocation {
+				if strings.TrimSpace(reason) == "" {
+					return errors.New("--override-revocation needs --reason: why the revoked digest may run again is recorded and signed")
+				}
+				body["overrideRevocation"] = true
+			}
 			if evidence != "" {
 				var ev map[string]any
 				if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
@@ -234,6 +241,9 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				verb = "already promoted"
 			}
 			fmt.Fprintf(s.Err, "%s %s@%s to %s (ledger entry %d)\n", verb, rc.Entry.Repository, rc.Entry.Digest, rc.Entry.Stage, rc.Entry.Index)
+			if o := rc.Entry.OverridesRevocation; o != nil {
+				fmt.Fprintf(s.Err, "overriding the revocation at ledger entry %d\n", *o)
+			}
 			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}
@@ -242,6 +252,7 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded and signed")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
+	cmd.Flags().BoolVar(&overrideRevocation, "override-revocation", false, "promote a digest that is revoked in the stage again (needs --reason and a group of the stage's overrideRevocationGroups; recorded)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")
 	_ = cmd.MarkFlagRequired("stage")
 	return cmd

@@ -14,10 +14,13 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
-// Member is one voter of the static member list.
+// Member is one replica of the static member list.
 type Member struct {
 	ID      string
 	Address string // host:port other members dial
+	// NonVoter replicates the log and serves reads, but does not vote
+	// nor count for a quorum: admission capacity without a slower commit.
+	NonVoter bool
 }
 
 // Config says how to start a Node.
@@ -106,7 +109,11 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 	if !existing {
 		servers := make([]raft.Server, len(cfg.Members))
 		for i, m := range cfg.Members {
-			servers[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Address)}
+			suffrage := raft.Voter
+			if m.NonVoter {
+				suffrage = raft.Nonvoter
+			}
+			servers[i] = raft.Server{Suffrage: suffrage, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Address)}
 		}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 			store.Close()

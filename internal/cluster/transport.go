@@ -21,6 +21,26 @@ type tlsStream struct {
 	client    *tls.Config
 }
 
+// RaftProto is the ALPN protocol of Raft's connections on a peer port
+// shared with other traffic (NewTransport).
+const RaftProto = "stagegate-raft/1"
+
+// NewTransport returns the Raft transport on ln, a listener whose
+// connections are already mutual TLS (a peer port split by ALPN), and
+// dials peers with client, offering RaftProto. client must hold this
+// node's certificate and the peers' CA; it is cloned and forced to TLS
+// 1.3.
+func NewTransport(ln net.Listener, advertise net.Addr, client *tls.Config, logOutput io.Writer) (*raft.NetworkTransport, error) {
+	if ln == nil || client == nil || len(client.Certificates) == 0 && client.GetClientCertificate == nil {
+		return nil, fmt.Errorf("%w: the Raft transport needs a listener and a client certificate", ErrConfig)
+	}
+	client = client.Clone()
+	client.MinVersion = tls.VersionTLS13
+	client.NextProtos = []string{RaftProto}
+	stream := &tlsStream{Listener: ln, advertise: advertise, client: client}
+	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), nil
+}
+
 // Dial connects to a peer; address is host:port as in the member list.
 func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}

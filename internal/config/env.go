@@ -22,6 +22,9 @@ const (
 	// collector only when the operator has set neither.
 	GOGCEnv       = "GOGC"
 	GOMemLimitEnv = "GOMEMLIMIT"
+	// ClusterNodeIDEnv overrides cluster.nodeID: a StatefulSet gives every
+	// pod the same config and its own name.
+	ClusterNodeIDEnv = "STAGEGATE_CLUSTER_NODE_ID"
 )
 
 // LookupFunc reads one environment variable, as os.LookupEnv does.
@@ -40,6 +43,8 @@ type Env struct {
 	// GOGCSet and GOMemLimitSet say whether $GOGC and $GOMEMLIMIT are set
 	// at all (to anything, the empty string included).
 	GOGCSet, GOMemLimitSet bool
+	// ClusterNodeID is $STAGEGATE_CLUSTER_NODE_ID, "" when unset.
+	ClusterNodeID string
 }
 
 // FromEnv reads the environment through lookup; nil reads the process's.
@@ -62,11 +67,16 @@ func FromEnv(lookup LookupFunc) Env {
 		CAFile:        get(CAFileEnv),
 		GOGCSet:       set(GOGCEnv),
 		GOMemLimitSet: set(GOMemLimitEnv),
+		ClusterNodeID: get(ClusterNodeIDEnv),
 	}
 }
 
 // Apply puts what the server takes from the environment into c: the key
-// password. It runs after the file and the flags, before Validate.
+// password, and the cluster node ID when the config has a cluster. It
+// runs after the file and the flags, before Validate.
 func (e Env) Apply(c *Config) {
 	c.Keys.Password = e.KeyPassword
+	if c.Cluster != nil && e.ClusterNodeID != "" {
+		c.Cluster.NodeID = e.ClusterNodeID
+	}
 }

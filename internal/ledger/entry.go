@@ -51,6 +51,11 @@ type Entry struct {
 	// (namespace/kind/name) and Images the images it ran.
 	Workload string   `json:"workload,omitempty"`
 	Images   []string `json:"images,omitempty"`
+	// OverridesRevocation is, on a promotion, the index of the revocation
+	// in the stage that it overrode (a revoked digest put back, on purpose,
+	// by someone allowed to); absent on every other entry, so entries made
+	// before it existed keep their bytes.
+	OverridesRevocation *uint64 `json:"overridesRevocation,omitempty"`
 	// Foreign marks an entry imported from a registry attestation made by
 	// another stagegate; its Envelope is the original one.
 	Foreign bool `json:"foreign,omitempty"`

@@ -189,6 +189,11 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	if srv.Config, err = yaml.Marshal(&c); err != nil {
 		return nil, fmt.Errorf("manifests: server config: %w", err)
 	}
+	if o.replicated() {
+		if srv.Config, err = withCluster(srv.Config, o.withDefaults()); err != nil {
+			return nil, err
+		}
+	}
 	return srv, nil
 }
 

@@ -264,7 +264,7 @@ func newEnv(t *testing.T, stageOpts map[string]promotion.StageOptions, opts ...p
 		signer:   &fakeSigner{},
 		registry: &fakeRegistry{},
 	}
-	all := []promotion.Option{promotion.WithClock(func() time.Time { return t0 })}
+	all := []promotion.Option{promotion.WithClock(func() time.Time { return t0 }), pipelineDuties}
 	if stageOpts != nil {
 		all = append(all, promotion.WithRegistry(e.registry, stageOpts, []*signing.Verifier{signingtest.Verifier(t)}))
 	}
@@ -325,3 +325,12 @@ func subjectOf(st signing.Statement) string {
 func sameCalls(got, want []string) bool { return slices.Equal(got, want) }
 
 func callsString(c []string) string { return "[" + strings.Join(c, "; ") + "]" }
+
+func (e *env) checkpoint(t *testing.T) string {
+	t.Helper()
+	cp, err := e.ledger.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}

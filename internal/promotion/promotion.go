@@ -28,6 +28,14 @@ type Ledger interface {
 	View(fn func(ledger.Reader) error) error
 }
 
+// ContextAppender is a Ledger whose appends the request's context bounds:
+// a replicated ledger (internal/cluster) waits for a quorum, which a
+// caller that gave up need not wait for. The Service uses it when its
+// Ledger has it.
+type ContextAppender interface {
+	AppendContext(ctx context.Context, build ledger.BuildFunc) (ledger.Receipt, error)
+}
+
 // Signer signs in-toto statements as DSSE envelopes.
 type Signer interface {
 	Sign(st signing.Statement) ([]byte, error)
@@ -62,6 +70,7 @@ type Service struct {
 	pubLocks map[string]*imageLock
 
 	observers []func(ledger.Entry)
+	duties    map[string]Duties
 }
 
 // Option configures a Service.
@@ -120,6 +129,11 @@ type Request struct {
 	Reason    string
 	Evidence  map[string]any
 	Requester policy.Identity
+	// OverrideRevocation puts back a digest that is revoked in the stage;
+	// it needs a reason and a requester in the stage's override groups
+	// (WithDuties). Without it such a promotion is refused with a
+	// *RevokedError: revocations are sticky.
+	OverrideRevocation bool
 	// Progress, if set, hears about the copy to a target repository.
 	Progress oci.Progress
 }
@@ -149,6 +163,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err := checkEvidence(req.Evidence); err != nil {
 		return Result{}, err
 	}
+	if err := s.checkOverride(req); err != nil {
+		return Result{}, err
+	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
 		return Result{}, wrap("resolve", err)
@@ -175,14 +192,16 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		}
 		copies = []string{target}
 	}
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
-		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
+		override, err := s.decide(ctx, r, req, img, evidence, now)
+		if err != nil {
 			return nil, err
 		}
 		return PromotionEntry(s.signer, index, Promoted{
 			Image: img, Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
 			Time: now, PolicyDigest: s.policy.Digest(), Copies: copies, VerifiedEvidence: evidence,
+			RevocationOverride: override,
 		})
 	})
 	created := err == nil
@@ -202,20 +221,26 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 }
 
 // decide evaluates the promotion policy for req against the ledger as r
-// shows it. It returns a *DeniedError with every violation, or an
+// shows it. It returns a *DeniedError with every violation, an
 // *ledger.ExistsError when the digest is already active in the stage and
-// the requester may promote it there.
-func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img registry.Resolved, evidence map[string]any, now time.Time) (policy.PromotionInput, error) {
+// the requester may promote it there, or a *RevokedError when it is
+// revoked there and req does not override that. When req overrides a
+// revocation, decide names it.
+func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img registry.Resolved, evidence map[string]any, now time.Time) (*signing.RevocationOverride, error) {
 	states := make(map[string]policy.StageState, len(s.stages))
 	var existing *ledger.ExistsError
+	var target ledger.State
 	for _, st := range s.stages {
 		state, _, err := r.State(img.Digest, st)
 		if err != nil {
-			return policy.PromotionInput{}, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
+			return nil, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
 		}
 		states[st] = StageState(state)
-		if st == req.Stage && state.Active() {
-			existing = &ledger.ExistsError{Index: state.PromotedIndex}
+		if st == req.Stage {
+			target = state
+			if state.Active() {
+				existing = &ledger.ExistsError{Index: state.PromotedIndex}
+			}
 		}
 	}
 	in := policy.PromotionInput{
@@ -233,24 +258,26 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 	}
 	violations, err := s.policy.Promotion(ctx, in)
 	if err != nil {
-		return in, fmt.Errorf("promotion: policy: %w", err)
+		return nil, fmt.Errorf("promotion: policy: %w", err)
 	}
 	// The policy is asked even when the digest is already there, so that
 	// the existing receipt only goes to someone who may promote.
 	if len(violations) > 0 {
-		return in, &DeniedError{Stage: req.Stage, Violations: violations}
+		return nil, &DeniedError{Stage: req.Stage, Violations: violations}
 	}
 	if existing != nil {
-		return in, existing
+		return nil, existing
 	}
+	// A platform revoked apart from this index is named first: no
+	// override of the index lifts it.
 	revoked, err := revokedPlatforms(r, img, req.Stage)
 	if err != nil {
-		return in, err
+		return nil, err
 	}
 	if len(revoked) > 0 {
-		return in, &DeniedError{Stage: req.Stage, Violations: revoked}
+		return nil, &DeniedError{Stage: req.Stage, Violations: revoked}
 	}
-	return in, nil
+	return s.sticky(req, img.Digest, target)
 }
 
 // revokedPlatforms says which platforms of an index are revoked in stage by
@@ -291,14 +318,19 @@ type Revocation struct {
 	Requester  policy.Identity
 }
 
-// Revoke records a signed revocation. Any authenticated identity may
-// revoke: a revocation only ever narrows what is admitted. Revoking what is
-// already revoked returns the existing receipt with Created false.
+// Revoke records a signed revocation. Only the stage's revoke groups
+// (WithDuties) may revoke: a revocation narrows what is admitted, but it
+// also stops a running stage, so a stolen or groupless token must not be
+// able to. Revoking what is already revoked returns the existing receipt
+// with Created false.
 func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	if !registry.ValidDigest(req.Digest) {
 		return Result{}, fmt.Errorf("%w: digest %q must be sha256:<64 lowercase hex>", ErrInvalid, req.Digest)
 	}
 	if err := s.checkStage(req.Stage, true); err != nil {
+		return Result{}, err
+	}
+	if err := s.authorizeRevoke(req.Requester, req.Stage); err != nil {
 		return Result{}, err
 	}
 	if strings.TrimSpace(req.Reason) == "" {
@@ -311,7 +343,7 @@ func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	if req.Stage != ledger.AllStages {
 		stages = []string{req.Stage}
 	}
-	rc, err := s.ledger.Append(func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		var repo string
 		var copies []string
 		active, revoked := false, false
@@ -405,7 +437,7 @@ type BreakGlass struct {
 // RecordBreakGlass appends a signed break-glass entry. Its in-toto subject
 // is the workload, named by the sha256 of its name, because a break-glass
 // may concern images that have no digest at all.
-func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, error) {
+func (s *Service) RecordBreakGlass(ctx context.Context, bg BreakGlass) (uint64, error) {
 	if err := checkText("justification", bg.Justification); err != nil {
 		return 0, err
 	}
@@ -419,7 +451,7 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 	}
 	sum := sha256.Sum256([]byte(bg.Workload))
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	rc, err := s.ledger.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+	rc, err := s.append(ctx, func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
 		pred := signing.BreakGlassPredicate{Stage: bg.Stage, Workload: bg.Workload, Images: bg.Images,
 			Requester: signing.Requester{Subject: bg.User, Groups: bg.Groups}, Reason: bg.Justification,
@@ -439,6 +471,14 @@ func (s *Service) RecordBreakGlass(_ context.Context, bg BreakGlass) (uint64, er
 	}
 	s.log.Warn("break-glass admission recorded", "workload", bg.Workload, "stage", bg.Stage, "user", bg.User, "index", rc.Entry.Index)
 	return rc.Entry.Index, nil
+}
+
+// append appends through the ledger's ContextAppender when it has one.
+func (s *Service) append(ctx context.Context, build ledger.BuildFunc) (ledger.Receipt, error) {
+	if ca, ok := s.ledger.(ContextAppender); ok {
+		return ca.AppendContext(ctx, build)
+	}
+	return s.ledger.Append(build)
 }
 
 func (s *Service) sign(repo, digest, predicateType string, pred any) ([]byte, error) {
