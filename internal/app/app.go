@@ -233,6 +233,8 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 			}
 			a.onClose(ov.Close)
 			imports, states = ov, ov
+		} else if cfg.ContinuousValidation.Enabled {
+			imports = a.observedImports(imports)
 		}
 		a.federation = federation.New(imports, federation.FromRegistry(att, logger), trusted,
 			federation.WithTimeout(cfg.RegistrySource.Timeout.Std()),

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/federation"
 	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 )
@@ -238,3 +239,30 @@ func (c *continuous) Violations(q inventory.ViolationQuery) ([]inventory.Violati
 
 // Reaches is the digests a ledger entry is about (api.Inventory).
 func (c *continuous) Reaches(e ledger.Entry) []string { return c.reaches(e) }
+
+// observedImports tells continuous validation of each entry the registry
+// source imports, as the promotion service's observer does of its own: a
+// revocation learned from the registry re-checks the pods that run it at
+// once, not at the next sweep. Build makes a.continuous after the registry
+// source, and imports begin only once serve runs.
+func (a *App) observedImports(l federation.Ledger) federation.Ledger {
+	return observedLedger{Ledger: l, observe: func(e ledger.Entry) {
+		if a.continuous != nil {
+			a.continuous.observe(e)
+		}
+	}}
+}
+
+// observedLedger calls observe with each entry it appends.
+type observedLedger struct {
+	federation.Ledger
+	observe func(ledger.Entry)
+}
+
+func (o observedLedger) Append(build ledger.BuildFunc) (ledger.Receipt, error) {
+	rc, err := o.Ledger.Append(build)
+	if err == nil {
+		o.observe(rc.Entry)
+	}
+	return rc, err
+}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/ledger"
+	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
 )
 
 // A kubeconfig that cannot be read fails Build with the setting's name,
@@ -31,4 +33,26 @@ func TestBuildContinuousValidationBadKubeconfig(t *testing.T) {
 		t.Fatalf("the failed Build left the ledger open: %v", err)
 	}
 	l.Close()
+}
+
+// Entries the registry source imports reach continuous validation's
+// observer, once each, and only those appended.
+func TestObservedImports(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	var seen []ledger.Entry
+	o := observedLedger{Ledger: l, observe: func(e ledger.Entry) { seen = append(seen, e) }}
+	digest := "sha256:" + strings.Repeat("d", 64)
+	rc, err := o.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+		return &ledger.Entry{Index: index, Kind: ledger.KindRevocation, Repository: "r/app", Digest: digest, Stage: "prod",
+			Subject: "sec", Reason: "CVE", Time: time.Now(), Envelope: []byte(`{}`), Foreign: true}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Append(func(ledger.Reader, uint64) (*ledger.Entry, error) { return nil, errors.New("refused") }); err == nil {
+		t.Fatal("a refused append succeeded")
+	}
+	if len(seen) != 1 || seen[0].Index != rc.Entry.Index || seen[0].Digest != digest {
+		t.Fatalf("observed %+v, want the one imported entry %d", seen, rc.Entry.Index)
+	}
 }

@@ -3,7 +3,12 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +105,67 @@ func mustUnmarshal(t *testing.T, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `stagegate report` follows the pages until --limit, passes the filters
+// on, and hands the next page's --after over when it stops short.
+func TestReportPages(t *testing.T) {
+	var queries []string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries = append(queries, r.URL.RawQuery)
+		after := r.URL.Query().Get("after")
+		page := violationsView{Violations: []violation{}}
+		switch after {
+		case "":
+			page.Violations = append(page.Violations, violation{Namespace: "a", Pod: "p1", Stage: "prod", Reason: "revoked"})
+			page.Next = "a/p1"
+		case "a/p1":
+			page.Violations = append(page.Violations, violation{Namespace: "b", Pod: "p2", Stage: "prod", Reason: "not promoted"})
+			page.Next = "b/p2"
+		default:
+			page.Violations = append(page.Violations, violation{Namespace: "c", Pod: "p3", Stage: "prod", Reason: "denied"})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args        []string
+		wantPods    string
+		wantNext    string
+		wantQueries string
+	}{
+		"every page": {args: []string{"--stage", "prod"}, wantPods: "a/p1 b/p2 c/p3",
+			wantQueries: "limit=1000&stage=prod; after=a%2Fp1&limit=999&stage=prod; after=b%2Fp2&limit=998&stage=prod"},
+		"stops at --limit": {args: []string{"--namespace", "a", "--limit", "2"}, wantPods: "a/p1 b/p2", wantNext: "b/p2",
+			wantQueries: "limit=2&namespace=a; after=a%2Fp1&limit=1&namespace=a"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			queries = nil
+			out, stderr, err := run(t, append([]string{"report", "--server", srv.URL, "--ca-file", ca, "-o", "json"}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("report: %v\n%s", err, stderr)
+			}
+			var v violationsView
+			mustUnmarshal(t, []byte(out), &v)
+			var pods []string
+			for _, x := range v.Violations {
+				pods = append(pods, x.Namespace+"/"+x.Pod)
+			}
+			if got := strings.Join(pods, " "); got != tc.wantPods || v.Next != tc.wantNext {
+				t.Errorf("pods %q next %q, want %q next %q", got, v.Next, tc.wantPods, tc.wantNext)
+			}
+			if got := strings.Join(queries, "; "); got != tc.wantQueries {
+				t.Errorf("queries\n got %s\nwant %s", got, tc.wantQueries)
+			}
+		})
+	}
+	if _, _, err := run(t, "report", "--server", srv.URL, "--ca-file", ca, "--limit", "0"); err == nil || !strings.Contains(err.Error(), "--limit 0 must be at least 1") {
+		t.Errorf("--limit 0: %v", err)
 	}
 }

@@ -104,7 +104,11 @@ type Controller struct {
 // term is one term of leadership: what it wrote and announced.
 type term struct {
 	ctx context.Context
-	mu  sync.Mutex
+	// writing is held (read) by each write of the term, so that the term
+	// ends only once none is under way: no gauge is set after Lead
+	// dropped them.
+	writing sync.RWMutex
+	mu      sync.Mutex
 	// announced is, per namespace, the pods (by UID) whose violation
 	// this term sent an Event for, so that an Event marks becoming
 	// violating, not every evaluation.
@@ -303,8 +307,13 @@ func (c *Controller) Lead(ctx context.Context) error {
 	retry := c.clock.NewTicker(c.retry)
 	defer retry.Stop()
 	c.term.Store(t)
-	defer c.metrics.reset()
-	defer c.term.Store(nil)
+	defer func() {
+		c.term.Store(nil)
+		// ctx is done: the writes under way return at once.
+		t.writing.Lock()
+		defer t.writing.Unlock()
+		c.metrics.reset()
+	}()
 	c.sweep()
 	for {
 		select {

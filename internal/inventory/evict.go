@@ -64,6 +64,7 @@ func (c *Controller) evictPod(ctx context.Context, v Violation) bool {
 		c.recorder.Event(&ref, corev1.EventTypeWarning, EventEvicted, truncate(
 			fmt.Sprintf("evicted pod %s: it runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message), maxEventMessage))
 		c.log.Warn("inventory: evicted a running pod that violates its stage", attrs...)
+		c.metrics.evictions.WithLabelValues(v.Stage, "evicted").Inc()
 		return true
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		// Gone, or replaced by a pod of the same name that is
@@ -75,9 +76,11 @@ func (c *Controller) evictPod(ctx context.Context, v Violation) bool {
 			fmt.Sprintf("pod %s runs %s, which stage %q would not admit now (%s), but its eviction was refused (%v); retrying every %s",
 				v.Pod, v.Image, v.Stage, v.Reason, err, c.retry), maxEventMessage))
 		c.log.Warn("inventory: eviction blocked, by a PodDisruptionBudget; retrying", append(attrs, "err", err, "retry", c.retry)...)
+		c.metrics.evictions.WithLabelValues(v.Stage, "blocked").Inc()
 		return false
 	default:
 		c.log.Error("inventory: eviction failed; retrying", append(attrs, "err", err, "retry", c.retry)...)
+		c.metrics.evictions.WithLabelValues(v.Stage, "failed").Inc()
 		return false
 	}
 }

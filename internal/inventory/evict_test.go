@@ -155,4 +155,21 @@ func TestEvict(t *testing.T) {
 		e.waitGone(t, "prod", "guarded")
 		e.waitReason(t, "prod", "guarded", EventEvicted)
 	})
+	t.Run("evictions are counted", func(t *testing.T) {
+		evictions := func(stage, result string) float64 {
+			return e.gauge(t, "stagegate_running_evictions_total", map[string]string{"stage": stage, "result": result})
+		}
+		if got := evictions("test", "evicted"); got != 1 {
+			t.Errorf("evicted in test = %v, want 1", got)
+		}
+		if got := evictions("prod", "evicted"); got != 2 {
+			t.Errorf("evicted in prod = %v, want 2", got)
+		}
+		if got := evictions("prod", "blocked"); got < 1 {
+			t.Errorf("blocked in prod = %v, want at least 1", got)
+		}
+		if got := e.gauge(t, "stagegate_running_evictions_total", map[string]string{"result": "failed"}); got != 0 {
+			t.Errorf("failed evictions = %v, want 0", got)
+		}
+	})
 }

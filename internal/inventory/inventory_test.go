@@ -294,8 +294,8 @@ func (e *env) waitNoReport(t *testing.T, ns string) {
 	}
 }
 
-// gauge is stagegate_running_violations for one label set, from the
-// registry as /metrics would serve it.
+// gauge is the sum of a gauge's or counter's series that match labels,
+// from the registry as /metrics would serve it.
 func (e *env) gauge(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
@@ -314,7 +314,7 @@ func (e *env) gauge(t *testing.T, name string, labels map[string]string) float64
 					continue metric
 				}
 			}
-			sum += m.GetGauge().GetValue()
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
 		}
 	}
 	return sum

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	violations *prometheus.GaugeVec
 	lastSweep  prometheus.Gauge
+	evictions  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -23,6 +24,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "stagegate_running_last_full_sweep_timestamp_seconds",
 			Help: "When the last full sweep of the running pods started, as a Unix time.",
 		}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stagegate_running_evictions_total",
+			Help: "Evictions of running pods that violate a stage with onViolation: evict, by stage and result (evicted, blocked: refused, e.g. by a PodDisruptionBudget, and retried; failed).",
+		}, []string{"stage", "result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -32,6 +37,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.lastSweep, err = register(reg, m.lastSweep); err != nil {
+		return nil, err
+	}
+	if m.evictions, err = register(reg, m.evictions); err != nil {
 		return nil, err
 	}
 	return m, nil

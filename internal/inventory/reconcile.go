@@ -110,7 +110,12 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 // publish writes what the leader writes for ns: gauges, Events, evictions
 // and the report. Its calls end with the term.
 func (c *Controller) publish(t *term, ns string, violations []Violation, passed int, staged bool) error {
+	t.writing.RLock()
+	defer t.writing.RUnlock()
 	ctx := t.ctx
+	if ctx.Err() != nil {
+		return nil
+	}
 	c.metrics.set(ns, violations)
 	c.announce(ctx, t, ns, violations)
 	c.evictAll(ctx, t, ns, violations)
@@ -256,7 +261,11 @@ func (c *Controller) forget(ns string) {
 	c.mu.Unlock()
 	c.swept(ns)
 	if t := c.term.Load(); t != nil {
-		c.metrics.set(ns, nil)
+		t.writing.RLock()
+		if t.ctx.Err() == nil {
+			c.metrics.set(ns, nil)
+		}
+		t.writing.RUnlock()
 		t.mu.Lock()
 		delete(t.reported, ns)
 		delete(t.announced, ns)
