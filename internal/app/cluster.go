@@ -128,8 +128,8 @@ func (r *replica) close() error {
 	return err
 }
 
-// ready is the replica's readiness: a leader known, caught up with the
-// commit index the leader last gave it, and not stale.
+// ready is the replica's readiness: a leader known, its ledger as large
+// as the leader's was when last asked, and not stale.
 func (r *replica) ready() error {
 	if err := r.stale(); err != nil {
 		return err
@@ -138,7 +138,7 @@ func (r *replica) ready() error {
 		return errors.New("no cluster leader is known (an election is under way)")
 	}
 	if c, ok := r.mark.CatchingUp(); ok {
-		return fmt.Errorf("catching up: applied Raft index %d of the leader's %d", r.node.Raft().AppliedIndex(), c)
+		return fmt.Errorf("catching up: the ledger holds %d of the leader's %d entries", r.size(), c)
 	}
 	return nil
 }
@@ -148,12 +148,29 @@ func (r *replica) stale() error {
 	if r.node.IsLeader() {
 		r.mark.Leader(r.now())
 	} else {
-		r.mark.Applied(r.node.Raft().AppliedIndex())
+		r.mark.Applied(r.size())
 	}
 	return r.mark.Stale(r.now(), r.cfg.StaleAfter.Std())
 }
 
-// watch asks the leader for its commit index every fifth of staleAfter,
+// staleFast is stale for admission's hot path: it reads no ledger size
+// (watch records it at every tick), so a replica that caught up counts as
+// verified at the next tick, not at once.
+func (r *replica) staleFast() error {
+	if r.node.IsLeader() {
+		r.mark.Leader(r.now())
+	}
+	return r.mark.Stale(r.now(), r.cfg.StaleAfter.Std())
+}
+
+// size is the number of entries of this replica's ledger (0 if it cannot
+// be read: not current).
+func (r *replica) size() uint64 {
+	n, _ := r.node.FSM().Ledger().Size()
+	return n
+}
+
+// watch asks the leader for its ledger size every fifth of staleAfter,
 // so that the watermark advances while this replica keeps up.
 func (r *replica) watch() {
 	every := max(r.cfg.StaleAfter.Std()/5, 100*time.Millisecond)
@@ -180,7 +197,7 @@ func (r *replica) observe() {
 		}
 		st, err := r.peerStatus(context.Background(), m)
 		if err == nil && st.Role == "leader" {
-			r.mark.Asked(now, st.CommitIndex, r.node.Raft().AppliedIndex())
+			r.mark.Asked(now, st.LedgerSize, r.size())
 		}
 	}
 }
@@ -245,7 +262,7 @@ type freshStates struct {
 }
 
 func (f freshStates) State(digest, stage string) (ledger.State, bool, error) {
-	if err := f.r.stale(); err != nil {
+	if err := f.r.staleFast(); err != nil {
 		return ledger.State{Digest: digest, Stage: stage}, false, err
 	}
 	return f.states.State(digest, stage)

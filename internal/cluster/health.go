@@ -56,12 +56,12 @@ func roleOf(s raft.RaftState) string {
 // than it may: it may miss a revocation committed elsewhere.
 type StaleError struct {
 	For, After time.Duration
-	Never      bool // not since it started
+	Never      bool // not caught up once since it started
 }
 
 func (e *StaleError) Error() string {
 	if e.Never {
-		return fmt.Sprintf("this replica has not heard from a cluster leader since it started %s ago (cluster.staleAfter %s); it may miss revocations", e.For.Round(time.Second), e.After)
+		return fmt.Sprintf("this replica has not yet caught up with the cluster leader since it started %s ago; it may miss revocations", e.For.Round(time.Second))
 	}
 	return fmt.Sprintf("this replica lost contact with the cluster leader for %s (cluster.staleAfter %s); it may miss revocations", e.For.Round(time.Second), e.After)
 }
