@@ -116,6 +116,12 @@ func (r *replica) servePeers(h http.Handler, logger *slog.Logger) {
 // the peer port and the ledger).
 func (r *replica) close() error {
 	close(r.stop)
+	if r.node.IsLeader() {
+		// A leader that stops hands over first, so that writes wait for
+		// one transfer rather than an election timeout. Best effort: a
+		// lone node or a failed transfer shuts down all the same.
+		_ = r.node.Raft().LeadershipTransfer().Error()
+	}
 	var err error
 	if r.peerSrv != nil {
 		err = r.peerSrv.Close()

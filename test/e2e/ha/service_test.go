@@ -69,7 +69,24 @@ func (rr *roundRobin) pipe(c net.Conn) {
 // 16 clients promote; the leader is SIGKILLed. No pod is admitted wrongly;
 // a pod creation fails only when its webhook call was cut (in flight to
 // the killed process), and those are counted.
-func TestLeaderKillBehindAService(t *testing.T) {
+// podLoad creates pods through the API server, half with a promoted
+// image (must be admitted) and half with an unknown one (must be denied),
+// and counts the answers.
+type podLoad struct {
+	admitted, denied, cut, wrong atomic.Int64
+	wg                           sync.WaitGroup
+}
+
+// serviceEnv is the cluster behind a Service, with the API server calling
+// its webhook, a namespace of stage dev and two images.
+type serviceEnv struct {
+	h                 *ha
+	api               *framework.APIServer
+	promoted, unknown string
+	seq               atomic.Int64
+}
+
+func newServiceEnv(t *testing.T) *serviceEnv {
 	h := newHA(t, 3, withSharedServingCert())
 	var backends []string
 	for _, sg := range h.nodes {
@@ -98,49 +115,67 @@ func TestLeaderKillBehindAService(t *testing.T) {
 			return err == nil && r.Allowed
 		})
 	}
-	var seq atomic.Int64
-	createPod := func(image string, dryRun bool) error {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-dev", Name: fmt.Sprintf("p-%d", seq.Add(1))},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
-		opts := metav1.CreateOptions{}
-		if dryRun {
-			opts.DryRun = []string{metav1.DryRunAll}
-		}
-		_, err := api.Clientset.CoreV1().Pods("team-dev").Create(context.Background(), p, opts)
-		return err
-	}
-	api.WaitForWebhook(t, func() error { return createPod(unknown, true) }, "stagegate denied")
+	e := &serviceEnv{h: h, api: api, promoted: promoted, unknown: unknown}
+	api.WaitForWebhook(t, func() error { return e.createPod(unknown, true) }, "stagegate denied")
+	return e
+}
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	load := h.startLoad(ctx)
-	var admitted, denied, cut, wrong atomic.Int64
-	var wg sync.WaitGroup
+func (e *serviceEnv) createPod(image string, dryRun bool) error {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-dev", Name: fmt.Sprintf("p-%d", e.seq.Add(1))},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
+	opts := metav1.CreateOptions{}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	_, err := e.api.Clientset.CoreV1().Pods("team-dev").Create(context.Background(), p, opts)
+	return err
+}
+
+// startPods runs 4 pod creators until ctx ends.
+func (e *serviceEnv) startPods(ctx context.Context) *podLoad {
+	t := e.h.t
+	l := &podLoad{}
 	for w := range 4 {
-		wg.Go(func() {
+		l.wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				image, want := promoted, true
+				image, want := e.promoted, true
 				if (i+w)%2 == 1 {
-					image, want = unknown, false
+					image, want = e.unknown, false
 				}
-				err := createPod(image, false)
+				err := e.createPod(image, false)
 				switch {
 				case err == nil && want:
-					admitted.Add(1)
+					l.admitted.Add(1)
 				case err == nil:
-					wrong.Add(1)
+					l.wrong.Add(1)
 					t.Errorf("admitted %s, which is not promoted", image)
 				case strings.Contains(err.Error(), "failed calling webhook"):
-					cut.Add(1) // the call was in flight to the killed replica
+					l.cut.Add(1) // the call was in flight to a replica that went away
 				case !want && strings.Contains(err.Error(), "is not promoted to stage"):
-					denied.Add(1)
+					l.denied.Add(1)
 				default:
-					wrong.Add(1)
+					l.wrong.Add(1)
 					t.Errorf("pod with %s: %v", image, err)
 				}
 			}
 		})
 	}
+	return l
+}
+
+func (l *podLoad) String() string {
+	return fmt.Sprintf("pods: %d admitted, %d denied as they should be, %d failed with their webhook call cut, %d wrong",
+		l.admitted.Load(), l.denied.Load(), l.cut.Load(), l.wrong.Load())
+}
+
+func TestLeaderKillBehindAService(t *testing.T) {
+	e := newServiceEnv(t)
+	h := e.h
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	load := h.startLoad(ctx)
+	pods := e.startPods(ctx)
+	admitted, wrong := &pods.admitted, &pods.wrong
 	h.waitFor("pods admitted", func() bool { return admitted.Load() >= 20 })
 	lead := h.leader(0)
 	before := load.count()
@@ -151,11 +186,40 @@ func TestLeaderKillBehindAService(t *testing.T) {
 		return load.count() >= before+20 && admitted.Load() >= beforePods+20
 	})
 	stop()
-	wg.Wait()
+	pods.wg.Wait()
 	load.wg.Wait()
-	t.Logf("pods: %d admitted, %d denied as they should be, %d failed with their webhook call cut, %d wrong; %d promotions acknowledged",
-		admitted.Load(), denied.Load(), cut.Load(), wrong.Load(), load.count())
+	t.Logf("%s; %d promotions acknowledged", pods, load.count())
 	if wrong.Load() != 0 {
 		t.Fatalf("%d pods were decided wrongly", wrong.Load())
 	}
+}
+
+// Done when: restart all three replicas one after another (SIGTERM,
+// drain) under the same load: zero failed pod creations, and every
+// acknowledged promotion present on every replica.
+func TestRollingRestartBehindAService(t *testing.T) {
+	e := newServiceEnv(t)
+	h := e.h
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	load := h.startLoad(ctx)
+	pods := e.startPods(ctx)
+	h.waitFor("pods admitted", func() bool { return pods.admitted.Load() >= 20 })
+	for i, sg := range h.nodes {
+		before, beforePods := load.count(), pods.admitted.Load()
+		load.down[i].Store(true)
+		sg.Restart() // SIGTERM, drained, started, ready
+		load.down[i].Store(false)
+		h.waitFor("promotions and pods after restarting "+h.ids[i], func() bool {
+			return load.count() >= before+10 && pods.admitted.Load() >= beforePods+10
+		})
+	}
+	stop()
+	pods.wg.Wait()
+	load.wg.Wait()
+	t.Logf("%s; %d promotions acknowledged, %d retried", pods, load.count(), load.retries.Load())
+	if pods.wrong.Load() != 0 || pods.cut.Load() != 0 {
+		t.Fatalf("a rolling restart failed pod creations: %s", pods)
+	}
+	h.checkAcks(load)
 }
