@@ -19,6 +19,7 @@ type ack struct {
 	index  uint64
 	leaf   []byte
 	digest string
+	at     time.Time // when the receipt arrived
 }
 
 // loader is 16 clients promoting distinct digests, each through the
@@ -40,6 +41,19 @@ func (h *ha) startLoad(ctx context.Context) *loader {
 		l.wg.Go(func() { l.work(ctx, w) })
 	}
 	return l
+}
+
+// firstAfter is when the first receipt after t arrived.
+func (l *loader) firstAfter(t time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first time.Time
+	for _, a := range l.acks {
+		if a.at.After(t) && (first.IsZero() || a.at.Before(first)) {
+			first = a.at
+		}
+	}
+	return first
 }
 
 func (l *loader) count() int {
@@ -75,7 +89,7 @@ func (l *loader) work(ctx context.Context, w int) {
 					return
 				}
 				l.mu.Lock()
-				l.acks = append(l.acks, ack{index: rc.Entry.Index, leaf: canonical(h.t, rc.Entry), digest: rc.Entry.Digest})
+				l.acks = append(l.acks, ack{index: rc.Entry.Index, leaf: canonical(h.t, rc.Entry), digest: rc.Entry.Digest, at: time.Now()})
 				l.mu.Unlock()
 				break
 			}
@@ -115,8 +129,12 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 		before := l.count()
 		l.down[lead].Store(true)
 		h.nodes[lead].Kill()
+		killed := time.Now()
 		t.Logf("round %d: killed the leader %s after %d acknowledged promotions", round, h.ids[lead], before)
 		h.waitFor("promotions after the kill", func() bool { return l.count() >= before+20 })
+		// Reported, not asserted: from the kill to the first receipt
+		// that arrived after it.
+		t.Logf("round %d: failover: first acknowledged promotion %v after the kill", round, l.firstAfter(killed).Sub(killed).Round(time.Millisecond))
 		h.nodes[lead].Start() // ready only once caught up
 		l.down[lead].Store(false)
 	}
