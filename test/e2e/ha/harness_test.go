@@ -62,7 +62,11 @@ type haOptions struct {
 	proxies     bool
 	staleAfter  string
 	sharedCerts bool
+	nonVoter    int // member index + 1; 0: none
 }
+
+// withNonVoter makes member i a non-voter.
+func withNonVoter(i int) haOption { return func(o *haOptions) { o.nonVoter = i + 1 } }
 
 // withSharedServingCert gives every member the first one's serving
 // certificate, as one Secret behind one Service: the API server trusts
@@ -99,7 +103,7 @@ func newHA(t *testing.T, n int, opts ...haOption) *ha {
 			h.proxies = append(h.proxies, p)
 			advertised = p.addr()
 		}
-		members = append(members, fmt.Sprintf("{id: %s, address: %q}", h.ids[i], advertised))
+		members = append(members, fmt.Sprintf("{id: %s, address: %q, nonVoter: %v}", h.ids[i], advertised, o.nonVoter == i+1))
 	}
 	writePeerCerts(t, peerDir, h.ids)
 	for i := range clients {
