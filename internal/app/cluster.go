@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +12,10 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/api"
 	"github.com/stagegate/stagegate/internal/cluster"
@@ -37,7 +41,12 @@ type replica struct {
 	// mark is how current the ledger is known to be (watch keeps it).
 	mark *cluster.Watermark
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// diverged is set, for good, once this replica's ledger is found not
+	// to be the leader's: it then fails closed until an operator acts.
+	diverged atomic.Pointer[error]
+	logV     note.Verifier
+	log      *slog.Logger
+	wg       sync.WaitGroup
 }
 
 // readLedger is what the readers (API, admission, revocation list,
@@ -66,6 +75,7 @@ func (a *App) buildReplica(cfg *config.Config) (*replica, error) {
 		r.now = time.Now
 	}
 	r.mark = cluster.NewWatermark(r.now())
+	r.logV, r.log = a.Keys.LogVerifier, a.opts.logger
 	members := make([]cluster.Member, len(cc.Members))
 	for i, m := range cc.Members {
 		members[i] = cluster.Member{ID: m.ID, Address: m.Address, NonVoter: m.NonVoter}
@@ -147,19 +157,15 @@ func (r *replica) ready() error {
 }
 
 // stale is the replica's staleness (see cluster.Watermark).
-func (r *replica) stale() error {
-	if r.node.IsLeader() {
-		r.mark.Leader(r.now())
-	} else {
-		r.mark.Applied(r.size())
-	}
-	return r.mark.Stale(r.now(), r.cfg.StaleAfter.Std())
-}
+func (r *replica) stale() error { return r.staleFast() }
 
 // staleFast is stale for admission's hot path: it reads no ledger size
 // (watch records it at every tick), so a replica that caught up counts as
 // verified at the next tick, not at once.
 func (r *replica) staleFast() error {
+	if err := r.diverged.Load(); err != nil {
+		return *err
+	}
 	if r.node.IsLeader() {
 		r.mark.Leader(r.now())
 	}
@@ -199,10 +205,55 @@ func (r *replica) observe() {
 			continue
 		}
 		st, err := r.peerStatus(context.Background(), m)
-		if err == nil && st.Role == "leader" {
-			r.mark.Asked(now, st.LedgerSize, r.size())
+		if err != nil || st.Role != "leader" {
+			continue
 		}
+		size, diverged, err := r.matches(st.Checkpoint)
+		if diverged {
+			r.log.Error("cluster: this replica's ledger is not the leader's; it fails closed", "leader", m.ID, "err", err)
+			r.diverged.Store(&err)
+			continue
+		}
+		if err != nil {
+			r.log.Warn("cluster: checking the ledger against the leader's", "leader", m.ID, "err", err)
+			continue
+		}
+		r.mark.Asked(now, size, r.size())
 	}
+}
+
+// matches checks that this replica's ledger extends the leader's tree of
+// checkpoint (same root at its size) once it is that large, and returns
+// the checkpoint's size. A ledger that does not (an old single-node
+// ledger, a copy of another) would otherwise count as caught up by its
+// size alone while refusing every entry the leader sends.
+func (r *replica) matches(checkpoint string) (size uint64, diverged bool, err error) {
+	l := r.node.FSM().Ledger()
+	own, err := l.Size()
+	if err != nil {
+		return 0, false, err
+	}
+	if checkpoint == "" {
+		if own > 0 {
+			return 0, true, fmt.Errorf("%w: this replica's ledger holds %d entries and the leader's none: they are not one ledger", cluster.ErrStale, own)
+		}
+		return 0, false, nil
+	}
+	cp, err := ledger.ParseCheckpoint(checkpoint, r.logV)
+	if err != nil {
+		return 0, true, fmt.Errorf("%w: the leader's checkpoint does not verify with this replica's log key: %w", cluster.ErrStale, err)
+	}
+	if own < cp.Size {
+		return cp.Size, false, nil // catching up: checked once it is there
+	}
+	p, err := l.ConsistencyProof(cp.Size, own)
+	if err != nil {
+		return 0, false, err
+	}
+	if !bytes.Equal(p.FromRoot, cp.Root) {
+		return 0, true, fmt.Errorf("%w: this replica's ledger differs from the leader's at size %d: they are not one ledger", cluster.ErrStale, cp.Size)
+	}
+	return cp.Size, false, nil
 }
 
 // loadPeerTLS reads the peer certificate, which both ends of every peer

@@ -23,8 +23,11 @@ type Status struct {
 	// LastContact is when this replica last heard from a leader; zero on
 	// the leader itself, and on a replica that never has.
 	LastContact time.Time `json:"lastContact,omitzero"`
-	// LedgerSize is the number of entries of its ledger.
+	// LedgerSize is the number of entries of its ledger, and Checkpoint
+	// its latest signed checkpoint (empty for an empty ledger), which a
+	// follower checks its own ledger against.
 	LedgerSize uint64 `json:"ledgerSize"`
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // Status reports this replica's role, term, indexes and last contact.
@@ -35,7 +38,9 @@ func (n *Node) Status() Status {
 	if s.Role != "leader" {
 		s.LastContact = n.raft.LastContact()
 	}
-	s.LedgerSize, _ = n.fsm.Ledger().Size()
+	l := n.fsm.Ledger()
+	s.LedgerSize, _ = l.Size()
+	s.Checkpoint, _ = l.Checkpoint()
 	return s
 }
 
