@@ -98,6 +98,13 @@ func renderReport(res *Results, plots []string) string {
 		}
 	}
 
+	if c := res.Continuous; c != nil {
+		p("\n## 8. Continuous validation\n\n`TestScale` of internal/inventory against envtest's kube-apiserver: %d pods in %d namespaces (created in %.1f s), "+
+			"the controller's client limited to serve's rate; a revocation of the digest %d of them run.\n\n", c.Pods, c.Namespaces, c.CreateSeconds, c.RevokedPods)
+		p("| follower's first evaluation | leader's full sweep | revocation reported | extra heap |\n| ---: | ---: | ---: | ---: |\n")
+		p("| %.2f s | %.2f s | %.2f s | %s |\n", c.EvaluateSeconds, c.SweepSeconds, c.RevocationSeconds, fmtMB(c.ExtraHeapBytes))
+	}
+
 	if len(plots) > 0 {
 		p("\n## Plots\n\n")
 		for _, f := range plots {

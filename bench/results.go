@@ -22,6 +22,8 @@ type Results struct {
 	Promotion PromotionResult `json:"promotion"`
 	Scale     []ScaleRow      `json:"scale"`
 	Memory    MemoryResult    `json:"memory"`
+	// Continuous is the continuous-validation scenario (issue 15).
+	Continuous *ContinuousResult `json:"continuous,omitempty"`
 	// SignatureFloor is one entry's attestation check on every core at
 	// once: verify's least possible time per entry on this machine.
 	SignatureFloor BenchRow       `json:"signatureFloor"`
@@ -245,6 +247,7 @@ func evaluateTargets(res *Results) []TargetResult {
 	} else {
 		add("peak RSS of serve under hostile reads", "≤ 512 MB (the deploy/ limit)", "not measured", nil, "")
 	}
+	continuousTargets(res.Continuous, add)
 	return out
 }
 

@@ -27,7 +27,7 @@ type Runner struct {
 	ws *workspace
 }
 
-var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory"}
+var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory", "continuous"}
 
 func parseOnly(s string) map[string]bool {
 	if s == "" {
@@ -103,6 +103,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	step("promotion", r.promotion)
 	step("webhook", r.webhook)
 	step("memory", r.memory)
+	step("continuous", r.continuous)
 
 	r.res.Finished = time.Now().UTC()
 	r.res.Targets = evaluateTargets(r.res)

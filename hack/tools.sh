@@ -2,12 +2,13 @@
 # Builds the pinned tools the tests run (DESIGN.md, "Real parts in tests")
 # from the Go module proxy, using the wrapper modules in tools/.
 #
-# Usage: hack/tools.sh NAME...   NAME is k8s, opa, cosign, registry, crane or all.
+# Usage: hack/tools.sh NAME...   NAME is k8s, opa, cosign, registry, crane, crds or all.
 #
 # Layout (bin/ is git-ignored):
 #   bin/k8s-<k8s version>-etcd-<etcd version>/{kube-apiserver,kubectl,etcd}
 #   bin/k8s -> that directory (controller-runtime envtest BinaryAssetsDirectory)
 #   bin/<name>-<version>/<name> and bin/<name> -> that binary
+#   bin/crds-<project>-<version>-.../*.yaml and bin/crds -> that directory
 #
 # The version comes from the wrapper module's go.mod, so bumping a pin there
 # builds into a new directory and the old one stays valid until removed. A
@@ -126,8 +127,50 @@ build_crane() {
 	link "crane-$v/crane" crane
 }
 
+# The CRDs of the GitOps controllers whose objects admission checks (Flux's
+# OCIRepository, Argo CD's Application), taken as their projects ship them
+# in their Go modules, never written by hand. Each line names the project,
+# pins module@version and the module's go.sum hash, and names the file.
+CRDS=(
+	"flux github.com/fluxcd/source-controller@v1.7.0 h1:/fBgS4CSmT5Jj/fjQDF92y+pC3gst1GJjgNSzY8Ff9I= config/crd/bases/source.toolkit.fluxcd.io_ocirepositories.yaml"
+	"argocd github.com/argoproj/argo-cd/v3@v3.1.0 h1:2+gPskQKCyPC9DzRSWQ1AvmS3WiIlRR7bKz/FO3DozI= manifests/crds/application-crd.yaml"
+)
+
+build_crds() {
+	local line project mod sum file dir="" info got
+	for line in "${CRDS[@]}"; do
+		read -r project mod sum file <<<"$line"
+		dir+="${dir:+-}$project-${mod#*@}"
+	done
+	dir="crds-$dir"
+	if [[ -d "$BIN/$dir" ]]; then
+		log "up to date: bin/$dir"
+		link "$dir" crds
+		return 0
+	fi
+	local tmp="$BIN/.$dir.tmp.$$"
+	TMPFILES+=("$tmp")
+	rm -rf -- "$tmp"
+	mkdir -p "$tmp"
+	for line in "${CRDS[@]}"; do
+		read -r project mod sum file <<<"$line"
+		# Outside any module, so that the download needs no go.mod here.
+		info=$(cd / && go mod download -json "$mod")
+		got=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p' <<<"$info")
+		if [[ "$got" != "$sum" ]]; then
+			log "$mod: go.sum hash $got, pinned $sum"
+			exit 1
+		fi
+		cp -- "$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")/$file" "$tmp/"
+	done
+	chmod -R u+w "$tmp"
+	mv -T -- "$tmp" "$BIN/$dir"
+	log "fetched bin/$dir"
+	link "$dir" crds
+}
+
 usage() {
-	echo "usage: $0 NAME...  (NAME: k8s opa cosign registry crane all)" >&2
+	echo "usage: $0 NAME...  (NAME: k8s opa cosign registry crane crds all)" >&2
 	exit 2
 }
 
@@ -136,8 +179,8 @@ main() {
 	local names=() n
 	for n in "$@"; do
 		case $n in
-		all) names+=(k8s opa cosign registry crane) ;;
-		k8s | opa | cosign | registry | crane) names+=("$n") ;;
+		all) names+=(k8s opa cosign registry crane crds) ;;
+		k8s | opa | cosign | registry | crane | crds) names+=("$n") ;;
 		*) usage ;;
 		esac
 	done

@@ -185,7 +185,11 @@ type workloadInfo struct {
 	// BreakGlass is the justification of the break-glass annotation, from the
 	// object or else from its pod template (which the pods will carry).
 	BreakGlass string
-	Images     []containerImage
+	// BreakGlassAt is the break-glass-at annotation from the same place
+	// as BreakGlass: a time set on the template does not date an
+	// annotation on the object.
+	BreakGlassAt string
+	Images       []containerImage
 	// Deleting is true for an object already being deleted.
 	Deleting bool
 }
@@ -201,7 +205,8 @@ func (w workloadInfo) ID() string {
 // they yield a workload without images. obj is req.Object already decoded
 // (only for the built-in kinds), or nil to decode req.Object.Raw here.
 //
-// Any other kind is searched for pod specs (generic.go): a custom workload
+// The kinds that deploy OCI artifacts (artifacts.go) yield their artifact
+// references. Any other kind is searched for pod specs (generic.go): a custom workload
 // with a pod template is checked like a Deployment, and a kind with no pod
 // spec at all yields no images. Only an object whose pod spec cannot be read
 // is an error (ErrUnreadable), so that admission fails closed on it.
@@ -215,6 +220,9 @@ func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (wo
 	}}
 	if req.SubResource != "" && !(req.Resource.Resource == "pods" && req.SubResource == subResourceEphemeral) {
 		return w, nil
+	}
+	if a, ok := lookupArtifactKind(req.Kind.Group, req.Kind.Kind); ok {
+		return extractArtifacts(req, a, w)
 	}
 	k, known := lookupKind(req.Kind.Group, req.Kind.Kind)
 	if !known {
@@ -253,8 +261,10 @@ func (w *workloadInfo) setMeta(meta objectMeta, tmplAnnotations map[string]strin
 	w.Annotations = meta.Annotations
 	w.Deleting = meta.DeletionTimestamp != nil
 	w.BreakGlass = strings.TrimSpace(meta.Annotations[BreakGlassAnnotation])
+	w.BreakGlassAt = strings.TrimSpace(meta.Annotations[BreakGlassAtAnnotation])
 	if w.BreakGlass == "" {
 		w.BreakGlass = strings.TrimSpace(tmplAnnotations[BreakGlassAnnotation])
+		w.BreakGlassAt = strings.TrimSpace(tmplAnnotations[BreakGlassAtAnnotation])
 	}
 }
 

@@ -51,6 +51,9 @@ type API struct {
 	stages   []string
 	log      *slog.Logger
 	reviewer Reviewer
+	approver Approver
+
+	inventory Inventory
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter
@@ -91,12 +94,14 @@ func (a *API) Register(mux *http.ServeMux) {
 	// A review costs a policy evaluation and maybe registry calls, so it
 	// is rate-limited like a write.
 	mux.HandleFunc("POST /v1/reviews/{stage}", a.authed(true, a.review))
+	a.registerRequests(mux)
+	mux.HandleFunc("GET /v1/violations", a.authed(false, a.violations))
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.
 	for path, allow := range map[string]string{
 		"/v1/promotions": "POST", "/v1/revocations": "POST", "/v1/images/": "GET", "/v1/ledger/entries": "GET",
 		"/v1/ledger/checkpoint": "GET", "/v1/ledger/proof/inclusion": "GET", "/v1/ledger/proof/consistency": "GET",
-		"/v1/reviews/": "POST",
+		"/v1/reviews/": "POST", "/v1/violations": "GET",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
@@ -166,6 +171,8 @@ type promoteBody struct {
 	Stage    string         `json:"stage"`
 	Reason   string         `json:"reason"`
 	Evidence map[string]any `json:"evidence"`
+	// OverrideRevocation puts back a digest revoked in the stage.
+	OverrideRevocation bool `json:"overrideRevocation"`
 }
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
@@ -176,6 +183,7 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
+		OverrideRevocation: body.OverrideRevocation,
 	}
 	if r.Header.Get("Accept") == ndjson {
 		a.promoteStreaming(w, r, req)
@@ -228,7 +236,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	res, err := a.promoter.Revoke(r.Context(), promotion.Revocation{
 		Digest: body.Digest, Repository: body.Repository, Stage: body.Stage, Reason: body.Reason, Requester: identity(r),
 	})
-	a.answer(w, res, err)
+	a.answerRevocation(w, res, err)
 }
 
 // Page bounds of the read endpoints. An entry is at most a few tens of KB
@@ -250,6 +258,8 @@ type imageView struct {
 	History []ledger.Entry            `json:"history"`
 	// Next is the start of the next page of history, absent on the last.
 	Next *uint64 `json:"next,omitempty"`
+	// Where the digests of the page run now (inventory.go).
+	runningAnswer
 }
 
 // pageParams reads start and limit.
@@ -338,6 +348,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	view.runningAnswer = a.imageRunning(key, view.History)
 	writeJSON(w, http.StatusOK, view)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
@@ -35,6 +37,12 @@ const (
 	pipelineToken = "pipeline-secret-token"
 	releaseToken  = "release-secret-token"
 	outsiderToken = "outsider-secret-token"
+	// nogroupsToken authenticates an identity with no groups at all.
+	nogroupsToken = "nogroups-secret-token"
+	// Approvers: alice is in security, bob and carol in release.
+	aliceToken = "alice-secret-token"
+	bobToken   = "bob-secret-token"
+	carolToken = "carol-secret-token"
 )
 
 type env struct {
@@ -59,15 +67,25 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...api.Option) *env {
+	t.Helper()
+	return newEnvWith(t, nil, policies.FS, opts...)
+}
+
+// newEnvWith is newEnv with the default config changed by edit, and the
+// policies of pols.
+func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api.Option) *env {
 	t.Helper()
 	l, logV := ledgertest.New(t)
 	signer, verifier := signingtest.Signer(t), signingtest.Verifier(t)
 	cfg := config.Default()
+	if edit != nil {
+		edit(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(context.Background(), policies.FS, cfg.PolicyData(), policy.WithLogger(slog.New(slog.DiscardHandler)))
+	pol, err := policy.New(context.Background(), pols, cfg.PolicyData(), policy.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +99,18 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now))
+	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now),
+		promotion.WithDuties(app.Duties(cfg)), promotion.WithApprovals(app.ApprovalRules(cfg)))
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{
 		{SHA256: api.HashToken(pipelineToken), Subject: "ci", Groups: []string{"pipeline"}},
 		{SHA256: api.HashToken(releaseToken), Subject: "release-manager", Groups: []string{"release"}},
 		{SHA256: api.HashToken(outsiderToken), Subject: "outsider", Groups: []string{"visitors"}},
+		{SHA256: api.HashToken(nogroupsToken), Subject: "nobody"},
+		{SHA256: api.HashToken(aliceToken), Subject: "alice", Groups: []string{"security"}},
+		{SHA256: api.HashToken(bobToken), Subject: "bob", Groups: []string{"release"}},
+		{SHA256: api.HashToken(carolToken), Subject: "carol", Groups: []string{"release"}},
 	}})
-	a := api.New(svc, l, auth, cfg.StageNames(), api.WithRateLimit(10000, 10000))
+	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc)}, opts...)...)
 	mux := http.NewServeMux()
 	a.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -215,12 +238,14 @@ func TestPromotionFlow(t *testing.T) {
 		t.Errorf("status by repository: %d", code)
 	}
 
-	// Revocation: withdrawn from test; test may then not feed stage, and a revocation is idempotent.
+	// Revocation: withdrawn from test by the pipeline, which may revoke
+	// where it promotes; test may then not feed stage, and a revocation is
+	// idempotent.
 	rev := fmt.Sprintf(`{"digest":%q,"repository":%q,"stage":"test","reason":"CVE-2026-0001"}`, rc.Entry.Digest, rc.Entry.Repository)
-	if code, body = e.post(t, outsiderToken, "/v1/revocations", rev); code != http.StatusCreated {
+	if code, body = e.post(t, pipelineToken, "/v1/revocations", rev); code != http.StatusCreated {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	if code, body = e.post(t, outsiderToken, "/v1/revocations", rev); code != http.StatusOK {
+	if code, body = e.post(t, pipelineToken, "/v1/revocations", rev); code != http.StatusOK {
 		t.Fatalf("revoke again: %d %s", code, body)
 	}
 	st, _, err := e.ledger.State(rc.Entry.Digest, "test")

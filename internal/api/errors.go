@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stagegate/stagegate/internal/cluster"
 	"github.com/stagegate/stagegate/internal/forward"
+	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
@@ -21,6 +23,8 @@ import (
 //     documents them (its own, and the registry's it passes on: one set,
 //     internal/registry's, which internal/oci wraps too);
 //   - the read errors of the ledger (out of range, not found, empty);
+//   - inventory.ErrNotSynced, continuous validation's answers before its
+//     inventory is whole;
 //   - *requestError, a request this package refuses before asking anyone.
 //
 // Registry errors reach requesters as they are: internal/registry keeps
@@ -65,6 +69,9 @@ func (a *API) answer(w http.ResponseWriter, res promotion.Result, err error) {
 func (a *API) respond(res promotion.Result, err error) (int, any) {
 	msg := func(m string) map[string]string { return map[string]string{"error": m} }
 	if err == nil {
+		if status, body, ok := pendingAnswer(res); ok {
+			return status, body
+		}
 		var body any = res.Receipt
 		if res.Replicas != nil {
 			body = struct {
@@ -81,6 +88,8 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		req        *requestError
 		pub        *promotion.PublishError
 		denied     *promotion.DeniedError
+		forbidden  *promotion.ForbiddenError
+		revoked    *promotion.RevokedError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -96,6 +105,23 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 			status = http.StatusGatewayTimeout
 		}
 		return status, map[string]any{"error": err.Error(), "receipt": res.Receipt}
+	case errors.As(err, &forbidden):
+		// The groups that may, so that the requester knows whom to ask.
+		groups := forbidden.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "allowedGroups": groups}
+	case errors.As(err, &revoked):
+		// Names the revocation, so that the pipeline's log says what
+		// blocks it and whom to ask.
+		groups := revoked.OverrideGroups
+		if groups == nil {
+			groups = []string{}
+		}
+		return http.StatusForbidden, map[string]any{"error": err.Error(), "overrideGroups": groups,
+			"revocation": revocationView{Stage: revoked.Stage, Digest: revoked.Digest, LedgerIndex: revoked.Index,
+				By: revoked.By, At: revoked.At.UTC(), Reason: revoked.Reason}}
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
@@ -115,8 +141,14 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusServiceUnavailable, msg("this replica is not the cluster leader (an election is under way); nothing was recorded by this request, retry it")
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrEmpty):
 		return http.StatusNotFound, msg(err.Error())
-	case errors.Is(err, promotion.ErrNotPromoted):
+	case errors.Is(err, promotion.ErrRequestNotFound):
+		return http.StatusNotFound, msg(err.Error())
+	case errors.Is(err, promotion.ErrNotPromoted), errors.Is(err, promotion.ErrNotPending):
 		return http.StatusConflict, msg(err.Error())
+	case errors.Is(err, inventory.ErrNotSynced):
+		// Asked before the first evaluation of every namespace, or
+		// after the watch ended: an answer would miss pods.
+		return http.StatusServiceUnavailable, msg(err.Error() + "; ask again shortly")
 	case errors.Is(err, registry.ErrUnreachable), errors.Is(err, registry.ErrUnauthorized):
 		return http.StatusBadGateway, msg(err.Error())
 	default:
@@ -124,6 +156,16 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		a.log.Error("request failed", "err", err)
 		return http.StatusInternalServerError, msg("internal error: the request was not recorded; see the server log")
 	}
+}
+
+// revocationView is the revocation a 403 for a revoked digest names.
+type revocationView struct {
+	Stage       string    `json:"stage"`
+	Digest      string    `json:"digest"`
+	LedgerIndex uint64    `json:"ledgerIndex"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason"`
 }
 
 // isTimeout reports whether err is a registry that did not answer in time.

@@ -160,6 +160,9 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.opts.logger = slog.New(slog.DiscardHandler)
 	}
 	logger := a.opts.logger
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -259,7 +262,8 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.opts.resolver != nil {
 		resolver = a.opts.resolver
 	}
-	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys)}
+	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
+		promotion.WithDuties(Duties(cfg)), promotion.WithApprovals(ApprovalRules(cfg))}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
@@ -335,8 +339,12 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) er
 		}
 	}
 	auth := api.NewAuthenticator(tokens)
-	promAPI := api.New(a.Service, reads, auth, cfg.StageNames(), api.WithLogger(logger),
-		api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer))
+	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
+		api.WithApprovals(a.Service)}
+	if a.continuous != nil {
+		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
+	}
+	promAPI := api.New(a.Service, reads, auth, cfg.StageNames(), apiOpts...)
 
 	webhook := admission.NewHandler(a.Reviewer, admission.WithHandlerLogger(logger))
 	health := func(mux *http.ServeMux) {
@@ -533,5 +541,6 @@ func reviewerOptions(cfg *config.Config, rc admission.Resolver) []admission.Opti
 		admission.WithResolverCache(admission.DefaultResolverCacheSize, cfg.Admission.TagCacheTTL.Std(), admission.DefaultResolverErrorTTL),
 		admission.WithReviewTimeout(cfg.Admission.Timeout.Std()),
 		admission.WithMaxImages(cfg.Admission.MaxImages),
+		admission.WithBreakGlassRules(BreakGlassRules(cfg)),
 	}
 }

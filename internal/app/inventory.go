@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -24,23 +23,17 @@ import (
 	"github.com/stagegate/stagegate/internal/ledger"
 )
 
-// continuous is continuous validation as serve runs it: one
-// inventory.Controller per term this replica holds the Lease, so that only
-// one replica writes the reports.
+// continuous is continuous validation as serve runs it: every replica runs
+// the inventory.Controller, so that each answers where a digest runs, and
+// the replica that holds the Lease leads it (writes the reports, gauges and
+// Events, and evicts).
 type continuous struct {
 	client kubernetes.Interface
 	cfg    config.ContinuousValidation
 	log    *slog.Logger
 	ledger viewer
 	stages []string
-	// newController builds the Controller of a term: one that stopped is
-	// not run again.
-	newController func() (*inventory.Controller, error)
-	// next is the Controller of the next term, built ahead so that Build
-	// reports what is wrong with it; current is the running one, if this
-	// replica leads.
-	next    *inventory.Controller
-	current atomic.Pointer[inventory.Controller]
+	ctrl   *inventory.Controller
 	// term is held by the running term: the elector starts a term's
 	// callback on a goroutine of its own and does not wait for it, so
 	// this keeps a term from overlapping the one before, and stop from
@@ -54,7 +47,7 @@ type viewer interface {
 	View(fn func(ledger.Reader) error) error
 }
 
-// buildContinuous builds the Kubernetes clients and the first Controller.
+// buildContinuous builds the Kubernetes clients and the Controller.
 // reviewer must be a Reviewer for dry runs: no metrics, no recorder.
 func buildContinuous(cfg *config.Config, l viewer, reviewer inventory.Reviewer, o options) (*continuous, error) {
 	cv := cfg.ContinuousValidation
@@ -70,15 +63,19 @@ func buildContinuous(cfg *config.Config, l viewer, reviewer inventory.Reviewer, 
 	if err != nil {
 		return nil, fmt.Errorf("continuous validation: %w", err)
 	}
-	c := &continuous{client: client, cfg: cv, log: o.logger, ledger: l, stages: cfg.StageNames()}
-	c.newController = func() (*inventory.Controller, error) {
-		opts := []inventory.Option{inventory.WithLogger(o.logger), inventory.WithSweepInterval(cv.Sweep.Std())}
-		if o.registerer != nil {
-			opts = append(opts, inventory.WithRegisterer(o.registerer))
-		}
-		return inventory.New(client, dyn, reviewer, opts...)
+	// A client of its own, and so a rate limiter of its own, for the
+	// Events.
+	events, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("continuous validation: %w", err)
 	}
-	if c.next, err = c.newController(); err != nil {
+	c := &continuous{client: client, cfg: cv, log: o.logger, ledger: l, stages: cfg.StageNames()}
+	opts := []inventory.Option{inventory.WithLogger(o.logger), inventory.WithSweepInterval(cv.Sweep.Std()),
+		inventory.WithEviction(cfg.EvictStages(), cv.EvictRetry.Std()), inventory.WithEventClient(events)}
+	if o.registerer != nil {
+		opts = append(opts, inventory.WithRegisterer(o.registerer))
+	}
+	if c.ctrl, err = inventory.New(client, dyn, reviewer, opts...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -98,11 +95,12 @@ func restConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("continuous validation: kubernetes client (continuousValidation.kubeconfig %q): %w", path, err)
 	}
 	rc.UserAgent = "stagegate"
+	rc.QPS, rc.Burst = inventory.ClientQPS, inventory.ClientBurst
 	return rc, nil
 }
 
-// start runs the leader election until ctx ends; stop waits for it, and for
-// the release of the Lease.
+// start runs the Controller and the leader election until ctx ends; stop
+// waits for both, and for the release of the Lease.
 func (c *continuous) start(ctx context.Context) (stop func(), err error) {
 	id, err := identity()
 	if err != nil {
@@ -133,6 +131,11 @@ func (c *continuous) start(ctx context.Context) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		if err := c.ctrl.Run(ctx); err != nil {
+			c.log.Error("continuous validation stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
 		// Run returns when this replica loses the Lease; it stands for
 		// election again until ctx ends.
 		for ctx.Err() == nil {
@@ -153,45 +156,36 @@ func (c *continuous) start(ctx context.Context) (stop func(), err error) {
 	}, nil
 }
 
-// lead runs a Controller for as long as ctx, the term, lasts.
+// lead leads the Controller for as long as ctx, the term, lasts.
 func (c *continuous) lead(ctx context.Context) {
 	c.term.Lock()
 	defer c.term.Unlock()
 	if c.stopped || ctx.Err() != nil {
 		return
 	}
-	ctrl := c.next
-	c.next = nil
-	if ctrl == nil {
-		var err error
-		if ctrl, err = c.newController(); err != nil {
-			c.log.Error("continuous validation: not run this term", "err", err)
-			return
-		}
-	}
 	c.log.Info("continuous validation: leading", "lease", c.cfg.Lease.Namespace+"/"+c.cfg.Lease.Name)
-	c.current.Store(ctrl)
-	defer c.current.Store(nil)
-	if err := ctrl.Run(ctx); err != nil {
-		c.log.Error("continuous validation stopped", "err", err)
+	if err := c.ctrl.Lead(ctx); err != nil {
+		c.log.Error("continuous validation: not leading this term", "err", err)
 	}
 }
 
 // observe re-checks the pods that run e's digest, its platforms, and, for
 // a revocation, the index or platforms it reaches through the promotion it
-// ends: a pod may name any of them. A replica that does not lead has
-// nothing to re-check; the next leader's first sweep covers everything.
+// ends: a pod may name any of them. Every replica keeps its inventory, so
+// every one re-checks.
 func (c *continuous) observe(e ledger.Entry) {
-	ctrl := c.current.Load()
-	if ctrl == nil {
-		return
-	}
+	c.ctrl.Invalidate(c.reaches(e)...)
+}
+
+// reaches is the digests a ledger entry is about: its own, its platforms',
+// and for a revocation those of the promotions it ends.
+func (c *continuous) reaches(e ledger.Entry) []string {
 	digests := append([]string{e.Digest}, e.Platforms...)
 	if e.Kind == ledger.KindRevocation {
 		digests = append(digests, c.related(e.Digest)...)
 	}
 	slices.Sort(digests)
-	ctrl.Invalidate(slices.Compact(digests)...)
+	return slices.Compact(digests)
 }
 
 // related is the digest and platforms of each promotion of digest.
@@ -231,3 +225,16 @@ func identity() (string, error) {
 	}
 	return host + "_" + hex.EncodeToString(b), nil
 }
+
+// Running is where digests run now (api.Inventory).
+func (c *continuous) Running(digests []string, stage string, limit int) ([]inventory.RunningPod, int, error) {
+	return c.ctrl.Running(digests, stage, limit)
+}
+
+// Violations is a page of what violates now (api.Inventory).
+func (c *continuous) Violations(q inventory.ViolationQuery) ([]inventory.Violation, string, error) {
+	return c.ctrl.Violations(q)
+}
+
+// Reaches is the digests a ledger entry is about (api.Inventory).
+func (c *continuous) Reaches(e ledger.Entry) []string { return c.reaches(e) }

@@ -187,6 +187,8 @@ func newAPIError(status int, body []byte) *apiError {
 func newPromoteCommand(s Streams) *cobra.Command {
 	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, output, evidence, progress string
+	var overrideRevocation, wait bool
+	var waitEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
 		Short: "Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt",
@@ -199,6 +201,12 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				return err
 			}
 			body := map[string]any{"image": args[0], "stage": stage, "reason": reason}
+			if overrideRevocation {
+				if strings.TrimSpace(reason) == "" {
+					return errors.New("--override-revocation needs --reason: why the revoked digest may run again is recorded and signed")
+				}
+				body["overrideRevocation"] = true
+			}
 			if evidence != "" {
 				var ev map[string]any
 				if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
@@ -225,6 +233,11 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				}
 				return fmt.Errorf("promotion refused: %w", err)
 			}
+			if status == http.StatusAccepted {
+				if status, out, err = awaitApprovals(cmd.Context(), s, c, out, body, wait, waitEvery, output); err != nil || status == http.StatusAccepted {
+					return err
+				}
+			}
 			var rc ledger.Receipt
 			if err := json.Unmarshal(out, &rc); err != nil {
 				return fmt.Errorf("unexpected answer: %w", err)
@@ -234,6 +247,9 @@ func newPromoteCommand(s Streams) *cobra.Command {
 				verb = "already promoted"
 			}
 			fmt.Fprintf(s.Err, "%s %s@%s to %s (ledger entry %d)\n", verb, rc.Entry.Repository, rc.Entry.Digest, rc.Entry.Stage, rc.Entry.Index)
+			if o := rc.Entry.OverridesRevocation; o != nil {
+				fmt.Fprintf(s.Err, "overriding the revocation at ledger entry %d\n", *o)
+			}
 			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}
@@ -242,6 +258,9 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded and signed")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
+	cmd.Flags().BoolVar(&overrideRevocation, "override-revocation", false, "promote a digest that is revoked in the stage again (needs --reason and a group of the stage's overrideRevocationGroups; recorded)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "in a stage with approvals, wait until the request is approved (then print the receipt), rejected or expired (then fail)")
+	cmd.Flags().DurationVar(&waitEvery, "wait-interval", 5*time.Second, "how often --wait asks")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")
 	_ = cmd.MarkFlagRequired("stage")
 	return cmd
@@ -276,6 +295,7 @@ func newRevokeCommand(s Streams) *cobra.Command {
 				verb = "already revoked"
 			}
 			fmt.Fprintf(s.Err, "%s %s in %s\n", verb, digest, stage)
+			printAffected(s.Err, out)
 			return printAnswer(s, output, out, receiptTable(out))
 		},
 	}

@@ -36,13 +36,19 @@ func newKeysCommand(s Streams) *cobra.Command {
 func newCertsCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{Use: "certs", Short: "Manage the webhook TLS material"}
 	var dir, service, namespace string
-	var extra []string
+	var extra, peers []string
 	var force bool
 	gen := &cobra.Command{
 		Use:   "generate",
 		Short: "Write a CA (ca.crt, ca.key) and a serving certificate (tls.crt, tls.key) signed by it",
-		Args:  cobra.NoArgs,
+		Long:  peersLong,
+		Example: "  stagegate certs generate\n" +
+			"  stagegate certs generate --peers stagegate-0,stagegate-1,stagegate-2",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("peers") {
+				return generatePeers(s, cmd, peers, dir, service, namespace, extra, force)
+			}
 			hosts := append(pki.ServiceHosts(service, namespace), extra...)
 			if err := pki.Generate(dir, pki.Options{Hosts: hosts, Force: force}); err != nil {
 				return err
@@ -51,8 +57,9 @@ func newCertsCommand(s Streams) *cobra.Command {
 			return nil
 		},
 	}
-	gen.Flags().StringVar(&dir, "dir", "certs", "output directory")
-	gen.Flags().StringVar(&service, "service", "stagegate", "webhook Service name")
+	gen.Flags().StringVar(&dir, "dir", "certs", "output directory (with --peers: default "+defaultPeerDir+")")
+	gen.Flags().StringVar(&service, "service", "stagegate", "webhook Service name (with --peers: the peers' headless Service, default "+defaultPeerService+")")
+	gen.Flags().StringSliceVar(&peers, "peers", nil, "member IDs (the StatefulSet's pod names): write a peer CA and one mutual-TLS certificate per member instead")
 	gen.Flags().StringVar(&namespace, "namespace", "stagegate-system", "webhook Service namespace")
 	gen.Flags().StringSliceVar(&extra, "host", nil, "additional DNS names or IPs")
 	gen.Flags().BoolVar(&force, "force", false, "replace existing files")

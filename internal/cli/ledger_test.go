@@ -137,7 +137,7 @@ func TestLedgerCompact(t *testing.T) {
 	// More commits, so that free pages hold stale copies of entries.
 	for _, stage := range []string{"test", "dev"} {
 		if _, err := a.Service.Revoke(context.Background(), promotion.Revocation{Digest: rc.Entry.Digest, Repository: rc.Entry.Repository,
-			Stage: stage, Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"release"}}}); err != nil {
+			Stage: stage, Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"pipeline"}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -325,7 +325,7 @@ func TestServeDecidesFromTheEntriesNotAnEditedStateIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := a.Service.Revoke(context.Background(), promotion.Revocation{Digest: rc.Entry.Digest, Repository: rc.Entry.Repository,
-		Stage: "test", Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"release"}}}); err != nil {
+		Stage: "test", Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"pipeline"}}}); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
@@ -374,7 +374,7 @@ func TestServeRefusesARolledBackLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := a.Service.Revoke(context.Background(), promotion.Revocation{Digest: rc.Entry.Digest, Repository: rc.Entry.Repository,
-		Stage: "test", Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"release"}}})
+		Stage: "test", Reason: "CVE", Requester: policy.Identity{Subject: "sec", Groups: []string{"pipeline"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,11 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			"The rollback guard keeps the newest checkpoint the server published on a claim of its own,\n" +
 			"<service>-guard, and the server refuses to start on an older ledger (README: the rollback\n" +
 			"guard, and how to recover from it). --checkpoint-guard=false leaves it out.\n\n" +
+			"--replicas 3 (or 5, 7) prints a StatefulSet instead of the Deployment: members that replicate\n" +
+			"the ledger over a peer port (8444, mutual TLS), a headless Service <service>-peers, a\n" +
+			"PodDisruptionBudget, a NetworkPolicy for the peer port, and the config's cluster: section.\n" +
+			"Each member reads its peer certificate from the Secret <service>-<i>-peer, which\n" +
+			"`stagegate certs generate --peers` prepares (README: Deploying three replicas).\n\n" +
 			"With --url the webhook calls a server outside the cluster (e.g. `stagegate serve`\n" +
 			"on https://127.0.0.1:8443); combine it with --webhook-only.\n" +
 			"--ca-file \"\" leaves caBundle unset, for a CA injector or an overlay to fill in.",
@@ -65,7 +70,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cfg.Validate(); err != nil {
+			if err := validateForManifests(cfg); err != nil {
 				return err
 			}
 			o.Stages = cfg.StageNames()
@@ -96,6 +101,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 				return err
 			}
 			warnNetwork(s, o)
+			notePeers(s, o)
 			return manifests.Write(s.Out, manifests.All(o)...)
 		},
 	}
@@ -123,6 +129,8 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.StringSliceVar(&o.APIClientCIDRs, "api-client-cidr", nil, "address range outside the cluster that may reach the promotion API's port; repeatable")
 	f.StringSliceVar(&o.Registries, "registry", nil, "registry host[:port] the server may contact, added to the config's registries; repeatable")
 	f.BoolVar(&allowList, "registry-allow-list", true, "let the server contact only the config's registries and --registry (one is required); false lets it contact any host")
+	f.Int32Var(&o.Replicas, "replicas", 1, "number of servers: 1 runs a Deployment; 3, 5 or 7 a StatefulSet whose members replicate the ledger (Raft), with their peer Secrets from `stagegate certs generate --peers`")
+	f.Int32Var(&o.NonVoters, "non-voters", 0, "with --replicas 3 or more: members more that replicate the ledger and serve admission without voting (admission capacity)")
 	f.BoolVar(&guard, "checkpoint-guard", true, "keep the newest published checkpoint on the claim <service>-guard, and refuse to start on an older ledger; false leaves the guard out")
 	return cmd
 }

@@ -89,6 +89,7 @@ type statusView struct {
 	States  map[string][]ledger.State `json:"states"`
 	History []ledger.Entry            `json:"history"`
 	Next    *uint64                   `json:"next"`
+	runningView
 }
 
 // statusTable shows the state in each stage, in pipeline order, then the
@@ -114,10 +115,18 @@ func statusTable(raw []byte, stages []string) func(io.Writer) error {
 		}
 		fmt.Fprintln(w, "\nENTRY\tKIND\tSTAGE\tDIGEST\tTIME\tBY\tREASON")
 		for _, e := range v.History {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Kind, dash(e.Stage), shortDigest(e.Digest), when(e.Time), e.Subject, oneLine(e.Reason, 60))
+			kind := string(e.Kind)
+			if e.OverridesRevocation != nil {
+				kind += fmt.Sprintf(" (overrides revocation %d)", *e.OverridesRevocation)
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, kind, dash(e.Stage), shortDigest(e.Digest), when(e.Time), e.Subject, oneLine(e.Reason, 60))
 		}
 		if v.Next != nil {
 			fmt.Fprintf(w, "\nmore history follows: add --start %d\n", *v.Next)
+		}
+		if v.told() {
+			fmt.Fprintln(w)
+			printRunning(w, v.runningView, 0)
 		}
 		return nil
 	}

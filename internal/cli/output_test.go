@@ -40,7 +40,7 @@ func sampleAnswers(t *testing.T) (receipt, status []byte) {
 			Stage: "test", Subject: "dev", Reason: "tests green", Time: at},
 		Inclusion: ledger.InclusionProof{LeafIndex: 1, TreeSize: 2},
 	})
-	next := uint64(3)
+	next, overridden := uint64(3), uint64(2)
 	status = mustJSON(t, statusView{
 		Key: "127.0.0.1:5001/sample/app",
 		States: map[string][]ledger.State{
@@ -53,6 +53,7 @@ func sampleAnswers(t *testing.T) (receipt, status []byte) {
 		History: []ledger.Entry{
 			{Index: 0, Kind: ledger.KindPromotion, Stage: "dev", Digest: digestA, Subject: "dev", Reason: "build 42", Time: at},
 			{Index: 2, Kind: ledger.KindRevocation, Stage: "test", Digest: digestA, Subject: "sec", Reason: "CVE-2026-0001\nsee the advisory\tfor details " + strings.Repeat("x", 80), Time: at.Add(time.Minute)},
+			{Index: 5, Kind: ledger.KindPromotion, Stage: "test", Digest: digestA, Subject: "sec", Reason: "false positive", Time: at.Add(time.Hour), OverridesRevocation: &overridden},
 		},
 		Next: &next,
 	})

@@ -58,9 +58,10 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.SetErr(s.Err)
 	root.AddCommand(
 		newServeCommand(s, runServe),
-		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s),
+		newPromoteCommand(s), newRevokeCommand(s), newStatusCommand(s), newReportCommand(s),
 		newLedgerCommand(s), newReceiptCommand(s), newCheckCommand(s),
 		newKeysCommand(s), newCertsCommand(s), newManifestsCommand(s),
+		newRequestsCommand(s), newAnswerCommand(s, "approve", "approvals"), newAnswerCommand(s, "reject", "rejections"),
 		newClusterCommand(s),
 	)
 	nameCreators(root)

@@ -58,6 +58,21 @@ type Stage struct {
 	// signatures and attestations, e.g. "registry.prod:5000/mirror" makes
 	// "registry.dev/team/app" into "registry.prod:5000/mirror/team/app".
 	Target string `json:"target,omitempty"`
+	// RevokeGroups, OverrideRevocationGroups, BreakGlassGroups and
+	// BreakGlassMaxAge say who may undo or bypass promotions here; see
+	// duties.go. For the group lists nil means the default and an empty
+	// list nobody, so they are omitzero, not omitempty: a written-out
+	// config must keep "nobody".
+	RevokeGroups             []string `json:"revokeGroups,omitzero"`
+	OverrideRevocationGroups []string `json:"overrideRevocationGroups,omitzero"`
+	BreakGlassGroups         []string `json:"breakGlassGroups,omitzero"`
+	BreakGlassMaxAge         Duration `json:"breakGlassMaxAge,omitempty"`
+	// Approvals, if set, turns a promotion here into a request that others
+	// approve (approvals.go).
+	Approvals *Approvals `json:"approvals,omitempty"`
+	// OnViolation is what continuous validation does with a running pod
+	// this stage would refuse now: report (the default) or evict.
+	OnViolation string `json:"onViolation,omitempty"`
 }
 
 // RegistrySource lets a cluster that shares no ledger learn promotions from
@@ -221,6 +236,9 @@ type Config struct {
 	// ContinuousValidation reports the running pods admission would
 	// refuse now.
 	ContinuousValidation ContinuousValidation `json:"continuousValidation,omitzero"`
+	// SecurityGroups may revoke in every stage whose revokeGroups is not
+	// set (duties.go).
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 	// Cluster makes this stagegate a replica of a Raft cluster; nil is a
 	// single node (see cluster.go).
 	Cluster *Cluster `json:"cluster,omitempty"`
@@ -349,11 +367,14 @@ func (c *Config) Validate() error {
 		c.ResolveTimeout = Duration(2 * time.Second)
 	}
 	errs = append(errs, c.validateRegistries()...)
+	errs = append(errs, c.validateDuties()...)
+	errs = append(errs, c.validateApprovals()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
 	if c.Cluster != nil {
 		errs = append(errs, c.Cluster.validate(c.DataDir)...)
 	}
+	errs = append(errs, c.validateOnViolation()...)
 	if c.Admission.ClientCAFile != "" && (c.Admission.Listen == "" || c.Admission.Listen == c.Listen) {
 		errs = append(errs, errors.New("admission.clientCAFile needs admission.listen, a listener apart from listen: the promotion API's clients have no API server certificate"))
 	}
@@ -500,6 +521,8 @@ func (c *Config) PolicyData() map[string]any {
 			"breakGlass":     boolOr(s.BreakGlass, i != last),
 			"allowTags":      boolOr(s.AllowTags, i != last),
 		}
+		c.addDuties(stages[s.Name].(map[string]any), s)
+		addApprovals(stages[s.Name].(map[string]any), s)
 		if len(s.RequiredEvidence) > 0 {
 			req := make([]any, len(s.RequiredEvidence))
 			for j, r := range s.RequiredEvidence {

@@ -22,6 +22,10 @@ type ContinuousValidation struct {
 	Sweep Duration `json:"sweep,omitempty"`
 	// Lease elects the one replica that writes the reports.
 	Lease Lease `json:"lease,omitzero"`
+	// EvictRetry is how long an eviction that a PodDisruptionBudget
+	// refused (a stage with onViolation: evict) waits before it is tried
+	// again. Default 30s.
+	EvictRetry Duration `json:"evictRetry,omitempty"`
 }
 
 // Lease is the Kubernetes Lease whose holder runs continuous validation.
@@ -50,6 +54,7 @@ const (
 	DefaultLeaseDuration  = 15 * time.Second
 	DefaultLeaseRenew     = 10 * time.Second
 	DefaultLeaseRetry     = 2 * time.Second
+	DefaultEvictRetry     = 30 * time.Second
 	// serviceAccountNamespace is where the kubelet writes a pod's
 	// namespace.
 	serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -64,6 +69,12 @@ func (cv *ContinuousValidation) validate() []error {
 	}
 	if cv.Sweep.Std() < time.Second {
 		errs = append(errs, fmt.Errorf("continuousValidation.sweep %s must be at least 1s", cv.Sweep.Std()))
+	}
+	if cv.EvictRetry == 0 {
+		cv.EvictRetry = Duration(DefaultEvictRetry)
+	}
+	if cv.EvictRetry.Std() < time.Second {
+		errs = append(errs, fmt.Errorf("continuousValidation.evictRetry %s must be at least 1s", cv.EvictRetry.Std()))
 	}
 	l := &cv.Lease
 	if l.Name == "" {
@@ -108,4 +119,44 @@ func podNamespace() string {
 		return ns
 	}
 	return DefaultLeaseNamespace
+}
+
+// What a stage's onViolation may say.
+const (
+	OnViolationReport = "report"
+	OnViolationEvict  = "evict"
+)
+
+// validateOnViolation checks each stage's onViolation:
+// evict only where admission enforces, for a stage in warn or audit mode
+// admits the very pods it would evict.
+func (c *Config) validateOnViolation() []error {
+	var errs []error
+	for i := range c.Stages {
+		// Left empty for report, so that a config written out (the
+		// manifests') says only what was chosen.
+		s := &c.Stages[i]
+		switch s.OnViolation {
+		case "", OnViolationReport:
+		case OnViolationEvict:
+			if s.Mode != ModeEnforce {
+				errs = append(errs, fmt.Errorf("stage %q: onViolation evict needs mode enforce, not %s: that mode admits the pods it would evict", s.Name, s.Mode))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("stage %q: onViolation %q must be report or evict", s.Name, s.OnViolation))
+		}
+	}
+	return errs
+}
+
+// EvictStages are the stages whose violating pods continuous validation
+// evicts (onViolation: evict).
+func (c *Config) EvictStages() []string {
+	var out []string
+	for _, s := range c.Stages {
+		if s.OnViolation == OnViolationEvict {
+			out = append(out, s.Name)
+		}
+	}
+	return out
 }

@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -32,6 +29,9 @@ const (
 	DefaultSweepInterval = 10 * time.Minute
 	// DefaultWorkers is how many namespaces are evaluated at once.
 	DefaultWorkers = 2
+	// DefaultEvictRetry is how long an eviction that a
+	// PodDisruptionBudget refused waits before it is tried again.
+	DefaultEvictRetry = 30 * time.Second
 	// maxRetries bounds the rate-limited retries of a failing namespace;
 	// the next sweep tries it again.
 	maxRetries = 5
@@ -42,13 +42,22 @@ const (
 	// EventViolation is the reason of the Event on a workload whose pod
 	// became violating.
 	EventViolation = "StagegateViolation"
+	// EventEvicted is the reason of the Event on a workload whose pod
+	// was evicted because it violates an evicting stage.
+	EventEvicted = "StagegateEvicted"
+	// EventEvictionBlocked is the reason of the Event on a workload
+	// whose pod could not be evicted, mostly because a
+	// PodDisruptionBudget allows no disruption now.
+	EventEvictionBlocked = "StagegateEvictionBlocked"
 )
 
-// Controller keeps each gated namespace's PolicyReport, gauges and Events up
-// to date with what admission would decide now for its running pods. Run
-// it in one replica only (the leader).
+// Controller keeps an inventory of the running pods and what admission
+// would decide for each now. Every replica runs it (Run), so that each can
+// answer where a digest runs and what violates; only the replica that
+// leads (Lead) writes the PolicyReports, gauges and Events, and evicts.
 type Controller struct {
 	client   kubernetes.Interface
+	events   kubernetes.Interface
 	reviewer Reviewer
 	reports  reports
 	metrics  *metrics
@@ -56,6 +65,8 @@ type Controller struct {
 	clock    clock.WithTicker
 	interval time.Duration
 	workers  int
+	evict    map[string]bool
+	retry    time.Duration
 
 	factory    informers.SharedInformerFactory
 	pods       cache.SharedIndexInformer
@@ -66,17 +77,42 @@ type Controller struct {
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 
+	// synced is closed when the caches first filled; done when Run
+	// returned. answering is true from the end of the first evaluation
+	// of every namespace until Run returns: answers come only from an
+	// inventory that is whole and still watched.
+	synced, done chan struct{}
+	answering    atomic.Bool
+	// term is the current term of leadership, nil while this replica
+	// does not lead.
+	term atomic.Pointer[term]
+
 	mu sync.Mutex
 	// byDigest is the namespaces where each digest runs, so that a
 	// revocation re-evaluates those alone; nsDigests is its inverse.
 	byDigest  map[string]map[string]struct{}
 	nsDigests map[string][]string
+	// state is, per namespace, what its last evaluation found.
+	state map[string]*nsState
 	// violating is, per namespace, the pods (by UID) that violate and
-	// since when, so that an Event marks becoming violating, not every
-	// evaluation, and a report says since when.
+	// since when, so that a report says since when.
 	violating map[string]map[string]time.Time
+	// unswept is the namespaces the first sweep has still to evaluate.
+	unswept map[string]bool
+}
+
+// term is one term of leadership: what it wrote and announced.
+type term struct {
+	ctx context.Context
+	mu  sync.Mutex
+	// announced is, per namespace, the pods (by UID) whose violation
+	// this term sent an Event for, so that an Event marks becoming
+	// violating, not every evaluation.
+	announced map[string]map[string]bool
 	// reported is the namespaces that have a report of stagegate's.
 	reported map[string]bool
+	// blocked is the namespaces with an eviction to try again.
+	blocked map[string]bool
 }
 
 type controllerOptions struct {
@@ -85,6 +121,9 @@ type controllerOptions struct {
 	clock    clock.WithTicker
 	interval time.Duration
 	workers  int
+	evict    []string
+	retry    time.Duration
+	events   kubernetes.Interface
 }
 
 // Option configures a Controller.
@@ -98,7 +137,8 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *controllerOptions) { o.reg = reg }
 }
 
-// WithClock sets the clock of the sweeps and the reports' timestamps.
+// WithClock sets the clock of the sweeps, the eviction retries and the
+// reports' timestamps.
 func WithClock(c clock.WithTicker) Option { return func(o *controllerOptions) { o.clock = c } }
 
 // WithSweepInterval sets how often every namespace is re-evaluated
@@ -110,10 +150,27 @@ func WithSweepInterval(d time.Duration) Option {
 // WithWorkers sets how many namespaces are evaluated at once.
 func WithWorkers(n int) Option { return func(o *controllerOptions) { o.workers = n } }
 
+// WithEviction makes the leader evict, through the Eviction API, the
+// running pods of stages that admission refuses them in because their
+// digest is revoked or not promoted there; never a break-glass pod, nor
+// one of an unknown stage. An eviction that a PodDisruptionBudget refuses
+// is tried again after retry (default DefaultEvictRetry). Pass only
+// enforced stages: a stage in warn or audit mode admits such pods.
+func WithEviction(stages []string, retry time.Duration) Option {
+	return func(o *controllerOptions) { o.evict, o.retry = stages, retry }
+}
+
+// WithEventClient sends the Events through client instead of the
+// Controller's: give it a client with a rate limiter of its own, so that a
+// revocation's thousand Events do not hold back the reports behind them.
+func WithEventClient(client kubernetes.Interface) Option {
+	return func(o *controllerOptions) { o.events = client }
+}
+
 // New returns a Controller that watches pods and namespaces through client,
 // asks reviewer, and writes PolicyReports through dyn.
 func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, opts ...Option) (*Controller, error) {
-	o := controllerOptions{clock: clock.RealClock{}, interval: DefaultSweepInterval, workers: DefaultWorkers}
+	o := controllerOptions{clock: clock.RealClock{}, interval: DefaultSweepInterval, workers: DefaultWorkers, retry: DefaultEvictRetry}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -126,22 +183,34 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 	if o.workers <= 0 {
 		o.workers = DefaultWorkers
 	}
+	if o.retry <= 0 {
+		o.retry = DefaultEvictRetry
+	}
 	m, err := newMetrics(o.reg)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: metrics: %w", err)
 	}
+	if o.events == nil {
+		o.events = client
+	}
 	c := &Controller{
-		client: client, reviewer: reviewer, metrics: m, log: o.log,
+		client: client, events: o.events, reviewer: reviewer, metrics: m, log: o.log,
 		reports: reports{client: dyn},
 		clock:   o.clock, interval: o.interval, workers: o.workers,
+		evict: map[string]bool{}, retry: o.retry,
 		// The retries' backoff keeps real time, whatever clock the sweeps
 		// keep: it paces calls to the API server.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stagegate-inventory"}),
+		synced:    make(chan struct{}),
+		done:      make(chan struct{}),
 		byDigest:  map[string]map[string]struct{}{},
 		nsDigests: map[string][]string{},
+		state:     map[string]*nsState{},
 		violating: map[string]map[string]time.Time{},
-		reported:  map[string]bool{},
+	}
+	for _, s := range o.evict {
+		c.evict[s] = true
 	}
 	// No resync: the sweep re-evaluates everything, and a resync would
 	// only replay the cache.
@@ -170,25 +239,17 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 
 // Run watches and evaluates until ctx ends, once: a Controller is not run
 // again. It returns ErrNotSynced when the caches do not fill before ctx
-// ends. The gauges are dropped when it returns.
+// ends. It writes nothing to the cluster unless Lead runs too.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.metrics.reset()
+	defer close(c.done)
+	defer c.answering.Store(false)
 	defer c.queue.ShutDown()
-	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.events.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nsInformer.HasSynced) {
 		return ErrNotSynced
-	}
-	// A namespace that lost its stage label while no controller ran
-	// still holds a report; the first sweep removes it.
-	written, err := c.reports.written(ctx)
-	if err != nil {
-		return err
-	}
-	for _, ns := range written {
-		c.setReported(ns, true)
 	}
 	var wg sync.WaitGroup
 	for range c.workers {
@@ -197,17 +258,66 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		})
 	}
-	c.sweep()
+	close(c.synced)
+	c.firstSweep()
 	tick := c.clock.NewTicker(c.interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			c.answering.Store(false)
 			c.queue.ShutDown()
 			wg.Wait()
 			return nil
 		case <-tick.C():
 			c.sweep()
+		}
+	}
+}
+
+// Lead writes the reports, gauges and Events, and evicts, until ctx (the
+// term of leadership) ends, and drops the gauges then: a replica that no
+// longer leads leaves them to the one that does. It waits for Run's caches
+// first, and returns ErrNotSynced if Run ends before they fill. Terms must
+// not overlap.
+func (c *Controller) Lead(ctx context.Context) error {
+	select {
+	case <-c.synced:
+	case <-c.done:
+		return ErrNotSynced
+	case <-ctx.Done():
+		return nil
+	}
+	// A namespace that lost its stage label while no one led still
+	// holds a report; the first evaluation removes it.
+	written, err := c.reports.written(ctx)
+	if err != nil {
+		return err
+	}
+	t := &term{ctx: ctx, announced: map[string]map[string]bool{}, reported: map[string]bool{}, blocked: map[string]bool{}}
+	for _, ns := range written {
+		t.reported[ns] = true
+	}
+	// Armed before the first evaluation, which may find an eviction to
+	// retry.
+	retry := c.clock.NewTicker(c.retry)
+	defer retry.Stop()
+	c.term.Store(t)
+	defer c.metrics.reset()
+	defer c.term.Store(nil)
+	c.sweep()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.done:
+			return nil
+		case <-retry.C():
+			t.mu.Lock()
+			for ns := range t.blocked {
+				c.queue.Add(ns)
+			}
+			t.mu.Unlock()
 		}
 	}
 }
@@ -237,8 +347,41 @@ func (c *Controller) InvalidateAll() {
 	}
 }
 
+// firstSweep evaluates every namespace, and answers once each was.
+func (c *Controller) firstSweep() {
+	nss, err := c.namespaces.List(everything)
+	if err != nil { // the lister of an informer's cache never fails
+		c.log.Error("inventory: list namespaces", "err", err)
+	}
+	c.mu.Lock()
+	c.unswept = make(map[string]bool, len(nss))
+	for _, ns := range nss {
+		c.unswept[ns.Name] = true
+	}
+	c.mu.Unlock()
+	c.swept("")
+	c.sweep()
+}
+
+// swept records that the first sweep is done with ns.
+func (c *Controller) swept(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unswept == nil {
+		return
+	}
+	delete(c.unswept, ns)
+	if len(c.unswept) == 0 {
+		c.unswept = nil
+		c.answering.Store(true)
+	}
+}
+
+// sweep re-evaluates everything; the leader's gauge says when.
 func (c *Controller) sweep() {
-	c.metrics.swept(c.clock.Now())
+	if c.term.Load() != nil {
+		c.metrics.swept(c.clock.Now())
+	}
 	c.InvalidateAll()
 }
 
@@ -288,184 +431,9 @@ func (c *Controller) next(ctx context.Context) bool {
 	default:
 		c.log.Error("inventory: namespace evaluation failed; the next sweep retries", "namespace", ns, "err", err)
 		c.queue.Forget(ns)
+		// Answers must not wait for it forever; its pods are missing
+		// from them until it evaluates.
+		c.swept(ns)
 	}
 	return true
-}
-
-// reconcile recomputes ns's violations from the caches and the ledger, and
-// writes its report, gauges and Events. It is idempotent.
-func (c *Controller) reconcile(ctx context.Context, ns string) error {
-	nsObj, err := c.namespaces.Get(ns)
-	if apierrors.IsNotFound(err) {
-		// Its report went with it.
-		c.forget(ns)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("inventory: namespace %q: %w", ns, err)
-	}
-	objs, err := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
-	if err != nil {
-		return fmt.Errorf("inventory: pods of namespace %q: %w", ns, err)
-	}
-	var (
-		violations []Violation
-		digests    []string
-		passed     int
-		staged     = nsObj.Labels[stageKey] != ""
-	)
-	for _, obj := range objs {
-		p, ok := obj.(*corev1.Pod)
-		if !ok || !gated(p) {
-			continue
-		}
-		st := stage(p, nsObj)
-		if st == "" {
-			continue
-		}
-		staged = true
-		v, ds, err := evaluate(ctx, c.reviewer, p, st)
-		if err != nil {
-			return err
-		}
-		digests = append(digests, ds...)
-		if v == nil {
-			passed++
-			continue
-		}
-		violations = append(violations, *v)
-	}
-	slices.SortFunc(violations, func(a, b Violation) int { return strings.Compare(a.Pod, b.Pod) })
-	c.index(ns, digests)
-	c.metrics.set(ns, violations)
-	c.announce(ctx, ns, violations)
-	if !staged {
-		if !c.hasReport(ns) {
-			return nil
-		}
-		if err := c.reports.remove(ctx, ns); err != nil {
-			return err
-		}
-		c.setReported(ns, false)
-		return nil
-	}
-	if err := c.reports.write(ctx, ns, violations, passed); err != nil {
-		return err
-	}
-	c.setReported(ns, true)
-	return nil
-}
-
-// index records the digests that run in ns.
-func (c *Controller) index(ns string, digests []string) {
-	slices.Sort(digests)
-	digests = slices.Compact(digests)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, d := range c.nsDigests[ns] {
-		delete(c.byDigest[d], ns)
-		if len(c.byDigest[d]) == 0 {
-			delete(c.byDigest, d)
-		}
-	}
-	if len(digests) == 0 {
-		delete(c.nsDigests, ns)
-		return
-	}
-	c.nsDigests[ns] = digests
-	for _, d := range digests {
-		if c.byDigest[d] == nil {
-			c.byDigest[d] = map[string]struct{}{}
-		}
-		c.byDigest[d][ns] = struct{}{}
-	}
-}
-
-// announce emits an Event for each pod of ns that became violating, sets
-// each violation's Since, and remembers which pods violate since when.
-func (c *Controller) announce(ctx context.Context, ns string, violations []Violation) {
-	now := make(map[string]time.Time, len(violations))
-	at := c.clock.Now()
-	c.mu.Lock()
-	before := c.violating[ns]
-	var fresh []Violation
-	for i, v := range violations {
-		since, ok := before[v.UID]
-		if !ok {
-			since = at
-			fresh = append(fresh, v)
-		}
-		violations[i].Since = since
-		now[v.UID] = since
-	}
-	if len(now) == 0 {
-		delete(c.violating, ns)
-	} else {
-		c.violating[ns] = now
-	}
-	c.mu.Unlock()
-	for _, v := range fresh {
-		ref := c.workload(ctx, v.Owner)
-		msg := fmt.Sprintf("pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
-		c.recorder.Event(&ref, corev1.EventTypeWarning, EventViolation, truncate(msg, maxEventMessage))
-		args := []any{"namespace", ns, "pod", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
-		if v.HasLedgerIndex {
-			args = append(args, "ledgerIndex", v.LedgerIndex)
-		}
-		c.log.Warn("inventory: running pod violates its stage", args...)
-	}
-}
-
-// maxEventMessage keeps an Event's message within what the events API
-// accepts (a policy may deny with many long reasons).
-const maxEventMessage = 1024
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n-len("…")], "") + "…"
-}
-
-// workload is the object people manage for a pod's owner: a ReplicaSet's
-// Deployment, whose Events "kubectl describe deployment" shows, else the
-// owner itself. It costs a GET, made only when a pod becomes violating.
-func (c *Controller) workload(ctx context.Context, ref corev1.ObjectReference) corev1.ObjectReference {
-	if ref.Kind != "ReplicaSet" || ref.APIVersion != "apps/v1" {
-		return ref
-	}
-	rs, err := c.client.AppsV1().ReplicaSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		c.log.Debug("inventory: owner of a ReplicaSet unknown; the Event goes on the ReplicaSet", "namespace", ref.Namespace, "replicaSet", ref.Name, "err", err)
-		return ref
-	}
-	if o := metav1.GetControllerOf(rs); o != nil && o.Kind == "Deployment" && o.APIVersion == "apps/v1" {
-		return corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: ref.Namespace, Name: o.Name, UID: o.UID}
-	}
-	return ref
-}
-
-func (c *Controller) forget(ns string) {
-	c.index(ns, nil)
-	c.metrics.set(ns, nil)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.violating, ns)
-	delete(c.reported, ns)
-}
-
-func (c *Controller) hasReport(ns string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reported[ns]
-}
-
-func (c *Controller) setReported(ns string, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ok {
-		c.reported[ns] = true
-	} else {
-		delete(c.reported, ns)
-	}
 }

@@ -57,8 +57,9 @@ type Violation struct {
 }
 
 // evaluate reviews p in stage as a dry-run CREATE and returns its violation,
-// if any, and the digests it runs (for Invalidate's index).
-func evaluate(ctx context.Context, r Reviewer, p *corev1.Pod, stage string) (*Violation, []string, error) {
+// if any, and the images it runs with their digests (for Invalidate's index
+// and the answers to "where does this digest run?").
+func evaluate(ctx context.Context, r Reviewer, p *corev1.Pod, stage string) (*Violation, []Container, error) {
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("inventory: encode pod %s/%s: %w", p.Namespace, p.Name, err)
@@ -69,13 +70,52 @@ func evaluate(ctx context.Context, r Reviewer, p *corev1.Pod, stage string) (*Vi
 	}
 	var tr admission.Trace
 	resp := r.Review(admission.WithTrace(ctx, &tr), stage, req)
-	var digests []string
+	learned := make(map[string]string, len(tr.Images))
 	for _, im := range tr.Images {
 		if im.Digest != "" {
-			digests = append(digests, im.Digest)
+			learned[im.Container+"\x00"+im.Image] = im.Digest
 		}
 	}
-	return classify(p, stage, resp, &tr), digests, nil
+	cs := containers(p, func(c, image string) string { return learned[c+"\x00"+image] })
+	return classify(p, stage, resp, &tr), cs, nil
+}
+
+// Container is one image a running pod runs, and its digest when known.
+type Container struct {
+	Name, Image, Digest string
+}
+
+// containers lists p's images with the digest learn finds, or the one the
+// reference names; a pod the review did not reach (an ungated namespace's)
+// is known by the digests its references name.
+func containers(p *corev1.Pod, learn func(container, image string) string) []Container {
+	var out []Container
+	add := func(name, image string) {
+		d := ""
+		if learn != nil {
+			d = learn(name, image)
+		}
+		if d == "" {
+			if i := strings.LastIndex(image, "@"); i >= 0 {
+				d = image[i+1:]
+			}
+		}
+		out = append(out, Container{Name: name, Image: image, Digest: d})
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			add(c.Name, c.Image)
+		}
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		add(c.Name, c.Image)
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.Image != nil {
+			add(v.Name, v.Image.Reference)
+		}
+	}
+	return out
 }
 
 // classify turns a review and its trace into a violation, nil when the pod

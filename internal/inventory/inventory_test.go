@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ func image(d string) string { return repo + "@" + d }
 // env is a real API server with the PolicyReport CRD, a real ledger, and
 // admission's Reviewer over the built-in policies, as the app builds it.
 type env struct {
+	api    *framework.APIServer
+	rev    Reviewer
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	ledger *ledger.Ledger
@@ -51,7 +54,7 @@ type env struct {
 	at     time.Time
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
 	api := framework.StartAPIServer(t)
 	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
@@ -79,27 +82,52 @@ func newEnv(t *testing.T) *env {
 	// No recorder: a dry run records nothing, and were a break-glass
 	// recorded, the Reviewer would refuse it for want of one.
 	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(modes))
-	e := &env{cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
+	e := &env{api: api, rev: rev, cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	e.ctrl, err = New(api.Clientset, dyn, rev, WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
-		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	e.ctrl, err = New(api.Clientset, dyn, rev, append([]Option{WithRegisterer(e.reg), WithClock(e.clock), WithSweepInterval(time.Hour),
+		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
+// start runs the controller and leads it, as the holder of the Lease.
 func (e *env) start(t *testing.T) {
+	e.run(t)
+	e.lead(t)
+}
+
+// run runs the controller, as every replica does, until the test ends or
+// the returned function stops it.
+func (e *env) run(t *testing.T) (stop func()) {
+	t.Helper()
+	return e.goRun(t, "Run", e.ctrl.Run)
+}
+
+// lead leads the controller until the test ends, or until the returned
+// function ends the term.
+func (e *env) lead(t *testing.T) (stop func()) {
+	t.Helper()
+	return e.goRun(t, "Lead", e.ctrl.Lead)
+}
+
+func (e *env) goRun(t *testing.T, what string, fn func(context.Context) error) func() {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 type testWriter struct{ t *testing.T }
@@ -451,7 +479,8 @@ func TestContinuousValidation(t *testing.T) {
 		revokedB = e.appendEntry(t, ledger.KindRevocation, digestB, "prod", "bad build")
 		// Wait until the sweep's ticker is armed, then tick it.
 		err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-			return e.clock.HasWaiters(), nil
+			// Run's sweep ticker and Lead's eviction retry.
+			return e.clock.Waiters() >= 2, nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -13,7 +14,31 @@ const (
 	KindPromotion  Kind = "promotion"
 	KindRevocation Kind = "revocation"
 	KindBreakGlass Kind = "break-glass"
+	// KindRequest asks for a promotion to a stage with approvals; it
+	// changes no state. KindApproval and KindRejection answer one
+	// (Entry.Request), and the promotion that completes it names it too.
+	KindRequest   Kind = "request"
+	KindApproval  Kind = "approval"
+	KindRejection Kind = "rejection"
 )
+
+// RequestsName is the history name under which the requests to stage are
+// found, in index order (Ledger.HistoryPage); RequestName that of one
+// request, its approvals, its rejection and the promotion completing it.
+func RequestsName(stage string) string { return "stagegate:requests:" + stage }
+
+// RequestName: see RequestsName.
+func RequestName(index uint64) string { return fmt.Sprintf("stagegate:request:%d", index) }
+
+// Approval is one approval a promotion that completes a request lists.
+type Approval struct {
+	// Index is the approval's entry.
+	Index   uint64    `json:"index"`
+	Subject string    `json:"subject"`
+	Groups  []string  `json:"groups,omitempty"`
+	Time    time.Time `json:"time"`
+	Reason  string    `json:"reason,omitempty"`
+}
 
 // AllStages is the stage of a revocation that withdraws a digest everywhere.
 const AllStages = "*"
@@ -51,6 +76,17 @@ type Entry struct {
 	// (namespace/kind/name) and Images the images it ran.
 	Workload string   `json:"workload,omitempty"`
 	Images   []string `json:"images,omitempty"`
+	// OverridesRevocation is, on a promotion, the index of the revocation
+	// in the stage that it overrode (a revoked digest put back, on purpose,
+	// by someone allowed to); absent on every other entry, so entries made
+	// before it existed keep their bytes.
+	OverridesRevocation *uint64 `json:"overridesRevocation,omitempty"`
+	// Request is, on an approval, a rejection and the promotion that
+	// completes a request, the index of the request entry.
+	Request *uint64 `json:"request,omitempty"`
+	// Approvals are, on the promotion that completes a request, the
+	// approvals that completed it.
+	Approvals []Approval `json:"approvals,omitempty"`
 	// Foreign marks an entry imported from a registry attestation made by
 	// another stagegate; its Envelope is the original one.
 	Foreign bool `json:"foreign,omitempty"`

@@ -25,35 +25,52 @@ func (l *Ledger) History(repositoryOrDigest string) ([]Entry, error) {
 // history bucket's keys are the name and the big-endian index, so the
 // cursor seeks straight to start.
 func (l *Ledger) HistoryPage(repositoryOrDigest string, start uint64, limit, maxBytes int) (page []Entry, more bool, err error) {
-	read := 0
 	err = l.db.View(func(tx *bolt.Tx) error {
-		prefix := append([]byte(repositoryOrDigest), 0)
-		entries := tx.Bucket(bucketEntries)
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, _ := c.Seek(historyKey(repositoryOrDigest, start)); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) != len(prefix)+8 {
-				continue // a longer name that happens to share the prefix bytes
-			}
-			if limit > 0 && len(page) == limit {
-				more = true
-				return nil
-			}
-			idx := k[len(prefix):]
-			v := entries.Get(idx)
-			if v == nil {
-				return fmt.Errorf("ledger: history of %q names missing entry %d", repositoryOrDigest, binary.BigEndian.Uint64(idx))
-			}
-			if read += len(v); maxBytes > 0 && len(page) > 0 && read > maxBytes {
-				more = true
-				return nil
-			}
-			e, err := decodeEntry(v)
-			if err != nil {
-				return fmt.Errorf("ledger: entry %d: %w", binary.BigEndian.Uint64(idx), err)
-			}
-			page = append(page, e)
-		}
-		return nil
+		page, more, err = txHistoryPage(tx, repositoryOrDigest, start, limit, maxBytes)
+		return err
 	})
 	return page, more, err
+}
+
+// txHistoryPage is HistoryPage within tx.
+func txHistoryPage(tx *bolt.Tx, name string, start uint64, limit, maxBytes int) (page []Entry, more bool, err error) {
+	read := 0
+	prefix := append([]byte(name), 0)
+	entries := tx.Bucket(bucketEntries)
+	c := tx.Bucket(bucketHistory).Cursor()
+	for k, _ := c.Seek(historyKey(name, start)); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) != len(prefix)+8 {
+			continue // a longer name that happens to share the prefix bytes
+		}
+		if limit > 0 && len(page) == limit {
+			return page, true, nil
+		}
+		idx := k[len(prefix):]
+		v := entries.Get(idx)
+		if v == nil {
+			return nil, false, fmt.Errorf("ledger: history of %q names missing entry %d", name, binary.BigEndian.Uint64(idx))
+		}
+		if read += len(v); maxBytes > 0 && len(page) > 0 && read > maxBytes {
+			return page, true, nil
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("ledger: entry %d: %w", binary.BigEndian.Uint64(idx), err)
+		}
+		page = append(page, e)
+	}
+	return page, false, nil
+}
+
+// HistoryReader is a Reader that also reads history, as the Reader of
+// Append and View does; a BuildFunc asserts it where it needs to (the
+// approvals of a request are found by its history name).
+type HistoryReader interface {
+	Reader
+	HistoryPage(name string, start uint64, limit, maxBytes int) ([]Entry, bool, error)
+}
+
+// HistoryPage is Ledger.HistoryPage inside the reader's transaction.
+func (r txReader) HistoryPage(name string, start uint64, limit, maxBytes int) ([]Entry, bool, error) {
+	return txHistoryPage(r.tx, name, start, limit, maxBytes)
 }

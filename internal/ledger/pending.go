@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"slices"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -53,4 +55,25 @@ func (r pendingReader) Entry(index uint64) (Entry, error) {
 		return *r.pending[index-r.size], nil
 	}
 	return txEntry(r.tx, index)
+}
+
+// HistoryPage is txHistoryPage followed by the pending entries found under
+// name, so that a build in a group commit sees the requests and answers
+// pending before it as a single append would (approvals read a request's
+// history in the write).
+func (r pendingReader) HistoryPage(name string, start uint64, limit, maxBytes int) ([]Entry, bool, error) {
+	page, more, err := txHistoryPage(r.tx, name, start, limit, maxBytes)
+	if err != nil || more {
+		return page, more, err
+	}
+	for _, e := range r.pending {
+		if e.Index < start || !slices.Contains(historyNames(e), name) {
+			continue
+		}
+		if limit > 0 && len(page) == limit {
+			return page, true, nil
+		}
+		page = append(page, *e)
+	}
+	return page, false, nil
 }

@@ -370,6 +370,14 @@ func historyNames(e *Entry) []string {
 	for _, c := range e.Copies {
 		add(c)
 	}
+	// Requests are listed by stage, and each with its answers.
+	if e.Kind == KindRequest {
+		add(RequestsName(e.Stage))
+		add(RequestName(e.Index))
+	}
+	if e.Request != nil {
+		add(RequestName(*e.Request))
+	}
 	// A break-glass entry may cover several images; digest-pinned ones are
 	// findable by digest.
 	for _, img := range e.Images {
@@ -407,6 +415,13 @@ func validateEntry(e *Entry) error {
 			errs = append(errs, errors.New("revocation needs a digest"))
 		}
 	case KindBreakGlass:
+	case KindRequest, KindApproval, KindRejection:
+		if e.Stage == "" || e.Stage == AllStages || e.Digest == "" {
+			errs = append(errs, fmt.Errorf("%s needs a stage and a digest", e.Kind))
+		}
+		if (e.Kind == KindRequest) == (e.Request != nil) {
+			errs = append(errs, fmt.Errorf("%s: only approvals and rejections name a request", e.Kind))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("unknown kind %q", e.Kind))
 	}

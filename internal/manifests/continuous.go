@@ -40,20 +40,26 @@ func continuousObjects(o Options) []runtime.Object {
 	}
 	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: o.Service, Namespace: o.Namespace}}
 	clusterMeta := metav1.ObjectMeta{Name: name, Labels: labels(o, "inventory")}
+	rules := []rbacv1.PolicyRule{
+		// The informers; the stage is the namespace's label.
+		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+		// A pod's Deployment, through its ReplicaSet, gets the Event.
+		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		// Server-side apply (patch), and removal when a
+		// namespace loses its stage; list finds its own at start.
+		{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"get", "list", "create", "patch", "delete"}},
+	}
+	if o.Server != nil && o.Server.Evict {
+		// Only through the Eviction API, which honours
+		// PodDisruptionBudgets: no delete on pods.
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}})
+	}
 	return append(objs,
 		&rbacv1.ClusterRole{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
 			ObjectMeta: clusterMeta,
-			Rules: []rbacv1.PolicyRule{
-				// The informers; the stage is the namespace's label.
-				{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"list", "watch"}},
-				// A pod's Deployment, through its ReplicaSet, gets the Event.
-				{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get"}},
-				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-				// Server-side apply (patch), and removal when a
-				// namespace loses its stage; list finds its own at start.
-				{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"get", "list", "create", "patch", "delete"}},
-			},
+			Rules:      rules,
 		},
 		&rbacv1.ClusterRoleBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},

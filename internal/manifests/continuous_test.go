@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/config"
 )
@@ -100,6 +102,42 @@ func TestContinuousValidationObjects(t *testing.T) {
 				!slices.Equal(role.Rules[0].Verbs, []string{"get", "create", "update"}) {
 				t.Errorf("Role %s/%s: %+v, want leases get/create/update in sg", role.Namespace, role.Name, role.Rules)
 			}
+		})
+	}
+}
+
+// TestEvictionRBAC: continuous validation's ClusterRole grants
+// pods/eviction (create, never delete on pods) only when a stage evicts.
+func TestEvictionRBAC(t *testing.T) {
+	for name, onViolation := range map[string]string{"report": "", "evict": "evict"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.ContinuousValidation.Enabled = true
+			cfg.Stages[len(cfg.Stages)-1].Mode = config.ModeEnforce
+			cfg.Stages[len(cfg.Stages)-1].OnViolation = onViolation
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			o := Options{Namespace: "sg", Service: "gate", Registries: []string{PlaceholderRegistry}}
+			srv, err := ServerFiles(cfg, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Server = srv
+			var role *rbacv1.ClusterRole
+			for _, obj := range Deployment(o) {
+				if v, ok := obj.(*rbacv1.ClusterRole); ok {
+					role = v
+				}
+			}
+			if role == nil {
+				t.Fatal("no ClusterRole")
+			}
+			b, err := yaml.Marshal(role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", "inventory-clusterrole-"+name+".yaml"), b)
 		})
 	}
 }

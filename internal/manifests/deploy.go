@@ -86,6 +86,8 @@ func meta(o Options, name, component string) metav1.ObjectMeta {
 // PersistentVolumeClaims (the ledger's, and the rollback guard's unless
 // o.NoCheckpointGuard), Service, NetworkPolicy, Deployment. The
 // NetworkPolicy comes before the pod, so that the pod is never unfenced.
+// With o.Replicas above 1, the claims, Service, NetworkPolicy and
+// Deployment give way to those of replicatedObjects.
 //
 // The Secrets are referenced but not generated, since they hold private
 // material:
@@ -133,6 +135,9 @@ func Deployment(o Options) []runtime.Object {
 	}
 	if srv.ClientAuth && srv.ClientCA != "" {
 		objs = append(objs, configMap(o, apiServerCAName(o), map[string]string{ClientCAKey: srv.ClientCA}))
+	}
+	if o.replicated() {
+		return append(objs, replicatedObjects(o, srv)...)
 	}
 	objs = append(objs, claim(o, dataClaimName(o), "1Gi"))
 	if srv.Guard {

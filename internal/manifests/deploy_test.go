@@ -112,6 +112,11 @@ func TestKustomize(t *testing.T) {
 			"registryAllowList: true", "- host: " + PlaceholderRegistry,
 			"checkpointFile: " + GuardDir + "/" + GuardFile, "claimName: stagegate-guard", "mountPath: " + GuardDir,
 		}},
+		{"ha", "deploy/ha", []string{
+			"kind: StatefulSet", "podManagementPolicy: Parallel", "replicas: 3", "kind: PodDisruptionBudget",
+			"name: stagegate-peers", "clusterIP: None", "name: stagegate-2-peer", "volumeClaimTemplates:",
+			"checkpointFile: " + GuardDir + "/" + GuardFile, "fieldPath: metadata.name",
+		}},
 		{"dev", "deploy/overlays/dev", []string{
 			"kind: ValidatingWebhookConfiguration", "name: namespace.dev.stagegate.dev",
 			"image: stagegate:dev", "mode: warn",

@@ -156,6 +156,17 @@ type Options struct {
 	// a config without registryAllowList does: then a registry that
 	// redirects to an internal address gets the server to fetch it.
 	NoRegistryAllowList bool
+	// Replicas is the number of servers. 0 or 1 runs one, in a
+	// Deployment. More (odd, up to MaxReplicas) run a StatefulSet whose
+	// members form one Raft cluster, with the config's cluster: section,
+	// a headless Service for the peers, a PodDisruptionBudget and the
+	// peer port's NetworkPolicy.
+	Replicas int32
+	// NonVoters adds members to a replicated installation that replicate
+	// the ledger and serve admission but do not vote: more admission
+	// capacity without slowing commits. They are the StatefulSet's
+	// highest ordinals.
+	NonVoters int32
 	// NoCheckpointGuard leaves out the rollback guard: the config's
 	// ledger.checkpointFile and the <service>-guard PersistentVolumeClaim
 	// it lives on. Without it the server starts on any older copy of the
@@ -242,6 +253,9 @@ func (o Options) Validate() error {
 		return err
 	}
 	if err := validRegistries(o); err != nil {
+		return err
+	}
+	if err := validReplicas(o); err != nil {
 		return err
 	}
 	return o.validateNetwork()

@@ -35,6 +35,10 @@ type Server struct {
 	// ClientCA is that CA (PEM). Empty leaves the ConfigMap to the
 	// operator; the pod does not start until it exists.
 	ClientCA string
+	// Evict says that some stage evicts the pods that violate it
+	// (onViolation: evict): continuous validation's ClusterRole then
+	// grants pods/eviction.
+	Evict bool
 	// Guard says that the config keeps the rollback guard's checkpoint
 	// in GuardDir (ledger.checkpointFile): the Deployment then mounts the
 	// PersistentVolumeClaim <service>-guard there.
@@ -94,8 +98,18 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	c.DataDir = DataDir
+	// The members, their addresses and peer files are the StatefulSet's
+	// (Options.Replicas): a config's own cluster section lends only its
+	// timings, and one for a single replica would name members that do
+	// not exist.
+	if cfg.Cluster != nil && !o.replicated() {
+		return nil, fmt.Errorf("manifests: %w: the config has a cluster section, but the manifests are for one replica: "+
+			"give --replicas (the members, their addresses and peer files are the manifests' to write)", ErrInvalidOption)
+	}
+	c.Cluster = nil
 	if c.ContinuousValidation.Enabled {
 		srv.Continuous = true
+		srv.Evict = len(c.EvictStages()) > 0
 		// In the cluster: the pod's service account, and a Lease in the
 		// pod's own namespace, where its Role grants them.
 		c.ContinuousValidation.Kubeconfig = ""
@@ -183,6 +197,11 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	}
 	if srv.Config, err = yaml.Marshal(&c); err != nil {
 		return nil, fmt.Errorf("manifests: server config: %w", err)
+	}
+	if o.replicated() {
+		if srv.Config, err = withCluster(srv.Config, o.withDefaults(), cfg.Cluster); err != nil {
+			return nil, err
+		}
 	}
 	return srv, nil
 }

@@ -10,8 +10,9 @@ import (
 
 // Write renders objs as one multi-document YAML stream, each document
 // starting with "---". Objects are typed k8s.io/api values (or anything
-// that marshals to a JSON object). Status is dropped, and so is an empty
-// spec: they are what typed objects carry but one would not write by hand.
+// that marshals to a JSON object). Status is dropped (a claim
+// template's too, when empty), and so is an empty spec: they are what
+// typed objects carry but one would not write by hand.
 func Write(w io.Writer, objs ...any) error {
 	for i, obj := range objs {
 		j, err := json.Marshal(obj)
@@ -23,6 +24,7 @@ func Write(w io.Writer, objs ...any) error {
 			return fmt.Errorf("manifests: object %d is not a JSON object: %w", i, err)
 		}
 		delete(m, "status")
+		dropEmptyStatus(m)
 		if spec, ok := m["spec"].(map[string]any); ok && len(spec) == 0 {
 			delete(m, "spec")
 		}
@@ -35,6 +37,21 @@ func Write(w io.Writer, objs ...any) error {
 		}
 	}
 	return nil
+}
+
+// dropEmptyStatus removes the empty status of a StatefulSet's claim
+// templates. Only there: elsewhere (a CRD's schema, say) a "status" key
+// may mean something.
+func dropEmptyStatus(m map[string]any) {
+	spec, _ := m["spec"].(map[string]any)
+	claims, _ := spec["volumeClaimTemplates"].([]any)
+	for _, c := range claims {
+		if c, ok := c.(map[string]any); ok {
+			if st, ok := c["status"].(map[string]any); ok && len(st) == 0 {
+				delete(c, "status")
+			}
+		}
+	}
 }
 
 // All returns every object of an installation in apply order: those of

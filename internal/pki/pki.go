@@ -1,6 +1,7 @@
 // Package pki makes the webhook's TLS material: a CA and a serving
 // certificate signed by it, for local use and for the caBundle of the
-// ValidatingWebhookConfiguration.
+// ValidatingWebhookConfiguration, and the replicas' peer certificates
+// (peers.go).
 package pki
 
 import (

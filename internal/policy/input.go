@@ -48,6 +48,18 @@ type PromotionInput struct {
 	// States holds this digest's ledger state in every stage, keyed by stage.
 	States map[string]StageState `json:"states"`
 	Now    string                `json:"now"` // RFC 3339
+	// Approvals are absent when a request to a stage with approvals is
+	// made, and list the approvals when the last one completes it: a rule
+	// on input.approvals applies at completion only.
+	Approvals []Approval `json:"approvals,omitempty"`
+}
+
+// Approval is one approval of a promotion request.
+type Approval struct {
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups"`
+	Time    string   `json:"time"` // RFC 3339
+	Reason  string   `json:"reason"`
 }
 
 // ContainerImage is one image of an admitted workload.

@@ -26,6 +26,13 @@ type Promoted struct {
 	PolicyDigest     string
 	Copies           []string
 	VerifiedEvidence map[string]any
+	// RevocationOverride names the revocation this promotion overrides,
+	// or is nil.
+	RevocationOverride *signing.RevocationOverride
+	// Request and Approvals are set when the promotion completes a
+	// request (approvals.go).
+	Request   *uint64
+	Approvals []ledger.Approval
 }
 
 // PromotionEntry is the ledger entry at index that records p, with its
@@ -39,17 +46,35 @@ func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, err
 		Requester: requester(p.Requester), Reason: p.Reason, Evidence: p.Evidence,
 		Time: p.Time, LedgerIndex: index, PolicyDigest: p.PolicyDigest, Labels: img.Labels,
 		PlatformLabels: img.PlatformLabels, Copies: p.Copies, VerifiedEvidence: p.VerifiedEvidence,
+		RevocationOverride: p.RevocationOverride,
+	}
+	if p.Request != nil {
+		r := *p.Request
+		pred.Request = &r
+		for _, a := range p.Approvals {
+			pred.Approvals = append(pred.Approvals, signing.ApprovalRecord{LedgerIndex: a.Index, Subject: a.Subject,
+				Groups: a.Groups, Time: a.Time, Reason: a.Reason})
+		}
 	}
 	env, err := sign(signer, img.Repository, img.Digest, signing.PromotionPredicateType, pred)
 	if err != nil {
 		return nil, err
 	}
-	return &ledger.Entry{
+	e := &ledger.Entry{
 		Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
 		Platforms: img.Platforms, Stage: p.Stage, Subject: p.Requester.Subject,
 		Groups: p.Requester.Groups, Reason: p.Reason, Time: p.Time, Labels: img.Labels,
 		PlatformLabels: img.PlatformLabels, Copies: p.Copies, Envelope: env,
-	}, nil
+	}
+	if p.Request != nil {
+		r := *p.Request
+		e.Request, e.Approvals = &r, p.Approvals
+	}
+	if o := p.RevocationOverride; o != nil {
+		idx := o.LedgerIndex
+		e.OverridesRevocation = &idx
+	}
+	return e, nil
 }
 
 // sign makes the in-toto statement of pred about repo@digest and signs it.

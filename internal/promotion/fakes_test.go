@@ -264,7 +264,7 @@ func newEnv(t *testing.T, stageOpts map[string]promotion.StageOptions, opts ...p
 		signer:   &fakeSigner{},
 		registry: &fakeRegistry{},
 	}
-	all := []promotion.Option{promotion.WithClock(func() time.Time { return t0 })}
+	all := []promotion.Option{promotion.WithClock(func() time.Time { return t0 }), pipelineDuties}
 	if stageOpts != nil {
 		all = append(all, promotion.WithRegistry(e.registry, stageOpts, []*signing.Verifier{signingtest.Verifier(t)}))
 	}
@@ -325,3 +325,21 @@ func subjectOf(st signing.Statement) string {
 func sameCalls(got, want []string) bool { return slices.Equal(got, want) }
 
 func callsString(c []string) string { return "[" + strings.Join(c, "; ") + "]" }
+
+func (e *env) checkpoint(t *testing.T) string {
+	t.Helper()
+	cp, err := e.ledger.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// HistoryPage passes through to the real reader's history.
+func (r faultReader) HistoryPage(name string, start uint64, limit, maxBytes int) ([]ledger.Entry, bool, error) {
+	hr, ok := r.Reader.(ledger.HistoryReader)
+	if !ok {
+		return nil, false, errors.New("faultReader: no history")
+	}
+	return hr.HistoryPage(name, start, limit, maxBytes)
+}

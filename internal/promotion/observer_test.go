@@ -17,7 +17,7 @@ func TestObserver(t *testing.T) {
 	ref, labels := pushIndex(t)
 	l, _ := ledgertest.New(t)
 	var seen []ledger.Entry
-	svc := promotion.New(l, &recorder{}, allow{}, registry.New(), []string{"dev", "prod"},
+	svc := promotion.New(l, &recorder{}, allow{}, registry.New(), []string{"dev", "prod"}, pipelineDuties,
 		promotion.WithObserver(func(e ledger.Entry) { seen = append(seen, e) }))
 	ctx := context.Background()
 	for range 2 {

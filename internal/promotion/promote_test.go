@@ -443,6 +443,7 @@ func TestPromoteIndexWithRevokedPlatform(t *testing.T) {
 		"platform revoked itself": {revoke: p1, promote: refIndex, wantDenied: "revoked it"},
 		"platform revoked through the other index": {revoke: digestOther, promote: refIndex,
 			wantDenied: "revoked " + digestOther},
+		// Revoked itself, the index is put back only by an override.
 		"index revoked itself": {revoke: digestIndex, promote: refIndex},
 	}
 	for name, tc := range tests {
@@ -451,7 +452,8 @@ func TestPromoteIndexWithRevokedPlatform(t *testing.T) {
 			e.promote(t, refIndex, "dev")
 			e.promote(t, refOther, "dev")
 			rv := e.revoke(t, tc.revoke, "dev")
-			_, err := e.svc.Promote(context.Background(), promotion.Request{Image: tc.promote, Stage: "dev", Requester: ci})
+			_, err := e.svc.Promote(context.Background(), promotion.Request{Image: tc.promote, Stage: "dev", Requester: ci,
+				OverrideRevocation: true, Reason: "fixed"})
 			if tc.wantDenied == "" {
 				if err != nil {
 					t.Fatalf("promote again: %v", err)

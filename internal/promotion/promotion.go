@@ -69,8 +69,10 @@ type Service struct {
 	pubMu    sync.Mutex
 	pubLocks map[string]*imageLock
 
-	observers []func(ledger.Entry)
-	replicas  ReplicaWaiter
+	observers     []func(ledger.Entry)
+	duties        map[string]Duties
+	approvalRules map[string]ApprovalRule
+	replicas      ReplicaWaiter
 }
 
 // Option configures a Service.
@@ -129,14 +131,27 @@ type Request struct {
 	Reason    string
 	Evidence  map[string]any
 	Requester policy.Identity
+	// OverrideRevocation puts back a digest that is revoked in the stage;
+	// it needs a reason and a requester in the stage's override groups
+	// (WithDuties). Without it such a promotion is refused with a
+	// *RevokedError: revocations are sticky.
+	OverrideRevocation bool
 	// Progress, if set, hears about the copy to a target repository.
 	Progress oci.Progress
+
+	// completes and approvals are set by Approve when the last approval
+	// completes request completes (approvals.go).
+	completes *uint64
+	approvals []ledger.Approval
 }
 
 // Result is the receipt and whether this request created it.
 type Result struct {
 	Receipt ledger.Receipt
 	Created bool
+	// Request is set when the promotion became, or found, a pending
+	// request (a stage with approvals); Receipt is then the request's.
+	Request *RequestView
 	// Replicas, of a revocation in a cluster, says which replicas have
 	// applied it (see WithReplicaWaiter); nil otherwise.
 	Replicas *Replicas
@@ -161,6 +176,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err := checkEvidence(req.Evidence); err != nil {
 		return Result{}, err
 	}
+	if err := s.checkOverride(req); err != nil {
+		return Result{}, err
+	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
 		return Result{}, wrap("resolve", err)
@@ -171,6 +189,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		if evidence, err = s.verifiedEvidence(ctx, img, so.RequiredEvidence); err != nil {
 			return Result{}, wrap("evidence", err)
 		}
+	}
+	if rule, ok := s.approvalRules[req.Stage]; ok && req.completes == nil {
+		return s.openRequest(ctx, req, img, evidence, rule)
 	}
 	var copies []string
 	if target := so.target(img.Repository); target != "" && s.registry != nil {
@@ -189,12 +210,17 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	}
 	rc, err := s.append(ctx, func(r ledger.Reader, index uint64) (*ledger.Entry, error) {
 		now := s.now().UTC()
-		if _, err := s.decide(ctx, r, req, img, evidence, now); err != nil {
+		if err := s.checkCompletion(r, &req, now); err != nil {
+			return nil, err
+		}
+		override, err := s.decide(ctx, r, req, img, evidence, now)
+		if err != nil {
 			return nil, err
 		}
 		return PromotionEntry(s.signer, index, Promoted{
 			Image: img, Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
 			Time: now, PolicyDigest: s.policy.Digest(), Copies: copies, VerifiedEvidence: evidence,
+			RevocationOverride: override, Request: req.completes, Approvals: req.approvals,
 		})
 	})
 	created := err == nil
@@ -214,20 +240,26 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 }
 
 // decide evaluates the promotion policy for req against the ledger as r
-// shows it. It returns a *DeniedError with every violation, or an
+// shows it. It returns a *DeniedError with every violation, an
 // *ledger.ExistsError when the digest is already active in the stage and
-// the requester may promote it there.
-func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img registry.Resolved, evidence map[string]any, now time.Time) (policy.PromotionInput, error) {
+// the requester may promote it there, or a *RevokedError when it is
+// revoked there and req does not override that. When req overrides a
+// revocation, decide names it.
+func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img registry.Resolved, evidence map[string]any, now time.Time) (*signing.RevocationOverride, error) {
 	states := make(map[string]policy.StageState, len(s.stages))
 	var existing *ledger.ExistsError
+	var target ledger.State
 	for _, st := range s.stages {
 		state, _, err := r.State(img.Digest, st)
 		if err != nil {
-			return policy.PromotionInput{}, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
+			return nil, fmt.Errorf("promotion: state of %s in %s: %w", img.Digest, st, err)
 		}
 		states[st] = StageState(state)
-		if st == req.Stage && state.Active() {
-			existing = &ledger.ExistsError{Index: state.PromotedIndex}
+		if st == req.Stage {
+			target = state
+			if state.Active() {
+				existing = &ledger.ExistsError{Index: state.PromotedIndex}
+			}
 		}
 	}
 	in := policy.PromotionInput{
@@ -242,27 +274,30 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 		VerifiedEvidence: evidence,
 		States:           states,
 		Now:              now.Format(time.RFC3339),
+		Approvals:        policyApprovals(req.approvals),
 	}
 	violations, err := s.policy.Promotion(ctx, in)
 	if err != nil {
-		return in, fmt.Errorf("promotion: policy: %w", err)
+		return nil, fmt.Errorf("promotion: policy: %w", err)
 	}
 	// The policy is asked even when the digest is already there, so that
 	// the existing receipt only goes to someone who may promote.
 	if len(violations) > 0 {
-		return in, &DeniedError{Stage: req.Stage, Violations: violations}
+		return nil, &DeniedError{Stage: req.Stage, Violations: violations}
 	}
 	if existing != nil {
-		return in, existing
+		return nil, existing
 	}
+	// A platform revoked apart from this index is named first: no
+	// override of the index lifts it.
 	revoked, err := revokedPlatforms(r, img, req.Stage)
 	if err != nil {
-		return in, err
+		return nil, err
 	}
 	if len(revoked) > 0 {
-		return in, &DeniedError{Stage: req.Stage, Violations: revoked}
+		return nil, &DeniedError{Stage: req.Stage, Violations: revoked}
 	}
-	return in, nil
+	return s.sticky(req, img.Digest, target)
 }
 
 // revokedPlatforms says which platforms of an index are revoked in stage by
@@ -303,14 +338,19 @@ type Revocation struct {
 	Requester  policy.Identity
 }
 
-// Revoke records a signed revocation. Any authenticated identity may
-// revoke: a revocation only ever narrows what is admitted. Revoking what is
-// already revoked returns the existing receipt with Created false.
+// Revoke records a signed revocation. Only the stage's revoke groups
+// (WithDuties) may revoke: a revocation narrows what is admitted, but it
+// also stops a running stage, so a stolen or groupless token must not be
+// able to. Revoking what is already revoked returns the existing receipt
+// with Created false.
 func (s *Service) Revoke(ctx context.Context, req Revocation) (Result, error) {
 	if !registry.ValidDigest(req.Digest) {
 		return Result{}, fmt.Errorf("%w: digest %q must be sha256:<64 lowercase hex>", ErrInvalid, req.Digest)
 	}
 	if err := s.checkStage(req.Stage, true); err != nil {
+		return Result{}, err
+	}
+	if err := s.authorizeRevoke(req.Requester, req.Stage); err != nil {
 		return Result{}, err
 	}
 	if strings.TrimSpace(req.Reason) == "" {

@@ -101,6 +101,14 @@ func pushIndex(t *testing.T) (string, map[string]map[string]string) {
 
 var requester = policy.Identity{Subject: "ci", Groups: []string{"pipeline"}}
 
+// pipelineDuties lets the pipeline group revoke and override in every stage
+// of the tests.
+var pipelineDuties = promotion.WithDuties(map[string]promotion.Duties{
+	"dev":  {Revoke: []string{"pipeline"}, OverrideRevocation: []string{"pipeline"}},
+	"test": {Revoke: []string{"pipeline"}, OverrideRevocation: []string{"pipeline"}},
+	"prod": {Revoke: []string{"pipeline"}, OverrideRevocation: []string{"pipeline"}},
+})
+
 // TestPromoteIndexRecordsPlatformLabels: each platform's state carries
 // its own image labels, the index those they share, and the signed
 // predicate says the same.
@@ -146,7 +154,7 @@ func TestPromoteIndexRecordsPlatformLabels(t *testing.T) {
 func TestRevokePlatformOfIndex(t *testing.T) {
 	ref, _ := pushIndex(t)
 	l, _ := ledgertest.New(t)
-	svc := promotion.New(l, &recorder{}, allow{}, registry.New(), []string{"dev", "prod"})
+	svc := promotion.New(l, &recorder{}, allow{}, registry.New(), []string{"dev", "prod"}, pipelineDuties)
 	ctx := context.Background()
 	res, err := svc.Promote(ctx, promotion.Request{Image: ref, Stage: "dev", Requester: requester})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Host holds the settings of one registry.
@@ -255,7 +256,18 @@ func isAttestation(m v1.Descriptor) bool {
 	return m.Platform != nil && m.Platform.OS == "unknown" && m.Platform.Architecture == "unknown"
 }
 
+// labelsOf reads an image's config labels. An OCI artifact (a Helm chart,
+// a Flux or kustomize rendering pushed by digest, a signature) has a config
+// of its own media type, or the empty descriptor, that need not even be
+// JSON: it has no labels, and it is promoted like any image.
 func labelsOf(img v1.Image) (map[string]string, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	if mt := m.Config.MediaType; mt != types.OCIConfigJSON && mt != types.DockerConfigJSON {
+		return nil, nil
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err

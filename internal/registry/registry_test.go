@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -241,6 +243,77 @@ func TestResolvePlatformLabels(t *testing.T) {
 			}
 			if len(got.PlatformLabels) > len(want) {
 				t.Errorf("labels for digests that are not platforms: %v", got.PlatformLabels)
+			}
+		})
+	}
+}
+
+// rawManifest is a manifest pushed as the bytes given.
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error) { return m, nil }
+
+// MediaType is what the PUT says it is; a registry refuses an OCI manifest
+// sent as Docker's.
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// pushArtifact pushes an OCI artifact the way `flux push artifact` or
+// `helm push` do: a config of its own media type, here not even JSON, and
+// one content layer. It is not runnable and has no image config.
+func pushArtifact(t *testing.T, ref name.Reference, configType types.MediaType, config []byte) {
+	t.Helper()
+	cfg := static.NewLayer(config, configType)
+	content := static.NewLayer([]byte("apiVersion: v1\nkind: ConfigMap\n"), "application/vnd.cncf.flux.content.v1.tar+gzip")
+	for _, l := range []v1.Layer{cfg, content} {
+		if err := remote.WriteLayer(ref.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	desc := func(l v1.Layer) v1.Descriptor {
+		d, _ := l.Digest()
+		n, _ := l.Size()
+		mt, _ := l.MediaType()
+		return v1.Descriptor{MediaType: mt, Digest: d, Size: n}
+	}
+	m := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: desc(cfg), Layers: []v1.Descriptor{desc(content)}}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(ref, rawManifest(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResolveArtifact: any OCI artifact resolves, so it can be promoted by
+// digest like an image. Its config is not an image config, so it has no
+// labels, and it is never parsed as one (a Helm chart's or a binary config
+// used to fail the promotion).
+func TestResolveArtifact(t *testing.T) {
+	e, _ := startSeeded(t)
+	c := New()
+	tests := map[string]struct {
+		configType types.MediaType
+		config     []byte
+	}{
+		"flux artifact":    {"application/vnd.cncf.flux.config.v1+json", []byte(`{}`)},
+		"helm chart":       {"application/vnd.cncf.helm.config.v1+json", []byte(`{"name":"shop","version":"1.0.0","labels":"not a map"}`)},
+		"binary config":    {"application/vnd.example.config.v1", []byte{0xff, 0x00, 0x01}},
+		"oci empty config": {"application/vnd.oci.empty.v1+json", []byte(`{}`)},
+	}
+	for title, tc := range tests {
+		t.Run(title, func(t *testing.T) {
+			ref, err := name.ParseReference(e.Host + "/shop/config:" + strings.ReplaceAll(title, " ", "-"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pushArtifact(t, ref, tc.configType, tc.config)
+			got, err := c.Resolve(context.Background(), ref.String())
+			if err != nil {
+				t.Fatalf("resolve %s: %v", ref, err)
+			}
+			if !ValidDigest(got.Digest) || got.Labels != nil || got.Platforms != nil {
+				t.Fatalf("resolved %+v", got)
 			}
 		})
 	}

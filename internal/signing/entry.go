@@ -13,6 +13,9 @@ var predicateTypes = map[ledger.Kind]string{
 	ledger.KindPromotion:  PromotionPredicateType,
 	ledger.KindRevocation: RevocationPredicateType,
 	ledger.KindBreakGlass: BreakGlassPredicateType,
+	ledger.KindRequest:    RequestPredicateType,
+	ledger.KindApproval:   ApprovalPredicateType,
+	ledger.KindRejection:  RejectionPredicateType,
 }
 
 // PredicateTypeFor returns the predicate type of the attestation of an entry

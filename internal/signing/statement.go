@@ -79,6 +79,24 @@ type PromotionPredicate struct {
 	// VerifiedEvidence maps the predicate types of evidence attestations
 	// that stagegate verified on the image to their predicates.
 	VerifiedEvidence map[string]any `json:"verifiedEvidence,omitempty"`
+	// RevocationOverride is set when the digest was revoked in the stage
+	// and this promotion put it back (overrideRevocation): it names that
+	// revocation. Reason is then why it was put back.
+	RevocationOverride *RevocationOverride `json:"revocationOverride,omitempty"`
+	// Request and Approvals are set when the promotion completes a
+	// request: its ledger index and the approvals that completed it.
+	Request   *uint64          `json:"request,omitempty"`
+	Approvals []ApprovalRecord `json:"approvals,omitempty"`
+}
+
+// RevocationOverride names the revocation a promotion overrode.
+type RevocationOverride struct {
+	// LedgerIndex is the revocation's entry.
+	LedgerIndex uint64    `json:"ledgerIndex"`
+	RevokedBy   string    `json:"revokedBy,omitempty"`
+	RevokedAt   time.Time `json:"revokedAt,omitzero"`
+	// Reason is the revocation's reason.
+	Reason string `json:"reason,omitempty"`
 }
 
 // RevocationPredicate is the predicate of RevocationPredicateType. Stage is

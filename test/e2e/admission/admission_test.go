@@ -19,6 +19,9 @@ type images struct {
 	prod    string // promoted dev → test → stage → prod
 	dev     string // promoted to dev only
 	nowhere string // pushed, never promoted
+	// artifact and artifactNowhere are Flux artifacts, not images: the
+	// first promoted to prod, the second never.
+	artifact, artifactNowhere string
 }
 
 // TestAdmission runs every scenario of issue 3 against one API server and
@@ -30,8 +33,12 @@ func TestAdmission(t *testing.T) {
 		prod:    s.pushImage(t, "web"),
 		dev:     s.pushImage(t, "dev-only"),
 		nowhere: s.pushImage(t, "nowhere"),
+
+		artifact:        s.reg.PushArtifact(t, "e2e/shop-config:v1", []byte("kind: ConfigMap\n")),
+		artifactNowhere: s.reg.PushArtifact(t, "e2e/shop-config:v2", []byte("kind: Secret\n")),
 	}
 	s.promote(t, img.prod, toProd...)
+	s.promote(t, img.artifact, toProd...)
 	s.promote(t, img.dev, "dev")
 
 	t.Run("prod namespace", func(t *testing.T) { s.testProdNamespace(t, img) })
@@ -40,11 +47,14 @@ func TestAdmission(t *testing.T) {
 	t.Run("pod label within a namespace", func(t *testing.T) { s.testPodLabel(t, img) })
 	t.Run("revocation", func(t *testing.T) { s.testRevocation(t) })
 	t.Run("break-glass", func(t *testing.T) { s.testBreakGlass(t, img) })
+	t.Run("break-glass groups and age", func(t *testing.T) { s.testBreakGlassGroups(t, img) })
 	t.Run("unlabelled and system namespaces", func(t *testing.T) { s.testUntouched(t, img) })
 	t.Run("kubectl apply", func(t *testing.T) { s.testKubectl(t, img) })
 	t.Run("image volumes", func(t *testing.T) { s.testImageVolumes(t, img) })
 	s.installRolloutCRD(t)
 	t.Run("custom workloads", func(t *testing.T) { s.testCustomWorkloads(t, img) })
+	s.installGitOpsCRDs(t)
+	t.Run("gitops artifacts", func(t *testing.T) { s.testArtifacts(t, img) })
 	t.Run("mislabelled namespaces", func(t *testing.T) { s.testMislabelled(t, img) })
 	t.Run("forged review", func(t *testing.T) { s.testForgedReview(t, img) })
 	chk := s.checkCases(t, img)

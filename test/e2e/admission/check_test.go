@@ -44,6 +44,8 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 	withImageVolume(&withVolume.Spec, img.nowhere)
 	// What the API server must decide, as a sanity check of the table
 	// itself: true means created.
+	artifactRepo, artifactDigest, _ := strings.Cut(img.artifact, "@")
+	_, nowhereDigest, _ := strings.Cut(img.artifactNowhere, "@")
 	objs := []struct {
 		obj     runtime.Object
 		key     string
@@ -62,6 +64,8 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		{withVolume, "Pod/with-volume", false},
 		{rollout(ns, "canary", img.nowhere, nil), "Rollout/canary", false},
 		{rollout(ns, "stable", img.prod, nil), "Rollout/stable", true},
+		{ociRepository(ns, "config", artifactRepo, map[string]any{"digest": artifactDigest}), "OCIRepository/config", true},
+		{ociRepository(ns, "config-v2", artifactRepo, map[string]any{"digest": nowhereDigest}), "OCIRepository/config-v2", false},
 	}
 	c := checkCases{file: filepath.Join(s.dir, "check.yaml"), api: map[string]string{}}
 	var all []runtime.Object
@@ -69,7 +73,11 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		all = append(all, o.obj)
 		var err error
 		if u, ok := o.obj.(*unstructured.Unstructured); ok {
-			err = s.createCustom(t, rolloutGVR, u)
+			gvr := rolloutGVR
+			if u.GetKind() == "OCIRepository" {
+				gvr = ociRepositoryGVR
+			}
+			err = s.createCustom(t, gvr, u)
 		} else {
 			err = createDryRun(t, s.api.Clientset, o.obj)
 		}

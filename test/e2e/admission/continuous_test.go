@@ -2,9 +2,11 @@ package admission
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -38,11 +40,7 @@ var policyReports = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version
 func TestContinuousValidation(t *testing.T) {
 	s := &suite{reg: framework.StartRegistry(t), api: framework.StartAPIServer(t)}
 	kubeconfig := asInventory(t, s.api)
-	s.serve = framework.StartStagegate(t,
-		framework.WithName("continuous"),
-		framework.WithToken("", "e2e-pipeline", "e2e"),
-		framework.WithLogLevel("debug"),
-		framework.WithConfig(fmt.Sprintf(`registries:
+	cfg := fmt.Sprintf(`registries:
 - host: %s
   insecure: true
 stages:
@@ -53,7 +51,12 @@ continuousValidation:
   kubeconfig: %s
   sweep: 1h
   lease: {namespace: default, duration: 6s, renew: 4s, retry: 1s}
-`, s.reg.Addr, kubeconfig)))
+`, s.reg.Addr, kubeconfig)
+	s.serve = framework.StartStagegate(t,
+		framework.WithName("continuous"),
+		framework.WithToken("", "e2e-pipeline", "e2e"),
+		framework.WithLogLevel("debug"),
+		framework.WithConfig(cfg))
 	s.bin, s.dir, s.configPath, s.token, s.url = s.serve.Bin, s.serve.Dir, s.serve.ConfigPath, s.serve.Token, s.serve.URL
 	dyn, err := dynamic.NewForConfig(s.api.Config)
 	if err != nil {
@@ -81,28 +84,134 @@ continuousValidation:
 			t.Fatalf("Lease default/stagegate-inventory: %v, %+v; want a holder", err, l)
 		}
 	})
+	t.Run("a follower answers and writes nothing", func(t *testing.T) {
+		// A second replica on the same cluster and Lease, with a ledger
+		// of its own that has no promotion: what it would report differs
+		// from the leader's report, so a write of its would show.
+		f := &suite{reg: s.reg, api: s.api}
+		f.serve = framework.StartStagegate(t,
+			framework.WithName("follower"),
+			framework.WithToken("", "e2e-pipeline", "e2e"),
+			framework.WithConfig(cfg))
+		f.bin, f.dir, f.configPath, f.token, f.url = f.serve.Bin, f.serve.Dir, f.serve.ConfigPath, f.serve.Token, f.serve.URL
+		waitReport(t, f, nil, "cv-test/app test not promoted "+digest+" -")
+		waitReport(t, s, nil, "")
+		waitPolicyReport(t, dyn, ns, "pass=1 fail=0 []")
+	})
+	t.Run("status says where it runs", func(t *testing.T) {
+		waitRunning(t, s, digest, "cv-test/app Pod/app test [app] total=1")
+		out := s.mustRun(t, s.client("status", ref, "-o", "table")...)
+		if !regexp.MustCompile(`(?m)^cv-test\s+app\s+Pod/app\s+test\s+app$`).MatchString(out) {
+			t.Errorf("stagegate status -o table does not list the pod:\n%s", out)
+		}
+	})
 	t.Run("a revocation fails it", func(t *testing.T) {
-		if _, stderr, err := s.run(t, s.client("revoke", ref, "--stage", "test", "--reason", "CVE-2026-0015", "-o", os.DevNull)...); err != nil {
+		_, stderr, err := s.run(t, s.client("revoke", ref, "--stage", "test", "--reason", "CVE-2026-0015", "-o", os.DevNull)...)
+		if err != nil {
 			t.Fatalf("stagegate revoke: %v\n%s", err, stderr)
+		}
+		// The pods it affects, in the answer, at once: no wait for an
+		// evaluation.
+		if !strings.Contains(stderr, "running pods affected: 1\n") || !regexp.MustCompile(`(?m)^cv-test\s+app\s+Pod/app\s+test\s+app$`).MatchString(stderr) {
+			t.Errorf("stagegate revoke does not list the affected pod:\n%s", stderr)
 		}
 		es := s.ledgerEntries(t, 0)
 		idx := es[len(es)-1].Index
 		waitPolicyReport(t, dyn, ns, fmt.Sprintf("pass=0 fail=1 [app %s revoked %d]", digest, idx))
+		waitReport(t, s, []string{"--stage", "test"}, fmt.Sprintf("cv-test/app test revoked %s %d", digest, idx))
+		waitReport(t, s, []string{"--stage", "dev"}, "")
 	})
 	t.Run("promoting again clears it", func(t *testing.T) {
-		s.promote(t, ref, "test")
+		// Revocations are sticky: putting the digest back is an override.
+		s.mustRun(t, s.client("promote", ref, "--stage", "test", "--reason", "CVE-2026-0015 does not apply", "--override-revocation", "-o", os.DevNull)...)
 		waitPolicyReport(t, dyn, ns, "pass=1 fail=0 []")
+		waitReport(t, s, nil, "")
 	})
+}
+
+// waitRunning polls `stagegate status DIGEST -o json` until its running
+// pods read want ("ns/pod owner stage [containers] ... total=N"), for at
+// most a minute: the inventory answers once it evaluated every namespace.
+func waitRunning(t *testing.T, s *suite, digest, want string) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		out, stderr, err := s.run(t, s.client("status", digest, "-o", "json")...)
+		if err != nil {
+			last = stderr
+			return false, nil //nolint:nilerr // poll again
+		}
+		var v struct {
+			Running []struct {
+				Namespace, Name, Owner, Stage string
+				Containers                    []string
+			} `json:"running"`
+			RunningTotal   int    `json:"runningTotal"`
+			RunningUnknown string `json:"runningUnknown"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			return false, err
+		}
+		last = v.RunningUnknown
+		for _, p := range v.Running {
+			last += fmt.Sprintf("%s/%s %s %s %v ", p.Namespace, p.Name, p.Owner, p.Stage, p.Containers)
+		}
+		last += fmt.Sprint("total=", v.RunningTotal)
+		return last == want, nil
+	})
+	if err != nil {
+		t.Fatalf("where %s runs: %v\n got %s\nwant %s", digest, err, last, want)
+	}
+}
+
+// waitReport polls `stagegate report -o json` with args until it reads
+// want ("ns/pod stage reason digest ledgerIndex; ..."), for at most a
+// minute.
+func waitReport(t *testing.T, s *suite, args []string, want string) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		out, stderr, err := s.run(t, s.client(append([]string{"report", "-o", "json"}, args...)...)...)
+		if err != nil {
+			last = stderr
+			return false, nil //nolint:nilerr // poll again
+		}
+		var v struct {
+			Violations []struct {
+				Namespace, Pod, Stage, Reason, Digest string
+				LedgerIndex                           *uint64
+			} `json:"violations"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			return false, err
+		}
+		var rows []string
+		for _, x := range v.Violations {
+			idx := "-"
+			if x.LedgerIndex != nil {
+				idx = fmt.Sprint(*x.LedgerIndex)
+			}
+			rows = append(rows, fmt.Sprintf("%s/%s %s %s %s %s", x.Namespace, x.Pod, x.Stage, x.Reason, x.Digest, idx))
+		}
+		last = strings.Join(rows, "; ")
+		return last == want, nil
+	})
+	if err != nil {
+		t.Fatalf("stagegate report %v: %v\n got %s\nwant %s", args, err, last, want)
+	}
 }
 
 // asInventory creates what `stagegate manifests` generates for continuous
 // validation (the PolicyReport CRD and the RBAC of the service account
 // default/stagegate) and returns a kubeconfig that acts as that service
 // account: serve then has the least privilege it ships with, no more.
-func asInventory(t *testing.T, api *framework.APIServer) string {
+func asInventory(t *testing.T, api *framework.APIServer, mutate ...func(*config.Config)) string {
 	t.Helper()
 	cfg := config.Default()
 	cfg.ContinuousValidation.Enabled = true
+	for _, m := range mutate {
+		m(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,8 @@ func newSuite(t *testing.T) *suite {
 	s.api = framework.StartAPIServer(t, framework.WithAdmissionConfig(s.auth.AdmissionConfig))
 
 	// No soak time, so that a digest reaches prod in four promotions, and
-	// break-glass everywhere but prod.
+	// break-glass everywhere but prod; in test only for e2e-oncall, with
+	// a break-glass-at at most an hour old.
 	s.serve = framework.StartStagegate(t,
 		framework.WithAdmissionListener(webhookAddr, s.auth.CAFile),
 		framework.WithToken("", "e2e-pipeline", "e2e"),
@@ -68,7 +69,7 @@ func newSuite(t *testing.T) *suite {
   insecure: true
 stages:
 - {name: dev, groups: [e2e], minSoak: 0s, breakGlass: true}
-- {name: test, groups: [e2e], minSoak: 0s, breakGlass: true}
+- {name: test, groups: [e2e], minSoak: 0s, breakGlass: true, breakGlassGroups: [e2e-oncall], breakGlassMaxAge: 1h}
 - {name: stage, groups: [e2e], minSoak: 0s, breakGlass: true}
 - {name: prod, groups: [e2e], minSoak: 0s, breakGlass: false}
 `, s.reg.Addr)))

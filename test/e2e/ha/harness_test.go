@@ -63,6 +63,7 @@ type haOptions struct {
 	staleAfter  string
 	sharedCerts bool
 	nonVoter    int // member index + 1; 0: none
+	extra       string
 }
 
 // withNonVoter makes member i a non-voter.
@@ -77,6 +78,9 @@ type haOption func(*haOptions)
 
 // withProxies puts a proxy in front of every member's peer port.
 func withProxies() haOption { return func(o *haOptions) { o.proxies = true } }
+
+// withConfig adds YAML to every member's config.
+func withConfig(yaml string) haOption { return func(o *haOptions) { o.extra += yaml } }
 
 // withStaleAfter sets cluster.staleAfter.
 func withStaleAfter(d string) haOption { return func(o *haOptions) { o.staleAfter = d } }
@@ -121,6 +125,7 @@ cluster:
   tls: {caFile: %s, certFile: %s, keyFile: %s}
 `, signingtest.LogName, h.reg.Addr, id, addrs[i], o.staleAfter, strings.Join(members, ", "),
 			filepath.Join(peerDir, "ca.crt"), filepath.Join(peerDir, id, "tls.crt"), filepath.Join(peerDir, id, "tls.key"))
+		cfg += o.extra
 		opts := []framework.StagegateOption{
 			framework.WithName(id), framework.WithoutStart(),
 			framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),
