@@ -23,8 +23,11 @@ type Status struct {
 	// LastContact is when this replica last heard from a leader; zero on
 	// the leader itself, and on a replica that never has.
 	LastContact time.Time `json:"lastContact,omitzero"`
-	// LedgerSize is the number of entries of its ledger.
+	// LedgerSize is the number of entries of its ledger, and Checkpoint
+	// its latest signed checkpoint (empty for an empty ledger), which a
+	// follower checks its own ledger against.
 	LedgerSize uint64 `json:"ledgerSize"`
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // Status reports this replica's role, term, indexes and last contact.
@@ -35,7 +38,9 @@ func (n *Node) Status() Status {
 	if s.Role != "leader" {
 		s.LastContact = n.raft.LastContact()
 	}
-	s.LedgerSize, _ = n.fsm.Ledger().Size()
+	l := n.fsm.Ledger()
+	s.LedgerSize, _ = l.Size()
+	s.Checkpoint, _ = l.Checkpoint()
 	return s
 }
 
@@ -56,12 +61,12 @@ func roleOf(s raft.RaftState) string {
 // than it may: it may miss a revocation committed elsewhere.
 type StaleError struct {
 	For, After time.Duration
-	Never      bool // not since it started
+	Never      bool // not caught up once since it started
 }
 
 func (e *StaleError) Error() string {
 	if e.Never {
-		return fmt.Sprintf("this replica has not heard from a cluster leader since it started %s ago (cluster.staleAfter %s); it may miss revocations", e.For.Round(time.Second), e.After)
+		return fmt.Sprintf("this replica has not yet caught up with the cluster leader since it started %s ago; it may miss revocations", e.For.Round(time.Second))
 	}
 	return fmt.Sprintf("this replica lost contact with the cluster leader for %s (cluster.staleAfter %s); it may miss revocations", e.For.Round(time.Second), e.After)
 }

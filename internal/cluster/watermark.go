@@ -6,11 +6,14 @@ import (
 )
 
 // Watermark is how current a follower's ledger is known to be, as a read
-// index: at time Asked the leader's commit index was Commit; once this
-// replica has applied that far, its ledger holds everything committed
-// before Asked, so it is at most now-Asked behind. Raft's heartbeats carry
-// no commit index, so a replica that was cut off and hears a heartbeat
-// again does not know by itself what it missed; asking the leader does.
+// index: at time asked the leader's ledger held n entries; once this
+// replica's ledger holds that many, it holds everything acknowledged
+// before asked (the leader answers a write only after applying it), so
+// it is at most now-asked behind. Raft's heartbeats carry no commit
+// index, and Raft's own applied index counts entries handed to the FSM,
+// not written by it, so a replica that was cut off and hears a heartbeat
+// again does not know by itself what it missed; asking the leader for
+// its ledger's size does.
 //
 // The leader is current by itself: it applies a write before it answers
 // it, and Raft makes it step down when it loses its quorum.
@@ -38,8 +41,8 @@ func (w *Watermark) Leader(now time.Time) {
 	w.verified, w.pending = now, nil
 }
 
-// Asked records the leader's commit index as answered to a question sent
-// at asked, and what this replica has applied now.
+// Asked records the leader's ledger size as answered to a question sent
+// at asked, and this replica's ledger size now.
 func (w *Watermark) Asked(asked time.Time, commit, applied uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -49,7 +52,7 @@ func (w *Watermark) Asked(asked time.Time, commit, applied uint64) {
 	w.appliedLocked(applied)
 }
 
-// Applied records what this replica has applied.
+// Applied records this replica's ledger size.
 func (w *Watermark) Applied(applied uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -66,22 +69,23 @@ func (w *Watermark) appliedLocked(applied uint64) {
 }
 
 // Stale returns a *StaleError when nothing verified is more recent than
-// after before now.
+// after before now, or nothing was verified yet: a replica that just
+// started (an old copy of the ledger, say) does not know what it missed
+// until the leader told it and it applied that far.
 func (w *Watermark) Stale(now time.Time, after time.Duration) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	last, never := w.verified, false
-	if last.IsZero() {
-		last, never = w.started, true
+	if w.verified.IsZero() {
+		return &StaleError{For: now.Sub(w.started), After: after, Never: true}
 	}
-	if d := now.Sub(last); d > after {
-		return &StaleError{For: d, After: after, Never: never}
+	if d := now.Sub(w.verified); d > after {
+		return &StaleError{For: d, After: after}
 	}
 	return nil
 }
 
-// CatchingUp reports the leader's commit index this replica has yet to
-// apply, if any.
+// CatchingUp reports the leader's ledger size this replica has yet to
+// reach, if any.
 func (w *Watermark) CatchingUp() (commit uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -19,9 +19,11 @@ func TestWatermark(t *testing.T) {
 		wantStale string // "" for fresh
 	}
 	for name, steps := range map[string][]step{
-		"never heard from a leader": {
-			{now: 5},
-			{now: 11, wantStale: "has not heard from a cluster leader since it started 11s ago"},
+		"never caught up": {
+			{now: 0, wantStale: "has not yet caught up with the cluster leader since it started 0s ago"},
+			{now: 11, wantStale: "since it started 11s ago"},
+			{do: func(w *cluster.Watermark) { w.Asked(at(11), 3, 2) }, now: 11, wantStale: "since it started 11s ago"},
+			{do: func(w *cluster.Watermark) { w.Applied(3) }, now: 12},
 		},
 		"caught up with the leader's commit index": {
 			{do: func(w *cluster.Watermark) { w.Asked(at(8), 40, 40) }, now: 17},

@@ -182,3 +182,35 @@ func TestForwardWaitsForAnElection(t *testing.T) {
 		t.Fatalf("%d %s, want the body served locally", rec.Code, rec.Body)
 	}
 }
+
+// A member that forwards without the caller's identity is refused: the
+// leader never acts on a write as nobody in particular.
+func TestTrustedNeedsTheCallersIdentity(t *testing.T) {
+	ca := newPeerCA(t)
+	s0, _ := ca.member(t, "sg-0")
+	_, c1 := ca.member(t, "sg-1")
+	port := leaderPort(t, s0, "sg-0", "sg-1")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: c1.Certificates, RootCAs: c1.RootCAs, NextProtos: []string{forward.Proto}}}}
+	for name, header := range map[string]string{
+		"no identity":   "",
+		"empty subject": `{"subject":""}`,
+		"not JSON":      "release-manager",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "https://"+port.Addr().String()+"/v1/promotions", strings.NewReader("{}"))
+			if header != "" {
+				req.Header.Set(forward.IdentityHeader, header)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "needs the caller's identity") {
+				t.Fatalf("%d %s, want 400", resp.StatusCode, b)
+			}
+		})
+	}
+}

@@ -59,10 +59,20 @@ type ha struct {
 }
 
 type haOptions struct {
-	proxies    bool
-	staleAfter string
-	extra      string
+	proxies     bool
+	staleAfter  string
+	sharedCerts bool
+	nonVoter    int // member index + 1; 0: none
+	extra       string
 }
+
+// withNonVoter makes member i a non-voter.
+func withNonVoter(i int) haOption { return func(o *haOptions) { o.nonVoter = i + 1 } }
+
+// withSharedServingCert gives every member the first one's serving
+// certificate, as one Secret behind one Service: the API server trusts
+// one CA for the webhook, whichever replica answers.
+func withSharedServingCert() haOption { return func(o *haOptions) { o.sharedCerts = true } }
 
 type haOption func(*haOptions)
 
@@ -97,7 +107,7 @@ func newHA(t *testing.T, n int, opts ...haOption) *ha {
 			h.proxies = append(h.proxies, p)
 			advertised = p.addr()
 		}
-		members = append(members, fmt.Sprintf("{id: %s, address: %q}", h.ids[i], advertised))
+		members = append(members, fmt.Sprintf("{id: %s, address: %q, nonVoter: %v}", h.ids[i], advertised, o.nonVoter == i+1))
 	}
 	writePeerCerts(t, peerDir, h.ids)
 	for i := range clients {
@@ -131,6 +141,22 @@ cluster:
 		tr.MaxIdleConnsPerHost = 64
 		h.clients = append(h.clients, &http.Client{Transport: tr, Timeout: 60 * time.Second})
 		t.Cleanup(tr.CloseIdleConnections)
+	}
+	if o.sharedCerts {
+		for _, sg := range h.nodes[1:] {
+			for _, f := range []string{"ca.crt", "tls.crt", "tls.key"} {
+				b, err := os.ReadFile(filepath.Join(h.nodes[0].CertDir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(sg.CertDir, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i, sg := range h.nodes {
+			h.clients[i].Transport.(*http.Transport).TLSClientConfig.RootCAs = sg.CAPool(t)
+		}
 	}
 	// All at once: none is ready before a leader is elected.
 	procs := make([]*process.Process, n)
