@@ -25,9 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -321,22 +318,7 @@ func (h *ha) leader(from int) int {
 
 // pushImage writes a new random image and returns its digest reference.
 func (h *ha) pushImage(repo string) (string, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return "", err
-	}
-	tag, err := name.NewTag(fmt.Sprintf("%s:t%d", h.reg.Repo(repo), h.tags.Add(1)), name.Insecure)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.Write(tag, img, remote.WithTransport(h.reg.Transport()), remote.WithAuth(h.reg.Authenticator())); err != nil {
-		return "", err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	return h.reg.Repo(repo) + "@" + d.String(), nil
+	return h.reg.PushRandom(fmt.Sprintf("%s:t%d", repo, h.tags.Add(1)))
 }
 
 // entries fetches node i's whole ledger through the API.

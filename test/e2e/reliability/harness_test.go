@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/mod/sumdb/note"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -273,22 +270,7 @@ func canonical(t testing.TB, en ledger.Entry) []byte {
 // pushImage writes a new random image to repo in the registry and returns
 // its digest reference.
 func (e *env) pushImage(repo string) (string, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return "", err
-	}
-	tag, err := name.NewTag(fmt.Sprintf("%s:t%d", e.reg.Repo(repo), e.tags.Add(1)), name.Insecure)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.Write(tag, img, remote.WithTransport(e.reg.Transport()), remote.WithAuth(e.reg.Authenticator())); err != nil {
-		return "", err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	return e.reg.Repo(repo) + "@" + d.String(), nil
+	return e.reg.PushRandom(fmt.Sprintf("%s:t%d", repo, e.tags.Add(1)))
 }
 
 func (e *env) mustPush(repo string) string {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -61,4 +62,27 @@ func (r *Registry) PushArtifact(t testing.TB, ref string, content []byte) string
 		t.Fatal(err)
 	}
 	return tag.Context().Digest(h.String()).String()
+}
+
+// PushRandom writes a new random image (one small layer) to ref, a
+// repository and tag in this registry, and returns its digest reference.
+// It reports errors instead of failing a test, for load generators that
+// run outside the test's goroutine.
+func (r *Registry) PushRandom(ref string) (string, error) {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		return "", err
+	}
+	tag, err := name.NewTag(r.Repo(ref), name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(tag, img, remote.WithTransport(r.Transport()), remote.WithAuth(r.Authenticator())); err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	return tag.Context().Digest(d.String()).String(), nil
 }
