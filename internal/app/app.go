@@ -273,7 +273,13 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		if a.continuous, err = buildContinuous(cfg, reads, admission.NewReviewer(states, a.Policy, dryRunOpts...), a.opts); err != nil {
 			return nil, err
 		}
-		promOpts = append(promOpts, promotion.WithObserver(a.continuous.observe))
+		if a.replica != nil {
+			// Every replica applies every entry, also those its service
+			// never saw (made through the leader), so the FSM tells.
+			a.replica.node.FSM().OnApply(a.continuous.observe)
+		} else {
+			promOpts = append(promOpts, promotion.WithObserver(a.continuous.observe))
+		}
 	}
 	if a.replica != nil {
 		promOpts = append(promOpts, promotion.WithReplicaWaiter(a.replica))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -275,3 +276,35 @@ func TestConcurrentProposalsAllCommit(t *testing.T) {
 
 // keepOneLog makes a snapshot drop the log behind it.
 var keepOneLog = cluster.WithRaftConfig(func(rc *raft.Config) { rc.TrailingLogs = 1 })
+
+// TestOnApplyTellsEveryReplica: each replica's OnApply hears every entry it
+// applies, followers included, which is how a follower's readers learn of a
+// revocation made through the leader without waiting for a sweep.
+func TestOnApplyTellsEveryReplica(t *testing.T) {
+	c := newCluster(t, 3)
+	var mu sync.Mutex
+	heard := make([]map[string]bool, len(c.nodes))
+	for i, n := range c.nodes {
+		heard[i] = map[string]bool{}
+		n.FSM().OnApply(func(e ledger.Entry) {
+			mu.Lock()
+			defer mu.Unlock()
+			heard[i][e.Digest] = true
+		})
+	}
+	c.promote(digest(1), digest(2))
+	c.promote(digest(3))
+	c.converged(3)
+	waitFor(t, "every replica heard every entry", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range heard {
+			for _, d := range []string{digest(1), digest(2), digest(3)} {
+				if !h[d] {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}

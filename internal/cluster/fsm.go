@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"github.com/stagegate/stagegate/internal/ledger"
@@ -58,7 +59,19 @@ type FSM struct {
 
 	mu sync.RWMutex // guards l; Restore replaces it
 	l  *ledger.Ledger
+
+	// applied, if set, is told of each entry of every command applied.
+	applied atomic.Pointer[func(ledger.Entry)]
 }
+
+// OnApply has fn told of each entry of every command this replica applies,
+// once it is durable, on leader and followers alike: what a follower
+// learns by replication (a revocation made through the leader) reaches
+// its readers at once, e.g. continuous validation's re-check of the pods
+// that run it. A restart's replay tells fn again of entries the ledger
+// held already, so fn must be idempotent. fn runs on Raft's apply loop:
+// it must be quick and must not write to the ledger.
+func (f *FSM) OnApply(fn func(ledger.Entry)) { f.applied.Store(&fn) }
 
 // NewFSM opens the ledger at path with open.
 func NewFSM(path string, open OpenFunc, v note.Verifier, check func(ledger.Entry) error, log *slog.Logger) (*FSM, error) {
@@ -106,6 +119,11 @@ func (f *FSM) Apply(entry *raft.Log) any {
 	if err := f.Ledger().ApplyReplicated(cmd.Entries, cmd.Checkpoint, f.v, f.check); err != nil {
 		f.log.Error("cluster: refused a replicated command", "raftIndex", entry.Index, "err", err)
 		return fmt.Errorf("cluster: raft index %d: %w", entry.Index, err)
+	}
+	if fn := f.applied.Load(); fn != nil {
+		for _, e := range cmd.Entries {
+			(*fn)(*e)
+		}
 	}
 	return nil
 }
