@@ -173,6 +173,8 @@ type promoteBody struct {
 	Evidence map[string]any `json:"evidence"`
 	// OverrideRevocation puts back a digest revoked in the stage.
 	OverrideRevocation bool `json:"overrideRevocation"`
+	// FreezeOverride promotes while the stage is closed (an emergency).
+	FreezeOverride bool `json:"freezeOverride"`
 }
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +185,7 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
-		OverrideRevocation: body.OverrideRevocation,
+		OverrideRevocation: body.OverrideRevocation, FreezeOverride: body.FreezeOverride,
 	}
 	if r.Header.Get("Accept") == ndjson {
 		a.promoteStreaming(w, r, req)
