@@ -100,7 +100,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api
 	}
 	clock := &fakeClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now),
-		promotion.WithDuties(app.Duties(cfg)), promotion.WithApprovals(app.ApprovalRules(cfg)))
+		promotion.WithDuties(app.Duties(cfg)), promotion.WithApprovals(app.ApprovalRules(cfg)), promotion.WithWindows(windowRules(t, cfg)))
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{
 		{SHA256: api.HashToken(pipelineToken), Subject: "ci", Groups: []string{"pipeline"}},
 		{SHA256: api.HashToken(releaseToken), Subject: "release-manager", Groups: []string{"release"}},
