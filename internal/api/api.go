@@ -53,6 +53,9 @@ type API struct {
 	reviewer Reviewer
 	approver Approver
 
+	// stageLister serves GET /v1/stages (WithStages).
+	stageLister StageLister
+
 	inventory Inventory
 
 	limitMu sync.Mutex
@@ -95,6 +98,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	// is rate-limited like a write.
 	mux.HandleFunc("POST /v1/reviews/{stage}", a.authed(true, a.review))
 	a.registerRequests(mux)
+	a.registerStages(mux)
 	mux.HandleFunc("GET /v1/violations", a.authed(false, a.violations))
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.

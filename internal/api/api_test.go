@@ -110,7 +110,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api
 		{SHA256: api.HashToken(bobToken), Subject: "bob", Groups: []string{"release"}},
 		{SHA256: api.HashToken(carolToken), Subject: "carol", Groups: []string{"release"}},
 	}})
-	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc)}, opts...)...)
+	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc), api.WithStages(svc)}, opts...)...)
 	mux := http.NewServeMux()
 	a.Register(mux)
 	srv := httptest.NewServer(mux)

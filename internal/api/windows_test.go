@@ -44,6 +44,20 @@ func TestPromotionFreeze(t *testing.T) {
 		}
 	}
 	e.clock.Add(123 * time.Hour) // Friday 6 November 2026, 18:00 in Berlin (CET)
+	code, body := e.get(t, pipelineToken, "/v1/stages")
+	var stages struct {
+		Stages []promotion.StageView
+	}
+	if err := json.Unmarshal(body, &stages); code != http.StatusOK || err != nil || len(stages.Stages) != 4 {
+		t.Fatalf("GET /v1/stages: %d %s", code, body)
+	}
+	if dev := stages.Stages[0]; dev.Name != "dev" || dev.Order != 0 || !dev.Open || dev.NextChange != nil || dev.Windows != 0 {
+		t.Errorf("dev = %+v, want open for ever", dev)
+	}
+	if prod := stages.Stages[3]; prod.Name != "prod" || prod.Order != 3 || prod.Open || prod.ClosedBy != "weekend freeze" || prod.NextChange == nil ||
+		!prod.NextChange.Equal(time.Date(2026, 11, 9, 7, 0, 0, 0, time.UTC)) || !slices.Equal(prod.FreezeOverrideGroups, []string{"release"}) {
+		t.Errorf("prod = %+v, want closed by the weekend freeze until 2026-11-09T07:00:00Z", prod)
+	}
 	emergency := func(reason string) string {
 		return fmt.Sprintf(`{"image":%q,"stage":"prod","reason":%q,"freezeOverride":true}`, e.sample.Image, reason)
 	}
@@ -95,7 +109,7 @@ func TestPromotionFreeze(t *testing.T) {
 		})
 	}
 
-	code, body := e.post(t, releaseToken, "/v1/promotions", emergency("INC-7: checkout down"))
+	code, body = e.post(t, releaseToken, "/v1/promotions", emergency("INC-7: checkout down"))
 	if code != http.StatusCreated {
 		t.Fatalf("emergency promotion: %d %s", code, body)
 	}

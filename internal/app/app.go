@@ -346,7 +346,7 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) er
 	}
 	auth := api.NewAuthenticator(tokens)
 	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
-		api.WithApprovals(a.Service)}
+		api.WithApprovals(a.Service), api.WithStages(a.Service)}
 	if a.continuous != nil {
 		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
 	}
