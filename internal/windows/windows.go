@@ -72,18 +72,55 @@ func ParseWeekTime(s string) (WeekTime, error) {
 	return w, nil
 }
 
-// contains reports whether t falls in the span.
+// contains reports whether t falls in the span. A weekly span holds t
+// when the last of its boundaries at or before t is a start: the same
+// instants boundaries computes, so that Open's next change and contains
+// agree even on the days DST skips or repeats an hour.
 func (w Window) contains(t time.Time) bool {
 	if !w.Weekly {
 		return !t.Before(w.Start) && t.Before(w.End)
 	}
-	l := t.In(w.Loc)
-	m := int(l.Weekday())*24*60 + l.Hour()*60 + l.Minute()
-	f, e := w.From.minutes(), w.To.minutes()
-	if f < e {
-		return m >= f && m < e
+	var last time.Time
+	in := false
+	for _, b := range w.weekly(t.Add(-8*24*time.Hour), t) {
+		// At equal instants (two wall times the skipped hour maps to one
+		// moment) the end wins: the span is empty.
+		if b.at.After(last) || b.at.Equal(last) && !b.start {
+			last, in = b.at, b.start
+		}
 	}
-	return m >= f || m < e // wraps over the end of the week
+	return in
+}
+
+type boundary struct {
+	at    time.Time
+	start bool
+}
+
+// weekly are the starts and ends of a weekly span in (after, until].
+func (w Window) weekly(after, until time.Time) []boundary {
+	var out []boundary
+	l := after.In(w.Loc)
+	for d := -1; d <= int(until.Sub(after)/(24*time.Hour))+1; d++ {
+		day := time.Date(l.Year(), l.Month(), l.Day()+d, 12, 0, 0, 0, w.Loc)
+		for i, wt := range []WeekTime{w.From, w.To} {
+			if day.Weekday() != wt.Day {
+				continue
+			}
+			// A wall time the clock repeats (DST ends) is the moment Go's
+			// time.Date picks, the second one.
+			b := time.Date(day.Year(), day.Month(), day.Day(), wt.Hour, wt.Minute, 0, 0, w.Loc)
+			if b.Hour() != wt.Hour || b.Minute() != wt.Minute {
+				// The wall clock skips this time (DST starts): the span
+				// changes at the first moment after it, when the clock jumps.
+				b, _ = b.ZoneBounds()
+			}
+			if b.After(after) && !b.After(until) {
+				out = append(out, boundary{at: b, start: i == 0})
+			}
+		}
+	}
+	return out
 }
 
 // boundaries are the moments in (after, until] at which w starts or ends.
@@ -98,23 +135,8 @@ func (w Window) boundaries(after, until time.Time) []time.Time {
 		return out
 	}
 	var out []time.Time
-	l := after.In(w.Loc)
-	for d := -1; d <= int(until.Sub(after)/(24*time.Hour))+1; d++ {
-		day := time.Date(l.Year(), l.Month(), l.Day()+d, 12, 0, 0, 0, w.Loc)
-		for _, wt := range []WeekTime{w.From, w.To} {
-			if day.Weekday() != wt.Day {
-				continue
-			}
-			b := time.Date(day.Year(), day.Month(), day.Day(), wt.Hour, wt.Minute, 0, 0, w.Loc)
-			if b.Hour() != wt.Hour || b.Minute() != wt.Minute {
-				// The wall clock skips this time (DST starts): the span
-				// changes at the first moment after it, when the clock jumps.
-				b, _ = b.ZoneBounds()
-			}
-			if b.After(after) && !b.After(until) {
-				out = append(out, b)
-			}
-		}
+	for _, b := range w.weekly(after, until) {
+		out = append(out, b.at)
 	}
 	return out
 }
