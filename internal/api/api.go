@@ -53,6 +53,9 @@ type API struct {
 	reviewer Reviewer
 	approver Approver
 
+	// stageLister serves GET /v1/stages (WithStages).
+	stageLister StageLister
+
 	inventory Inventory
 
 	limitMu sync.Mutex
@@ -95,6 +98,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	// is rate-limited like a write.
 	mux.HandleFunc("POST /v1/reviews/{stage}", a.authed(true, a.review))
 	a.registerRequests(mux)
+	a.registerStages(mux)
 	mux.HandleFunc("GET /v1/violations", a.authed(false, a.violations))
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.
@@ -173,6 +177,8 @@ type promoteBody struct {
 	Evidence map[string]any `json:"evidence"`
 	// OverrideRevocation puts back a digest revoked in the stage.
 	OverrideRevocation bool `json:"overrideRevocation"`
+	// FreezeOverride promotes while the stage is closed (an emergency).
+	FreezeOverride bool `json:"freezeOverride"`
 }
 
 func (a *API) promote(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +189,7 @@ func (a *API) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	req := promotion.Request{
 		Image: body.Image, Stage: body.Stage, Reason: body.Reason, Evidence: body.Evidence, Requester: identity(r),
-		OverrideRevocation: body.OverrideRevocation,
+		OverrideRevocation: body.OverrideRevocation, FreezeOverride: body.FreezeOverride,
 	}
 	if r.Header.Get("Accept") == ndjson {
 		a.promoteStreaming(w, r, req)

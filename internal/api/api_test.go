@@ -100,7 +100,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api
 	}
 	clock := &fakeClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	svc := promotion.New(l, signer, pol, registry.New(registry.WithTimeout(3*time.Second)), cfg.StageNames(), promotion.WithClock(clock.Now),
-		promotion.WithDuties(app.Duties(cfg)), promotion.WithApprovals(app.ApprovalRules(cfg)))
+		promotion.WithDuties(app.Duties(cfg)), promotion.WithApprovals(app.ApprovalRules(cfg)), promotion.WithWindows(windowRules(t, cfg)))
 	auth := api.NewAuthenticator(&api.TokenFile{Tokens: []api.Token{
 		{SHA256: api.HashToken(pipelineToken), Subject: "ci", Groups: []string{"pipeline"}},
 		{SHA256: api.HashToken(releaseToken), Subject: "release-manager", Groups: []string{"release"}},
@@ -110,7 +110,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config), pols fs.FS, opts ...api
 		{SHA256: api.HashToken(bobToken), Subject: "bob", Groups: []string{"release"}},
 		{SHA256: api.HashToken(carolToken), Subject: "carol", Groups: []string{"release"}},
 	}})
-	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc)}, opts...)...)
+	a := api.New(svc, l, auth, cfg.StageNames(), append([]api.Option{api.WithRateLimit(10000, 10000), api.WithApprovals(svc), api.WithStages(svc)}, opts...)...)
 	mux := http.NewServeMux()
 	a.Register(mux)
 	srv := httptest.NewServer(mux)

@@ -90,6 +90,7 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		denied     *promotion.DeniedError
 		forbidden  *promotion.ForbiddenError
 		revoked    *promotion.RevokedError
+		closed     *promotion.ClosedError
 		timeout    *registry.TimeoutError
 		notAllowed *registry.HostNotAllowedError
 	)
@@ -122,6 +123,8 @@ func (a *API) respond(res promotion.Result, err error) (int, any) {
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "overrideGroups": groups,
 			"revocation": revocationView{Stage: revoked.Stage, Digest: revoked.Digest, LedgerIndex: revoked.Index,
 				By: revoked.By, At: revoked.At.UTC(), Reason: revoked.Reason}}
+	case errors.As(err, &closed):
+		return http.StatusForbidden, closedAnswer(err, closed)
 	case errors.As(err, &denied):
 		return http.StatusForbidden, map[string]any{"error": err.Error(), "violations": denied.Violations}
 	case errors.Is(err, promotion.ErrInvalid), errors.Is(err, registry.ErrInvalidReference), errors.Is(err, ledger.ErrOutOfRange):
@@ -171,4 +174,21 @@ type revocationView struct {
 // isTimeout reports whether err is a registry that did not answer in time.
 func isTimeout(err error) bool {
 	return errors.Is(err, registry.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// closedAnswer says when the stage opens again (nextOpen, RFC 3339; absent
+// when no window opens it) and who may promote meanwhile.
+func closedAnswer(err error, c *promotion.ClosedError) map[string]any {
+	groups := c.OverrideGroups
+	if groups == nil {
+		groups = []string{}
+	}
+	body := map[string]any{"error": err.Error(), "stage": c.Stage, "overrideGroups": groups}
+	if c.Window != "" {
+		body["window"] = c.Window
+	}
+	if !c.NextOpen.IsZero() {
+		body["nextOpen"] = c.NextOpen.UTC().Format(time.RFC3339)
+	}
+	return body
 }

@@ -264,8 +264,12 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.opts.resolver != nil {
 		resolver = a.opts.resolver
 	}
+	windowRules, err := WindowRules(cfg)
+	if err != nil {
+		return nil, err
+	}
 	promOpts := []promotion.Option{promotion.WithLogger(logger), promotion.WithRegistry(att, StageOptions(cfg), evidenceKeys),
-		promotion.WithDuties(Duties(cfg)), promotion.WithApprovals(ApprovalRules(cfg))}
+		promotion.WithDuties(Duties(cfg)), promotion.WithApprovals(ApprovalRules(cfg)), promotion.WithWindows(windowRules)}
 	if cfg.ContinuousValidation.Enabled {
 		// No recorder: its dry runs record nothing, not even a
 		// break-glass. With a registry source, its fallback may still
@@ -348,7 +352,7 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) er
 	}
 	auth := api.NewAuthenticator(tokens)
 	apiOpts := []api.Option{api.WithLogger(logger), api.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst), api.WithReviewer(a.Reviewer),
-		api.WithApprovals(a.Service)}
+		api.WithApprovals(a.Service), api.WithStages(a.Service)}
 	if a.continuous != nil {
 		apiOpts = append(apiOpts, api.WithInventory(a.continuous))
 	}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"fmt"
+
 	"github.com/stagegate/stagegate/internal/admission"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/promotion"
@@ -39,4 +41,21 @@ func ApprovalRules(cfg *config.Config) map[string]promotion.ApprovalRule {
 		}
 	}
 	return out
+}
+
+// WindowRules are the promotion service's windows of each stage of cfg
+// that has them, with its freezeOverrideGroups.
+func WindowRules(cfg *config.Config) (map[string]promotion.WindowRule, error) {
+	out := map[string]promotion.WindowRule{}
+	for _, s := range cfg.Stages {
+		if len(s.Windows) == 0 {
+			continue
+		}
+		sched, err := cfg.Schedule(s.Name)
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		out[s.Name] = promotion.WindowRule{Schedule: sched, OverrideGroups: s.FreezeOverrideGroups}
+	}
+	return out, nil
 }

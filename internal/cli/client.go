@@ -187,7 +187,7 @@ func newAPIError(status int, body []byte) *apiError {
 func newPromoteCommand(s Streams) *cobra.Command {
 	cf := clientFlags{lookup: s.LookupEnv}
 	var stage, reason, output, evidence, progress string
-	var overrideRevocation, wait bool
+	var overrideRevocation, freezeOverride, wait bool
 	var waitEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "promote IMAGE --stage STAGE",
@@ -206,6 +206,12 @@ func newPromoteCommand(s Streams) *cobra.Command {
 					return errors.New("--override-revocation needs --reason: why the revoked digest may run again is recorded and signed")
 				}
 				body["overrideRevocation"] = true
+			}
+			if freezeOverride {
+				if strings.TrimSpace(reason) == "" {
+					return errors.New("--freeze-override needs --reason: why the stage is promoted to during a freeze is recorded and signed")
+				}
+				body["freezeOverride"] = true
 			}
 			if evidence != "" {
 				var ev map[string]any
@@ -259,6 +265,7 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&evidence, "evidence", "", "JSON object of evidence passed to the policy and recorded")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "the signed receipt: "+outputHelp)
 	cmd.Flags().BoolVar(&overrideRevocation, "override-revocation", false, "promote a digest that is revoked in the stage again (needs --reason and a group of the stage's overrideRevocationGroups; recorded)")
+	cmd.Flags().BoolVar(&freezeOverride, "freeze-override", false, "an emergency promotion while the stage's windows close it (needs --reason and a group of the stage's freezeOverrideGroups; recorded)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "in a stage with approvals, wait until the request is approved (then print the receipt), rejected or expired (then fail)")
 	cmd.Flags().DurationVar(&waitEvery, "wait-interval", 5*time.Second, "how often --wait asks")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "show the copy to a target registry: auto (on a terminal), plain or none")

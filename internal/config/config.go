@@ -70,6 +70,9 @@ type Stage struct {
 	// Approvals, if set, turns a promotion here into a request that others
 	// approve (approvals.go).
 	Approvals *Approvals `json:"approvals,omitempty"`
+	// Windows and FreezeOverrideGroups: see windows.go.
+	Windows              []Window `json:"windows,omitempty"`
+	FreezeOverrideGroups []string `json:"freezeOverrideGroups,omitempty"`
 	// OnViolation is what continuous validation does with a running pod
 	// this stage would refuse now: report (the default) or evict.
 	OnViolation string `json:"onViolation,omitempty"`
@@ -369,6 +372,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRegistries()...)
 	errs = append(errs, c.validateDuties()...)
 	errs = append(errs, c.validateApprovals()...)
+	errs = append(errs, c.validateWindows()...)
 	errs = append(errs, c.Admission.validate()...)
 	errs = append(errs, c.ContinuousValidation.validate()...)
 	if c.Cluster != nil {

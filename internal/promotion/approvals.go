@@ -355,6 +355,11 @@ func completion(v RequestView, approvals []ledger.Approval) Request {
 // recording nothing.
 func (s *Service) decideCompletion(ctx context.Context, v RequestView, approvals []ledger.Approval) error {
 	req := completion(v, approvals)
+	// The approval that makes the quorum is refused, and not written,
+	// while the stage is closed: it is given again once it opens.
+	if _, err := s.checkWindow(req, s.now().UTC()); err != nil {
+		return err
+	}
 	img, evidence, err := s.resolveForCompletion(ctx, req)
 	if err != nil {
 		return err

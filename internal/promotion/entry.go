@@ -29,6 +29,8 @@ type Promoted struct {
 	// RevocationOverride names the revocation this promotion overrides,
 	// or is nil.
 	RevocationOverride *signing.RevocationOverride
+	// FreezeOverride is set on an emergency promotion during a freeze.
+	FreezeOverride *signing.FreezeOverride
 	// Request and Approvals are set when the promotion completes a
 	// request (approvals.go).
 	Request   *uint64
@@ -46,7 +48,7 @@ func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, err
 		Requester: requester(p.Requester), Reason: p.Reason, Evidence: p.Evidence,
 		Time: p.Time, LedgerIndex: index, PolicyDigest: p.PolicyDigest, Labels: img.Labels,
 		PlatformLabels: img.PlatformLabels, Copies: p.Copies, VerifiedEvidence: p.VerifiedEvidence,
-		RevocationOverride: p.RevocationOverride,
+		RevocationOverride: p.RevocationOverride, FreezeOverride: p.FreezeOverride,
 	}
 	if p.Request != nil {
 		r := *p.Request

@@ -21,6 +21,8 @@ import (
 //   - *ForbiddenError: the requester is in none of the groups that may do
 //     this (revoke, override a revocation) in the stage; nothing was read
 //     from the ledger for it, and nothing written.
+//   - *ClosedError: the stage is closed for promotions now (windows.go);
+//     nothing was resolved, read or written.
 //   - *RevokedError: the digest is revoked in the stage and the promotion
 //     does not override that (revocations are sticky).
 //   - ErrRequestNotFound, ErrNotPending (wrapped): an approval or a
@@ -140,7 +142,8 @@ func documented(err error) bool {
 	_, published := errors.AsType[*PublishError](err)
 	_, forbidden := errors.AsType[*ForbiddenError](err)
 	_, revoked := errors.AsType[*RevokedError](err)
-	return denied || published || forbidden || revoked || errors.Is(err, ErrRequestNotFound) || errors.Is(err, ErrNotPending) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
+	_, closed := errors.AsType[*ClosedError](err)
+	return denied || published || forbidden || revoked || closed || errors.Is(err, ErrRequestNotFound) || errors.Is(err, ErrNotPending) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotPromoted) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, registry.ErrInvalidReference) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrUnreachable) ||

@@ -73,6 +73,7 @@ type Service struct {
 	duties        map[string]Duties
 	approvalRules map[string]ApprovalRule
 	replicas      ReplicaWaiter
+	windows       map[string]WindowRule
 }
 
 // Option configures a Service.
@@ -136,6 +137,10 @@ type Request struct {
 	// (WithDuties). Without it such a promotion is refused with a
 	// *RevokedError: revocations are sticky.
 	OverrideRevocation bool
+	// FreezeOverride is an emergency promotion while the stage is closed
+	// (windows.go); it needs a reason and a requester in the stage's
+	// freeze override groups.
+	FreezeOverride bool
 	// Progress, if set, hears about the copy to a target repository.
 	Progress oci.Progress
 
@@ -179,6 +184,13 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err := s.checkOverride(req); err != nil {
 		return Result{}, err
 	}
+	_, opening := s.approvalRules[req.Stage]
+	opening = opening && req.completes == nil
+	if !opening { // approvals may be collected while the stage is closed
+		if _, err := s.checkWindow(req, s.now().UTC()); err != nil {
+			return Result{}, err
+		}
+	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
 		return Result{}, wrap("resolve", err)
@@ -213,6 +225,10 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		if err := s.checkCompletion(r, &req, now); err != nil {
 			return nil, err
 		}
+		freeze, err := s.checkWindow(req, now) // again, at the entry's time
+		if err != nil {
+			return nil, err
+		}
 		override, err := s.decide(ctx, r, req, img, evidence, now)
 		if err != nil {
 			return nil, err
@@ -220,7 +236,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 		return PromotionEntry(s.signer, index, Promoted{
 			Image: img, Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
 			Time: now, PolicyDigest: s.policy.Digest(), Copies: copies, VerifiedEvidence: evidence,
-			RevocationOverride: override, Request: req.completes, Approvals: req.approvals,
+			RevocationOverride: override, FreezeOverride: freeze, Request: req.completes, Approvals: req.approvals,
 		})
 	})
 	created := err == nil

@@ -83,6 +83,9 @@ type PromotionPredicate struct {
 	// and this promotion put it back (overrideRevocation): it names that
 	// revocation. Reason is then why it was put back.
 	RevocationOverride *RevocationOverride `json:"revocationOverride,omitempty"`
+	// FreezeOverride is set on an emergency promotion made while the
+	// stage was closed (freezeOverride); Reason is then why.
+	FreezeOverride *FreezeOverride `json:"freezeOverride,omitempty"`
 	// Request and Approvals are set when the promotion completes a
 	// request: its ledger index and the approvals that completed it.
 	Request   *uint64          `json:"request,omitempty"`
@@ -97,6 +100,14 @@ type RevocationOverride struct {
 	RevokedAt   time.Time `json:"revokedAt,omitzero"`
 	// Reason is the revocation's reason.
 	Reason string `json:"reason,omitempty"`
+}
+
+// FreezeOverride records what an emergency promotion overrode: the denied
+// span (empty: it was outside every allowed span) and when the stage
+// would have opened (zero: never).
+type FreezeOverride struct {
+	Window   string    `json:"window,omitempty"`
+	NextOpen time.Time `json:"nextOpen,omitzero"`
 }
 
 // RevocationPredicate is the predicate of RevocationPredicateType. Stage is

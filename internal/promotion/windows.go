@@ -1,0 +1,139 @@
+package promotion
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/signing"
+	"github.com/stagegate/stagegate/internal/windows"
+)
+
+// Promotion windows and freezes: a stage's schedule says when promotions
+// to it are allowed. Outside an allowed span, or inside a denied one, a
+// promotion is refused with a *ClosedError before anything is resolved,
+// read or written, unless it is an emergency promotion (FreezeOverride)
+// by a member of the stage's override groups, which its attestation
+// records. Revocations and break-glass entries are never blocked: they
+// narrow what runs, or record what already ran.
+
+// WindowRule is one stage's schedule and who may promote despite it.
+type WindowRule struct {
+	Schedule windows.Schedule
+	// OverrideGroups may promote during a freeze (empty: nobody).
+	OverrideGroups []string
+}
+
+// WithWindows sets the windows of each stage; a stage without a rule is
+// always open.
+func WithWindows(rules map[string]WindowRule) Option {
+	return func(s *Service) {
+		s.windows = make(map[string]WindowRule, len(rules))
+		for k, v := range rules {
+			s.windows[k] = WindowRule{Schedule: slices.Clone(v.Schedule), OverrideGroups: slices.Clone(v.OverrideGroups)}
+		}
+	}
+}
+
+// ActionFreezeOverride is what a *ForbiddenError names when the requester
+// may not promote during a freeze.
+const ActionFreezeOverride = "promote during a freeze"
+
+// ClosedError means Stage is closed for promotions at the moment asked:
+// Window names the denied span that holds it ("" when it is outside every
+// allowed span). NextOpen is when it opens again, zero if never.
+type ClosedError struct {
+	Stage          string
+	Window         string
+	At             time.Time
+	NextOpen       time.Time
+	OverrideGroups []string
+}
+
+func (e *ClosedError) Error() string {
+	why := "outside its allowed windows"
+	if e.Window != "" {
+		why = "frozen (" + e.Window + ")"
+	}
+	when := "it opens again at " + e.NextOpen.UTC().Format(time.RFC3339)
+	if e.NextOpen.IsZero() {
+		when = "no window opens it again"
+	}
+	who := "nobody may promote there during a freeze"
+	if len(e.OverrideGroups) > 0 {
+		who = "a member of " + strings.Join(e.OverrideGroups, ", ") + " may promote with freezeOverride and a reason (an emergency promotion, recorded as such)"
+	}
+	return fmt.Sprintf("stage %s is closed for promotions at %s: %s; %s; %s", e.Stage, e.At.UTC().Format(time.RFC3339), why, when, who)
+}
+
+// checkWindow refuses req when its stage is closed at now and req is not
+// an emergency promotion its requester may make. It returns what the
+// attestation records of an emergency promotion, or nil when the stage is
+// open.
+func (s *Service) checkWindow(req Request, now time.Time) (*signing.FreezeOverride, error) {
+	if req.FreezeOverride && strings.TrimSpace(req.Reason) == "" {
+		return nil, fmt.Errorf("%w: an emergency promotion during a freeze needs a reason", ErrInvalid)
+	}
+	rule, ok := s.windows[req.Stage]
+	if !ok {
+		return nil, nil
+	}
+	open, next := rule.Schedule.Open(now)
+	if open {
+		return nil, nil
+	}
+	name := ""
+	if w, _ := rule.Schedule.Closing(now); w != nil {
+		name = w.Name
+	}
+	if !req.FreezeOverride || req.completes != nil {
+		return nil, &ClosedError{Stage: req.Stage, Window: name, At: now, NextOpen: next, OverrideGroups: slices.Clone(rule.OverrideGroups)}
+	}
+	if !memberOf(req.Requester, rule.OverrideGroups) {
+		return nil, &ForbiddenError{Action: ActionFreezeOverride, Stage: req.Stage, Subject: req.Requester.Subject, Groups: slices.Clone(rule.OverrideGroups)}
+	}
+	fo := &signing.FreezeOverride{Window: name}
+	if !next.IsZero() {
+		fo.NextOpen = next.UTC()
+	}
+	return fo, nil
+}
+
+// StageView is what GET /v1/stages shows of one stage: its place in the
+// pipeline, whether its windows let promotions in at the moment asked, and
+// when that changes next (nil: never).
+type StageView struct {
+	Name       string     `json:"name"`
+	Order      int        `json:"order"`
+	Open       bool       `json:"open"`
+	NextChange *time.Time `json:"nextChange,omitempty"`
+	// ClosedBy names the denied span that closes the stage, if one does.
+	ClosedBy             string   `json:"closedBy,omitempty"`
+	Windows              int      `json:"windows"`
+	FreezeOverrideGroups []string `json:"freezeOverrideGroups"`
+	Approvals            bool     `json:"approvals"`
+}
+
+// Stages shows each stage, in pipeline order, at the service's clock.
+func (s *Service) Stages(context.Context) []StageView {
+	now := s.now().UTC()
+	out := make([]StageView, 0, len(s.stages))
+	for i, name := range s.stages {
+		rule := s.windows[name]
+		open, next := rule.Schedule.Open(now)
+		v := StageView{Name: name, Order: i, Open: open, Windows: len(rule.Schedule),
+			FreezeOverrideGroups: append([]string{}, rule.OverrideGroups...)}
+		if !next.IsZero() {
+			n := next.UTC()
+			v.NextChange = &n
+		}
+		if w, _ := rule.Schedule.Closing(now); w != nil {
+			v.ClosedBy = w.Name
+		}
+		_, v.Approvals = s.approvalRules[name]
+		out = append(out, v)
+	}
+	return out
+}
