@@ -105,6 +105,40 @@ func renderReport(res *Results, plots []string) string {
 		p("| %.2f s | %.2f s | %.2f s | %s |\n", c.EvaluateSeconds, c.SweepSeconds, c.RevocationSeconds, fmtMB(c.ExtraHeapBytes))
 	}
 
+	if h := res.HA; h != nil {
+		p("\n## 9. High availability: %d replicas beside a single node\n\n", h.Replicas)
+		p("Real `serve` processes on loopback, fsync on, fresh ledgers, promotions of images pushed to an in-process registry over HTTPS; "+
+			"%d closed-loop clients for %s each, to the single node, then round-robin over the replicas (a follower forwards to the leader).\n\n",
+			h.Single.Clients, res.Plan.PromoteDuration.Std())
+		p("| system | promotions | errors | per second | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, row := range []struct {
+			name string
+			w    SoakWrites
+		}{{"single node", h.Single}, {fmt.Sprintf("%d replicas", h.Replicas), h.Cluster}} {
+			p("| %s | %d | %d | %.0f | %s | %s | %s |\n", row.name, row.w.OK, row.w.Errors, row.w.PerSecond, fmtMs(row.w.P50), fmtMs(row.w.P99), fmtMs(row.w.Max))
+		}
+		if len(h.Failovers) > 0 {
+			p("\nFailover: SIGKILL of the leader, then %d clients promote against the survivors until the first 201 to a request sent after the kill; the killed replica is then restarted on its data directory.\n\n", haFailoverProbes)
+			p("| kill | killed | to first acknowledged promotion | failed attempts meanwhile | restarted replica ready after |\n| ---: | --- | ---: | ---: | ---: |\n")
+			for i, f := range h.Failovers {
+				p("| %d | %s | %.2f s | %d | %.1f s |\n", i+1, f.Killed, f.Seconds, f.Errors, f.RejoinSeconds)
+			}
+			for _, f := range h.Failovers {
+				for _, e := range f.ErrorSamples {
+					p("\n- failed attempt, kill of %s: `%s`", f.Killed, strings.ReplaceAll(e, "`", "'"))
+				}
+			}
+			p("\n")
+		}
+		for _, e := range append(h.Single.ErrorSamples, h.Cluster.ErrorSamples...) {
+			p("\n- promotion error: `%s`", strings.ReplaceAll(e, "`", "'"))
+		}
+		for _, n := range h.Notes {
+			p("\n- %s", n)
+		}
+		p("\n")
+	}
+
 	if len(plots) > 0 {
 		p("\n## Plots\n\n")
 		for _, f := range plots {

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/registry"
+)
+
+// HAResult is the HA section (issue 14): a single node and a
+// three-replica cluster, real `serve` processes with fsync on, side by
+// side in one run.
+type HAResult struct {
+	Replicas int `json:"replicas"`
+	// Single and Cluster are promotions over HTTPS by the same closed-loop
+	// clients: all to the single node, or round-robin over the replicas as
+	// behind one Service (a follower forwards to the leader).
+	Single  SoakWrites `json:"single"`
+	Cluster SoakWrites `json:"cluster"`
+	// Failovers are the leader kills, in order.
+	Failovers []FailoverRun `json:"failovers"`
+	Notes     []string      `json:"notes,omitempty"`
+}
+
+// FailoverRun is one SIGKILL of the leader.
+type FailoverRun struct {
+	Killed string `json:"killed"`
+	// Seconds is from the SIGKILL to the first promotion answered 201 that
+	// was sent after it, by clients retrying against the survivors.
+	Seconds float64 `json:"seconds"`
+	// Errors are the failed attempts meanwhile (no leader, forwarding to
+	// the dead one): what a pipeline retries.
+	Errors       int      `json:"errors"`
+	ErrorSamples []string `json:"errorSamples,omitempty"`
+	// RejoinSeconds is how long the killed replica took to be ready again
+	// after its restart.
+	RejoinSeconds float64 `json:"rejoinSeconds"`
+}
+
+// Goals of issue 14.
+const (
+	haThroughputGoal = 0.5
+	haFailoverGoal   = 3 * time.Second
+	haFailoverBound  = time.Minute // stops a broken run, never judged
+	haFailoverProbes = 4           // clients retrying during a failover
+	haReplicas       = 3
+)
+
+// haNode is one `serve` process of the section.
+type haNode struct {
+	id, base, cfgPath, log string
+	p                      *proc
+}
+
+// ha runs the HA section.
+func (r *Runner) ha(ctx context.Context) error {
+	dir, err := os.MkdirTemp(r.ws.dir, "ha-")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	logs := filepath.Join(r.out, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	reg, err := registry.StartEmbedded("127.0.0.1:0", r.log)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	t0 := time.Now()
+	images, err := pushImages(ctx, reg.Host, r.plan.HAImages)
+	if err != nil {
+		return err
+	}
+	r.log.Info("pushed images", "count", len(images), "took", time.Since(t0).Round(time.Millisecond))
+
+	token, cfg, err := r.haConfig(dir, reg.Host)
+	if err != nil {
+		return err
+	}
+	peers := filepath.Join(r.ws.dir, "peers")
+	ids := make([]string, haReplicas)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sg-%d", i)
+	}
+	if !exists(filepath.Join(peers, ids[len(ids)-1], "tls.key")) {
+		if err := r.ws.stagegate(ctx, "certs", "generate", "--peers", strings.Join(ids, ","), "--dir", peers, "--host", "127.0.0.1", "--force"); err != nil {
+			return err
+		}
+	}
+
+	// The single node, and the members of the cluster.
+	single, err := r.haNode(dir, "single", cfg, nil)
+	if err != nil {
+		return err
+	}
+	cl := &config.Cluster{StaleAfter: config.Duration(10 * time.Second)}
+	for _, id := range ids {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		cl.Members = append(cl.Members, config.Member{ID: id, Address: addr})
+	}
+	var nodes []*haNode
+	for i, id := range ids {
+		c := *cl
+		c.NodeID, c.Listen = id, cl.Members[i].Address
+		c.TLS = config.PeerTLS{CAFile: filepath.Join(peers, id, "ca.crt"), CertFile: filepath.Join(peers, id, "tls.crt"), KeyFile: filepath.Join(peers, id, "tls.key")}
+		n, err := r.haNode(dir, id, cfg, &c)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	defer func() {
+		single.p.stop()
+		for _, n := range nodes {
+			n.p.stop()
+		}
+	}()
+	tlsCfg, err := clientTLS(filepath.Join(r.ws.certDir, "ca.crt"))
+	if err != nil {
+		return err
+	}
+	// All at once: no member is ready before a leader is elected.
+	for _, n := range append([]*haNode{single}, nodes...) {
+		if n.p, err = startProc(ctx, "stagegate-"+n.id, filepath.Join(logs, n.log), r.ws.bin, "serve", "--config", n.cfgPath, "--log-level", "warn"); err != nil {
+			return err
+		}
+		n.p.health = n.base + "/readyz"
+	}
+	for _, n := range append([]*haNode{single}, nodes...) {
+		if err := n.p.waitReady(ctx, tlsCfg, 2*time.Minute); err != nil {
+			return err
+		}
+	}
+	res := &HAResult{Replicas: haReplicas}
+	r.res.HA = res
+	client := newClient(tlsCfg)
+	w := &soakWriter{client: client, stage: cfg.StageNames()[0], images: images}
+
+	d := r.plan.PromoteDuration.Std()
+	res.Single = w.closedLoop(ctx, []string{single.base}, token, r.plan.PromoteClients, d)
+	r.log.Info("ha promotions", "system", "single", "per second", fmt.Sprintf("%.0f", res.Single.PerSecond), "errors", res.Single.Errors)
+	var bases []string
+	for _, n := range nodes {
+		bases = append(bases, n.base)
+	}
+	res.Cluster = w.closedLoop(ctx, bases, token, r.plan.PromoteClients, d)
+	r.log.Info("ha promotions", "system", "cluster", "per second", fmt.Sprintf("%.0f", res.Cluster.PerSecond), "errors", res.Cluster.Errors)
+	if w.exhausted.Load() {
+		res.Notes = append(res.Notes, fmt.Sprintf("all %d pushed images were promoted before the end; the rates are over the time taken", len(images)))
+	}
+
+	for k := range r.plan.HAKills {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fo, err := r.failover(ctx, w, nodes, token, logs, k)
+		if err != nil {
+			return err
+		}
+		res.Failovers = append(res.Failovers, fo)
+		r.log.Info("ha failover", "killed", fo.Killed, "seconds", fmt.Sprintf("%.2f", fo.Seconds), "errors", fo.Errors, "rejoin", fmt.Sprintf("%.1f", fo.RejoinSeconds))
+	}
+	var errs []error
+	for _, n := range append([]*haNode{single}, nodes...) {
+		if n.p.exited() {
+			errs = append(errs, fmt.Errorf("bench: %s exited during the run; see logs/%s", n.id, n.log))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// haConfig is the config every node of the section shares: the bench's
+// keys and serving certificate, a token of its own, the embedded registry,
+// and a rate limit out of the way (the figure is the ledger's, not the
+// per-identity bucket's).
+func (r *Runner) haConfig(dir, regHost string) (string, *config.Config, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, err
+	}
+	token := hex.EncodeToString(b)
+	tokens := filepath.Join(dir, "tokens.yaml")
+	tf := api.TokenFile{Tokens: []api.Token{{SHA256: api.HashToken(token), Subject: "ha-bench", Groups: []string{"pipeline"}}}}
+	if err := writeYAML(tokens, tf, 0o600); err != nil {
+		return "", nil, err
+	}
+	cfg, err := r.ws.config(dir, "127.0.0.1:0", "")
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.TokensFile = tokens
+	cfg.Registries = append(cfg.Registries, config.Registry{Host: regHost, Insecure: true})
+	cfg.RateLimit = config.RateLimit{PerSecond: 1e6, Burst: 1e6}
+	return token, cfg, nil
+}
+
+// haNode writes node id's config (its own listen address and data
+// directory, and cl when it is a cluster member) and returns it unstarted.
+func (r *Runner) haNode(dir, id string, base *config.Config, cl *config.Cluster) (*haNode, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfg := *base
+	cfg.Listen = addr
+	cfg.DataDir = filepath.Join(dir, id)
+	cfg.Cluster = cl
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	n := &haNode{id: id, base: "https://" + addr, cfgPath: filepath.Join(dir, id+".yaml"), log: "ha-" + id + ".log"}
+	if err := writeYAML(n.cfgPath, &cfg, 0o600); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// closedLoop runs clients that each promote the next image as soon as the
+// last one was answered, client c to bases[c % len], for d.
+func (w *soakWriter) closedLoop(ctx context.Context, bases []string, token string, clients int, d time.Duration) SoakWrites {
+	var lat latencies
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				img, ok := w.take()
+				if !ok {
+					return
+				}
+				lat.add(w.promote(ctx, bases[c%len(bases)], token, img))
+			}
+		})
+	}
+	wg.Wait()
+	return lat.result(clients, time.Since(start))
+}
+
+// take hands out the next unpromoted image.
+func (w *soakWriter) take() (soakImage, bool) {
+	i := int(w.next.Add(1)) - 1
+	if i >= len(w.images) {
+		w.exhausted.Store(true)
+		return soakImage{}, false
+	}
+	return w.images[i], true
+}
+
+func (w *soakWriter) promote(ctx context.Context, base, token string, img soakImage) (time.Duration, error) {
+	return post(ctx, w.client, base+"/v1/promotions", token, map[string]any{
+		"image": img.repo + "@" + img.digest, "stage": w.stage, "reason": "ha bench"})
+}
+
+// failover SIGKILLs the leader, times the first promotion acknowledged
+// after it by clients retrying against the survivors, then restarts the
+// killed replica and waits until it is ready again.
+func (r *Runner) failover(ctx context.Context, w *soakWriter, nodes []*haNode, token, logs string, k int) (FailoverRun, error) {
+	leader, err := haLeader(ctx, w.client, nodes, token)
+	if err != nil {
+		return FailoverRun{}, err
+	}
+	// The cluster writes before the kill, so what follows is the failover.
+	img, ok := w.take()
+	if !ok {
+		return FailoverRun{}, errors.New("bench: no images left for the failover")
+	}
+	if _, err := w.promote(ctx, nodes[(leader+1)%len(nodes)].base, token, img); err != nil {
+		return FailoverRun{}, fmt.Errorf("bench: promotion before the kill: %w", err)
+	}
+	var survivors []string
+	for i, n := range nodes {
+		if i != leader {
+			survivors = append(survivors, n.base)
+		}
+	}
+	fo := FailoverRun{Killed: nodes[leader].id}
+	var (
+		mu    sync.Mutex
+		first time.Time
+		errs  latencies
+	)
+	fctx, cancel := context.WithTimeout(ctx, haFailoverBound)
+	defer cancel()
+	killed := time.Now()
+	nodes[leader].p.p.Kill()
+	var wg sync.WaitGroup
+	for c := range haFailoverProbes {
+		wg.Go(func() {
+			for fctx.Err() == nil {
+				img, ok := w.take()
+				if !ok {
+					return
+				}
+				_, err := w.promote(fctx, survivors[c%len(survivors)], token, img)
+				if err == nil {
+					mu.Lock()
+					if first.IsZero() {
+						first = time.Now()
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				if fctx.Err() != nil {
+					return
+				}
+				errs.add(0, err)
+				// A failed attempt often fails at once (no leader yet):
+				// pause rather than spin on the cores the cluster needs.
+				select {
+				case <-fctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fo.Errors, fo.ErrorSamples = errs.errs, errs.samples
+	if first.IsZero() {
+		return fo, fmt.Errorf("bench: no promotion acknowledged within %s of killing %s", haFailoverBound, fo.Killed)
+	}
+	fo.Seconds = first.Sub(killed).Seconds()
+
+	// Back to three for the next kill: the same data directory, as a pod
+	// restarted on its volume.
+	n := nodes[leader]
+	n.p.logf.Close()
+	n.log = fmt.Sprintf("ha-%s-restart-%d.log", n.id, k+1)
+	t0 := time.Now()
+	if n.p, err = startProc(ctx, "stagegate-"+n.id, filepath.Join(logs, n.log), r.ws.bin, "serve", "--config", n.cfgPath, "--log-level", "warn"); err != nil {
+		return fo, err
+	}
+	n.p.health = n.base + "/readyz"
+	if err := n.p.waitReady(ctx, w.client.Transport.(*http.Transport).TLSClientConfig, 2*time.Minute); err != nil {
+		return fo, err
+	}
+	fo.RejoinSeconds = time.Since(t0).Seconds()
+	return fo, nil
+}
+
+// haLeader asks the members for the leader, until one is named.
+func haLeader(ctx context.Context, c *http.Client, nodes []*haNode, token string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, haFailoverBound)
+	defer cancel()
+	for {
+		for _, n := range nodes {
+			if i, ok := askLeader(ctx, c, n.base, token, nodes); ok {
+				return i, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("bench: no leader named: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func askLeader(ctx context.Context, c *http.Client, base, token string, nodes []*haNode) (int, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster", nil)
+	if err != nil {
+		return 0, false
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Members []struct {
+			ID   string `json:"id"`
+			Role string `json:"role"`
+		} `json:"members"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return 0, false
+	}
+	for _, m := range st.Members {
+		if m.Role != "leader" {
+			continue
+		}
+		for i, n := range nodes {
+			if n.id == m.ID {
+				return i, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// haTargets are issue 14's goals next to the figures.
+func haTargets(h *HAResult, add func(name, goal, value string, met *bool, note string)) {
+	const (
+		tput = "promotions per second, 3 replicas / single node"
+		fo   = "failover: leader SIGKILL to the first acknowledged promotion"
+	)
+	if h == nil {
+		add(tput, "≥ 50%", "not measured", nil, "")
+		add(fo, "≤ 3 s", "not measured", nil, "")
+		return
+	}
+	if h.Single.PerSecond > 0 {
+		ratio := h.Cluster.PerSecond / h.Single.PerSecond
+		add(tput, "≥ 50%", fmt.Sprintf("%.0f%% (%.0f/s vs %.0f/s, %d clients over HTTPS)", ratio*100, h.Cluster.PerSecond, h.Single.PerSecond, h.Cluster.Clients),
+			ptr(ratio >= haThroughputGoal && h.Cluster.Errors == 0 && h.Single.Errors == 0),
+			fmt.Sprintf("p99 %s vs %s; errors %d vs %d", fmtMs(h.Cluster.P99), fmtMs(h.Single.P99), h.Cluster.Errors, h.Single.Errors))
+	} else {
+		add(tput, "≥ 50%", "not measured", nil, "")
+	}
+	if len(h.Failovers) == 0 {
+		add(fo, "≤ 3 s", "not measured", nil, "")
+		return
+	}
+	worst := 0.0
+	var each []string
+	for _, f := range h.Failovers {
+		worst = max(worst, f.Seconds)
+		each = append(each, fmt.Sprintf("%.2f s", f.Seconds))
+	}
+	add(fo, "≤ 3 s", fmt.Sprintf("%.2f s (worst of %d kills: %s)", worst, len(h.Failovers), strings.Join(each, ", ")),
+		ptr(worst <= haFailoverGoal.Seconds()), "clients retry against the survivors every 20 ms after a failed attempt")
+}
