@@ -29,6 +29,9 @@ type HAResult struct {
 	// behind one Service (a follower forwards to the leader).
 	Single  SoakWrites `json:"single"`
 	Cluster SoakWrites `json:"cluster"`
+	// Admission is the webhook at targetRate on the single node and on a
+	// follower, the same bodies, allowed by promotions made through each.
+	Admission []LoadRun `json:"admission"`
 	// Failovers are the leader kills, in order.
 	Failovers []FailoverRun `json:"failovers"`
 	Notes     []string      `json:"notes,omitempty"`
@@ -166,6 +169,13 @@ func (r *Runner) ha(ctx context.Context) error {
 		res.Notes = append(res.Notes, fmt.Sprintf("all %d pushed images were promoted before the end; the rates are over the time taken", len(images)))
 	}
 
+	if err := r.haAdmission(ctx, w, single, nodes, token); err != nil {
+		return err
+	}
+	for _, run := range res.Admission {
+		r.log.Info("ha admission", "system", run.System, "rate", run.Rate, "p99", run.P99, "p99.9", run.P999, "errors", run.Errors)
+	}
+
 	for k := range r.plan.HAKills {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -184,6 +194,68 @@ func (r *Runner) ha(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// haAdmission attacks the single node's webhook and a follower's at
+// targetRate, in turn, with the review bodies of three images promoted
+// through each (on the cluster, through that follower, which forwards).
+func (r *Runner) haAdmission(ctx context.Context, w *soakWriter, single *haNode, nodes []*haNode, token string) error {
+	leader, err := haLeader(ctx, w.client, nodes, token)
+	if err != nil {
+		return err
+	}
+	follower := nodes[(leader+1)%len(nodes)]
+	var refs []string
+	for range 3 {
+		img, ok := w.take()
+		if !ok {
+			return errors.New("bench: no images left for the admission run")
+		}
+		for _, n := range []*haNode{single, follower} {
+			if _, err := w.promote(ctx, n.base, token, img); err != nil {
+				return fmt.Errorf("bench: promotion on %s for the admission run: %w", n.id, err)
+			}
+		}
+		refs = append(refs, img.repo+"@"+img.digest)
+	}
+	bodies, err := reviewBodiesFor(refs)
+	if err != nil {
+		return err
+	}
+	tlsCfg := w.client.Transport.(*http.Transport).TLSClientConfig
+	var procs []*proc
+	for _, n := range append([]*haNode{single}, nodes...) {
+		procs = append(procs, n.p)
+	}
+	for _, sys := range []struct {
+		name string
+		n    *haNode
+	}{{"single node", single}, {"follower " + follower.id, follower}} {
+		target := sys.n.base + "/admission/validate/" + w.stage
+		// A follower applies the last promotions just after the leader
+		// answered them: wait (bounded) until it allows the bodies.
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := sys.n.p.p.Poll(actx, func(ctx context.Context) error {
+			for _, b := range bodies {
+				if err := checkAnswer(ctx, tlsCfg, target, b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench: %s does not allow the promoted images: %w", sys.name, err)
+		}
+		settle(ctx, procs, 30*time.Second)
+		c := newClient(tlsCfg)
+		attack(c, target, bodies, min(targetRate, 500), r.plan.Warmup.Std())
+		run := attack(c, target, bodies, targetRate, r.plan.RateDuration.Std())
+		run.System = sys.name
+		run.PeakRSS = sys.n.p.peakRSS()
+		r.res.HA.Admission = append(r.res.HA.Admission, run)
+	}
+	return nil
 }
 
 // haConfig is the config every node of the section shares: the bench's
@@ -411,10 +483,12 @@ func askLeader(ctx context.Context, c *http.Client, base, token string, nodes []
 func haTargets(h *HAResult, add func(name, goal, value string, met *bool, note string)) {
 	const (
 		tput = "promotions per second, 3 replicas / single node"
+		adm  = "admission p99 at 1000 rps, follower / single node"
 		fo   = "failover: leader SIGKILL to the first acknowledged promotion"
 	)
 	if h == nil {
 		add(tput, "≥ 50%", "not measured", nil, "")
+		add(adm, "≤ 1.1×", "not measured", nil, "")
 		add(fo, "≤ 3 s", "not measured", nil, "")
 		return
 	}
@@ -425,6 +499,14 @@ func haTargets(h *HAResult, add func(name, goal, value string, met *bool, note s
 			fmt.Sprintf("p99 %s vs %s; errors %d vs %d", fmtMs(h.Cluster.P99), fmtMs(h.Single.P99), h.Cluster.Errors, h.Single.Errors))
 	} else {
 		add(tput, "≥ 50%", "not measured", nil, "")
+	}
+	if len(h.Admission) == 2 && h.Admission[0].P99 > 0 {
+		s, f := h.Admission[0], h.Admission[1]
+		ratio := f.P99 / s.P99
+		add(adm, "≤ 1.1×", fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtMs(f.P99), fmtMs(s.P99)), ptr(ratio <= 1.1 && f.Errors == 0 && s.Errors == 0),
+			fmt.Sprintf("p99.9 %s vs %s; achieved %.0f vs %.0f rps; errors %d vs %d", fmtMs(f.P999), fmtMs(s.P999), f.Achieved, s.Achieved, f.Errors, s.Errors))
+	} else {
+		add(adm, "≤ 1.1×", "not measured", nil, "")
 	}
 	if len(h.Failovers) == 0 {
 		add(fo, "≤ 3 s", "not measured", nil, "")

@@ -117,6 +117,19 @@ func renderReport(res *Results, plots []string) string {
 		}{{"single node", h.Single}, {fmt.Sprintf("%d replicas", h.Replicas), h.Cluster}} {
 			p("| %s | %d | %d | %.0f | %s | %s | %s |\n", row.name, row.w.OK, row.w.Errors, row.w.PerSecond, fmtMs(row.w.P50), fmtMs(row.w.P99), fmtMs(row.w.Max))
 		}
+		if len(h.Admission) > 0 {
+			p("\nAdmission: the webhook of the single node, then of a follower, at %d rps for %s after a %s warm-up, Pod and Deployment reviews of three images promoted through each. Latencies in ms.\n\n",
+				targetRate, res.Plan.RateDuration.Std(), res.Plan.Warmup.Std())
+			p("| system | offered rps | achieved rps | requests | errors | p50 | p90 | p99 | p99.9 | max | load avg |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+			for _, a := range h.Admission {
+				p("| %s | %d | %.0f | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", a.System, a.Rate, a.Achieved, a.Requests, a.Errors, a.P50, a.P90, a.P99, a.P999, a.Max, a.LoadAvg1)
+			}
+			for _, a := range h.Admission {
+				for _, e := range a.ErrorSamples {
+					p("\n- error sample, %s: `%s`", a.System, strings.ReplaceAll(e, "`", "'"))
+				}
+			}
+		}
 		if len(h.Failovers) > 0 {
 			p("\nFailover: SIGKILL of the leader, then %d clients promote against the survivors until the first 201 to a request sent after the kill; the killed replica is then restarted on its data directory.\n\n", haFailoverProbes)
 			p("| kill | killed | to first acknowledged promotion | failed attempts meanwhile | restarted replica ready after |\n| ---: | --- | ---: | ---: | ---: |\n")
