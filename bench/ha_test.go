@@ -18,15 +18,17 @@ func TestHATargets(t *testing.T) {
 				"promotions per second, 3 replicas / single node":              nil,
 				"admission p99 at 1000 rps, follower / single node":            nil,
 				"failover: leader SIGKILL to the first acknowledged promotion": nil,
+				"catch-up of a replica restarted on an empty disk":             nil,
 			},
 		},
 		"every goal met": {
 			ha: &HAResult{Single: ok(800), Cluster: ok(400), Admission: []LoadRun{adm(2, 0), adm(2.2, 0)},
-				Failovers: []FailoverRun{{Seconds: 2.9}, {Seconds: 1.5}}},
+				Failovers: []FailoverRun{{Seconds: 2.9}, {Seconds: 1.5}}, CatchUp: &CatchUpRun{Entries: 3000, Rejoined: 3000, Seconds: 2}},
 			want: map[string]*bool{
 				"promotions per second, 3 replicas / single node":              ptr(true),
 				"admission p99 at 1000 rps, follower / single node":            ptr(true),
 				"failover: leader SIGKILL to the first acknowledged promotion": ptr(true),
+				"catch-up of a replica restarted on an empty disk":             nil,
 			},
 		},
 		"under half, slower follower, one slow kill": {
@@ -36,6 +38,7 @@ func TestHATargets(t *testing.T) {
 				"promotions per second, 3 replicas / single node":              ptr(false),
 				"admission p99 at 1000 rps, follower / single node":            ptr(false),
 				"failover: leader SIGKILL to the first acknowledged promotion": ptr(false),
+				"catch-up of a replica restarted on an empty disk":             nil,
 			},
 		},
 		"errors fail fast figures": {
@@ -44,16 +47,18 @@ func TestHATargets(t *testing.T) {
 				"promotions per second, 3 replicas / single node":              ptr(false),
 				"admission p99 at 1000 rps, follower / single node":            ptr(false),
 				"failover: leader SIGKILL to the first acknowledged promotion": nil,
+				"catch-up of a replica restarted on an empty disk":             nil,
 			},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got := map[string]*bool{}
-			haTargets(tc.ha, func(name, _, value string, met *bool, _ string) {
+			haTargets(tc.ha, func(name, _, value string, met *bool, note string) {
 				got[name] = met
-				if met == nil && value != "not measured" {
-					t.Errorf("%s: %q without a verdict", name, value)
+				// The report prints a figure without a verdict as "n/a (note)".
+				if met == nil && value != "not measured" && note == "" {
+					t.Errorf("%s: %q without a verdict nor a note saying why", name, value)
 				}
 			})
 			if len(got) != len(tc.want) {

@@ -143,6 +143,10 @@ func renderReport(res *Results, plots []string) string {
 			}
 			p("\n")
 		}
+		if c := h.CatchUp; c != nil {
+			p("\nEmpty disk: %s stopped (SIGTERM), its data directory deleted, started again: ready after %.2f s, the leader's ledger holding %d entries; %d on the replica once ready.\n",
+				c.Node, c.Seconds, c.Entries, c.Rejoined)
+		}
 		for _, e := range append(h.Single.ErrorSamples, h.Cluster.ErrorSamples...) {
 			p("\n- promotion error: `%s`", strings.ReplaceAll(e, "`", "'"))
 		}
