@@ -60,7 +60,7 @@ func quickPlan() Plan {
 		Mode: "quick", WebhookLedger: 10_000, MemoryEntries: 5_000, ScaleSizes: []int{10_000, 100_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(3 * time.Second), Warmup: Duration(time.Second),
 		PromoteClients: 8, PromoteDuration: Duration(3 * time.Second), BenchTime: Duration(300 * time.Millisecond),
-		HAImages: 4000, HAKills: 1,
+		HAImages: 7000, HAKills: 1,
 	}
 }
 
@@ -69,7 +69,7 @@ func fullPlan() Plan {
 		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 20_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
 		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
-		HAImages: 20000, HAKills: 3,
+		HAImages: 34000, HAKills: 3,
 	}
 }
 

@@ -108,7 +108,7 @@ func renderReport(res *Results, plots []string) string {
 	if h := res.HA; h != nil {
 		p("\n## 9. High availability: %d replicas beside a single node\n\n", h.Replicas)
 		p("Real `serve` processes on loopback, fsync on, fresh ledgers, promotions of images pushed to an in-process registry over HTTPS; "+
-			"%d closed-loop clients for %s each, to the single node, then round-robin over the replicas (a follower forwards to the leader).\n\n",
+			"%d closed-loop clients for %s each, to the single node and round-robin over the replicas (a follower forwards to the leader), in turn, in two rounds of half that.\n\n",
 			h.Single.Clients, res.Plan.PromoteDuration.Std())
 		p("| system | promotions | errors | per second | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, row := range []struct {
