@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +31,10 @@ type HAResult struct {
 	Single  SoakWrites `json:"single"`
 	Cluster SoakWrites `json:"cluster"`
 	// Admission is the webhook at targetRate on the single node and on a
-	// follower, the same bodies, allowed by promotions made through each.
-	Admission []LoadRun `json:"admission"`
+	// follower, the same bodies, allowed by promotions made through each:
+	// each system's median round by p99, of AdmissionRounds (in order).
+	Admission       []LoadRun `json:"admission"`
+	AdmissionRounds []LoadRun `json:"admissionRounds"`
 	// Failovers are the leader kills, in order.
 	Failovers []FailoverRun `json:"failovers"`
 	// CatchUp is a follower restarted on an empty disk, after the kills.
@@ -55,11 +59,12 @@ type FailoverRun struct {
 
 // Goals of issue 14.
 const (
-	haThroughputGoal = 0.5
-	haFailoverGoal   = 3 * time.Second
-	haFailoverBound  = time.Minute // stops a broken run, never judged
-	haFailoverProbes = 4           // clients retrying during a failover
-	haReplicas       = 3
+	haThroughputGoal  = 0.5
+	haFailoverGoal    = 3 * time.Second
+	haFailoverBound   = time.Minute // stops a broken run, never judged
+	haFailoverProbes  = 4           // clients retrying during a failover
+	haReplicas        = 3
+	haAdmissionRounds = 3
 )
 
 // haNode is one `serve` process of the section.
@@ -256,17 +261,21 @@ func (r *Runner) haAdmission(ctx context.Context, w *soakWriter, single *haNode,
 	for _, n := range append([]*haNode{single}, nodes...) {
 		procs = append(procs, n.p)
 	}
-	for _, sys := range []struct {
-		name string
-		n    *haNode
-	}{{"single node", single}, {"follower " + follower.id, follower}} {
-		target := sys.n.base + "/admission/validate/" + w.stage
+	type system struct {
+		name, target string
+		n            *haNode
+		c            *http.Client
+		runs         []LoadRun
+	}
+	systems := []*system{{name: "single node", n: single}, {name: "follower " + follower.id, n: follower}}
+	for _, sys := range systems {
+		sys.target, sys.c = sys.n.base+"/admission/validate/"+w.stage, newClient(tlsCfg)
 		// A follower applies the last promotions just after the leader
 		// answered them: wait (bounded) until it allows the bodies.
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := sys.n.p.p.Poll(actx, func(ctx context.Context) error {
 			for _, b := range bodies {
-				if err := checkAnswer(ctx, tlsCfg, target, b); err != nil {
+				if err := checkAnswer(ctx, tlsCfg, sys.target, b); err != nil {
 					return err
 				}
 			}
@@ -276,13 +285,26 @@ func (r *Runner) haAdmission(ctx context.Context, w *soakWriter, single *haNode,
 		if err != nil {
 			return fmt.Errorf("bench: %s does not allow the promoted images: %w", sys.name, err)
 		}
-		settle(ctx, procs, 30*time.Second)
-		c := newClient(tlsCfg)
-		attack(c, target, bodies, min(targetRate, 500), r.plan.Warmup.Std())
-		run := attack(c, target, bodies, targetRate, r.plan.RateDuration.Std())
-		run.System = sys.name
-		run.PeakRSS = sys.n.p.peakRSS()
-		r.res.HA.Admission = append(r.res.HA.Admission, run)
+	}
+	// Rounds in turn, and each system's median round: one burst of other
+	// work on the shared cores decides a short run's p99 alone.
+	for range haAdmissionRounds {
+		for _, sys := range systems {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			settle(ctx, procs, 30*time.Second)
+			attack(sys.c, sys.target, bodies, min(targetRate, 500), r.plan.Warmup.Std())
+			run := attack(sys.c, sys.target, bodies, targetRate, r.plan.RateDuration.Std())
+			run.System = sys.name
+			run.PeakRSS = sys.n.p.peakRSS()
+			sys.runs = append(sys.runs, run)
+			r.res.HA.AdmissionRounds = append(r.res.HA.AdmissionRounds, run)
+		}
+	}
+	for _, sys := range systems {
+		byP99 := slices.SortedFunc(slices.Values(sys.runs), func(a, b LoadRun) int { return cmp.Compare(a.P99, b.P99) })
+		r.res.HA.Admission = append(r.res.HA.Admission, byP99[len(byP99)/2])
 	}
 	return nil
 }
@@ -405,8 +427,15 @@ func haTargets(h *HAResult, add func(name, goal, value string, met *bool, note s
 	if len(h.Admission) == 2 && h.Admission[0].P99 > 0 {
 		s, f := h.Admission[0], h.Admission[1]
 		ratio := f.P99 / s.P99
-		add(adm, "≤ 1.1×", fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtMs(f.P99), fmtMs(s.P99)), ptr(ratio <= 1.1 && f.Errors == 0 && s.Errors == 0),
-			fmt.Sprintf("p99.9 %s vs %s; achieved %.0f vs %.0f rps; errors %d vs %d", fmtMs(f.P999), fmtMs(s.P999), f.Achieved, s.Achieved, f.Errors, s.Errors))
+		// An error in any round fails the goal, not only in the median one.
+		errs := s.Errors + f.Errors
+		var rounds []string
+		for _, a := range h.AdmissionRounds {
+			errs += a.Errors
+			rounds = append(rounds, fmt.Sprintf("%s %s", a.System, fmtMs(a.P99)))
+		}
+		add(adm, "≤ 1.1×", fmt.Sprintf("%.2f× (%s vs %s, median rounds)", ratio, fmtMs(f.P99), fmtMs(s.P99)), ptr(ratio <= 1.1 && errs == 0),
+			fmt.Sprintf("p99.9 %s vs %s; achieved %.0f vs %.0f rps; every round's p99: %s", fmtMs(f.P999), fmtMs(s.P999), f.Achieved, s.Achieved, strings.Join(rounds, ", ")))
 	} else {
 		add(adm, "≤ 1.1×", "not measured", nil, "")
 	}

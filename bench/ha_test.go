@@ -41,6 +41,16 @@ func TestHATargets(t *testing.T) {
 				"catch-up of a replica restarted on an empty disk":             nil,
 			},
 		},
+		"an error in a round that is not the median": {
+			ha: &HAResult{Single: ok(800), Cluster: ok(400), Admission: []LoadRun{adm(2, 0), adm(2, 0)},
+				AdmissionRounds: []LoadRun{adm(2, 0), adm(2, 0), adm(9, 1), adm(2, 0)}},
+			want: map[string]*bool{
+				"promotions per second, 3 replicas / single node":              ptr(true),
+				"admission p99 at 1000 rps, follower / single node":            ptr(false),
+				"failover: leader SIGKILL to the first acknowledged promotion": nil,
+				"catch-up of a replica restarted on an empty disk":             nil,
+			},
+		},
 		"errors fail fast figures": {
 			ha: &HAResult{Single: ok(800), Cluster: SoakWrites{PerSecond: 800, Errors: 1}, Admission: []LoadRun{adm(2, 0), adm(1, 3)}},
 			want: map[string]*bool{

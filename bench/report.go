@@ -118,13 +118,13 @@ func renderReport(res *Results, plots []string) string {
 			p("| %s | %d | %d | %.0f | %s | %s | %s |\n", row.name, row.w.OK, row.w.Errors, row.w.PerSecond, fmtMs(row.w.P50), fmtMs(row.w.P99), fmtMs(row.w.Max))
 		}
 		if len(h.Admission) > 0 {
-			p("\nAdmission: the webhook of the single node, then of a follower, at %d rps for %s after a %s warm-up, Pod and Deployment reviews of three images promoted through each. Latencies in ms.\n\n",
-				targetRate, res.Plan.RateDuration.Std(), res.Plan.Warmup.Std())
+			p("\nAdmission: the webhook of the single node and of a follower in turn, %d rounds each, at %d rps for %s after a %s warm-up, Pod and Deployment reviews of three images promoted through each. Every round, in order; the target takes each system's median round by p99. Latencies in ms.\n\n",
+				haAdmissionRounds, targetRate, res.Plan.RateDuration.Std(), res.Plan.Warmup.Std())
 			p("| system | offered rps | achieved rps | requests | errors | p50 | p90 | p99 | p99.9 | max | load avg |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-			for _, a := range h.Admission {
+			for _, a := range h.AdmissionRounds {
 				p("| %s | %d | %.0f | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", a.System, a.Rate, a.Achieved, a.Requests, a.Errors, a.P50, a.P90, a.P99, a.P999, a.Max, a.LoadAvg1)
 			}
-			for _, a := range h.Admission {
+			for _, a := range h.AdmissionRounds {
 				for _, e := range a.ErrorSamples {
 					p("\n- error sample, %s: `%s`", a.System, strings.ReplaceAll(e, "`", "'"))
 				}
