@@ -25,8 +25,17 @@ type body struct {
 // containers are pinned to digests promoted to benchStage in the n-entry
 // fixture (spread over the ledger, not the newest ones only).
 func reviewBodies(n int) ([]body, error) {
-	idx := []int{n / 3, n / 2, n - 1}
-	spec := podSpec(idx)
+	var images []string
+	for _, i := range []int{n / 3, n / 2, n - 1} {
+		images = append(images, repoOf(i)+"@"+digestOf(i))
+	}
+	return reviewBodiesFor(images)
+}
+
+// reviewBodiesFor is reviewBodies with the three containers pinned to
+// images (digest references).
+func reviewBodiesFor(images []string) ([]body, error) {
+	spec := podSpec(images)
 	labels := map[string]string{"app": "shop-web", "app.kubernetes.io/part-of": "shop", "pod-template-hash": "7d9f8c6b5"}
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -84,13 +93,13 @@ func review(uid string, gvk metav1.GroupVersionKind, gvr metav1.GroupVersionReso
 	return json.Marshal(ar)
 }
 
-func podSpec(idx []int) corev1.PodSpec {
+func podSpec(images []string) corev1.PodSpec {
 	names := []string{"web", "sidecar-proxy", "log-shipper"}
 	var cs []corev1.Container
-	for k, i := range idx {
+	for k, image := range images {
 		cs = append(cs, corev1.Container{
 			Name:  names[k],
-			Image: repoOf(i) + "@" + digestOf(i),
+			Image: image,
 			Args:  []string{"--listen=:8080", "--log-format=json"},
 			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(8080 + k), Protocol: corev1.ProtocolTCP}},
 			Env: []corev1.EnvVar{

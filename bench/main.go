@@ -49,6 +49,10 @@ type Plan struct {
 	PromoteDuration Duration `json:"promoteDuration"`
 	// BenchTime is testing.B's -benchtime for in-process figures.
 	BenchTime Duration `json:"benchTime"`
+	// HAImages are pushed for the HA section, one per promotion; HAKills
+	// is how many times it SIGKILLs the leader.
+	HAImages int `json:"haImages"`
+	HAKills  int `json:"haKills"`
 }
 
 func quickPlan() Plan {
@@ -56,6 +60,7 @@ func quickPlan() Plan {
 		Mode: "quick", WebhookLedger: 10_000, MemoryEntries: 5_000, ScaleSizes: []int{10_000, 100_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(3 * time.Second), Warmup: Duration(time.Second),
 		PromoteClients: 8, PromoteDuration: Duration(3 * time.Second), BenchTime: Duration(300 * time.Millisecond),
+		HAImages: 7000, HAKills: 1,
 	}
 }
 
@@ -64,6 +69,7 @@ func fullPlan() Plan {
 		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 20_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
 		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
+		HAImages: 34000, HAKills: 3,
 	}
 }
 
@@ -73,7 +79,7 @@ func main() {
 		outRoot = flag.String("out", envOr("BENCH_OUT", filepath.Join("bench", "results")), "results root; a <UTC timestamp> directory is made inside (also BENCH_OUT)")
 		workDir = flag.String("work", envOr("BENCH_WORK", filepath.Join("bench", "results", "tmp")), "cache of keys, certificates and ledger fixtures, kept between runs (also BENCH_WORK)")
 		opaBin  = flag.String("opa", envOr("BENCH_OPA", filepath.Join("bin", "opa")), "opa binary for the baseline (built by `hack/tools.sh opa`)")
-		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale,memory,continuous); default all")
+		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale,memory,continuous,ha); default all")
 		soak    = flag.Bool("soak", envBool("BENCH_SOAK"), "run the mixed-load soak instead of the suite (also BENCH_SOAK=1)")
 		soakFor = flag.String("soak-duration", envOr("BENCH_SOAK_DURATION", "10m"), "how long the soak's load lasts (also BENCH_SOAK_DURATION)")
 		floor   = flag.String("floor", "", "internal: serve the floor server on this address (used by the suite itself)")

@@ -105,6 +105,57 @@ func renderReport(res *Results, plots []string) string {
 		p("| %.2f s | %.2f s | %.2f s | %s |\n", c.EvaluateSeconds, c.SweepSeconds, c.RevocationSeconds, fmtMB(c.ExtraHeapBytes))
 	}
 
+	if h := res.HA; h != nil {
+		p("\n## 9. High availability: %d replicas beside a single node\n\n", h.Replicas)
+		p("Real `serve` processes on loopback, fsync on, fresh ledgers, promotions of images pushed to an in-process registry over HTTPS; "+
+			"%d closed-loop clients for %s each, to the single node and round-robin over the replicas (a follower forwards to the leader), in turn, in two rounds of half that.\n\n",
+			h.Single.Clients, res.Plan.PromoteDuration.Std())
+		p("| system | promotions | errors | per second | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, row := range []struct {
+			name string
+			w    SoakWrites
+		}{{"single node", h.Single}, {fmt.Sprintf("%d replicas", h.Replicas), h.Cluster}} {
+			p("| %s | %d | %d | %.0f | %s | %s | %s |\n", row.name, row.w.OK, row.w.Errors, row.w.PerSecond, fmtMs(row.w.P50), fmtMs(row.w.P99), fmtMs(row.w.Max))
+		}
+		if len(h.Admission) > 0 {
+			p("\nAdmission: the webhook of the single node and of a follower in turn, %d rounds each, at %d rps for %s after a %s warm-up, Pod and Deployment reviews of three images promoted through each. Every round, in order; the target takes each system's median round by p99. Latencies in ms.\n\n",
+				haAdmissionRounds, targetRate, res.Plan.RateDuration.Std(), res.Plan.Warmup.Std())
+			p("| system | offered rps | achieved rps | requests | errors | p50 | p90 | p99 | p99.9 | max | load avg |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+			for _, a := range h.AdmissionRounds {
+				p("| %s | %d | %.0f | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", a.System, a.Rate, a.Achieved, a.Requests, a.Errors, a.P50, a.P90, a.P99, a.P999, a.Max, a.LoadAvg1)
+			}
+			for _, a := range h.AdmissionRounds {
+				for _, e := range a.ErrorSamples {
+					p("\n- error sample, %s: `%s`", a.System, strings.ReplaceAll(e, "`", "'"))
+				}
+			}
+		}
+		if len(h.Failovers) > 0 {
+			p("\nFailover: SIGKILL of the leader, then %d clients promote against the survivors until the first 201 to a request sent after the kill; the killed replica is then restarted on its data directory.\n\n", haFailoverProbes)
+			p("| kill | killed | to first acknowledged promotion | failed attempts meanwhile | restarted replica ready after |\n| ---: | --- | ---: | ---: | ---: |\n")
+			for i, f := range h.Failovers {
+				p("| %d | %s | %.2f s | %d | %.1f s |\n", i+1, f.Killed, f.Seconds, f.Errors, f.RejoinSeconds)
+			}
+			for _, f := range h.Failovers {
+				for _, e := range f.ErrorSamples {
+					p("\n- failed attempt, kill of %s: `%s`", f.Killed, strings.ReplaceAll(e, "`", "'"))
+				}
+			}
+			p("\n")
+		}
+		if c := h.CatchUp; c != nil {
+			p("\nEmpty disk: %s stopped (SIGTERM), its data directory deleted, started again: ready after %.2f s, the leader's ledger holding %d entries; %d on the replica once ready.\n",
+				c.Node, c.Seconds, c.Entries, c.Rejoined)
+		}
+		for _, e := range append(h.Single.ErrorSamples, h.Cluster.ErrorSamples...) {
+			p("\n- promotion error: `%s`", strings.ReplaceAll(e, "`", "'"))
+		}
+		for _, n := range h.Notes {
+			p("\n- %s", n)
+		}
+		p("\n")
+	}
+
 	if len(plots) > 0 {
 		p("\n## Plots\n\n")
 		for _, f := range plots {

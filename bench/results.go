@@ -24,6 +24,8 @@ type Results struct {
 	Memory    MemoryResult    `json:"memory"`
 	// Continuous is the continuous-validation scenario (issue 15).
 	Continuous *ContinuousResult `json:"continuous,omitempty"`
+	// HA is the single node beside three replicas (issue 14).
+	HA *HAResult `json:"ha,omitempty"`
 	// SignatureFloor is one entry's attestation check on every core at
 	// once: verify's least possible time per entry on this machine.
 	SignatureFloor BenchRow       `json:"signatureFloor"`
@@ -248,6 +250,7 @@ func evaluateTargets(res *Results) []TargetResult {
 		add("peak RSS of serve under hostile reads", "≤ 512 MB (the deploy/ limit)", "not measured", nil, "")
 	}
 	continuousTargets(res.Continuous, add)
+	haTargets(res.HA, add)
 	return out
 }
 

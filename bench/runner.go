@@ -27,7 +27,7 @@ type Runner struct {
 	ws *workspace
 }
 
-var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory", "continuous"}
+var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory", "continuous", "ha"}
 
 func parseOnly(s string) map[string]bool {
 	if s == "" {
@@ -104,6 +104,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	step("webhook", r.webhook)
 	step("memory", r.memory)
 	step("continuous", r.continuous)
+	step("ha", r.ha)
 
 	r.res.Finished = time.Now().UTC()
 	r.res.Targets = evaluateTargets(r.res)
