@@ -46,6 +46,12 @@ func (w *Watermark) Leader(now time.Time) {
 func (w *Watermark) Asked(asked time.Time, commit, applied uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// What this replica holds now may cover the question still pending
+	// from before: settle that first. Under a steady write load the
+	// leader is always a little ahead when asked, so checking only the
+	// newest answer never verified a healthy follower, which then went
+	// stale and failed closed.
+	w.appliedLocked(applied)
 	if w.pending == nil || asked.After(w.pending.asked) {
 		w.pending = &leaderCommit{asked: asked, commit: commit}
 	}
