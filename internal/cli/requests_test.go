@@ -4,25 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
-	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/stagegate/stagegate/internal/api"
-	"github.com/stagegate/stagegate/internal/app"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/promotion"
-	"github.com/stagegate/stagegate/internal/registry"
 )
 
 // syncBuf is a bytes.Buffer safe for a command's goroutine and the test.
@@ -41,57 +32,14 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // a promotion that lists the approval. The server is app.Build's handler,
 // over TLS, with a real ledger, policy and registry.
 func TestPromoteWait(t *testing.T) {
-	dir := t.TempDir()
-	if _, _, err := run(t, "keys", "generate", "--dir", filepath.Join(dir, "keys")); err != nil {
-		t.Fatal(err)
-	}
-	tokens := api.TokenFile{Tokens: []api.Token{
+	srv := startTLSServer(t, []api.Token{
 		{SHA256: api.HashToken("ci-token"), Subject: "ci", Groups: []string{"pipeline"}},
 		{SHA256: api.HashToken("sec-token"), Subject: "sec", Groups: []string{"security"}},
-	}}
-	b, _ := yaml.Marshal(tokens)
-	if err := os.WriteFile(filepath.Join(dir, "tokens.yaml"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.DataDir = dir
-	cfg.Stages[0].Approvals = &config.Approvals{Required: 1, Groups: []string{"security"}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	emb, err := registry.StartEmbedded("127.0.0.1:0", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	sample, err := registry.Seed(context.Background(), emb.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.Build(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	srv := httptest.NewTLSServer(a.Handler)
-	defer srv.Close()
-	ca := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	as := func(token string, args ...string) (string, string, error) {
-		var out, errb syncBuf
-		cmd := NewRootCommand(Streams{In: strings.NewReader(""), Out: &out, Err: &errb,
-			LookupEnv: func(k string) (string, bool) {
-				if k == config.TokenEnv {
-					return token, true
-				}
-				return "", false
-			}})
-		cmd.SetArgs(append(args, "--server", srv.URL, "--ca-file", ca))
-		err := cmd.ExecuteContext(context.Background())
-		return out.String(), errb.String(), err
-	}
+	}, func(cfg *config.Config) {
+		cfg.Stages[0].Approvals = &config.Approvals{Required: 1, Groups: []string{"security"}}
+	})
+	a, sample, ca := srv.app, srv.sample, srv.caFile
+	as := srv.as
 
 	type result struct {
 		out, err string
@@ -104,7 +52,7 @@ func TestPromoteWait(t *testing.T) {
 		cmd := NewRootCommand(Streams{In: strings.NewReader(""), Out: &out, Err: &waitErr,
 			LookupEnv: func(k string) (string, bool) { return "ci-token", k == config.TokenEnv }})
 		cmd.SetArgs([]string{"promote", sample.Image, "--stage", "dev", "--reason", "build 7", "--wait", "--wait-interval", "20ms",
-			"--progress", "none", "--server", srv.URL, "--ca-file", ca})
+			"--progress", "none", "--server", srv.url, "--ca-file", ca})
 		e := cmd.ExecuteContext(context.Background())
 		done <- result{out.String(), waitErr.String(), e}
 	}()
