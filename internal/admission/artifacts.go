@@ -130,10 +130,12 @@ func applicationArtifacts(raw []byte, _ string) ([]containerImage, objectMeta, e
 	}
 	var out []containerImage
 	add := func(s applicationSource, label, path string) error {
-		repo, ok := strings.CutPrefix(s.RepoURL, "oci://")
-		if !ok {
+		// Case-insensitively: a scheme spelt "OCI://" must not pass as a
+		// Git source if a controller reads it as OCI.
+		if len(s.RepoURL) < len("oci://") || !strings.EqualFold(s.RepoURL[:len("oci://")], "oci://") {
 			return nil
 		}
+		repo := s.RepoURL[len("oci://"):]
 		ci := containerImage{Container: label, Type: typeApplicationSource, Path: path + "/targetRevision"}
 		switch rev := s.TargetRevision; {
 		case strings.HasPrefix(rev, "sha256:"):

@@ -53,6 +53,10 @@ func TestExtractArtifacts(t *testing.T) {
 				{Container: "sources[2]", Type: typeApplicationSource, Image: repo + ":1.0", Path: "/spec/sources/2/targetRevision"},
 			},
 		},
+		"application oci source with the scheme in capitals": {
+			obj:  app(`"source":{"repoURL":"OCI://` + repo + `","targetRevision":"1.0"}`),
+			want: []containerImage{{Container: "source", Type: typeApplicationSource, Image: repo + ":1.0", Path: "/spec/source/targetRevision"}},
+		},
 		"application git source only": {
 			obj: app(`"source":{"repoURL":"https://github.com/example/shop.git","targetRevision":"HEAD"}`),
 		},
