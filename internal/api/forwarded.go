@@ -22,3 +22,8 @@ func authenticated(ctx context.Context) (policy.Identity, bool) {
 	id, ok := ctx.Value(authenticatedKey{}).(policy.Identity)
 	return id, ok && id.Subject != ""
 }
+
+// Authenticated is the identity WithAuthenticated stored in ctx, if any:
+// for the forwarder, which must let a write the web view makes for its
+// signed-in person through as that person.
+func Authenticated(ctx context.Context) (policy.Identity, bool) { return authenticated(ctx) }

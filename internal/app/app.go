@@ -380,6 +380,9 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) er
 	if a.replica != nil {
 		mux = a.replica.wire(mux, auth, logger)
 	}
+	if err := a.registerWeb(cfg, mux, reads, auth); err != nil {
+		return err
+	}
 	health(mux)
 	if g, ok := a.opts.registerer.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))

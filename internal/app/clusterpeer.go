@@ -21,6 +21,7 @@ import (
 	"github.com/stagegate/stagegate/internal/cluster"
 	"github.com/stagegate/stagegate/internal/config"
 	"github.com/stagegate/stagegate/internal/forward"
+	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 )
 
@@ -29,7 +30,15 @@ import (
 // the leader and sends them to the leader elsewhere; the peer port serves
 // apiMux itself, for the writes other replicas forward.
 func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *slog.Logger) *http.ServeMux {
-	r.fwd = forward.New(r.node, auth.Authenticate, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
+	// A write the web view makes carries its session's identity in the
+	// context (api.WithAuthenticated), not a bearer token.
+	authn := func(req *http.Request) (policy.Identity, error) {
+		if id, ok := api.Authenticated(req.Context()); ok {
+			return id, nil
+		}
+		return auth.Authenticate(req)
+	}
+	r.fwd = forward.New(r.node, authn, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
 	peer := http.NewServeMux()
 	peer.HandleFunc("GET /peer/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, r.node.Status())

@@ -1,0 +1,68 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/stagegate/stagegate/internal/api"
+	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/web"
+)
+
+// registerWeb serves the web view on mux, the public mux: its actions
+// are requests to mux itself, so on a replica they are forwarded to the
+// leader like the CLI's.
+func (a *App) registerWeb(cfg *config.Config, mux *http.ServeMux, reads readLedger, auth *api.Authenticator) error {
+	keys, err := webKeys(cfg)
+	if err != nil {
+		return err
+	}
+	opts := []web.Option{web.WithLogger(a.opts.logger), web.WithRequests(a.Service)}
+	if a.opts.now != nil {
+		opts = append(opts, web.WithClock(a.opts.now))
+	}
+	if a.continuous != nil {
+		opts = append(opts, web.WithRunning(a.continuous))
+	}
+	ui, err := web.New(reads, auth, mux, cfg.StageNames(), keys, opts...)
+	if err != nil {
+		return err
+	}
+	ui.Register(mux)
+	return nil
+}
+
+// webKeys are the public keys the browser verifies entries with, as the
+// files hold them: the cosign key, the log key, and the keys of the
+// stagegates whose entries this one imports.
+func webKeys(cfg *config.Config) (web.Keys, error) {
+	read := func(setting, path string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("web: %s: %w", setting, err)
+		}
+		return string(b), nil
+	}
+	var k web.Keys
+	var err error
+	if k.Cosign, err = read("keys.cosignPub", cfg.Keys.CosignPub); err != nil {
+		return k, err
+	}
+	if k.Log, err = read("keys.logPub", cfg.Keys.LogPub); err != nil {
+		return k, err
+	}
+	k.Log = strings.TrimSpace(k.Log)
+	if false {
+		return k, err
+	}
+	for _, p := range cfg.RegistrySource.TrustedKeys {
+		t, err := read("registrySource.trustedKeys", p)
+		if err != nil {
+			return k, err
+		}
+		k.Trusted = append(k.Trusted, t)
+	}
+	return k, nil
+}

@@ -1,0 +1,202 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/stagegate/stagegate/internal/ledger"
+)
+
+// The states a board cell can be filtered by.
+var boardStates = []string{"promoted", "revoked", "pending", "break-glass"}
+
+type boardView struct {
+	Stages  []string // the columns shown
+	Rows    []rowView
+	Repo    string
+	Stage   string
+	State   string
+	States  []string
+	AllStgs []string
+	Page    int
+	Prev    string
+	Next    string
+	Shown   int
+}
+
+type rowView struct {
+	Repo  string
+	Cells []cellView
+}
+
+type cellView struct {
+	Stage      string
+	Digests    []digestView
+	Older      int
+	Pending    int
+	BreakGlass *ledger.Entry
+}
+
+type digestView struct {
+	Digest  string
+	Revoked bool
+	At      time.Time
+	By      string
+	Reason  string
+	// Running is how many pods run the digest in the stage; -1 when not
+	// known (continuous validation off or not synced).
+	Running int
+}
+
+func (c cellView) has(state string) bool {
+	switch state {
+	case "pending":
+		return c.Pending > 0
+	case "break-glass":
+		return c.BreakGlass != nil
+	}
+	for _, d := range c.Digests {
+		if (state == "revoked") == d.Revoked {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) boardPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	v, err := s.boardView(r.Context(), q)
+	if err != nil {
+		s.log.Error("web: board", "err", err)
+		http.Error(w, "the board could not be read; see the server log", http.StatusInternalServerError)
+		return
+	}
+	d := s.pageData(r, "Board")
+	d["Board"] = v
+	s.render(w, http.StatusOK, "board", d)
+}
+
+// boardView draws one page of the board. Rows are read in order and
+// their cells' states looked up until the page is full, so that a page
+// costs the rows it scans, not the whole ledger.
+func (s *Server) boardView(ctx context.Context, q url.Values) (boardView, error) {
+	v := boardView{Repo: q.Get("repo"), Stage: q.Get("stage"), State: q.Get("state"), States: boardStates, AllStgs: s.stages, Page: 1}
+	if !slices.Contains(s.stages, v.Stage) {
+		v.Stage = ""
+	}
+	if !slices.Contains(boardStates, v.State) {
+		v.State = ""
+	}
+	v.Stages = s.stages
+	if v.Stage != "" {
+		v.Stages = []string{v.Stage}
+	}
+	if p, err := strconv.Atoi(q.Get("page")); err == nil && p > 1 {
+		v.Page = p
+	}
+	limit := defaultPageRows
+	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 {
+		limit = min(l, maxPageRows)
+	}
+	pending := s.pendingByCell(ctx)
+
+	b := s.board
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.catchUp(); err != nil {
+		return v, err
+	}
+	skip := (v.Page - 1) * limit
+	for _, rw := range b.rows(v.Repo) {
+		rv := rowView{Repo: rw.name}
+		match := v.Stage == "" && v.State == ""
+		for _, st := range v.Stages {
+			cv, err := s.cellView(rw, st, pending)
+			if err != nil {
+				return v, err
+			}
+			if len(cv.Digests) > 0 || cv.Pending > 0 || cv.BreakGlass != nil {
+				match = match || v.State == "" || cv.has(v.State)
+			}
+			rv.Cells = append(rv.Cells, cv)
+		}
+		if !match {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		if len(v.Rows) == limit {
+			v.Next = pageLink(q, v.Page+1)
+			break
+		}
+		v.Rows = append(v.Rows, rv)
+	}
+	if v.Page > 1 {
+		v.Prev = pageLink(q, v.Page-1)
+	}
+	v.Shown = len(v.Rows)
+	return v, nil
+}
+
+func pageLink(q url.Values, page int) string {
+	n := url.Values{}
+	for k, vs := range q {
+		n[k] = vs
+	}
+	n.Set("page", strconv.Itoa(page))
+	return "/ui/?" + n.Encode()
+}
+
+func (s *Server) cellView(rw *row, stage string, pending map[[2]string]int) (cellView, error) {
+	cv := cellView{Stage: stage, Pending: pending[[2]string{rw.name, stage}]}
+	c, ok := rw.cells[stage]
+	if !ok {
+		return cv, nil
+	}
+	cv.Older, cv.BreakGlass = c.older, c.breakGlass
+	for _, d := range c.digests {
+		st, ok, err := s.ledger.State(d, stage)
+		if err != nil {
+			return cv, err
+		}
+		if !ok || (!st.Promoted && !st.Revoked) {
+			continue
+		}
+		dv := digestView{Digest: d, Revoked: st.Revoked, At: st.PromotedAt, By: st.PromotedBy, Running: -1}
+		if st.Revoked {
+			dv.At, dv.By, dv.Reason = st.RevokedAt, st.RevokedBy, st.RevokeReason
+		}
+		if s.running != nil {
+			if _, n, err := s.running.Running([]string{d}, stage, 1); err == nil {
+				dv.Running = n
+			}
+		}
+		cv.Digests = append(cv.Digests, dv)
+	}
+	return cv, nil
+}
+
+// pendingByCell counts the pending requests per repository and stage.
+func (s *Server) pendingByCell(ctx context.Context) map[[2]string]int {
+	out := map[[2]string]int{}
+	if s.requests == nil {
+		return out
+	}
+	for _, st := range s.stages {
+		rs, _, err := s.requests.Requests(ctx, st, "pending", 0, maxPending)
+		if err != nil {
+			s.log.Warn("web: pending requests", "stage", st, "err", err)
+			continue
+		}
+		for _, rq := range rs {
+			out[[2]string{rq.Repository, st}]++
+		}
+	}
+	return out
+}
