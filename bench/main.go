@@ -79,7 +79,7 @@ func main() {
 		outRoot = flag.String("out", envOr("BENCH_OUT", filepath.Join("bench", "results")), "results root; a <UTC timestamp> directory is made inside (also BENCH_OUT)")
 		workDir = flag.String("work", envOr("BENCH_WORK", filepath.Join("bench", "results", "tmp")), "cache of keys, certificates and ledger fixtures, kept between runs (also BENCH_WORK)")
 		opaBin  = flag.String("opa", envOr("BENCH_OPA", filepath.Join("bin", "opa")), "opa binary for the baseline (built by `hack/tools.sh opa`)")
-		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale,memory,continuous,ha); default all")
+		only    = flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated scenarios to run (decision,webhook,promotion,scale,memory,continuous,ha,web); default all")
 		soak    = flag.Bool("soak", envBool("BENCH_SOAK"), "run the mixed-load soak instead of the suite (also BENCH_SOAK=1)")
 		soakFor = flag.String("soak-duration", envOr("BENCH_SOAK_DURATION", "10m"), "how long the soak's load lasts (also BENCH_SOAK_DURATION)")
 		floor   = flag.String("floor", "", "internal: serve the floor server on this address (used by the suite itself)")

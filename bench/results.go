@@ -24,6 +24,8 @@ type Results struct {
 	Memory    MemoryResult    `json:"memory"`
 	// Continuous is the continuous-validation scenario (issue 15).
 	Continuous *ContinuousResult `json:"continuous,omitempty"`
+	// Web is the web view scenario (issue 17).
+	Web *WebResult `json:"web,omitempty"`
 	// HA is the single node beside three replicas (issue 14).
 	HA *HAResult `json:"ha,omitempty"`
 	// SignatureFloor is one entry's attestation check on every core at
@@ -251,6 +253,7 @@ func evaluateTargets(res *Results) []TargetResult {
 	}
 	continuousTargets(res.Continuous, add)
 	haTargets(res.HA, add)
+	webTargets(res.Web, add)
 	return out
 }
 

@@ -27,7 +27,7 @@ type Runner struct {
 	ws *workspace
 }
 
-var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory", "continuous", "ha"}
+var scenarios = []string{"decision", "webhook", "promotion", "scale", "memory", "continuous", "ha", "web"}
 
 func parseOnly(s string) map[string]bool {
 	if s == "" {
@@ -105,6 +105,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	step("memory", r.memory)
 	step("continuous", r.continuous)
 	step("ha", r.ha)
+	step("web", r.web)
 
 	r.res.Finished = time.Now().UTC()
 	r.res.Targets = evaluateTargets(r.res)
