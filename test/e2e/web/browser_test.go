@@ -1,0 +1,225 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/stagegate/stagegate/internal/testutil/browser"
+	"github.com/stagegate/stagegate/test/e2e/framework"
+)
+
+// artefacts is where the screenshots go: git-ignored, kept after the run
+// for a person to look at (and the README's picture is one of them).
+func artefacts(t *testing.T) string {
+	dir := filepath.Join(framework.RepoRoot(t), "test", "e2e", "web", "artefacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newBrowser is a fresh headless Chromium. It accepts the test server's
+// self-signed certificate: what is under test is the page, not the
+// browser's trust store.
+func newBrowser(t *testing.T) context.Context {
+	ctx := browser.New(t, chromedp.Flag("ignore-certificate-errors", true))
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	run(t, ctx, "screenshot "+name, chromedp.FullScreenshot(&png, 90))
+	path := filepath.Join(artefacts(t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// verified waits until the page has verified what it loaded and returns
+// the verdict, the count of entries shown as verified and as failing.
+func verified(t *testing.T, ctx context.Context) (verdict string, ok, bad int) {
+	t.Helper()
+	run(t, ctx, "wait for verification",
+		chromedp.WaitVisible(`body[data-verified]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`body`, "data-verified", &verdict, nil, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('li.entry.ok').length`, &ok),
+		chromedp.Evaluate(`document.querySelectorAll('li.entry.bad').length`, &bad))
+	return verdict, ok, bad
+}
+
+func signInPage(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	run(t, ctx, "sign in",
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(`#token`, chromedp.ByID),
+		chromedp.SendKeys(`#token`, token, chromedp.ByID),
+		chromedp.Click(`#signin`, chromedp.ByID),
+		chromedp.WaitVisible(`#board`, chromedp.ByID))
+}
+
+// TestBrowserStory drives the web view in a real Chromium: sign in, the
+// board with the sample promotions, an image whose every entry the page
+// verifies, a revocation from the page shown on the board, and sign-out,
+// after which the session no longer works.
+func TestBrowserStory(t *testing.T) {
+	in := start(t)
+	app := in.promote(t, "story/app", "dev", "test")
+	in.promote(t, "story/api", "dev")
+	ctx := newBrowser(t)
+	signInPage(t, ctx, in.sg.URL, in.ci)
+
+	var board string
+	run(t, ctx, "read the board", chromedp.Text(`#board`, &board, chromedp.ByID))
+	for _, want := range []string{"story/app", "story/api", app[:19]} {
+		if !strings.Contains(board, want) {
+			t.Errorf("the board lacks %q:\n%s", want, board)
+		}
+	}
+	screenshot(t, ctx, "board.png")
+
+	run(t, ctx, "open the image", chromedp.Navigate(in.sg.URL+"/ui/image/"+in.reg.Repo("story/app")))
+	verdict, ok, bad := verified(t, ctx)
+	if verdict != "ok" || ok != 2 || bad != 0 {
+		t.Fatalf("image page: %q with %d verified and %d failing entries, want ok, 2 and 0", verdict, ok, bad)
+	}
+	var cp string
+	run(t, ctx, "read the checkpoint", chromedp.Text(`#checkpoint`, &cp, chromedp.ByID))
+	if !strings.Contains(cp, "Checkpoint verified") {
+		t.Errorf("checkpoint box: %q", cp)
+	}
+	screenshot(t, ctx, "image.png")
+
+	run(t, ctx, "revoke from the page",
+		chromedp.Navigate(in.sg.URL+"/ui/image/"+app),
+		chromedp.WaitVisible(`#revoke-form summary`, chromedp.ByQuery),
+		chromedp.Click(`#revoke-form summary`, chromedp.ByQuery),
+		chromedp.SetValue(`#revoke-stage`, "test", chromedp.ByID),
+		chromedp.SendKeys(`#revoke-reason`, "CVE-2026-0001", chromedp.ByID),
+		chromedp.Click(`#revoke`, chromedp.ByID),
+		chromedp.WaitVisible(`#flash`, chromedp.ByID))
+	var flash string
+	run(t, ctx, "read the result", chromedp.Text(`#flash`, &flash, chromedp.ByID))
+	if !strings.Contains(flash, "Revoked") {
+		t.Fatalf("after revoke: %q", flash)
+	}
+	var cell string
+	run(t, ctx, "the board shows it",
+		chromedp.Navigate(in.sg.URL+"/ui/?repo=story/app"),
+		chromedp.WaitVisible(`#board`, chromedp.ByID),
+		chromedp.Text(`#board td[data-stage="test"]`, &cell, chromedp.ByQuery))
+	if !strings.Contains(cell, "revoked") || !strings.Contains(cell, "CVE-2026-0001") {
+		t.Errorf("test cell after the revocation: %q", cell)
+	}
+
+	var cookies []*network.Cookie
+	run(t, ctx, "read the cookie", chromedp.ActionFunc(func(ctx context.Context) error {
+		var err error
+		cookies, err = network.GetCookies().Do(ctx)
+		return err
+	}))
+	var session string
+	for _, c := range cookies {
+		if c.Name == "__Host-stagegate-session" {
+			session = c.Value
+			if !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict {
+				t.Errorf("session cookie: httpOnly %v secure %v sameSite %v", c.HTTPOnly, c.Secure, c.SameSite)
+			}
+		}
+	}
+	run(t, ctx, "sign out",
+		chromedp.Click(`#signout`, chromedp.ByID),
+		chromedp.WaitVisible(`#token`, chromedp.ByID),
+		chromedp.Navigate(in.sg.URL+"/ui/"),
+		chromedp.WaitVisible(`#token`, chromedp.ByID))
+	b := in.browser(t)
+	u, _ := url.Parse(in.sg.URL)
+	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-stagegate-session", Value: session, Path: "/"}})
+	if a := b.do(http.MethodGet, "/ui/", nil); a.status != http.StatusSeeOther {
+		t.Errorf("the signed-out session still opens the board: %d", a.status)
+	}
+}
+
+// TestBrowserTamperedEntry: a proxy between the browser and serve flips
+// one byte of one entry in the API's answer; the page shows that entry as
+// failing verification, and the others as verified.
+func TestBrowserTamperedEntry(t *testing.T) {
+	in := start(t)
+	in.promote(t, "tamper/app", "dev", "test")
+	in.promote(t, "tamper/app", "dev")
+	target, _ := url.Parse(in.sg.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: in.sg.CAPool(t), MinVersion: tls.VersionTLS12}}
+	var flipped int = -1
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != "/ui/api/entries" || r.StatusCode != http.StatusOK {
+			return nil
+		}
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		var ans map[string]any
+		if err := json.Unmarshal(raw, &ans); err != nil {
+			return err
+		}
+		entries := ans["entries"].([]any)
+		victim := entries[1].(map[string]any)
+		leaf, _ := decodeB64(victim["leaf"].(string))
+		i := bytes.Index(leaf, []byte(`"reason":"e2e"`))
+		if i < 0 {
+			t.Errorf("entry has no reason to flip: %s", leaf)
+			return nil
+		}
+		leaf[i+len(`"reason":"e2`)] ^= 0x01 // e2e -> e2d: still valid JSON
+		victim["leaf"] = leaf
+		flipped = int(victim["index"].(float64))
+		out, _ := json.Marshal(ans)
+		r.Body = io.NopCloser(bytes.NewReader(out))
+		r.ContentLength = int64(len(out))
+		r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+		return nil
+	}
+	srv := httptest.NewTLSServer(proxy)
+	t.Cleanup(srv.Close)
+
+	ctx := newBrowser(t)
+	signInPage(t, ctx, srv.URL, in.ci)
+	run(t, ctx, "open the image", chromedp.Navigate(srv.URL+"/ui/image/"+in.reg.Repo("tamper/app")))
+	verdict, ok, bad := verified(t, ctx)
+	if verdict != "failed" || ok != 2 || bad != 1 {
+		t.Fatalf("through the tampering proxy: %q with %d verified and %d failing entries, want failed, 2 and 1", verdict, ok, bad)
+	}
+	var msg string
+	run(t, ctx, "read the failure", chromedp.Text(`li.entry.bad[data-index="`+strconv.Itoa(flipped)+`"]`, &msg, chromedp.ByQuery))
+	if !strings.Contains(msg, "failed verification") || !strings.Contains(msg, "inclusion") {
+		t.Errorf("the flipped entry %d says %q, want a failed inclusion", flipped, msg)
+	}
+	screenshot(t, ctx, "tampered.png")
+}
