@@ -225,7 +225,9 @@ export async function verifyCheckpoint(text, logKey) {
     const sig = sp < 0 ? null : b64decode(rest.slice(sp + 1));
     if (!sig || !validNoteName(name) || sig.length < 5) bad(`malformed signature line ${quote(line)}`);
     const hash = new DataView(sig.buffer).getUint32(0);
-    if (name !== logKey.name || hash !== logKey.hash) continue; // another witness's
+    // Another witness's line; or ours again, which note.Open ignores after
+    // the first.
+    if (name !== logKey.name || hash !== logKey.hash || verified > 0) continue;
     const ok = sig.length === 68 &&
       await subtle().verify({ name: 'Ed25519' }, logKey.key, sig.subarray(4), bodyBytes);
     if (!ok) bad(`invalid signature by ${logKey.name}`);
@@ -450,7 +452,8 @@ function matchEntry(st, e) {
  * verifyEntry checks one item of GET /ui/api/entries ({index, leaf, proof})
  * against a verified checkpoint and returns {entry, statement}. The
  * inclusion proof comes first: until the leaf is shown to be in the signed
- * tree, none of its fields is read.
+ * tree, none of its fields is read. nodes is verifyAll's cache of interior
+ * hashes; a caller of one entry leaves it out.
  */
 export async function verifyEntry(item, checkpoint, keys, nodes = noMemo) {
   const index = item && item.index;
