@@ -148,10 +148,10 @@ func buildEntries(t testing.TB, rewrite bool) []ledger.Entry {
 		t.Fatal(err)
 	}
 	fe.Index = 6
-	// 7: a promotion that carries entry 1's envelope, validly signed but
-	// about another digest, stage and index.
-	stolen := entryFor(t, ledger.KindPromotion, 7, "stage", d2, "release 1.1")
-	stolen.Envelope = es[1].Envelope
+	// 7: entry 1 replayed: the same promotion with its envelope, validly
+	// signed, at another index; only the predicate's ledgerIndex tells.
+	stolen := es[1]
+	stolen.Index = 7
 	// 8: a promotion signed by a key that is not ours.
 	forged := entryFor(t, ledger.KindPromotion, 8, "dev", d3, "forged")
 	forged.Envelope = sign(t, signingtest.ForeignSigner(t), repo, d3, signing.PromotionPredicateType, signing.PromotionPredicate{
@@ -456,7 +456,7 @@ func testEntry(t *testing.T, f *fixture, p page) {
 		"approval":                           {item: f.item(5, nil), wantKind: ledger.KindApproval},
 		"foreign entry with a trusted key":   {item: f.item(6, nil), wantKind: ledger.KindPromotion},
 		"foreign entry without trusted keys": {item: f.item(6, nil), noTrust: true, wantCheck: "signature", wantMsg: "foreign entry, and no trusted keys"},
-		"envelope of another entry":          {item: f.item(7, nil), wantCheck: "statement", wantMsg: "statement does not describe the entry: subject digest"},
+		"entry replayed at another index":    {item: f.item(7, nil), wantCheck: "statement", wantMsg: "statement does not describe the entry: predicate ledgerIndex 1, entry index 7"},
 		"envelope signed by another key":     {item: f.item(8, nil), wantCheck: "signature", wantMsg: "entry 8: no signature of the envelope verifies"},
 		"flipped byte in the leaf":           {item: f.item(1, flipLeaf), wantCheck: "inclusion", wantMsg: "entry 1 and its proof lead to root"},
 		"wrong proof hash":                   {item: f.item(1, func(it *item) { it.Proof[1][0] ^= 1 }), wantCheck: "inclusion", wantMsg: "does not match checkpoint root"},
