@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := bin
-TOOLS    := k8s opa cosign registry crane crds
+TOOLS    := k8s opa cosign registry crane crds chromium
 GOTEST   ?= $(GO) test -count=1
 TEST_TIMEOUT ?= 45m
 # Each fuzz target runs this long in `make test`, and FUZZ_SECONDS in `make fuzz`.

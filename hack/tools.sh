@@ -2,7 +2,10 @@
 # Builds the pinned tools the tests run (DESIGN.md, "Real parts in tests")
 # from the Go module proxy, using the wrapper modules in tools/.
 #
-# Usage: hack/tools.sh NAME...   NAME is k8s, opa, cosign, registry, crane, crds or all.
+# Usage: hack/tools.sh NAME...   NAME is k8s, opa, cosign, registry, crane, crds, chromium or all.
+#
+# chromium is the one tool not built from Go: Debian's package, installed
+# with apt-get when no browser is on PATH (see build_chromium).
 #
 # Layout (bin/ is git-ignored):
 #   bin/k8s-<k8s version>-etcd-<etcd version>/{kube-apiserver,kubectl,etcd}
@@ -169,8 +172,38 @@ build_crds() {
 	link "$dir" crds
 }
 
+# The web view's tests drive a real headless Chromium (DESIGN.md, "Real
+# parts in tests"). It cannot be built from the module proxy, so it comes
+# from the distribution: Debian's chromium package, with one font so that
+# pages render text (screenshots). internal/testutil/browser finds it on
+# PATH under these names, or at $STAGEGATE_CHROMIUM.
+build_chromium() {
+	local n
+	if [[ -n "${STAGEGATE_CHROMIUM:-}" ]]; then
+		log "chromium: using STAGEGATE_CHROMIUM=$STAGEGATE_CHROMIUM"
+		return 0
+	fi
+	for n in chromium chromium-browser; do
+		if command -v "$n" >/dev/null 2>&1; then
+			log "up to date: $(command -v "$n")"
+			return 0
+		fi
+	done
+	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+		log "chromium: no chromium or chromium-browser on PATH; install Debian's chromium package" \
+			"(apt-get install chromium fonts-dejavu-core) or set STAGEGATE_CHROMIUM to a Chromium binary;" \
+			"the web view's browser tests skip without it, and fail under CI=true"
+		return 0
+	fi
+	log "installing chromium with apt-get"
+	local start=$SECONDS
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+	log "installed chromium in $((SECONDS - start))s"
+}
+
 usage() {
-	echo "usage: $0 NAME...  (NAME: k8s opa cosign registry crane crds all)" >&2
+	echo "usage: $0 NAME...  (NAME: k8s opa cosign registry crane crds chromium all)" >&2
 	exit 2
 }
 
@@ -179,8 +212,8 @@ main() {
 	local names=() n
 	for n in "$@"; do
 		case $n in
-		all) names+=(k8s opa cosign registry crane crds) ;;
-		k8s | opa | cosign | registry | crane | crds) names+=("$n") ;;
+		all) names+=(k8s opa cosign registry crane crds chromium) ;;
+		k8s | opa | cosign | registry | crane | crds | chromium) names+=("$n") ;;
 		*) usage ;;
 		esac
 	done
