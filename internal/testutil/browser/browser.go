@@ -49,7 +49,7 @@ func Find() (string, error) {
 // tab, for chromedp.Run. The browser is closed when the test ends. Without
 // a browser the test fails under CI=true, where a missing tool is a broken
 // setup, and is skipped elsewhere.
-func New(tb testing.TB) context.Context {
+func New(tb testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	tb.Helper()
 	path, err := Find()
 	if err != nil {
@@ -72,6 +72,7 @@ func New(tb testing.TB) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(tb.TempDir()),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Start the browser now, on the tab's own context (the browser lives

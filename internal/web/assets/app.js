@@ -120,7 +120,7 @@ function renderEntry(res) {
   const li = el('li', { class: 'entry ' + (res.ok ? 'ok' : 'bad'), 'data-index': String(res.index) });
   const status = res.ok
     ? el('span', { class: 'verify ok', text: '✔ verified' })
-    : el('span', { class: 'verify bad', role: 'alert', text: '✘ failed verification: ' + res.error });
+    : el('span', { class: 'verify bad', role: 'alert', text: `✘ failed verification (${res.error?.check ?? 'error'}): ${res.error?.message ?? res.error}` });
   if (!res.ok || !res.entry) {
     li.append(el('div', { class: 'head' }, el('strong', { text: `#${res.index}` }), ' ', status));
     return li;

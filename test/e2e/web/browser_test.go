@@ -38,23 +38,34 @@ func artefacts(t *testing.T) string {
 // self-signed certificate: what is under test is the page, not the
 // browser's trust store.
 func newBrowser(t *testing.T) context.Context {
-	ctx := browser.New(t, chromedp.Flag("ignore-certificate-errors", true))
+	ctx := browser.New(t, chromedp.IgnoreCertErrors)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Run(ctx, actions...); err != nil {
+	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
+// get runs one action that answers a value.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	var png []byte
-	run(t, ctx, "screenshot "+name, chromedp.FullScreenshot(&png, 90))
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(90))
 	path := filepath.Join(artefacts(t), name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -66,11 +77,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the verdict, the count of entries shown as verified and as failing.
 func verified(t *testing.T, ctx context.Context) (verdict string, ok, bad int) {
 	t.Helper()
-	run(t, ctx, "wait for verification",
-		chromedp.WaitVisible(`body[data-verified]`, chromedp.ByQuery),
-		chromedp.AttributeValue(`body`, "data-verified", &verdict, nil, chromedp.ByQuery),
-		chromedp.Evaluate(`document.querySelectorAll('li.entry.ok').length`, &ok),
-		chromedp.Evaluate(`document.querySelectorAll('li.entry.bad').length`, &bad))
+	run(t, ctx, "wait for verification", chromedp.WaitReady(css(`body[data-verified]`)))
+	verdict = get(t, ctx, "verdict", chromedp.Evaluate[string](`document.body.dataset.verified`))
+	ok = get(t, ctx, "verified entries", chromedp.Evaluate[int](`document.querySelectorAll('li.entry.ok').length`))
+	bad = get(t, ctx, "failing entries", chromedp.Evaluate[int](`document.querySelectorAll('li.entry.bad').length`))
 	return verdict, ok, bad
 }
 
@@ -78,10 +88,10 @@ func signInPage(t *testing.T, ctx context.Context, base, token string) {
 	t.Helper()
 	run(t, ctx, "sign in",
 		chromedp.Navigate(base+"/ui/"),
-		chromedp.WaitVisible(`#token`, chromedp.ByID),
-		chromedp.SendKeys(`#token`, token, chromedp.ByID),
-		chromedp.Click(`#signin`, chromedp.ByID),
-		chromedp.WaitVisible(`#board`, chromedp.ByID))
+		chromedp.WaitVisible(css(`#token`)),
+		chromedp.SendKeys(css(`#token`), token),
+		chromedp.Click(css(`#signin`)),
+		chromedp.WaitVisible(css(`#board`)))
 }
 
 // TestBrowserStory drives the web view in a real Chromium: sign in, the
@@ -95,8 +105,7 @@ func TestBrowserStory(t *testing.T) {
 	ctx := newBrowser(t)
 	signInPage(t, ctx, in.sg.URL, in.ci)
 
-	var board string
-	run(t, ctx, "read the board", chromedp.Text(`#board`, &board, chromedp.ByID))
+	board := get(t, ctx, "read the board", chromedp.Text(css(`#board`)))
 	for _, want := range []string{"story/app", "story/api", app[:19]} {
 		if !strings.Contains(board, want) {
 			t.Errorf("the board lacks %q:\n%s", want, board)
@@ -109,8 +118,7 @@ func TestBrowserStory(t *testing.T) {
 	if verdict != "ok" || ok != 2 || bad != 0 {
 		t.Fatalf("image page: %q with %d verified and %d failing entries, want ok, 2 and 0", verdict, ok, bad)
 	}
-	var cp string
-	run(t, ctx, "read the checkpoint", chromedp.Text(`#checkpoint`, &cp, chromedp.ByID))
+	cp := get(t, ctx, "read the checkpoint", chromedp.Text(css(`#checkpoint`)))
 	if !strings.Contains(cp, "Checkpoint verified") {
 		t.Errorf("checkpoint box: %q", cp)
 	}
@@ -118,30 +126,28 @@ func TestBrowserStory(t *testing.T) {
 
 	run(t, ctx, "revoke from the page",
 		chromedp.Navigate(in.sg.URL+"/ui/image/"+app),
-		chromedp.WaitVisible(`#revoke-form summary`, chromedp.ByQuery),
-		chromedp.Click(`#revoke-form summary`, chromedp.ByQuery),
-		chromedp.SetValue(`#revoke-stage`, "test", chromedp.ByID),
-		chromedp.SendKeys(`#revoke-reason`, "CVE-2026-0001", chromedp.ByID),
-		chromedp.Click(`#revoke`, chromedp.ByID),
-		chromedp.WaitVisible(`#flash`, chromedp.ByID))
-	var flash string
-	run(t, ctx, "read the result", chromedp.Text(`#flash`, &flash, chromedp.ByID))
+		chromedp.WaitVisible(css(`#revoke-form summary`)),
+		chromedp.Click(css(`#revoke-form summary`)),
+		chromedp.SetValue(css(`#revoke-stage`), "test"),
+		chromedp.SendKeys(css(`#revoke-reason`), "CVE-2026-0001"),
+		chromedp.Click(css(`#revoke`)),
+		chromedp.WaitVisible(css(`#flash`)))
+	flash := get(t, ctx, "read the result", chromedp.Text(css(`#flash`)))
 	if !strings.Contains(flash, "Revoked") {
 		t.Fatalf("after revoke: %q", flash)
 	}
-	var cell string
 	run(t, ctx, "the board shows it",
 		chromedp.Navigate(in.sg.URL+"/ui/?repo=story/app"),
-		chromedp.WaitVisible(`#board`, chromedp.ByID),
-		chromedp.Text(`#board td[data-stage="test"]`, &cell, chromedp.ByQuery))
+		chromedp.WaitVisible(css(`#board`)))
+	cell := get(t, ctx, "read the test cell", chromedp.Text(css(`#board td[data-stage="test"]`)))
 	if !strings.Contains(cell, "revoked") || !strings.Contains(cell, "CVE-2026-0001") {
 		t.Errorf("test cell after the revocation: %q", cell)
 	}
 
 	var cookies []*network.Cookie
-	run(t, ctx, "read the cookie", chromedp.ActionFunc(func(ctx context.Context) error {
-		var err error
-		cookies, err = network.GetCookies().Do(ctx)
+	run(t, ctx, "read the cookie", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
+		cookies = res.Cookies
 		return err
 	}))
 	var session string
@@ -154,11 +160,11 @@ func TestBrowserStory(t *testing.T) {
 		}
 	}
 	run(t, ctx, "sign out",
-		chromedp.Click(`#signout`, chromedp.ByID),
-		chromedp.WaitVisible(`#token`, chromedp.ByID),
+		chromedp.Click(css(`#signout`)),
+		chromedp.WaitVisible(css(`#token`)),
 		chromedp.Navigate(in.sg.URL+"/ui/"),
-		chromedp.WaitVisible(`#token`, chromedp.ByID))
-	b := in.browser(t)
+		chromedp.WaitVisible(css(`#token`)))
+	b := in.client(t)
 	u, _ := url.Parse(in.sg.URL)
 	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-stagegate-session", Value: session, Path: "/"}})
 	if a := b.do(http.MethodGet, "/ui/", nil); a.status != http.StatusSeeOther {
@@ -216,8 +222,7 @@ func TestBrowserTamperedEntry(t *testing.T) {
 	if verdict != "failed" || ok != 2 || bad != 1 {
 		t.Fatalf("through the tampering proxy: %q with %d verified and %d failing entries, want failed, 2 and 1", verdict, ok, bad)
 	}
-	var msg string
-	run(t, ctx, "read the failure", chromedp.Text(`li.entry.bad[data-index="`+strconv.Itoa(flipped)+`"]`, &msg, chromedp.ByQuery))
+	msg := get(t, ctx, "read the failure", chromedp.Text(css(`li.entry.bad[data-index="`+strconv.Itoa(flipped)+`"]`)))
 	if !strings.Contains(msg, "failed verification") || !strings.Contains(msg, "inclusion") {
 		t.Errorf("the flipped entry %d says %q, want a failed inclusion", flipped, msg)
 	}

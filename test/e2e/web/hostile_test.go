@@ -15,21 +15,21 @@ func TestHostile(t *testing.T) {
 	digest := in.promote(t, "hostile/app", "dev")
 	before := in.ledgerSize(t)
 
-	ci := in.browser(t)
+	ci := in.client(t)
 	ci.signIn(in.ci)
 	csrf := ci.csrf("/ui/image/" + digest)
 	revoke := func(token string) url.Values {
 		return url.Values{"csrf": {token}, "digest": {digest}, "stage": {"dev"}, "reason": {"hostile"}}
 	}
-	anon := in.browser(t)
-	wrong := in.browser(t)
+	anon := in.client(t)
+	wrong := in.client(t)
 	wrongForm := url.Values{"csrf": {wrong.csrf("/ui/signin")}, "token": {"sg_wrong"}}
-	forged := in.browser(t)
+	forged := in.client(t)
 	u, _ := url.Parse(in.sg.URL)
 	forged.c.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-stagegate-session", Value: "AAAAforgedAAAAforgedAAAAforgedAAAAforgedAAA", Path: "/"}})
 
 	tests := map[string]struct {
-		b          *browser
+		b          *client
 		method     string
 		path       string
 		form       url.Values
@@ -86,7 +86,7 @@ func TestHostile(t *testing.T) {
 	}
 
 	t.Run("revoke from a token without the group", func(t *testing.T) {
-		m := in.browser(t)
+		m := in.client(t)
 		m.signIn(in.mallory)
 		a := m.do(http.MethodPost, "/ui/revoke", revoke(m.csrf("/ui/image/"+digest)))
 		if a.status != http.StatusSeeOther {
@@ -102,7 +102,7 @@ func TestHostile(t *testing.T) {
 	})
 
 	t.Run("signed out, a copied cookie no longer works", func(t *testing.T) {
-		b := in.browser(t)
+		b := in.client(t)
 		b.signIn(in.ci)
 		stolen := b.sessionCookie()
 		if a := b.do(http.MethodGet, "/ui/", nil); a.status != http.StatusOK {
@@ -112,7 +112,7 @@ func TestHostile(t *testing.T) {
 		if a := b.do(http.MethodPost, "/ui/signout", url.Values{"csrf": {token}}); a.status != http.StatusSeeOther {
 			t.Fatalf("sign-out: %d", a.status)
 		}
-		thief := in.browser(t)
+		thief := in.client(t)
 		thief.c.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-stagegate-session", Value: stolen, Path: "/"}})
 		if a := thief.do(http.MethodGet, "/ui/", nil); a.status != http.StatusSeeOther {
 			t.Errorf("board with the signed-out cookie: %d, want 303 to sign-in", a.status)

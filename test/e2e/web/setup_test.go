@@ -75,19 +75,19 @@ func (in *install) ledgerSize(t *testing.T) int {
 	return len(body.Entries)
 }
 
-// browser is an HTTP client that keeps cookies and does not follow
+// client is an HTTP client that keeps cookies and does not follow
 // redirects, so that each answer is seen as the browser gets it.
-type browser struct {
+type client struct {
 	t    *testing.T
 	base string
 	c    *http.Client
 }
 
-func (in *install) browser(t *testing.T) *browser {
+func (in *install) client(t *testing.T) *client {
 	c := in.sg.Client(t)
 	c.Jar, _ = cookiejar.New(nil)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &browser{t: t, base: in.sg.URL, c: c}
+	return &client{t: t, base: in.sg.URL, c: c}
 }
 
 type answer struct {
@@ -96,7 +96,7 @@ type answer struct {
 	body   string
 }
 
-func (b *browser) do(method, path string, form url.Values, header ...string) answer {
+func (b *client) do(method, path string, form url.Values, header ...string) answer {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -124,7 +124,7 @@ func (b *browser) do(method, path string, form url.Values, header ...string) ans
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrf is the CSRF token of the page at path.
-func (b *browser) csrf(path string) string {
+func (b *client) csrf(path string) string {
 	b.t.Helper()
 	a := b.do(http.MethodGet, path, nil)
 	m := csrfField.FindStringSubmatch(a.body)
@@ -135,7 +135,7 @@ func (b *browser) csrf(path string) string {
 }
 
 // signIn signs in with token and checks the session cookie's attributes.
-func (b *browser) signIn(token string) {
+func (b *client) signIn(token string) {
 	b.t.Helper()
 	a := b.do(http.MethodPost, "/ui/signin", url.Values{"csrf": {b.csrf("/ui/signin")}, "token": {token}, "next": {"/ui/"}})
 	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/ui/" {
@@ -155,7 +155,7 @@ func (b *browser) signIn(token string) {
 }
 
 // sessionCookie is the browser's session cookie value.
-func (b *browser) sessionCookie() string {
+func (b *client) sessionCookie() string {
 	u, _ := url.Parse(b.base)
 	for _, c := range b.c.Jar.Cookies(u) {
 		if c.Name == "__Host-stagegate-session" {
