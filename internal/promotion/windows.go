@@ -1,7 +1,6 @@
 package promotion
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,41 +98,4 @@ func (s *Service) checkWindow(req Request, now time.Time) (*signing.FreezeOverri
 		fo.NextOpen = next.UTC()
 	}
 	return fo, nil
-}
-
-// StageView is what GET /v1/stages shows of one stage: its place in the
-// pipeline, whether its windows let promotions in at the moment asked, and
-// when that changes next (nil: never).
-type StageView struct {
-	Name       string     `json:"name"`
-	Order      int        `json:"order"`
-	Open       bool       `json:"open"`
-	NextChange *time.Time `json:"nextChange,omitempty"`
-	// ClosedBy names the denied span that closes the stage, if one does.
-	ClosedBy             string   `json:"closedBy,omitempty"`
-	Windows              int      `json:"windows"`
-	FreezeOverrideGroups []string `json:"freezeOverrideGroups"`
-	Approvals            bool     `json:"approvals"`
-}
-
-// Stages shows each stage, in pipeline order, at the service's clock.
-func (s *Service) Stages(context.Context) []StageView {
-	now := s.now().UTC()
-	out := make([]StageView, 0, len(s.stages))
-	for i, name := range s.stages {
-		rule := s.windows[name]
-		open, next := rule.Schedule.Open(now)
-		v := StageView{Name: name, Order: i, Open: open, Windows: len(rule.Schedule),
-			FreezeOverrideGroups: append([]string{}, rule.OverrideGroups...)}
-		if !next.IsZero() {
-			n := next.UTC()
-			v.NextChange = &n
-		}
-		if w, _ := rule.Schedule.Closing(now); w != nil {
-			v.ClosedBy = w.Name
-		}
-		_, v.Approvals = s.approvalRules[name]
-		out = append(out, v)
-	}
-	return out
 }

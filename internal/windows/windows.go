@@ -208,3 +208,16 @@ func (s Schedule) open(t time.Time) bool {
 	}
 	return allowed || !anyAllow
 }
+
+// String says what the span is, as `stagegate stages` shows it: "deny
+// weekend freeze: Fri 16:00 to Mon 08:00 Europe/Berlin".
+func (w Window) String() string {
+	kind := "allow"
+	if w.Deny {
+		kind = "deny"
+	}
+	if w.Weekly {
+		return fmt.Sprintf("%s %s: %s to %s %s", kind, w.Name, w.From, w.To, w.Loc)
+	}
+	return fmt.Sprintf("%s %s: %s to %s", kind, w.Name, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+}
