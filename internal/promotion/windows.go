@@ -1,6 +1,7 @@
 package promotion
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -98,4 +99,26 @@ func (s *Service) checkWindow(req Request, now time.Time) (*signing.FreezeOverri
 		fo.NextOpen = next.UTC()
 	}
 	return fo, nil
+}
+
+func isClosed(err error) bool {
+	_, ok := errors.AsType[*ClosedError](err)
+	return ok
+}
+
+// waitsFor says why a request of stage with its quorum waits at now ("" if
+// the stage is open).
+func (s *Service) waitsFor(stage string, now time.Time) string {
+	rule, ok := s.windows[stage]
+	if !ok {
+		return ""
+	}
+	open, next := rule.Schedule.Open(now)
+	switch {
+	case open:
+		return ""
+	case next.IsZero():
+		return "waits for the window: no window opens stage " + stage + " again"
+	}
+	return "waits for the window: stage " + stage + " opens at " + next.UTC().Format(time.RFC3339)
 }
