@@ -67,6 +67,9 @@ type App struct {
 	federation *federation.Source
 	publisher  *revlist.Publisher
 	continuous *continuous
+	// completer completes the requests that collected their approvals
+	// while their stage was closed, at its opening (nil without approvals).
+	completer *promotion.Completer
 	// replica is set when the config has a cluster (cluster.go).
 	replica *replica
 	// closers undo what Build and Start did, run last first by Close.
@@ -95,6 +98,8 @@ type options struct {
 	resolver   promotion.Resolver
 	dev        *DevOptions
 	now        func() time.Time
+	svcNow     func() time.Time
+	svcAfter   func(time.Duration) <-chan time.Time
 }
 
 // WithLogger sets the logger of every part (default: discard).
@@ -143,6 +148,13 @@ func WithResolver(r promotion.Resolver) Option { return func(o *options) { o.res
 
 // WithClock replaces time.Now where a replica judges its staleness.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithServiceClock replaces time.Now in the promotion service, and
+// time.After where its completer waits for a window to open, so that a
+// test moves time instead of waiting for it.
+func WithServiceClock(now func() time.Time, after func(time.Duration) <-chan time.Time) Option {
+	return func(o *options) { o.svcNow, o.svcAfter = now, after }
+}
 
 // WithDev prepares what `serve --dev` needs before anything is built (see
 // DevOptions); the embedded registry it starts is stopped by Close.
@@ -288,7 +300,22 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 	if a.replica != nil {
 		promOpts = append(promOpts, promotion.WithReplicaWaiter(a.replica))
 	}
+	if a.opts.svcNow != nil {
+		promOpts = append(promOpts, promotion.WithClock(a.opts.svcNow))
+	}
 	a.Service = promotion.New(writes, a.Keys.Signer, a.Policy, resolver, cfg.StageNames(), promOpts...)
+	if len(ApprovalRules(cfg)) > 0 {
+		var copts []promotion.CompleterOption
+		if a.replica != nil {
+			// Every replica sees the waiting requests; the leader alone
+			// completes them, as it alone appends.
+			copts = append(copts, promotion.WithLeader(a.replica.node.IsLeader))
+		}
+		if a.opts.svcAfter != nil {
+			copts = append(copts, promotion.WithTimer(a.opts.svcAfter))
+		}
+		a.completer = a.Service.NewCompleter(copts...)
+	}
 	if ref := cfg.RevocationList.Reference; ref != "" {
 		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
 			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
@@ -404,8 +431,9 @@ func (a *App) buildHandlers(cfg *config.Config, m *metrics, reads readLedger) er
 }
 
 // Start starts the background work, the registry source's refreshes, the
-// revocation list's publisher and continuous validation (while this
-// replica holds its Lease), and makes /readyz answer ready. Under
+// revocation list's publisher, the completer of requests waiting for a
+// window (on the Raft leader only, in a cluster) and continuous validation
+// (while this replica holds its Lease), and makes /readyz answer ready. Under
 // WithReadOnly it reads the revocation lists once, now, so that a fresh
 // stage decides as a serve that has read them. ctx bounds that read; the
 // background work runs until Close.
@@ -432,6 +460,13 @@ func (a *App) Start(ctx context.Context) error {
 		wg.Go(func() { a.publisher.Run(pctx) })
 		// Pushed after everything Build made: stopped before the ledger
 		// it reads closes.
+		a.closers = append(a.closers, func() error { cancel(); wg.Wait(); return nil })
+	}
+	if a.completer != nil {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		var wg sync.WaitGroup
+		wg.Go(func() { a.completer.Run(cctx) })
+		// Stopped before the ledger it writes to closes.
 		a.closers = append(a.closers, func() error { cancel(); wg.Wait(); return nil })
 	}
 	if a.continuous != nil {

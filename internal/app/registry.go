@@ -13,7 +13,7 @@ import (
 func StageOptions(cfg *config.Config) map[string]promotion.StageOptions {
 	out := make(map[string]promotion.StageOptions, len(cfg.Stages))
 	for _, s := range cfg.Stages {
-		o := promotion.StageOptions{Attest: s.Attest, Tag: s.StageTag(), RequiredEvidence: s.RequiredEvidence}
+		o := promotion.StageOptions{Attest: s.Attest, Tag: s.StageTag(), RequiredEvidence: s.RequiredEvidence, Groups: s.Groups}
 		if s.Target != "" {
 			o.Target = s.TargetRepository
 		}

@@ -36,14 +36,18 @@ type requestView struct {
 	Approvals []ledger.Approval `json:"approvals"`
 	Rejection *ledger.Approval  `json:"rejection"`
 	Promotion *uint64           `json:"promotion"`
+	Waits     string            `json:"waits"`
 }
 
 func (v requestView) summary() string {
-	switch v.State {
-	case "pending":
+	switch {
+	case v.State == "pending" && v.Waits != "":
+		return fmt.Sprintf("request %d to promote %s@%s to %s has its %d approvals and %s; it completes then (expires %s)",
+			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Waits, when(v.Expires))
+	case v.State == "pending":
 		return fmt.Sprintf("request %d to promote %s@%s to %s is pending: %d of %d approvals, %d more needed (expires %s)",
 			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Required, v.Needed, when(v.Expires))
-	case "rejected":
+	case v.State == "rejected":
 		by, why := "", ""
 		if v.Rejection != nil {
 			by, why = v.Rejection.Subject, v.Rejection.Reason

@@ -62,6 +62,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 		newLedgerCommand(s), newReceiptCommand(s), newCheckCommand(s),
 		newKeysCommand(s), newCertsCommand(s), newManifestsCommand(s),
 		newRequestsCommand(s), newAnswerCommand(s, "approve", "approvals"), newAnswerCommand(s, "reject", "rejections"),
+		newStagesCommand(s),
 		newClusterCommand(s),
 	)
 	nameCreators(root)

@@ -10,20 +10,23 @@ import (
 )
 
 // Window is one entry of a stage's windows: an allowed span or a denied
-// one (a freeze), either weekly on the wall clock of TimeZone (From, To:
-// "Fri 16:00") or one-off (Start, End: RFC 3339). Cron schedules are not
-// supported.
+// one (a freeze), weekly on the wall clock of TimeZone (From, To: "Fri
+// 16:00"), each firing of a 5-field cron schedule in TimeZone for a
+// Duration on that wall clock (Cron: "0 16 * * 5", Duration: 64h), or
+// one-off (Start, End: RFC 3339).
 type Window struct {
 	// Allow or Deny names the span ("office hours", "weekend freeze");
 	// exactly one is set.
 	Allow string `json:"allow,omitempty"`
 	Deny  string `json:"deny,omitempty"`
 	// TimeZone is an IANA zone, e.g. Europe/Berlin; a weekly span needs it.
-	TimeZone string `json:"timeZone,omitempty"`
-	From     string `json:"from,omitempty"`
-	To       string `json:"to,omitempty"`
-	Start    string `json:"start,omitempty"`
-	End      string `json:"end,omitempty"`
+	TimeZone string   `json:"timeZone,omitempty"`
+	From     string   `json:"from,omitempty"`
+	To       string   `json:"to,omitempty"`
+	Start    string   `json:"start,omitempty"`
+	End      string   `json:"end,omitempty"`
+	Cron     string   `json:"cron,omitempty"`
+	Duration Duration `json:"duration,omitempty"`
 }
 
 // Schedule is the stage's windows, parsed; a stage without windows, or an
@@ -61,9 +64,12 @@ func (w Window) parse() (windows.Window, error) {
 	}
 	weekly := w.From != "" || w.To != ""
 	oneOff := w.Start != "" || w.End != ""
+	byCron := w.Cron != "" || w.Duration != 0
 	switch {
-	case weekly && oneOff:
-		return out, errors.New("set from and to (weekly) or start and end (one-off), not both")
+	case weekly && oneOff || weekly && byCron || oneOff && byCron:
+		return out, errors.New("set one of from and to (weekly), cron and duration, or start and end (one-off)")
+	case byCron:
+		return w.parseCron(out)
 	case weekly:
 		if w.From == "" || w.To == "" {
 			return out, errors.New("a weekly span needs both from and to, e.g. from: \"Fri 16:00\", to: \"Mon 08:00\"")
@@ -102,8 +108,30 @@ func (w Window) parse() (windows.Window, error) {
 			return out, fmt.Errorf("end %s is not after start %s", w.End, w.Start)
 		}
 	default:
-		return out, errors.New("set from and to (weekly) or start and end (one-off)")
+		return out, errors.New("set from and to (weekly), cron and duration, or start and end (one-off)")
 	}
+	return out, nil
+}
+
+func (w Window) parseCron(out windows.Window) (windows.Window, error) {
+	if w.Cron == "" {
+		return out, errors.New("cron: a span with a duration needs a cron schedule, e.g. cron: \"0 16 * * 5\"")
+	}
+	if d := w.Duration.Std(); d <= 0 || d > windows.MaxCronDuration {
+		return out, fmt.Errorf("duration %s: a cron span needs a duration above 0 and at most %s (longer freezes are one-off: start and end), e.g. duration: 64h",
+			d, windows.MaxCronDuration)
+	}
+	if w.TimeZone == "" {
+		return out, errors.New("timeZone is required for a cron span, e.g. Europe/Berlin or UTC")
+	}
+	loc, err := time.LoadLocation(w.TimeZone)
+	if err != nil {
+		return out, fmt.Errorf("timeZone %q is not a known IANA time zone: %w", w.TimeZone, err)
+	}
+	if out.Cron, err = windows.ParseCron(w.Cron, loc); err != nil {
+		return out, fmt.Errorf("cron: %w", err)
+	}
+	out.Duration, out.Loc = w.Duration.Std(), loc
 	return out, nil
 }
 

@@ -23,6 +23,10 @@ stages:
       - deny: year-end freeze
         start: "2026-12-20T00:00:00+01:00"
         end: "2027-01-04T00:00:00+01:00"
+      - deny: release-train freeze
+        cron: "0 9 1 * *"
+        duration: 48h
+        timeZone: Europe/Berlin
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -31,13 +35,19 @@ stages:
 		t.Fatal(err)
 	}
 	s, err := c.Schedule("prod")
-	if err != nil || len(s) != 2 {
+	if err != nil || len(s) != 3 {
 		t.Fatalf("schedule = %v, %v", s, err)
 	}
 	// Fri 27 March 2026 16:30 in Berlin (CET) is frozen until Mon 08:00 CEST.
 	open, next := s.Open(time.Date(2026, 3, 27, 15, 30, 0, 0, time.UTC))
 	if open || !next.Equal(time.Date(2026, 3, 30, 6, 0, 0, 0, time.UTC)) {
 		t.Errorf("open, next = %v, %s; want false, 2026-03-30T06:00:00Z", open, next.UTC())
+	}
+	// Wed 1 April 2026 10:00 in Berlin (CEST) is in the release-train
+	// freeze until Fri 3 April 09:00.
+	open, next = s.Open(time.Date(2026, 4, 1, 8, 0, 0, 0, time.UTC))
+	if open || !next.Equal(time.Date(2026, 4, 3, 7, 0, 0, 0, time.UTC)) {
+		t.Errorf("open, next = %v, %s; want false, 2026-04-03T07:00:00Z", open, next.UTC())
 	}
 	if dev, _ := c.Schedule("dev"); len(dev) != 0 {
 		t.Errorf("dev has windows %v", dev)
@@ -72,10 +82,19 @@ func TestWindowsValidate(t *testing.T) {
 		"empty span":         {w: weekly(Window{TimeZone: "UTC", From: "Fri 16:00", To: "Fri 16:00"}), want: "would be empty"},
 		"end before start":   {w: weekly(Window{Start: "2027-01-04T00:00:00Z", End: "2026-12-20T00:00:00Z"}), want: "is not after start"},
 		"bad start":          {w: weekly(Window{Start: "20 Dec 2026", End: "2027-01-04T00:00:00Z"}), want: `start "20 Dec 2026" is not RFC 3339`},
-		"both kinds":         {w: weekly(Window{TimeZone: "UTC", From: "Fri 16:00", To: "Mon 08:00", Start: "2026-12-20T00:00:00Z", End: "2027-01-04T00:00:00Z"}), want: "not both"},
+		"both kinds":         {w: weekly(Window{TimeZone: "UTC", From: "Fri 16:00", To: "Mon 08:00", Start: "2026-12-20T00:00:00Z", End: "2027-01-04T00:00:00Z"}), want: "set one of"},
 		"neither allow/deny": {w: Window{TimeZone: "UTC", From: "Fri 16:00", To: "Mon 08:00"}, want: "set allow or deny"},
 		"allow and deny":     {w: Window{Allow: "a", Deny: "d", TimeZone: "UTC", From: "Fri 16:00", To: "Mon 08:00"}, want: "not both"},
 		"no span":            {w: weekly(Window{TimeZone: "UTC"}), want: "set from and to"},
+		"cron":               {w: weekly(Window{TimeZone: "Europe/Berlin", Cron: "0 16 * * 5", Duration: Duration(64 * time.Hour)})},
+		"cron, bad spec":     {w: weekly(Window{TimeZone: "UTC", Cron: "0 16 * *", Duration: Duration(time.Hour)}), want: `cron: "0 16 * *"`},
+		"cron, never fires":  {w: weekly(Window{TimeZone: "UTC", Cron: "0 0 30 2 *", Duration: Duration(time.Hour)}), want: "never fires"},
+		"cron, zone in spec": {w: weekly(Window{TimeZone: "UTC", Cron: "CRON_TZ=UTC 0 16 * * 5", Duration: Duration(time.Hour)}), want: "set the time zone with timeZone"},
+		"cron, no duration":  {w: weekly(Window{TimeZone: "UTC", Cron: "0 16 * * 5"}), want: "duration 0s"},
+		"cron, too long":     {w: weekly(Window{TimeZone: "UTC", Cron: "0 16 * * 5", Duration: Duration(800 * time.Hour)}), want: "duration 800h0m0s"},
+		"cron, no zone":      {w: weekly(Window{Cron: "0 16 * * 5", Duration: Duration(time.Hour)}), want: "timeZone is required for a cron span"},
+		"duration, no cron":  {w: weekly(Window{TimeZone: "UTC", Duration: Duration(time.Hour)}), want: "cron: a span with a duration needs"},
+		"cron and weekly":    {w: weekly(Window{TimeZone: "UTC", Cron: "0 16 * * 5", Duration: Duration(time.Hour), From: "Fri 16:00", To: "Mon 08:00"}), want: "set one of"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -74,6 +74,10 @@ type RequestView struct {
 	// OverridesRevocation is the revocation the request overrides, if it
 	// asked to (overrideRevocation).
 	OverridesRevocation *uint64 `json:"overridesRevocation,omitempty"`
+	// Waits says why a pending request with its quorum is not completed:
+	// the stage is closed by its windows. The completer (completer.go)
+	// completes it at the next open moment, if it is still valid then.
+	Waits string `json:"waits,omitempty"`
 }
 
 // maxRequestHistory bounds what is read of one request's history: the
@@ -134,6 +138,9 @@ func (s *Service) requestView(r ledger.Reader, id uint64, now time.Time) (Reques
 		v.State = RequestExpired
 	default:
 		v.State = RequestPending
+		if v.Needed == 0 {
+			v.Waits = s.waitsFor(v.Stage, now)
+		}
 	}
 	return v, nil
 }
@@ -326,10 +333,16 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 		return Result{}, err
 	}
 	created := rc.Checkpoint != ""
-	if v.State != RequestPending || len(v.Approvals) < v.Required {
+	if v.State != RequestPending || len(v.Approvals) < v.Required || v.Waits != "" {
 		return Result{Receipt: rc, Created: created, Request: &v}, nil
 	}
 	res, err := s.complete(ctx, v)
+	if isClosed(err) {
+		// The stage closed since v was read: the request waits, as above.
+		if nv, verr := s.Request(ctx, a.ID); verr == nil {
+			return Result{Receipt: rc, Created: created, Request: &nv}, nil
+		}
+	}
 	if errors.Is(err, ErrNotPending) {
 		// Completed by a concurrent approval.
 		if nv, verr := s.Request(ctx, a.ID); verr == nil && nv.State == RequestApproved {
@@ -355,9 +368,11 @@ func completion(v RequestView, approvals []ledger.Approval) Request {
 // recording nothing.
 func (s *Service) decideCompletion(ctx context.Context, v RequestView, approvals []ledger.Approval) error {
 	req := completion(v, approvals)
-	// The approval that makes the quorum is refused, and not written,
-	// while the stage is closed: it is given again once it opens.
-	if _, err := s.checkWindow(req, s.now().UTC()); err != nil {
+	// While the stage is closed the approval that makes the quorum is
+	// still recorded if the policy passes (the request then waits for the
+	// window, and the policy is asked again when it completes), so that
+	// approvers need not come back at the opening.
+	if _, err := s.checkWindow(req, s.now().UTC()); err != nil && !isClosed(err) {
 		return err
 	}
 	img, evidence, err := s.resolveForCompletion(ctx, req)

@@ -33,6 +33,9 @@ type StageOptions struct {
 	// RequiredEvidence are predicate types to verify on the image and pass
 	// to the policy.
 	RequiredEvidence []string
+	// Groups may promote here; the policy decides that (from
+	// data.stagegate.config), so this is only what Stages shows.
+	Groups []string
 }
 
 func (o StageOptions) target(repo string) string {

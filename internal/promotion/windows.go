@@ -1,7 +1,7 @@
 package promotion
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,39 +101,24 @@ func (s *Service) checkWindow(req Request, now time.Time) (*signing.FreezeOverri
 	return fo, nil
 }
 
-// StageView is what GET /v1/stages shows of one stage: its place in the
-// pipeline, whether its windows let promotions in at the moment asked, and
-// when that changes next (nil: never).
-type StageView struct {
-	Name       string     `json:"name"`
-	Order      int        `json:"order"`
-	Open       bool       `json:"open"`
-	NextChange *time.Time `json:"nextChange,omitempty"`
-	// ClosedBy names the denied span that closes the stage, if one does.
-	ClosedBy             string   `json:"closedBy,omitempty"`
-	Windows              int      `json:"windows"`
-	FreezeOverrideGroups []string `json:"freezeOverrideGroups"`
-	Approvals            bool     `json:"approvals"`
+func isClosed(err error) bool {
+	_, ok := errors.AsType[*ClosedError](err)
+	return ok
 }
 
-// Stages shows each stage, in pipeline order, at the service's clock.
-func (s *Service) Stages(context.Context) []StageView {
-	now := s.now().UTC()
-	out := make([]StageView, 0, len(s.stages))
-	for i, name := range s.stages {
-		rule := s.windows[name]
-		open, next := rule.Schedule.Open(now)
-		v := StageView{Name: name, Order: i, Open: open, Windows: len(rule.Schedule),
-			FreezeOverrideGroups: append([]string{}, rule.OverrideGroups...)}
-		if !next.IsZero() {
-			n := next.UTC()
-			v.NextChange = &n
-		}
-		if w, _ := rule.Schedule.Closing(now); w != nil {
-			v.ClosedBy = w.Name
-		}
-		_, v.Approvals = s.approvalRules[name]
-		out = append(out, v)
+// waitsFor says why a request of stage with its quorum waits at now ("" if
+// the stage is open).
+func (s *Service) waitsFor(stage string, now time.Time) string {
+	rule, ok := s.windows[stage]
+	if !ok {
+		return ""
 	}
-	return out
+	open, next := rule.Schedule.Open(now)
+	switch {
+	case open:
+		return ""
+	case next.IsZero():
+		return "waits for the window: no window opens stage " + stage + " again"
+	}
+	return "waits for the window: stage " + stage + " opens at " + next.UTC().Format(time.RFC3339)
 }

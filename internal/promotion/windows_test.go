@@ -114,8 +114,10 @@ func TestPromoteDuringFreeze(t *testing.T) {
 }
 
 // TestApprovalsDuringFreeze: a request may be opened and approved while
-// prod is frozen, but the approval that would complete it is refused,
-// writing nothing, until the stage opens; then it completes.
+// prod is frozen; the approval that makes the quorum is recorded too, and
+// the request waits for the window, saying until when; approving again
+// writes nothing; once the stage is open, approving again completes it.
+// (The Completer does that by itself: completer_test.go.)
 func TestApprovalsDuringFreeze(t *testing.T) {
 	c := &clock{now: at("2026-10-23T15:00:00Z")} // Friday 17:00 CEST, frozen
 	e := newEnv(t, nil, weekendFreeze(t), prodApprovals, c.opt())
@@ -132,17 +134,22 @@ func TestApprovalsDuringFreeze(t *testing.T) {
 		t.Fatalf("first approval: %v", err)
 	}
 	size := e.size(t)
-	_, err = e.svc.Approve(ctx, promotion.Answer{ID: id, Reason: "ok", By: bob})
+	res, err = e.svc.Approve(ctx, promotion.Answer{ID: id, Reason: "ok", By: bob})
 	// Across the autumn DST change: Monday 08:00 CET is 07:00 UTC.
-	if ce, ok := errors.AsType[*promotion.ClosedError](err); !ok || !ce.NextOpen.Equal(at("2026-10-26T07:00:00Z")) {
-		t.Fatalf("completing approval during the freeze: %v", err)
+	if err != nil || !res.Created || res.Request == nil || res.Request.State != promotion.RequestPending ||
+		res.Request.Waits != "waits for the window: stage prod opens at 2026-10-26T07:00:00Z" || len(res.Request.Approvals) != 2 {
+		t.Fatalf("completing approval during the freeze: %+v, %v", res.Request, err)
 	}
-	if e.size(t) != size {
-		t.Errorf("ledger size %d → %d: the refused approval was written", size, e.size(t))
+	if e.size(t) != size+1 {
+		t.Errorf("ledger size %d → %d: want the approval, and no promotion", size, e.size(t))
+	}
+	again, err := e.svc.Approve(ctx, promotion.Answer{ID: id, Reason: "ok", By: bob})
+	if err != nil || again.Created || again.Request == nil || again.Request.Waits == "" || e.size(t) != size+1 {
+		t.Fatalf("approving again during the freeze: %+v, %v; size %d", again, err, e.size(t))
 	}
 	c.Set(at("2026-10-26T07:00:00Z"))
 	res, err = e.svc.Approve(ctx, promotion.Answer{ID: id, Reason: "ok", By: bob})
 	if err != nil || !res.Created || res.Request == nil || res.Request.State != promotion.RequestApproved {
-		t.Fatalf("completing approval once open: %+v, %v", res, err)
+		t.Fatalf("approving again once open: %+v, %v", res, err)
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// Window is one span of a schedule: weekly (From, To in Loc) or one-off
-// (Start, End). Spans include their start and exclude their end.
+// Window is one span of a schedule: weekly (From, To in Loc), cron (each
+// firing of Cron in Loc, for Duration; cron.go) or one-off (Start, End).
+// Spans include their start and exclude their end.
 type Window struct {
 	// Deny makes the span a freeze; otherwise it is an allowed span.
 	Deny bool
@@ -25,6 +26,9 @@ type Window struct {
 	Weekly   bool
 	From, To WeekTime
 	Loc      *time.Location
+	// Cron spans: Cron set (ParseCron), Duration > 0, Loc.
+	Cron     Cron
+	Duration time.Duration
 	// One-off spans.
 	Start, End time.Time
 }
@@ -77,6 +81,9 @@ func ParseWeekTime(s string) (WeekTime, error) {
 // instants boundaries computes, so that Open's next change and contains
 // agree even on the days DST skips or repeats an hour.
 func (w Window) contains(t time.Time) bool {
+	if w.Cron.schedule != nil {
+		return w.cronContains(t)
+	}
 	if !w.Weekly {
 		return !t.Before(w.Start) && t.Before(w.End)
 	}
@@ -125,6 +132,9 @@ func (w Window) weekly(after, until time.Time) []boundary {
 
 // boundaries are the moments in (after, until] at which w starts or ends.
 func (w Window) boundaries(after, until time.Time) []time.Time {
+	if w.Cron.schedule != nil {
+		return w.cronBoundaries(after, until)
+	}
 	if !w.Weekly {
 		var out []time.Time
 		for _, b := range []time.Time{w.Start, w.End} {
@@ -148,6 +158,9 @@ type Schedule []Window
 // has none) and inside no denied one, and the next moment after t at which
 // that changes; next is zero when it never changes again.
 func (s Schedule) Open(t time.Time) (open bool, next time.Time) {
+	if s.hasCron() {
+		return s.openWalk(t)
+	}
 	open = s.open(t)
 	// The answer changes only at a boundary. One-off boundaries are few;
 	// between two of them the weekly spans repeat every week, so if nothing
@@ -207,4 +220,20 @@ func (s Schedule) open(t time.Time) bool {
 		allowed = allowed || w.contains(t)
 	}
 	return allowed || !anyAllow
+}
+
+// String says what the span is, as `stagegate stages` shows it: "deny
+// weekend freeze: Fri 16:00 to Mon 08:00 Europe/Berlin".
+func (w Window) String() string {
+	kind := "allow"
+	if w.Deny {
+		kind = "deny"
+	}
+	if w.Weekly {
+		return fmt.Sprintf("%s %s: %s to %s %s", kind, w.Name, w.From, w.To, w.Loc)
+	}
+	if w.Cron.schedule != nil {
+		return fmt.Sprintf("%s %s: cron %q for %s %s", kind, w.Name, w.Cron.Spec, w.Duration, w.Loc)
+	}
+	return fmt.Sprintf("%s %s: %s to %s", kind, w.Name, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 }
