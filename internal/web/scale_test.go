@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,13 +202,16 @@ func verifyScale(t *testing.T, res *scaleResult) {
 	}
 	res.GoMs = ms(time.Since(start))
 
-	ctx := browser.New(t, chromedp.IgnoreCertErrors)
+	ctx := browser.New(t, browser.TrustCert(srv.Certificate()))
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/ui/signin"),
 		chromedp.SendKeys(chromedp.CSS(`#token`), "bench"),
 		chromedp.Click(chromedp.CSS(`#signin`)),
 		chromedp.WaitVisible(chromedp.CSS(`#board`))); err != nil {
-		t.Fatalf("sign in: %v", err)
+		text, _ := chromedp.Run(context.WithoutCancel(ctx), chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("sign in: %v; the page says: %s", err, text)
 	}
 	var runs []time.Duration
 	for range 3 {

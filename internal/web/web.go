@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -159,7 +160,9 @@ func (s *Server) harden(next http.HandlerFunc) http.Handler {
 		hd.Set("Content-Security-Policy", csp)
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer a browser sends
+		// "Origin: null" on a form post, and sameOrigin could not tell.
+		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 		hd.Set("Cross-Origin-Resource-Policy", "same-origin")
 		if !strings.HasPrefix(r.URL.Path, "/ui/static/") {
@@ -180,18 +183,24 @@ func (s *Server) harden(next http.HandlerFunc) http.Handler {
 const maxForm = 16 << 10
 
 // sameOrigin is false for a request the browser says another site made.
-// Browsers send Sec-Fetch-Site and Origin on every POST; a client that
-// sends neither is not a browser, and the CSRF token still stands.
+// Browsers send Sec-Fetch-Site on every request; a page of this origin
+// posts with "same-origin". Without it (an old browser, or a client that
+// is no browser) the Origin header, when there is one, must be this
+// host. The CSRF token stands either way.
 func sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
+	case "same-origin":
+		return true
+	case "":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		return strings.TrimPrefix(strings.TrimPrefix(o, "https://"), "http://") == r.Host
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
 	}
-	return r.Header.Get("Origin") != "null"
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
 }
 
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {

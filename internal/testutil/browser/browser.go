@@ -7,6 +7,9 @@ package browser
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -122,4 +125,14 @@ func Log(tb testing.TB, ctx context.Context) (stop func()) {
 		cancel()
 		wg.Wait()
 	}
+}
+
+// TrustCert makes the browser accept TLS certificates with cert's public
+// key as if a CA it trusts had signed them (Chromium's
+// --ignore-certificate-errors-spki-list), and no other: a test server's
+// self-signed certificate then gives a page without a certificate error,
+// whose Secure cookies and secure context are what a user's are.
+func TrustCert(cert *x509.Certificate) chromedp.ExecAllocatorOption {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(sum[:]))
 }
