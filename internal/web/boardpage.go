@@ -53,6 +53,7 @@ type digestView struct {
 	// Meta is who, and where it runs, and why when revoked.
 	Meta string
 }
+
 func (c cellView) has(state string) bool {
 	switch state {
 	case "pending":
