@@ -40,7 +40,7 @@ async function getJSON(url) {
 function alarm(msg) {
   const a = $('#alarm');
   a.hidden = false;
-  a.append(el('p', { text: '🚨 ' + msg }));
+  a.append(el('p', { text: '⚠ ' + msg }));
 }
 
 // Copy buttons on the board.
@@ -49,11 +49,11 @@ document.addEventListener('click', async (ev) => {
   if (!b) return;
   try {
     await navigator.clipboard.writeText(b.dataset.copy);
-    b.textContent = '✓';
+    b.textContent = 'copied';
   } catch {
-    b.textContent = '✗';
+    b.textContent = 'copy failed';
   }
-  setTimeout(() => { b.textContent = '⧉'; }, 1500);
+  setTimeout(() => { b.textContent = 'copy'; }, 1500);
 });
 
 // keysChanged remembers the keys the first time this browser saw them
@@ -107,8 +107,8 @@ async function checkHistory(cp) {
 }
 
 const kinds = {
-  promotion: '✔ promotion', revocation: '⛔ revocation', 'break-glass': '⚠ break-glass',
-  request: '⏳ request', approval: '👍 approval', rejection: '✋ rejection',
+  promotion: '✔ promotion', revocation: '✖ revocation', 'break-glass': '⚠ break-glass',
+  request: '◷ request', approval: '☑ approval', rejection: '☒ rejection',
 };
 
 function kv(dl, k, v) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -35,10 +36,9 @@ func artefacts(t *testing.T) string {
 }
 
 // newBrowser is a fresh headless Chromium. It accepts the test server's
-// self-signed certificate: what is under test is the page, not the
-// browser's trust store.
-func newBrowser(t *testing.T) context.Context {
-	ctx := browser.New(t, chromedp.IgnoreCertErrors)
+// serving certificate (its key only, as if a CA it trusts had signed it).
+func newBrowser(t *testing.T, cert *x509.Certificate) context.Context {
+	ctx := browser.New(t, browser.TrustCert(cert))
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -65,7 +65,7 @@ func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	path := filepath.Join(artefacts(t), name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -100,9 +100,9 @@ func signInPage(t *testing.T, ctx context.Context, base, token string) {
 // after which the session no longer works.
 func TestBrowserStory(t *testing.T) {
 	in := start(t)
-	app := in.promote(t, "story/app", "dev", "test")
+	app := in.promote(t, "story/app", "dev", "test", "prod") // prod: a pending request, which alice would approve
 	in.promote(t, "story/api", "dev")
-	ctx := newBrowser(t)
+	ctx := newBrowser(t, in.servingCert(t))
 	signInPage(t, ctx, in.sg.URL, in.ci)
 
 	board := get(t, ctx, "read the board", chromedp.Text(css(`#board`)))
@@ -115,8 +115,8 @@ func TestBrowserStory(t *testing.T) {
 
 	run(t, ctx, "open the image", chromedp.Navigate(in.sg.URL+"/ui/image/"+in.reg.Repo("story/app")))
 	verdict, ok, bad := verified(t, ctx)
-	if verdict != "ok" || ok != 2 || bad != 0 {
-		t.Fatalf("image page: %q with %d verified and %d failing entries, want ok, 2 and 0", verdict, ok, bad)
+	if verdict != "ok" || ok != 3 || bad != 0 {
+		t.Fatalf("image page: %q with %d verified and %d failing entries, want ok, 3 (dev, test, the prod request) and 0", verdict, ok, bad)
 	}
 	cp := get(t, ctx, "read the checkpoint", chromedp.Text(css(`#checkpoint`)))
 	if !strings.Contains(cp, "Checkpoint verified") {
@@ -143,6 +143,11 @@ func TestBrowserStory(t *testing.T) {
 	if !strings.Contains(cell, "revoked") || !strings.Contains(cell, "CVE-2026-0001") {
 		t.Errorf("test cell after the revocation: %q", cell)
 	}
+	prod := get(t, ctx, "read the prod cell", chromedp.Text(css(`#board td[data-stage="prod"]`)))
+	if !strings.Contains(prod, "1 pending approval") {
+		t.Errorf("prod cell with a pending request: %q", prod)
+	}
+	screenshot(t, ctx, "board-revoked.png")
 
 	var cookies []*network.Cookie
 	run(t, ctx, "read the cookie", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
@@ -215,7 +220,7 @@ func TestBrowserTamperedEntry(t *testing.T) {
 	srv := httptest.NewTLSServer(proxy)
 	t.Cleanup(srv.Close)
 
-	ctx := newBrowser(t)
+	ctx := newBrowser(t, srv.Certificate())
 	signInPage(t, ctx, srv.URL, in.ci)
 	run(t, ctx, "open the image", chromedp.Navigate(srv.URL+"/ui/image/"+in.reg.Repo("tamper/app")))
 	verdict, ok, bad := verified(t, ctx)

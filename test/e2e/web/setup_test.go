@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,16 +46,15 @@ stages:
 // the CLI, returning its digest.
 func (in *install) promote(t *testing.T, repo string, stages ...string) string {
 	t.Helper()
-	ref := in.reg.Repo(repo) + ":1"
-	digest, err := in.reg.PushRandom(ref)
+	ref, err := in.reg.PushRandom(repo + ":1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range stages {
 		in.sg.Token = in.ci
-		in.sg.MustRun(t, in.sg.ClientFlags("promote", in.reg.Repo(repo)+"@"+digest, "--stage", st, "--reason", "e2e", "-o", "json")...)
+		in.sg.MustRun(t, in.sg.ClientFlags("promote", ref, "--stage", st, "--reason", "e2e", "-o", "json")...)
 	}
-	return digest
+	return ref[strings.LastIndexByte(ref, '@')+1:]
 }
 
 // ledgerSize is the number of entries, read through the API.
@@ -163,4 +164,15 @@ func (b *client) sessionCookie() string {
 		}
 	}
 	return ""
+}
+
+// servingCert is the certificate serve presents.
+func (in *install) servingCert(t *testing.T) *x509.Certificate {
+	t.Helper()
+	conn, err := tls.Dial("tcp", in.sg.Addr, &tls.Config{RootCAs: in.sg.CAPool(t), MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
 }
