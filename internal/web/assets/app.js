@@ -96,9 +96,8 @@ async function checkHistory(cp) {
     return `same as last seen (size ${cp.size})`;
   }
   const p = await getJSON(`/ui/api/consistency?from=${old.size}&to=${cp.size}`);
-  const hashes = p.hashes.map((h) => Uint8Array.from(atob(h), (c) => c.charCodeAt(0)));
   try {
-    await verifyConsistency({ size: old.size, root: oldRoot }, { size: cp.size, root: cp.root }, hashes);
+    await verifyConsistency({ size: old.size, root: oldRoot }, { size: cp.size, root: cp.root }, p.hashes);
   } catch (e) {
     throw new Error(`the ledger at size ${cp.size} does not extend the one this browser saw at size ${old.size}: ${e.message}`);
   }
@@ -179,13 +178,14 @@ async function timeline(list) {
     }
     if (cp && first) {
       let history;
+      box.className = 'card ok';
       try {
         history = await checkHistory(cp);
       } catch (e) {
         alarm(e.message);
         history = '✘ ' + e.message;
+        box.className = 'card bad';
       }
-      box.className = 'card ok';
       box.replaceChildren(el('strong', { text: `✔ Checkpoint verified: ${cp.origin}, ${cp.size} entries` }),
         el('div', { class: 'meta', text: 'root ' + Array.from(cp.root.slice(0, 8), (x) => x.toString(16).padStart(2, '0')).join('') + '… · ' + history }));
     }

@@ -101,7 +101,7 @@ func signInPage(t *testing.T, ctx context.Context, base, token string) {
 func TestBrowserStory(t *testing.T) {
 	in := start(t)
 	app := in.promote(t, "story/app", "dev", "test", "prod") // prod: a pending request, which alice would approve
-	in.promote(t, "story/api", "dev")
+	api := in.promote(t, "story/api", "dev")
 	ctx := newBrowser(t, in.servingCert(t))
 	signInPage(t, ctx, in.sg.URL, in.ci)
 
@@ -125,10 +125,10 @@ func TestBrowserStory(t *testing.T) {
 	screenshot(t, ctx, "image.png")
 
 	run(t, ctx, "revoke from the page",
-		chromedp.Navigate(in.sg.URL+"/ui/image/"+app),
+		chromedp.Navigate(in.sg.URL+"/ui/image/"+api),
 		chromedp.WaitVisible(css(`#revoke-form summary`)),
 		chromedp.Click(css(`#revoke-form summary`)),
-		chromedp.SetValue(css(`#revoke-stage`), "test"),
+		chromedp.SetValue(css(`#revoke-stage`), "dev"),
 		chromedp.SendKeys(css(`#revoke-reason`), "CVE-2026-0001"),
 		chromedp.Click(css(`#revoke`)),
 		chromedp.WaitVisible(css(`#flash`)))
@@ -137,13 +137,13 @@ func TestBrowserStory(t *testing.T) {
 		t.Fatalf("after revoke: %q", flash)
 	}
 	run(t, ctx, "the board shows it",
-		chromedp.Navigate(in.sg.URL+"/ui/?repo=story/app"),
+		chromedp.Navigate(in.sg.URL+"/ui/?repo=story/"),
 		chromedp.WaitVisible(css(`#board`)))
-	cell := get(t, ctx, "read the test cell", chromedp.Text(css(`#board td[data-stage="test"]`)))
+	cell := get(t, ctx, "read the api's dev cell", chromedp.Text(css(`#board tbody tr:first-child td[data-stage="dev"]`)))
 	if !strings.Contains(cell, "revoked") || !strings.Contains(cell, "CVE-2026-0001") {
-		t.Errorf("test cell after the revocation: %q", cell)
+		t.Errorf("story/api's dev cell after the revocation: %q", cell)
 	}
-	prod := get(t, ctx, "read the prod cell", chromedp.Text(css(`#board td[data-stage="prod"]`)))
+	prod := get(t, ctx, "read the app's prod cell", chromedp.Text(css(`#board tbody tr:nth-child(2) td[data-stage="prod"]`)))
 	if !strings.Contains(prod, "1 pending approval") {
 		t.Errorf("prod cell with a pending request: %q", prod)
 	}
@@ -175,6 +175,74 @@ func TestBrowserStory(t *testing.T) {
 	if a := b.do(http.MethodGet, "/ui/", nil); a.status != http.StatusSeeOther {
 		t.Errorf("the signed-out session still opens the board: %d", a.status)
 	}
+
+	// alice (security) approves the pipeline's request from the page; the
+	// promotion completes and the board shows it in prod.
+	signInPage(t, ctx, in.sg.URL, in.alice)
+	run(t, ctx, "approve",
+		chromedp.Navigate(in.sg.URL+"/ui/requests"),
+		chromedp.WaitVisible(css(`form.answer input[name=reason]`)),
+		chromedp.SendKeys(css(`form.answer input[name=reason]`), "scan clean"),
+		chromedp.Click(css(`form.answer button[formaction$="/approve"]`)),
+		chromedp.WaitVisible(css(`#flash`)))
+	if flash := get(t, ctx, "read the result", chromedp.Text(css(`#flash`))); !strings.Contains(flash, "approved") {
+		t.Fatalf("after approve: %q", flash)
+	}
+	run(t, ctx, "the board shows prod", chromedp.Navigate(in.sg.URL+"/ui/?repo=story/app&stage=prod"), chromedp.WaitVisible(css(`#board`)))
+	if prod := get(t, ctx, "read the prod cell", chromedp.Text(css(`#board td[data-stage="prod"]`))); !strings.Contains(prod, app[:19]) || strings.Contains(prod, "pending") {
+		t.Errorf("prod cell after the approval: %q", prod)
+	}
+}
+
+// TestBrowserRewrittenHistory: the page remembers the newest checkpoint
+// it saw; a server at the same address that now serves another history
+// signed with the same keys (a restored or forged ledger) fails the
+// consistency proof, and the page raises the alarm.
+func TestBrowserRewrittenHistory(t *testing.T) {
+	in := start(t)
+	in.promote(t, "history/app", "dev", "test")
+	ctx := newBrowser(t, in.servingCert(t))
+	signInPage(t, ctx, in.sg.URL, in.ci)
+	run(t, ctx, "open the ledger", chromedp.Navigate(in.sg.URL+"/ui/ledger"))
+	if verdict, ok, _ := verified(t, ctx); verdict != "ok" || ok != 2 {
+		t.Fatalf("ledger page: %q with %d verified entries", verdict, ok)
+	}
+	if hidden := get(t, ctx, "alarm", chromedp.Evaluate[bool](`document.querySelector('#alarm').hidden`)); !hidden {
+		t.Fatalf("an alarm on an honest ledger")
+	}
+
+	// The ledger grows: the page proves the new checkpoint extends the
+	// one it saw.
+	in.promote(t, "history/next", "dev")
+	run(t, ctx, "reload the ledger", chromedp.Navigate(in.sg.URL+"/ui/ledger"))
+	if verdict, ok, _ := verified(t, ctx); verdict != "ok" || ok != 3 {
+		t.Fatalf("ledger page after growing: %q with %d verified entries", verdict, ok)
+	}
+	if cp := get(t, ctx, "read the checkpoint", chromedp.Text(css(`#checkpoint`))); !strings.Contains(cp, "extends the checkpoint seen before (size 2), proven") {
+		t.Errorf("checkpoint after growing: %q", cp)
+	}
+	if hidden := get(t, ctx, "alarm", chromedp.Evaluate[bool](`document.querySelector('#alarm').hidden`)); !hidden {
+		t.Fatalf("an alarm on a ledger that only grew")
+	}
+
+	// The same installation (keys, tokens, address), its ledger replaced
+	// by another one that shares no history with it.
+	if err := in.sg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(in.sg.DataDir, "ledger.db"), filepath.Join(t.TempDir(), "old-ledger.db")); err != nil {
+		t.Fatal(err)
+	}
+	in.sg.Start()
+	in.promote(t, "forged/app", "dev", "test")
+	in.promote(t, "forged/other", "dev", "test")
+	signInPage(t, ctx, in.sg.URL, in.ci)
+	run(t, ctx, "open the ledger again", chromedp.Navigate(in.sg.URL+"/ui/ledger"), chromedp.WaitReady(css(`body[data-verified]`)))
+	alarm := get(t, ctx, "read the alarm", chromedp.Evaluate[string](`document.querySelector('#alarm').hidden ? '' : document.querySelector('#alarm').innerText`))
+	if !strings.Contains(alarm, "does not extend the one this browser saw at size 3") {
+		t.Errorf("alarm after the history changed: %q", alarm)
+	}
+	screenshot(t, ctx, "rewritten.png")
 }
 
 // TestBrowserTamperedEntry: a proxy between the browser and serve flips
