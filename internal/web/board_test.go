@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
 )
@@ -105,6 +106,19 @@ func TestBoard(t *testing.T) {
 		t.Errorf("page 2 of 3: prev %q next %q", p.Prev, p.Next)
 	}
 
+	// With continuous validation, each digest says how many pods run it.
+	s2, err := New(l, oneToken{}, nil, []string{"dev", "prod"}, Keys{}, WithRunning(runningPods{digestN(3): 3, digestN(2): 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s2.boardView(t.Context(), mustQuery(t, "repo=reg/a&stage=dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := v.Rows[0].Cells[0].Digests; !strings.HasSuffix(d[1].Meta, "· 3 pods") || !strings.HasSuffix(d[2].Meta, "· 1 pod") || !strings.Contains(d[0].Meta, "0 pods") {
+		t.Errorf("running pods: %q, %q, %q", d[0].Meta, d[1].Meta, d[2].Meta)
+	}
+
 	// The board catches up on entries appended since the last look.
 	promote("reg/new", 40, "dev")
 	if got := repos(view("repo=new")); got != "reg/new" {
@@ -118,4 +132,10 @@ func mustQuery(t *testing.T, q string) url.Values {
 		t.Fatal(err)
 	}
 	return v
+}
+
+type runningPods map[string]int
+
+func (r runningPods) Running(digests []string, _ string, _ int) ([]inventory.RunningPod, int, error) {
+	return nil, r[digests[0]], nil
 }

@@ -89,8 +89,9 @@ func signInPage(t *testing.T, ctx context.Context, base, token string) {
 	run(t, ctx, "sign in",
 		chromedp.Navigate(base+"/ui/"),
 		chromedp.WaitVisible(css(`#token`)),
-		chromedp.SendKeys(css(`#token`), token),
-		chromedp.Click(css(`#signin`)),
+		// With the keyboard alone: the token field has the focus, and
+		// Enter submits.
+		chromedp.SendKeys(css(`#token`), token+"\r"),
 		chromedp.WaitVisible(css(`#board`)))
 }
 
@@ -112,6 +113,26 @@ func TestBrowserStory(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "board.png")
+
+	// Keyboard: the first Tab reaches the skip link, the next ones the
+	// navigation, in order.
+	var focused []string
+	for range 3 {
+		run(t, ctx, "tab", chromedp.KeyEvent("\t"))
+		focused = append(focused, get(t, ctx, "focus", chromedp.Evaluate[string](`document.activeElement.textContent.trim()`)))
+	}
+	if got := strings.Join(focused, "|"); got != "Skip to content|stagegate|Board" {
+		t.Errorf("tab order %q", got)
+	}
+
+	// A phone: the page fits the screen's width; the board scrolls
+	// inside its own box.
+	run(t, ctx, "phone", chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(css(`#board`)))
+	if wide := get(t, ctx, "width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)); wide {
+		t.Errorf("the board is wider than a phone's screen")
+	}
+	screenshot(t, ctx, "board-phone.png")
+	run(t, ctx, "desktop", chromedp.EmulateViewport(1280, 900))
 
 	run(t, ctx, "open the image", chromedp.Navigate(in.sg.URL+"/ui/image/"+in.reg.Repo("story/app")))
 	verdict, ok, bad := verified(t, ctx)

@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"net/url"
 	"strings"
 	"testing"
@@ -142,4 +144,26 @@ func TestHostile(t *testing.T) {
 			t.Errorf("the board has inline script")
 		}
 	})
+}
+
+// TestReceiptDownload: the ledger page's receipt link gives a file that
+// `stagegate receipt verify` accepts with the installation's public keys.
+func TestReceiptDownload(t *testing.T) {
+	in := start(t)
+	in.promote(t, "receipt/app", "dev")
+	b := in.client(t)
+	b.signIn(in.ci)
+	a := b.do(http.MethodGet, "/ui/receipt/0", nil)
+	if a.status != http.StatusOK || !strings.Contains(a.header.Get("Content-Disposition"), `attachment; filename="receipt-0.json"`) {
+		t.Fatalf("receipt: %d %q", a.status, a.header.Get("Content-Disposition"))
+	}
+	path := filepath.Join(t.TempDir(), "receipt-0.json")
+	if err := os.WriteFile(path, []byte(a.body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := in.sg.MustRun(t, "receipt", "verify", path, "--key", filepath.Join(in.sg.KeysDir, "cosign.pub"), "--log-key", filepath.Join(in.sg.KeysDir, "log.pub"))
+	t.Logf("receipt verify: %s", out)
+	if a := b.do(http.MethodGet, "/ui/receipt/99", nil); a.status != http.StatusNotFound {
+		t.Errorf("receipt of an entry that does not exist: %d, want 404", a.status)
+	}
 }
