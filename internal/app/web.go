@@ -15,11 +15,14 @@ import (
 // are requests to mux itself, so on a replica they are forwarded to the
 // leader like the CLI's.
 func (a *App) registerWeb(cfg *config.Config, mux *http.ServeMux, reads readLedger, auth *api.Authenticator) error {
+	if cfg.UI.Disabled {
+		return nil
+	}
 	keys, err := webKeys(cfg)
 	if err != nil {
 		return err
 	}
-	opts := []web.Option{web.WithLogger(a.opts.logger), web.WithRequests(a.Service)}
+	opts := []web.Option{web.WithLogger(a.opts.logger), web.WithRequests(a.Service), web.WithSessionTTL(cfg.UI.SessionLifetime())}
 	if a.opts.now != nil {
 		opts = append(opts, web.WithClock(a.opts.now))
 	}

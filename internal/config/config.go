@@ -239,6 +239,8 @@ type Config struct {
 	// ContinuousValidation reports the running pods admission would
 	// refuse now.
 	ContinuousValidation ContinuousValidation `json:"continuousValidation,omitzero"`
+	// UI is the web view.
+	UI UI `json:"ui,omitzero"`
 	// SecurityGroups may revoke in every stage whose revokeGroups is not
 	// set (duties.go).
 	SecurityGroups []string `json:"securityGroups,omitempty"`
@@ -358,6 +360,7 @@ func (c *Config) Validate() error {
 		c.RevocationList.Every = Duration(DefaultRevocationListEvery)
 	}
 	errs = append(errs, c.validateFreshness()...)
+	errs = append(errs, c.UI.validate()...)
 	for _, s := range c.Stages {
 		if len(s.RequiredEvidence) > 0 && len(c.EvidenceKeys) == 0 {
 			errs = append(errs, fmt.Errorf("stage %q: requiredEvidence needs evidenceKeys to verify it", s.Name))

@@ -75,6 +75,8 @@ func TestValidateRejects(t *testing.T) {
 		"allow-list without hosts":                {"registryAllowList: true\n", "registryAllowList needs"},
 		"registry wait beyond the write timeout":  {"registryTimeout: 40s\n", "registryTimeout"},
 		"client CA without a listener of its own": {"admission: {clientCAFile: /ca.crt}\n", "admission.clientCAFile needs admission.listen"},
+		"web session for two days":                {"ui: {sessionTTL: 48h}\n", "ui.sessionTTL"},
+		"negative web session":                    {"ui: {sessionTTL: -1m}\n", "ui.sessionTTL"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
