@@ -35,34 +35,45 @@ const (
 // starts envtest's kube-apiserver and etcd from bin/k8s, and reads its
 // figures. The test asserts only that the answers are right.
 func (r *Runner) continuous(ctx context.Context) error {
+	var res ContinuousResult
+	if err := r.figuresTest(ctx, "continuous", "./internal/inventory/", "TestScale", "STAGEGATE_SCALE", 20*time.Minute, &res); err != nil {
+		return err
+	}
+	r.res.Continuous = &res
+	return nil
+}
+
+// figuresTest runs test of pkg as its own `go test` with env=1 (and
+// env_OUT the file it writes its figures to, as JSON) and reads them into
+// v. Such a test asserts only that its answers are right; its log goes to
+// logs/name.log.
+func (r *Runner) figuresTest(ctx context.Context, name, pkg, test, env string, timeout time.Duration, v any) error {
 	logs := filepath.Join(r.out, "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	out, err := filepath.Abs(filepath.Join(r.out, "continuous.json"))
+	out, err := filepath.Abs(filepath.Join(r.out, name+".json"))
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	log, err := os.Create(filepath.Join(logs, "continuous.log"))
+	log, err := os.Create(filepath.Join(logs, name+".log"))
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer log.Close()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout=20m", "-run=^TestScale$", "-v", "./internal/inventory/")
-	cmd.Env = append(os.Environ(), "STAGEGATE_SCALE=1", "STAGEGATE_SCALE_OUT="+out, "CI=true")
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout="+timeout.String(), "-run=^"+test+"$", "-v", pkg)
+	cmd.Env = append(os.Environ(), env+"=1", env+"_OUT="+out, "CI=true")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("bench: the scale test failed (see logs/continuous.log): %w", err)
+		return fmt.Errorf("bench: %s failed (see logs/%s.log): %w", test, name, err)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
-		return fmt.Errorf("bench: the scale test wrote no figures: %w", err)
+		return fmt.Errorf("bench: %s wrote no figures: %w", test, err)
 	}
-	var res ContinuousResult
-	if err := json.Unmarshal(b, &res); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("bench: %s: %w", out, err)
 	}
-	r.res.Continuous = &res
 	return nil
 }
 

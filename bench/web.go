@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 )
 
@@ -41,35 +37,11 @@ const (
 	webVerifyGoal = 2 * time.Second
 )
 
-// web runs TestWebScale (STAGEGATE_WEB_SCALE=1) as its own `go test` and
-// reads its figures. The test asserts only that the answers are right.
+// web runs TestWebScale (STAGEGATE_WEB_SCALE=1) and reads its figures.
 func (r *Runner) web(ctx context.Context) error {
-	logs := filepath.Join(r.out, "logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	out, err := filepath.Abs(filepath.Join(r.out, "web.json"))
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	log, err := os.Create(filepath.Join(logs, "web.log"))
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer log.Close()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout=15m", "-run=^TestWebScale$", "-v", "./internal/web/")
-	cmd.Env = append(os.Environ(), "STAGEGATE_WEB_SCALE=1", "STAGEGATE_WEB_SCALE_OUT="+out, "CI=true")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("bench: the web scale test failed (see logs/web.log): %w", err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return fmt.Errorf("bench: the web scale test wrote no figures: %w", err)
-	}
 	var res WebResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("bench: %s: %w", out, err)
+	if err := r.figuresTest(ctx, "web", "./internal/web/", "TestWebScale", "STAGEGATE_WEB_SCALE", 15*time.Minute, &res); err != nil {
+		return err
 	}
 	r.res.Web = &res
 	return nil
