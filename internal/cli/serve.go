@@ -91,6 +91,9 @@ func runServe(ctx context.Context, s Streams, cfg *config.Config, o serveOptions
 		logger.Info("serving the webhook", "addr", wsrv.Addr(), "clientCertRequired", cfg.Admission.ClientCAFile != "")
 	}
 	logger.Info("serving", "addr", srv.Addr(), "ledger", cfg.LedgerPath(), "stages", cfg.StageNames())
+	if !cfg.UI.Disabled {
+		logger.Info("web view", "url", "https://"+srv.Addr()+"/ui/")
+	}
 	return server.ServeAll(ctx, servers...)
 }
 
