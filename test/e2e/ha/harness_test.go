@@ -61,7 +61,16 @@ type haOptions struct {
 	sharedCerts bool
 	nonVoter    int // member index + 1; 0: none
 	extra       string
+	adopt       string
+	beforeStart func(*ha)
 }
+
+// withAdopt sets cluster.adopt to member id on every member.
+func withAdopt(id string) haOption { return func(o *haOptions) { o.adopt = id } }
+
+// withBeforeStart runs f once the members' installations exist, before
+// any is started: to lay data under one, say.
+func withBeforeStart(f func(*ha)) haOption { return func(o *haOptions) { o.beforeStart = f } }
 
 // withNonVoter makes member i a non-voter.
 func withNonVoter(i int) haOption { return func(o *haOptions) { o.nonVoter = i + 1 } }
@@ -122,6 +131,9 @@ cluster:
   tls: {caFile: %s, certFile: %s, keyFile: %s}
 `, signingtest.LogName, h.reg.Addr, id, addrs[i], o.staleAfter, strings.Join(members, ", "),
 			filepath.Join(peerDir, "ca.crt"), filepath.Join(peerDir, id, "tls.crt"), filepath.Join(peerDir, id, "tls.key"))
+		if o.adopt != "" {
+			cfg += fmt.Sprintf("  adopt: %s\n", o.adopt)
+		}
 		cfg += o.extra
 		opts := []framework.StagegateOption{
 			framework.WithName(id), framework.WithoutStart(),
@@ -154,6 +166,9 @@ cluster:
 		for i, sg := range h.nodes {
 			h.clients[i].Transport.(*http.Transport).TLSClientConfig.RootCAs = sg.CAPool(t)
 		}
+	}
+	if o.beforeStart != nil {
+		o.beforeStart(h)
 	}
 	// All at once: none is ready before a leader is elected.
 	procs := make([]*process.Process, n)
