@@ -56,14 +56,18 @@ type ha struct {
 }
 
 type haOptions struct {
-	proxies     bool
-	staleAfter  string
-	sharedCerts bool
-	nonVoter    int // member index + 1; 0: none
-	extra       string
-	adopt       string
-	beforeStart func(*ha)
+	proxies      bool
+	staleAfter   string
+	sharedCerts  bool
+	nonVoter     int // member index + 1; 0: none
+	extra        string
+	adopt        string
+	beforeStart  func(*ha)
+	readyTimeout time.Duration
 }
+
+// withReadyTimeout is how long each member may take to report ready.
+func withReadyTimeout(d time.Duration) haOption { return func(o *haOptions) { o.readyTimeout = d } }
 
 // withAdopt sets cluster.adopt to member id on every member.
 func withAdopt(id string) haOption { return func(o *haOptions) { o.adopt = id } }
@@ -139,6 +143,9 @@ cluster:
 			framework.WithName(id), framework.WithoutStart(),
 			framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),
 			framework.WithConfig(cfg),
+		}
+		if o.readyTimeout > 0 {
+			opts = append(opts, framework.WithReadyTimeout(o.readyTimeout))
 		}
 		for c, tok := range h.tokens {
 			opts = append(opts, framework.WithToken(tok, fmt.Sprintf("client-%02d", c), "pipeline", "release"))
