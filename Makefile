@@ -52,9 +52,11 @@ fuzz:
 
 ## soak (not CI): 1000 crash/restart cycles of serve under promotion load,
 ## then 10 minutes of mixed load (admission at 500/s plus promotions) with
-## zero errors and flat memory (BENCH_SOAK_DURATION=1m for a try).
+## zero errors and flat memory (BENCH_SOAK_DURATION=1m for a try), and a
+## replica wiped at 10^5 entries rejoining through a snapshot.
 soak: tools
 	STAGEGATE_SOAK_CYCLES=1000 $(GOTEST) -timeout 2h -v -run Crash ./test/e2e/reliability/
+	STAGEGATE_HA_CATCHUP_ENTRIES=100000 $(GOTEST) -timeout 1h -v -run TestEmptyDiskRejoinsThroughSnapshot ./test/e2e/ha/
 	$(GO) run ./bench -soak
 
 fmt:

@@ -103,7 +103,17 @@ func (a *App) buildReplica(cfg *config.Config) (*replica, error) {
 		trans.Close()
 		return nil, err
 	}
-	r.node, err = cluster.NewNode(cluster.Config{ID: cc.NodeID, Dir: cc.DataDir, Members: members}, fsm, trans, cluster.WithLogger(logger))
+	size, err := fsm.Ledger().Size()
+	var start string
+	if err == nil {
+		start, err = r.startMode(context.Background(), size)
+	}
+	if err != nil {
+		fsm.Close()
+		trans.Close()
+		return nil, err
+	}
+	r.node, err = cluster.NewNode(cluster.Config{ID: cc.NodeID, Dir: cc.DataDir, Members: members, Start: start}, fsm, trans, cluster.WithLogger(logger))
 	if err != nil {
 		fsm.Close()
 		trans.Close()

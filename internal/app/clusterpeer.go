@@ -41,7 +41,7 @@ func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *s
 	r.fwd = forward.New(r.node, authn, r.client, forward.WithLogger(logger), forward.WithMaxBody(api.MaxBody))
 	peer := http.NewServeMux()
 	peer.HandleFunc("GET /peer/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, r.node.Status())
+		writeJSON(w, http.StatusOK, peerStatusAnswer{Status: r.node.Status(), Adopt: r.cfg.Adopt})
 	})
 	peer.HandleFunc("POST "+breakGlassPath, r.serveBreakGlass(r.svc))
 	peer.Handle("/", apiMux)

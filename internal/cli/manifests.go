@@ -131,6 +131,7 @@ func newManifestsCommand(s Streams) *cobra.Command {
 	f.BoolVar(&allowList, "registry-allow-list", true, "let the server contact only the config's registries and --registry (one is required); false lets it contact any host")
 	f.Int32Var(&o.Replicas, "replicas", 1, "number of servers: 1 runs a Deployment; 3, 5 or 7 a StatefulSet whose members replicate the ledger (Raft), with their peer Secrets from `stagegate certs generate --peers`")
 	f.Int32Var(&o.NonVoters, "non-voters", 0, "with --replicas 3 or more: members more that replicate the ledger and serve admission without voting (admission capacity)")
+	f.BoolVar(&o.AdoptLedger, "adopt-ledger", false, "with --replicas 3 or more: the upgrade from one replica; member 0 adopts the single replica's ledger found on its claim data-<service>-0 (config cluster.adopt), the others start empty and join")
 	f.BoolVar(&guard, "checkpoint-guard", true, "keep the newest published checkpoint on the claim <service>-guard, and refuse to start on an older ledger; false leaves the guard out")
 	return cmd
 }

@@ -91,11 +91,26 @@ type testCluster struct {
 	addrs []string
 	nodes []*cluster.Node // nil: down
 	opts  []cluster.Option
+	// starts is each node's Config.Start (default: bootstrap).
+	starts []string
+	// trans holds the transports laidOut made, until each node's first start.
+	trans []*raft.NetworkTransport
 }
 
 func newCluster(t testing.TB, n int, opts ...cluster.Option) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, k: newKeys(t), nodes: make([]*cluster.Node, n), opts: opts}
+	c := laidOut(t, n, opts...)
+	for i := range n {
+		c.start(i, nil)
+	}
+	return c
+}
+
+// laidOut is newCluster's n directories and listening transports, with no
+// node started yet.
+func laidOut(t testing.TB, n int, opts ...cluster.Option) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, k: newKeys(t), nodes: make([]*cluster.Node, n), opts: opts, starts: make([]string, n)}
 	transports := make([]*raft.NetworkTransport, n)
 	for i := range n {
 		c.dirs = append(c.dirs, t.TempDir())
@@ -107,9 +122,7 @@ func newCluster(t testing.TB, n int, opts ...cluster.Option) *testCluster {
 		c.addrs = append(c.addrs, string(tr.LocalAddr()))
 		c.k.members = append(c.k.members, cluster.Member{ID: fmt.Sprintf("node-%d", i), Address: c.addrs[i]})
 	}
-	for i, tr := range transports {
-		c.start(i, tr)
-	}
+	c.trans = transports
 	t.Cleanup(func() {
 		for i := range c.nodes {
 			c.stop(i)
@@ -122,6 +135,9 @@ func newCluster(t testing.TB, n int, opts ...cluster.Option) *testCluster {
 // listen again on its address.
 func (c *testCluster) start(i int, tr *raft.NetworkTransport) {
 	c.t.Helper()
+	if tr == nil && c.trans[i] != nil {
+		tr, c.trans[i] = c.trans[i], nil
+	}
 	if tr == nil {
 		var err error
 		if tr, err = cluster.NewTLSTransport(c.addrs[i], nil, c.k.server, c.k.client, io.Discard); err != nil {
@@ -132,11 +148,29 @@ func (c *testCluster) start(i int, tr *raft.NetworkTransport) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n, err := cluster.NewNode(cluster.Config{ID: c.k.members[i].ID, Dir: filepath.Join(c.dirs[i], "raft"), Members: c.k.members}, fsm, tr, c.opts...)
+	n, err := cluster.NewNode(cluster.Config{ID: c.k.members[i].ID, Dir: filepath.Join(c.dirs[i], "raft"), Members: c.k.members, Start: c.starts[i]}, fsm, tr, c.opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.nodes[i] = n
+}
+
+// startErr is start for a node expected not to start: it returns NewNode's
+// error and leaves the transport and the FSM closed.
+func (c *testCluster) startErr(i int) error {
+	c.t.Helper()
+	tr := c.trans[i]
+	fsm, err := cluster.NewFSM(filepath.Join(c.dirs[i], "ledger.db"), c.k.open, signingtest.LogVerifier(c.t), c.k.check, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n, err := cluster.NewNode(cluster.Config{ID: c.k.members[i].ID, Dir: filepath.Join(c.dirs[i], "raft"), Members: c.k.members, Start: c.starts[i]}, fsm, tr, c.opts...)
+	if err == nil {
+		c.nodes[i] = n
+		c.t.Fatalf("node %d started", i)
+	}
+	fsm.Close()
+	return err
 }
 
 func (c *testCluster) stop(i int) {

@@ -35,6 +35,10 @@ type Config struct {
 	// is started with the same list, which Raft accepts from all of them.
 	// One member is a cluster of one.
 	Members []Member
+	// Start says how a node without Raft state starts: StartBootstrap
+	// (the default), StartAdopt or StartJoin. A node with Raft state
+	// ignores it: it has started before.
+	Start string
 }
 
 // Option changes a Node's defaults.
@@ -92,21 +96,16 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	store, snaps, err := openStores(cfg.Dir, rc.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft store: %w", err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsKept, rc.Logger)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
+		return nil, err
 	}
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	if !existing {
+	if !existing && cfg.Start != StartJoin {
 		servers := make([]raft.Server, len(cfg.Members))
 		for i, m := range cfg.Members {
 			suffrage := raft.Voter
@@ -115,9 +114,15 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 			}
 			servers[i] = raft.Server{Suffrage: suffrage, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Address)}
 		}
-		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+		conf := raft.Configuration{Servers: servers}
+		if cfg.Start == StartAdopt {
+			err = adopt(rc, fsm, store, snaps, trans, conf)
+		} else if err = raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
+			err = fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		if err != nil {
 			store.Close()
-			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+			return nil, err
 		}
 	}
 	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
@@ -131,7 +136,30 @@ func NewNode(cfg Config, fsm *FSM, trans raft.Transport, opts ...Option) (*Node,
 	return n, nil
 }
 
+// openStores opens Raft's log and stable store (raft.db) and the snapshot
+// store in dir.
+func openStores(dir string, logger hclog.Logger) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, logger)
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	return store, snaps, nil
+}
+
 func (c Config) validate() error {
+	switch c.Start {
+	case StartBootstrap, StartAdopt, StartJoin:
+	default:
+		return fmt.Errorf("%w: unknown start %q", ErrConfig, c.Start)
+	}
 	if c.ID == "" || c.Dir == "" || len(c.Members) == 0 {
 		return fmt.Errorf("%w: a node needs an ID, a directory and the member list", ErrConfig)
 	}

@@ -34,6 +34,13 @@ type Cluster struct {
 	// RevocationWait bounds how long a revocation's answer waits for
 	// every voter in contact to apply it. Default 5s.
 	RevocationWait Duration `json:"revocationWait,omitempty"`
+	// Adopt names the member whose existing single-node ledger the
+	// cluster starts from: the upgrade from one replica. On its first
+	// start (no Raft state) that member verifies its ledger in full and
+	// makes it Raft's first snapshot; every other member starts empty and
+	// joins without bootstrapping, so that only that ledger can become the
+	// cluster's. Members with Raft state ignore it. Empty: a new cluster.
+	Adopt string `json:"adopt,omitempty"`
 }
 
 // Member is one replica of the member list.
@@ -106,6 +113,20 @@ func (c *Cluster) validate(dataDir string) []error {
 	}
 	if voters == 0 {
 		errs = append(errs, errors.New("cluster.members: at least one member must be a voter"))
+	}
+	if c.Adopt != "" {
+		var voter, listed bool
+		for _, m := range c.Members {
+			if m.ID == c.Adopt {
+				listed, voter = true, !m.NonVoter
+			}
+		}
+		switch {
+		case !listed:
+			errs = append(errs, fmt.Errorf("cluster.adopt %q is not in cluster.members", c.Adopt))
+		case !voter:
+			errs = append(errs, fmt.Errorf("cluster.adopt %q is a non-voter: the member that adopts the ledger must be a voter, it leads the cluster's first election", c.Adopt))
+		}
 	}
 	if c.NodeID == "" {
 		errs = append(errs, fmt.Errorf("cluster.nodeID must be set (or $%s)", ClusterNodeIDEnv))

@@ -33,6 +33,20 @@ func TestCluster(t *testing.T) {
 				Members: []Member{{ID: "sg-0", Address: "a:8444"}, {ID: "sg-1", Address: "b:8444"}, {ID: "sg-2", Address: "c:8444", NonVoter: true}},
 				TLS:     PeerTLS{CAFile: ca, CertFile: crt, KeyFile: key}, StaleAfter: Duration(3 * time.Second), RevocationWait: Duration(time.Second)},
 		},
+		"adopt": {
+			file: "dataDir: " + dir + "\ncluster: {nodeID: sg-1, listen: \":8444\", adopt: sg-0, " + three + ", " + tls + "}\n",
+			want: &Cluster{NodeID: "sg-1", Listen: ":8444", DataDir: filepath.Join(dir, "raft"), Adopt: "sg-0",
+				Members: []Member{{ID: "sg-0", Address: "a:8444"}, {ID: "sg-1", Address: "b:8444"}, {ID: "sg-2", Address: "c:8444", NonVoter: true}},
+				TLS:     PeerTLS{CAFile: ca, CertFile: crt, KeyFile: key}, StaleAfter: Duration(DefaultStaleAfter), RevocationWait: Duration(DefaultRevocationWait)},
+		},
+		"adopt by an unknown member": {
+			file:    "cluster: {nodeID: sg-0, listen: \":8444\", adopt: sg-9, " + three + ", " + tls + "}\n",
+			wantErr: `cluster.adopt "sg-9" is not in cluster.members`,
+		},
+		"adopt by a non-voter": {
+			file:    "cluster: {nodeID: sg-0, listen: \":8444\", adopt: sg-2, " + three + ", " + tls + "}\n",
+			wantErr: `cluster.adopt "sg-2" is a non-voter`,
+		},
 		"unknown node": {
 			file:    "cluster: {nodeID: sg-9, listen: \":8444\", " + three + ", " + tls + "}\n",
 			wantErr: `cluster.nodeID "sg-9" is not in cluster.members`,

@@ -167,6 +167,10 @@ type Options struct {
 	// capacity without slowing commits. They are the StatefulSet's
 	// highest ordinals.
 	NonVoters int32
+	// AdoptLedger, with Replicas 3 or more, writes cluster.adopt for
+	// member 0: the upgrade from one replica, whose ledger (on the claim
+	// data-<service>-0) becomes the cluster's first state.
+	AdoptLedger bool
 	// NoCheckpointGuard leaves out the rollback guard: the config's
 	// ledger.checkpointFile and the <service>-guard PersistentVolumeClaim
 	// it lives on. Without it the server starts on any older copy of the

@@ -73,6 +73,8 @@ func validReplicas(o Options) error {
 			ErrInvalidOption, r, r/2+1, r-1, r-1, r+1)
 	case o.NonVoters < 0 || o.NonVoters > MaxNonVoters:
 		return fmt.Errorf("manifests: %w: non-voters %d must be between 0 and %d", ErrInvalidOption, o.NonVoters, MaxNonVoters)
+	case o.AdoptLedger && r <= 1:
+		return fmt.Errorf("manifests: %w: adopt-ledger needs replicas 3 or more: one server keeps its ledger as it is", ErrInvalidOption)
 	case o.NonVoters > 0 && r <= 1:
 		return fmt.Errorf("manifests: %w: non-voters %d need replicas 3 or more: one server has no cluster to join", ErrInvalidOption, o.NonVoters)
 	case r <= 1:
@@ -103,6 +105,7 @@ type clusterSection struct {
 	TLS            clusterTLS      `json:"tls"`
 	StaleAfter     config.Duration `json:"staleAfter"`
 	RevocationWait config.Duration `json:"revocationWait"`
+	Adopt          string          `json:"adopt,omitempty"`
 }
 
 type clusterMember struct {
@@ -136,6 +139,12 @@ func cluster(o Options, file *config.Cluster) clusterSection {
 	}
 	if file != nil && file.RevocationWait != 0 {
 		c.RevocationWait = file.RevocationWait
+	}
+	if file != nil {
+		c.Adopt = file.Adopt
+	}
+	if o.AdoptLedger {
+		c.Adopt = MemberIDs(o)[0]
 	}
 	for i, id := range MemberIDs(o) {
 		host := pki.PeerHosts(id, peersName(o), o.Namespace)[0]

@@ -521,3 +521,39 @@ func TestConfigClusterSection(t *testing.T) {
 		t.Errorf("the config's own members, listener or files survived: %+v", c)
 	}
 }
+
+// --adopt-ledger writes cluster.adopt for member 0, which the server
+// reads; with one replica there is nothing to adopt into.
+func TestAdoptLedger(t *testing.T) {
+	cfg := config.Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		adopt bool
+		want  string
+	}{
+		"adopting":      {adopt: true, want: "stagegate-0"},
+		"a new cluster": {want: ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := haOptions()
+			o.AdoptLedger = tc.adopt
+			srv, err := ServerFiles(cfg, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served, err := config.Load(writeFile(t, "config.yaml", string(srv.Config)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if served.Cluster == nil || served.Cluster.Adopt != tc.want {
+				t.Fatalf("the server reads cluster %+v, want adopt %q", served.Cluster, tc.want)
+			}
+		})
+	}
+	err := Options{Stages: []string{"dev"}, Replicas: 1, AdoptLedger: true}.Validate()
+	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "adopt-ledger needs replicas 3") {
+		t.Fatalf("Validate = %v, want the refusal of adopt-ledger on one replica", err)
+	}
+}

@@ -56,12 +56,25 @@ type ha struct {
 }
 
 type haOptions struct {
-	proxies     bool
-	staleAfter  string
-	sharedCerts bool
-	nonVoter    int // member index + 1; 0: none
-	extra       string
+	proxies      bool
+	staleAfter   string
+	sharedCerts  bool
+	nonVoter     int // member index + 1; 0: none
+	extra        string
+	adopt        string
+	beforeStart  func(*ha)
+	readyTimeout time.Duration
 }
+
+// withReadyTimeout is how long each member may take to report ready.
+func withReadyTimeout(d time.Duration) haOption { return func(o *haOptions) { o.readyTimeout = d } }
+
+// withAdopt sets cluster.adopt to member id on every member.
+func withAdopt(id string) haOption { return func(o *haOptions) { o.adopt = id } }
+
+// withBeforeStart runs f once the members' installations exist, before
+// any is started: to lay data under one, say.
+func withBeforeStart(f func(*ha)) haOption { return func(o *haOptions) { o.beforeStart = f } }
 
 // withNonVoter makes member i a non-voter.
 func withNonVoter(i int) haOption { return func(o *haOptions) { o.nonVoter = i + 1 } }
@@ -122,11 +135,17 @@ cluster:
   tls: {caFile: %s, certFile: %s, keyFile: %s}
 `, signingtest.LogName, h.reg.Addr, id, addrs[i], o.staleAfter, strings.Join(members, ", "),
 			filepath.Join(peerDir, "ca.crt"), filepath.Join(peerDir, id, "tls.crt"), filepath.Join(peerDir, id, "tls.key"))
+		if o.adopt != "" {
+			cfg += fmt.Sprintf("  adopt: %s\n", o.adopt)
+		}
 		cfg += o.extra
 		opts := []framework.StagegateOption{
 			framework.WithName(id), framework.WithoutStart(),
 			framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),
 			framework.WithConfig(cfg),
+		}
+		if o.readyTimeout > 0 {
+			opts = append(opts, framework.WithReadyTimeout(o.readyTimeout))
 		}
 		for c, tok := range h.tokens {
 			opts = append(opts, framework.WithToken(tok, fmt.Sprintf("client-%02d", c), "pipeline", "release"))
@@ -154,6 +173,9 @@ cluster:
 		for i, sg := range h.nodes {
 			h.clients[i].Transport.(*http.Transport).TLSClientConfig.RootCAs = sg.CAPool(t)
 		}
+	}
+	if o.beforeStart != nil {
+		o.beforeStart(h)
 	}
 	// All at once: none is ready before a leader is elected.
 	procs := make([]*process.Process, n)
