@@ -113,6 +113,12 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.renderSignin(w, r, http.StatusForbidden, "The sign-in form expired or came from another site; try again.")
 		return
 	}
+	if d := s.throttle.wait(r.RemoteAddr); d > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(d))
+		s.renderSignin(w, r, http.StatusTooManyRequests,
+			"Too many failed sign-ins from your address; try again in "+retryAfterSeconds(d)+" s.")
+		return
+	}
 	probe := r.Clone(r.Context())
 	probe.Header = http.Header{}
 	if tok := strings.TrimSpace(r.PostFormValue("token")); tok != "" {
@@ -120,6 +126,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.auth.Authenticate(probe)
 	if err != nil {
+		s.throttle.failed(r.RemoteAddr)
 		s.log.Info("web sign-in refused", "remote", r.RemoteAddr, "err", err)
 		s.renderSignin(w, r, http.StatusUnauthorized, "Sign-in refused: "+err.Error()+".")
 		return

@@ -77,6 +77,7 @@ type Server struct {
 	max      int
 
 	sessions *sessions
+	throttle *throttle
 	board    *board
 	pages    map[string]*template.Template
 	assets   fs.FS
@@ -114,6 +115,7 @@ func New(l Ledger, auth Authenticator, api http.Handler, stages []string, keys K
 		o(s)
 	}
 	s.sessions = newSessions(s.now, s.ttl, s.max)
+	s.throttle = newThrottle(s.now)
 	s.board = newBoard(l)
 	var err error
 	if s.pages, err = parseTemplates(); err != nil {

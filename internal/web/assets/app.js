@@ -105,6 +105,19 @@ async function checkHistory(cp) {
   return `extends the checkpoint seen before (size ${old.size}), proven`;
 }
 
+// sameHistory proves that the checkpoint cp extends prev, the one this
+// page verified earlier entries against.
+async function sameHistory(prev, cp) {
+  if (cp.size === prev.size && b64(cp.root) === b64(prev.root)) return;
+  if (cp.size < prev.size) throw new Error(`the ledger now has ${cp.size} entries, but this page saw ${prev.size}: entries were removed`);
+  const p = cp.size === prev.size ? { hashes: [] } : await getJSON(`/ui/api/consistency?from=${prev.size}&to=${cp.size}`);
+  try {
+    await verifyConsistency(prev, cp, p.hashes);
+  } catch (e) {
+    throw new Error(`the ledger at size ${cp.size} does not extend the one this page showed at size ${prev.size}: ${e.message}`);
+  }
+}
+
 const kinds = {
   promotion: '✔ promotion', revocation: '✖ revocation', 'break-glass': '⚠ break-glass',
   request: '◷ request', approval: '☑ approval', rejection: '☒ rejection',
@@ -161,6 +174,10 @@ async function timeline(list) {
   }
   const image = list.dataset.image;
   let start = Number(list.dataset.start ?? 0);
+  // prev is the checkpoint the page's earlier entries were verified
+  // against: a later page's must extend it, proven, or the server could
+  // show each page from another history.
+  let prev = null;
   let first = true;
   let bad = 0;
   let total = 0;
@@ -176,6 +193,16 @@ async function timeline(list) {
       alarm('The ledger checkpoint does not verify with the log key: nothing on this page can be trusted.');
       cp = null;
     }
+    if (cp && prev) {
+      try {
+        await sameHistory(prev, cp);
+      } catch (e) {
+        alarm(e.message);
+        box.className = 'card bad';
+        cp = null;
+      }
+    }
+    if (cp) prev = cp;
     if (cp && first) {
       let history;
       box.className = 'card ok';
@@ -196,8 +223,11 @@ async function timeline(list) {
       leaf: it.leaf,
       proof: it.proof,
     }));
+    // The page checks that the answer is what it asked for (verifyAll's
+    // image and start), with the start it computed itself, not the
+    // server's next.
     const results = cp
-      ? await verifyAll(items, cp, keys)
+      ? await verifyAll(items, cp, keys, image ? { image, start } : { start })
       : items.map((it) => ({ index: it.index, ok: false, error: 'checkpoint: does not verify' }));
     for (const res of results) {
       if (!res.ok) bad++;
@@ -205,11 +235,17 @@ async function timeline(list) {
       list.append(renderEntry(res));
     }
     if (total === 0) list.append(el('li', { text: 'No entries.' }));
+    if (items.length > 0) start = image ? items[items.length - 1].index + 1 : start + items.length;
     if (ans.next != null) {
-      start = ans.next;
       more.hidden = false;
     } else {
       more.hidden = true;
+      // The ledger page's last page ends at the checkpoint's last entry:
+      // a server that stops short hides the newest entries.
+      if (!image && cp && start < cp.size) {
+        bad++;
+        alarm(`The server says the ledger ends before entry ${start}, but its checkpoint has ${cp.size} entries: entries are hidden.`);
+      }
     }
     document.body.dataset.verified = bad ? 'failed' : 'ok';
     document.body.dataset.verifyMs = String(Math.round(performance.now() - started));

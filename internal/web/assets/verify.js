@@ -482,11 +482,69 @@ export async function verifyEntry(item, checkpoint, keys, nodes = noMemo) {
 }
 
 /**
+ * historyNames are the names an entry is in the history of, as
+ * internal/ledger historyNames files it: its repository and digest, its
+ * platforms and copies, the request it asks or answers, and the images a
+ * break-glass pinned by digest. Ledger.HistoryPage answers ?image=name
+ * with exactly the entries whose names hold it.
+ */
+export function historyNames(e) {
+  const names = new Set();
+  const add = (s) => { if (typeof s === 'string' && s !== '') names.add(s); };
+  add(e.repository);
+  add(e.digest);
+  for (const p of Array.isArray(e.platforms) ? e.platforms : []) add(p);
+  for (const c of Array.isArray(e.copies) ? e.copies : []) add(c);
+  if (e.kind === 'request') {
+    add('stagegate:requests:' + e.stage);
+    add('stagegate:request:' + e.index);
+  }
+  if (e.request !== undefined && e.request !== null) add('stagegate:request:' + e.request);
+  for (const img of Array.isArray(e.images) ? e.images : []) {
+    const i = typeof img === 'string' ? img.lastIndexOf('@') : -1;
+    if (i >= 0) add(img.slice(i + 1));
+  }
+  return names;
+}
+
+// checkPage holds each verified entry to what the page asked for: a
+// signed entry of the log is not yet the answer asked for. A server or a
+// proxy could answer a revoked digest's page with another image's clean
+// history, or drop, repeat or reorder entries, and every one of them
+// would verify. With image, each entry must be in its history, in
+// increasing index order from start on; without it (the ledger page),
+// the entries are start, start+1, ... with none left out.
+function checkPage(results, { image, start } = {}) {
+  if (image === undefined && start === undefined) return;
+  let next = Number.isSafeInteger(start) ? start : 0;
+  results.forEach((r, pos) => {
+    const bad = (why) => { results[pos] = { index: r.index, ok: false, error: new VerifyError('leaf', why) }; };
+    if (image === undefined) {
+      const want = next + pos;
+      if (r.ok && r.entry.index !== want) bad(`entry ${r.entry.index} answered where the ledger page wants entry ${want}`);
+      return;
+    }
+    if (!r.ok) return;
+    if (!historyNames(r.entry).has(image)) {
+      bad(`entry ${r.entry.index} is not in the history of ${quote(image)} (it is of ${quote(r.entry.repository)}@${quote(r.entry.digest)})`);
+      return;
+    }
+    if (r.entry.index < next) {
+      bad(`entry ${r.entry.index} is out of order: the history's entries come in increasing order, this one from ${next} on`);
+      return;
+    }
+    next = r.entry.index + 1;
+  });
+}
+
+/**
  * verifyAll verifies a page of items, a few at a time, and returns one
  * result per item, in order: {index, ok: true, entry, statement} or
  * {index, ok: false, error} (a VerifyError, or the error that stopped it).
+ * page says what the page asked for (checkPage): {image, start}, the
+ * history of image from index start on, or the ledger from start.
  */
-export async function verifyAll(items, checkpoint, keys, { concurrency = 16 } = {}) {
+export async function verifyAll(items, checkpoint, keys, { concurrency = 16, image, start } = {}) {
   const nodes = new Nodes();
   const results = new Array(items.length);
   let next = 0;
@@ -503,5 +561,6 @@ export async function verifyAll(items, checkpoint, keys, { concurrency = 16 } = 
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+  checkPage(results, { image, start });
   return results;
 }

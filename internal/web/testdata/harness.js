@@ -33,13 +33,14 @@ window.harness = {
     await v.verifyConsistency(a, b, hashes);
     return { from: a.size, to: b.size };
   }),
-  // all runs verifyAll on a page and answers each result and the time it
-  // took in the browser (keys and checkpoint excluded).
-  all: (keys, checkpoint, items) => outcome(async () => {
+  // all runs verifyAll on a page (with the page's expectations, opts) and
+  // answers each result and the time it took in the browser (keys and
+  // checkpoint excluded).
+  all: (keys, checkpoint, items, opts) => outcome(async () => {
     const k = await v.loadKeys(keys);
     const c = await v.verifyCheckpoint(checkpoint, k.log);
     const start = performance.now();
-    const results = await v.verifyAll(items, c, k);
+    const results = await v.verifyAll(items, c, k, opts);
     const ms = performance.now() - start;
     return {
       ms,
