@@ -113,7 +113,15 @@ func (s *Server) boardView(ctx context.Context, q url.Values) (boardView, error)
 		return v, err
 	}
 	skip := (v.Page - 1) * limit
-	for _, rw := range b.rows(v.Repo) {
+	rows := b.rows(v.Repo)
+	if v.Stage == "" && v.State == "" {
+		// Without a filter on cells every row matches: a far page skips
+		// rows without looking up their states, so that its cost is its
+		// own rows, not all those before it.
+		rows = rows[min(skip, len(rows)):]
+		skip = 0
+	}
+	for _, rw := range rows {
 		rv := rowView{Repo: rw.name}
 		match := v.Stage == "" && v.State == ""
 		for _, st := range v.Stages {

@@ -91,6 +91,10 @@ func (s *Server) entriesData(w http.ResponseWriter, r *http.Request) {
 			next = &n
 		}
 	} else {
+		if start >= size && start > 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("start %d: the ledger has %d entries", start, size)})
+			return
+		}
 		es, err = s.ledger.EntriesPage(start, limit, maxEntryBytes)
 		if n := start + uint64(len(es)); len(es) > 0 && n < size {
 			next = &n
