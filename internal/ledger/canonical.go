@@ -51,7 +51,9 @@ const envelopeKey = `,"envelope":`
 // that entry with Envelope = env, since Envelope is the struct's last
 // field; and json.Unmarshal of raw decodes the head's fields the same way
 // and takes env verbatim. Where the split was found does not matter for
-// that argument, only for how often the fast path succeeds.
+// that argument, only for how often the fast path succeeds. The head is
+// read by canonicalHead when it has a usual shape, and otherwise decoded,
+// re-encoded and compared.
 func canonicalSplit(raw []byte) (Entry, bool) {
 	// The first one, not the last: bytes.Index is vectorised and LastIndex
 	// is not, and only an entry with a label named "envelope" puts one
@@ -63,6 +65,10 @@ func canonicalSplit(raw []byte) (Entry, bool) {
 	env := raw[p+len(envelopeKey) : len(raw)-1]
 	if !marshalsUnchanged(env) {
 		return Entry{}, false
+	}
+	if e, ok := canonicalHead(raw[:p]); ok {
+		e.Envelope = bytes.Clone(env)
+		return e, true
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer bufPool.Put(buf)
