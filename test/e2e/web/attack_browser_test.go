@@ -1,15 +1,8 @@
 package web
 
 import (
-	"bytes"
-	"crypto/tls"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,9 +20,7 @@ func TestBrowserSwappedAnswer(t *testing.T) {
 	in := start(t)
 	victim := in.promote(t, "swap/victim", "dev", "test")
 	clean := in.promote(t, "swap/clean", "dev", "test")
-	target, _ := url.Parse(in.sg.URL)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: in.sg.CAPool(t), MinVersion: tls.VersionTLS12}}
+	proxy := in.proxy(t)
 	var mode atomic.Value
 	mode.Store("")
 	director := proxy.Director
@@ -46,26 +37,15 @@ func TestBrowserSwappedAnswer(t *testing.T) {
 		if r.Request.URL.Path != "/ui/api/entries" || r.StatusCode != http.StatusOK || (m != "drop" && m != "short") {
 			return nil
 		}
-		raw, err := io.ReadAll(r.Body)
-		if err != nil {
-			return err
-		}
-		var ans map[string]any
-		if err := json.Unmarshal(raw, &ans); err != nil {
-			return err
-		}
-		entries := ans["entries"].([]any)
-		if m == "drop" {
-			entries = append(entries[:1:1], entries[2:]...)
-		} else {
-			entries = entries[:len(entries)-1]
-		}
-		ans["entries"] = entries
-		out, _ := json.Marshal(ans)
-		r.Body = io.NopCloser(bytes.NewReader(out))
-		r.ContentLength = int64(len(out))
-		r.Header.Set("Content-Length", strconv.Itoa(len(out)))
-		return nil
+		return rewriteJSON(r, func(ans map[string]any) {
+			entries := ans["entries"].([]any)
+			if m == "drop" {
+				entries = append(entries[:1:1], entries[2:]...)
+			} else {
+				entries = entries[:len(entries)-1]
+			}
+			ans["entries"] = entries
+		})
 	}
 	srv := httptest.NewTLSServer(proxy)
 	t.Cleanup(srv.Close)

@@ -3,13 +3,9 @@ package web
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -273,38 +269,24 @@ func TestBrowserTamperedEntry(t *testing.T) {
 	in := start(t)
 	in.promote(t, "tamper/app", "dev", "test")
 	in.promote(t, "tamper/app", "dev")
-	target, _ := url.Parse(in.sg.URL)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: in.sg.CAPool(t), MinVersion: tls.VersionTLS12}}
+	proxy := in.proxy(t)
 	var flipped int = -1
 	proxy.ModifyResponse = func(r *http.Response) error {
 		if r.Request.URL.Path != "/ui/api/entries" || r.StatusCode != http.StatusOK {
 			return nil
 		}
-		raw, err := io.ReadAll(r.Body)
-		if err != nil {
-			return err
-		}
-		var ans map[string]any
-		if err := json.Unmarshal(raw, &ans); err != nil {
-			return err
-		}
-		entries := ans["entries"].([]any)
-		victim := entries[1].(map[string]any)
-		leaf, _ := decodeB64(victim["leaf"].(string))
-		i := bytes.Index(leaf, []byte(`"reason":"e2e"`))
-		if i < 0 {
-			t.Errorf("entry has no reason to flip: %s", leaf)
-			return nil
-		}
-		leaf[i+len(`"reason":"e2`)] ^= 0x01 // e2e -> e2d: still valid JSON
-		victim["leaf"] = leaf
-		flipped = int(victim["index"].(float64))
-		out, _ := json.Marshal(ans)
-		r.Body = io.NopCloser(bytes.NewReader(out))
-		r.ContentLength = int64(len(out))
-		r.Header.Set("Content-Length", strconv.Itoa(len(out)))
-		return nil
+		return rewriteJSON(r, func(ans map[string]any) {
+			victim := ans["entries"].([]any)[1].(map[string]any)
+			leaf, _ := decodeB64(victim["leaf"].(string))
+			i := bytes.Index(leaf, []byte(`"reason":"e2e"`))
+			if i < 0 {
+				t.Errorf("entry has no reason to flip: %s", leaf)
+				return
+			}
+			leaf[i+len(`"reason":"e2`)] ^= 0x01 // e2e -> e2d: still valid JSON
+			victim["leaf"] = leaf
+			flipped = int(victim["index"].(float64))
+		})
 	}
 	srv := httptest.NewTLSServer(proxy)
 	t.Cleanup(srv.Close)

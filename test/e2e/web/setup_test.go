@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -8,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -175,4 +178,38 @@ func (in *install) servingCert(t *testing.T) *x509.Certificate {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// proxy is a reverse proxy to serve, trusting its CA, for the tests that
+// sit between the browser and serve.
+func (in *install) proxy(t *testing.T) *httputil.ReverseProxy {
+	t.Helper()
+	target, err := url.Parse(in.sg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(target)
+	p.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: in.sg.CAPool(t), MinVersion: tls.VersionTLS12}}
+	return p
+}
+
+// rewriteJSON replaces the JSON body of r with what edit makes of it.
+func rewriteJSON(r *http.Response, edit func(ans map[string]any)) error {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	var ans map[string]any
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return err
+	}
+	edit(ans)
+	out, err := json.Marshal(ans)
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(out))
+	r.ContentLength = int64(len(out))
+	r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	return nil
 }
