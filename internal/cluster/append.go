@@ -54,3 +54,36 @@ func (n *Node) AppendContext(ctx context.Context, build ledger.BuildFunc) (ledge
 
 // View reads the current ledger.
 func (n *Node) View(fn func(ledger.Reader) error) error { return n.fsm.Ledger().View(fn) }
+
+// AppendAllContext is ledger.AppendAll through Raft: the entries build
+// makes go into one command, so they commit, and apply on every replica,
+// together or not at all. Unlike AppendContext it returns build's refusal
+// as it is, an *ExistsError included.
+func (n *Node) AppendAllContext(ctx context.Context, build ledger.BuildAllFunc) ([]ledger.Receipt, error) {
+	var first uint64
+	var count int
+	_, err := n.Propose(ctx, func(next uint64, pending []*ledger.Entry) ([]*ledger.Entry, error) {
+		var es []*ledger.Entry
+		err := n.fsm.Ledger().ViewPending(pending, func(r ledger.Reader) error {
+			var err error
+			es, err = build(r, next)
+			return err
+		})
+		first, count = next, len(es)
+		return es, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	indexes := make([]uint64, count)
+	for i := range indexes {
+		indexes[i] = first + uint64(i)
+	}
+	return n.Receipts(indexes)
+}
+
+// Receipts proves entries of the ledger this replica holds against its
+// latest checkpoint (ledger.Receipts).
+func (n *Node) Receipts(indexes []uint64) ([]ledger.Receipt, error) {
+	return n.fsm.Ledger().Receipts(indexes)
+}

@@ -87,6 +87,10 @@ type Entry struct {
 	// Approvals are, on the promotion that completes a request, the
 	// approvals that completed it.
 	Approvals []Approval `json:"approvals,omitempty"`
+	// Set is, on a promotion made as part of a promotion set, every digest
+	// of the set with the entry that promotes it (this one among them), so
+	// that each member's entry and attestation names the whole set.
+	Set []SetMember `json:"set,omitempty"`
 	// Foreign marks an entry imported from a registry attestation made by
 	// another stagegate; its Envelope is the original one.
 	Foreign bool `json:"foreign,omitempty"`

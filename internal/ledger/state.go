@@ -425,6 +425,7 @@ func validateEntry(e *Entry) error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown kind %q", e.Kind))
 	}
+	errs = append(errs, validateSet(e)...)
 	for _, p := range e.Platforms {
 		if p == "" {
 			errs = append(errs, errors.New("empty platform digest"))
@@ -449,6 +450,37 @@ func validateEntry(e *Entry) error {
 		return fmt.Errorf("invalid entry: %w", err)
 	}
 	return nil
+}
+
+// validateSet checks a promotion's set: bounded, each digest once, and
+// naming the entry itself, so that a set cannot be read as promoting what
+// its entries do not.
+func validateSet(e *Entry) []error {
+	if e.Set == nil {
+		return nil
+	}
+	var errs []error
+	if e.Kind != KindPromotion {
+		errs = append(errs, fmt.Errorf("a promotion set in a %s entry", e.Kind))
+	}
+	if n := len(e.Set); n == 0 || n > MaxSetMembers {
+		errs = append(errs, fmt.Errorf("a promotion set of %d members (1 to %d)", n, MaxSetMembers))
+	}
+	self := false
+	seen := map[string]bool{}
+	for _, m := range e.Set {
+		if seen[m.Digest] {
+			errs = append(errs, fmt.Errorf("digest %q twice in the promotion set", m.Digest))
+		}
+		seen[m.Digest] = true
+		if m.Digest == e.Digest && m.Repository == e.Repository && m.LedgerIndex == e.Index {
+			self = true
+		}
+	}
+	if !self {
+		errs = append(errs, errors.New("the promotion set does not name the entry itself"))
+	}
+	return errs
 }
 
 // encodeEntry returns the canonical bytes of e, refusing an entry whose

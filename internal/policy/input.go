@@ -52,6 +52,12 @@ type PromotionInput struct {
 	// made, and list the approvals when the last one completes it: a rule
 	// on input.approvals applies at completion only.
 	Approvals []Approval `json:"approvals,omitempty"`
+	// Set lists every image of a promotion set (this one among them) when
+	// the image is promoted as part of one, and is absent otherwise. The
+	// policy is asked about each member with the same set, and the set is
+	// recorded only if no member has a violation, so a rule may require
+	// what must travel together (an image with its config artifact).
+	Set []Image `json:"set,omitempty"`
 }
 
 // Approval is one approval of a promotion request.

@@ -35,6 +35,8 @@ type Promoted struct {
 	// request (approvals.go).
 	Request   *uint64
 	Approvals []ledger.Approval
+	// Set is set when the promotion is part of a promotion set (set.go).
+	Set []ledger.SetMember
 }
 
 // PromotionEntry is the ledger entry at index that records p, with its
@@ -48,7 +50,7 @@ func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, err
 		Requester: requester(p.Requester), Reason: p.Reason, Evidence: p.Evidence,
 		Time: p.Time, LedgerIndex: index, PolicyDigest: p.PolicyDigest, Labels: img.Labels,
 		PlatformLabels: img.PlatformLabels, Copies: p.Copies, VerifiedEvidence: p.VerifiedEvidence,
-		RevocationOverride: p.RevocationOverride, FreezeOverride: p.FreezeOverride,
+		RevocationOverride: p.RevocationOverride, FreezeOverride: p.FreezeOverride, Set: p.Set,
 	}
 	if p.Request != nil {
 		r := *p.Request
@@ -66,7 +68,7 @@ func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, err
 		Index: index, Kind: ledger.KindPromotion, Repository: img.Repository, Digest: img.Digest,
 		Platforms: img.Platforms, Stage: p.Stage, Subject: p.Requester.Subject,
 		Groups: p.Requester.Groups, Reason: p.Reason, Time: p.Time, Labels: img.Labels,
-		PlatformLabels: img.PlatformLabels, Copies: p.Copies, Envelope: env,
+		PlatformLabels: img.PlatformLabels, Copies: p.Copies, Set: p.Set, Envelope: env,
 	}
 	if p.Request != nil {
 		r := *p.Request

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/ledger/ledgertest"
 	"github.com/stagegate/stagegate/internal/oci"
@@ -191,6 +193,15 @@ func (f *faultLedger) Append(build ledger.BuildFunc) (ledger.Receipt, error) {
 	})
 }
 
+func (f *faultLedger) AppendAll(build ledger.BuildAllFunc) ([]ledger.Receipt, error) {
+	if f.appendErr != nil {
+		return nil, f.appendErr
+	}
+	return f.Ledger.AppendAll(func(r ledger.Reader, next uint64) ([]*ledger.Entry, error) {
+		return build(faultReader{Reader: r, errs: f.stateErr}, next)
+	})
+}
+
 func (f *faultLedger) View(fn func(ledger.Reader) error) error {
 	return f.Ledger.View(func(r ledger.Reader) error { return fn(faultReader{Reader: r, errs: f.stateErr}) })
 }
@@ -243,6 +254,7 @@ func images() map[string]registry.Resolved {
 // env is one service over a fresh ledger with fakes it can reach into.
 type env struct {
 	ledger   *ledger.Ledger
+	logKey   note.Verifier
 	faults   *faultLedger
 	resolver *fakeResolver
 	policy   *fakePolicy
@@ -255,9 +267,10 @@ type env struct {
 // registry; otherwise it publishes through env.registry with those options.
 func newEnv(t *testing.T, stageOpts map[string]promotion.StageOptions, opts ...promotion.Option) *env {
 	t.Helper()
-	l, _ := ledgertest.New(t)
+	l, lv := ledgertest.New(t)
 	e := &env{
 		ledger:   l,
+		logKey:   lv,
 		faults:   &faultLedger{Ledger: l},
 		resolver: &fakeResolver{images: images()},
 		policy:   &fakePolicy{},

@@ -148,6 +148,9 @@ type Request struct {
 	// completes request completes (approvals.go).
 	completes *uint64
 	approvals []ledger.Approval
+	// set is every image of the promotion set the request is part of
+	// (set.go), for the policy's input.set.
+	set []policy.Image
 }
 
 // Result is the receipt and whether this request created it.
@@ -291,6 +294,7 @@ func (s *Service) decide(ctx context.Context, r ledger.Reader, req Request, img 
 		States:           states,
 		Now:              now.Format(time.RFC3339),
 		Approvals:        policyApprovals(req.approvals),
+		Set:              req.set,
 	}
 	violations, err := s.policy.Promotion(ctx, in)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/registry"
 )
 
@@ -90,6 +91,9 @@ type PromotionPredicate struct {
 	// request: its ledger index and the approvals that completed it.
 	Request   *uint64          `json:"request,omitempty"`
 	Approvals []ApprovalRecord `json:"approvals,omitempty"`
+	// Set is set when the digest was promoted as part of a promotion set:
+	// every digest of the set with the ledger entry that promotes it.
+	Set []ledger.SetMember `json:"set,omitempty"`
 }
 
 // RevocationOverride names the revocation a promotion overrode.
