@@ -88,6 +88,7 @@ func New(p Promoter, l Ledger, auth *Authenticator, stages []string, opts ...Opt
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/promotions", a.authed(true, a.promote))
+	mux.HandleFunc("POST /v1/promotion-sets", a.authed(true, a.promoteSet))
 	mux.HandleFunc("POST /v1/revocations", a.authed(true, a.revoke))
 	mux.HandleFunc("GET /v1/images/{key...}", a.authed(false, a.image))
 	mux.HandleFunc("GET /v1/ledger/entries", a.authed(false, a.entries))
@@ -103,7 +104,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	// ServeMux answers a wrong method or an unknown path in plain text;
 	// clients of this API expect its JSON error body everywhere.
 	for path, allow := range map[string]string{
-		"/v1/promotions": "POST", "/v1/revocations": "POST", "/v1/images/": "GET", "/v1/ledger/entries": "GET",
+		"/v1/promotions": "POST", "/v1/promotion-sets": "POST", "/v1/revocations": "POST", "/v1/images/": "GET", "/v1/ledger/entries": "GET",
 		"/v1/ledger/checkpoint": "GET", "/v1/ledger/proof/inclusion": "GET", "/v1/ledger/proof/consistency": "GET",
 		"/v1/reviews/": "POST", "/v1/violations": "GET",
 	} {

@@ -48,7 +48,7 @@ func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *s
 	r.servePeers(peer, logger)
 	r.wg.Go(r.watch)
 	pub := http.NewServeMux()
-	for _, route := range []string{"POST /v1/promotions", "POST /v1/revocations",
+	for _, route := range []string{"POST /v1/promotions", "POST /v1/promotion-sets", "POST /v1/revocations",
 		"POST /v1/requests/{id}/approvals", "POST /v1/requests/{id}/rejections"} {
 		pub.Handle(route, r.fwd.Wrap(apiMux))
 	}

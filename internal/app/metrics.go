@@ -41,7 +41,7 @@ func (m *metrics) Decision(stage, result string) { m.decisions.WithLabelValues(s
 // instrument labels requests by route family, never by raw path, so that
 // label cardinality stays bounded whatever clients send.
 func (m *metrics) instrument(next http.Handler) http.Handler {
-	families := []string{"/admission/validate/", "/admission/unknown-stage", "/admission/mutate/", "/v1/promotions", "/v1/revocations", "/v1/images/", "/v1/ledger/", "/healthz", "/readyz", "/metrics"}
+	families := []string{"/admission/validate/", "/admission/unknown-stage", "/admission/mutate/", "/v1/promotions", "/v1/promotion-sets", "/v1/revocations", "/v1/images/", "/v1/ledger/", "/healthz", "/readyz", "/metrics"}
 	handlers := map[string]http.Handler{}
 	for _, f := range families {
 		name := strings.Trim(f, "/")

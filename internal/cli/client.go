@@ -190,15 +190,27 @@ func newPromoteCommand(s Streams) *cobra.Command {
 	var overrideRevocation, freezeOverride, wait bool
 	var waitEvery time.Duration
 	cmd := &cobra.Command{
-		Use:   "promote IMAGE --stage STAGE",
-		Short: "Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt",
+		Use:   "promote IMAGE [IMAGE...] --stage STAGE",
+		Short: "Promote an image (by tag or digest) to a stage, or several together as a set; -o FILE keeps the signed receipt",
+		Long: `Promote an image (by tag or digest) to a stage; -o FILE keeps the signed receipt.
+
+With several images (an image and its config artifact, or the images of
+one release) they are promoted as one promotion set: all of them or none,
+decided by the policy together, with one receipt that proves every member.`,
 		Example: `  export STAGEGATE_TOKEN=$(cat data/dev-token)
-  stagegate promote 127.0.0.1:5001/sample/app:1.0 --stage dev --reason "build 42" -o receipt.json`,
-		Args: cobra.ExactArgs(1),
+  stagegate promote 127.0.0.1:5001/sample/app:1.0 --stage dev --reason "build 42" -o receipt.json
+  stagegate promote 127.0.0.1:5001/sample/app:1.0 127.0.0.1:5001/sample/multi:1.0 --stage dev -o set.json`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			if len(args) > 1 {
+				if overrideRevocation || wait {
+					return errors.New("--override-revocation and --wait take one image: promote it on its own")
+				}
+				return promoteSet(cmd.Context(), s, c, args, stage, reason, evidence, freezeOverride, output)
 			}
 			body := map[string]any{"image": args[0], "stage": stage, "reason": reason}
 			if overrideRevocation {

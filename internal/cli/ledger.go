@@ -283,16 +283,12 @@ func newReceiptCommand(s Streams) *cobra.Command {
 	var key, logKey string
 	verify := &cobra.Command{
 		Use:   "verify RECEIPT --key cosign.pub --log-key log.pub",
-		Short: "Verify a receipt offline: attestation signature, inclusion proof and checkpoint",
+		Short: "Verify a receipt, or a promotion set's receipt, offline: attestation signatures, inclusion proofs and checkpoint",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
-			}
-			var rc ledger.Receipt
-			if err := json.Unmarshal(b, &rc); err != nil {
-				return fmt.Errorf("%s is not a receipt: %w", args[0], err)
 			}
 			v, err := signing.LoadVerifier(key)
 			if err != nil {
@@ -301,6 +297,13 @@ func newReceiptCommand(s Streams) *cobra.Command {
 			lv, err := signing.LoadLogVerifier(logKey)
 			if err != nil {
 				return err
+			}
+			if isSetReceipt(b) {
+				return verifySetReceipt(s, args[0], b, lv, receiptCheck(v, key))
+			}
+			var rc ledger.Receipt
+			if err := json.Unmarshal(b, &rc); err != nil {
+				return fmt.Errorf("%s is not a receipt: %w", args[0], err)
 			}
 			if err := ledger.VerifyReceipt(rc, lv, receiptCheck(v, key)); err != nil {
 				return fmt.Errorf("receipt %s does not verify: %w", args[0], err)

@@ -119,6 +119,9 @@ func statusTable(raw []byte, stages []string) func(io.Writer) error {
 			if e.OverridesRevocation != nil {
 				kind += fmt.Sprintf(" (overrides revocation %d)", *e.OverridesRevocation)
 			}
+			if len(e.Set) > 0 {
+				kind += " (" + setWords(e.Set) + ")"
+			}
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, kind, dash(e.Stage), shortDigest(e.Digest), when(e.Time), e.Subject, oneLine(e.Reason, 60))
 		}
 		if v.Next != nil {

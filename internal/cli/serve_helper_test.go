@@ -26,6 +26,8 @@ type tlsServer struct {
 	sample registry.Sample
 	url    string
 	caFile string
+	// dir is the data directory: keys/ holds the public keys.
+	dir string
 }
 
 // startTLSServer builds the server from the default config changed by
@@ -66,7 +68,7 @@ func startTLSServer(t *testing.T, tokens []api.Token, edit func(*config.Config))
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &tlsServer{app: a, sample: sample, url: srv.URL, caFile: ca}
+	return &tlsServer{app: a, sample: sample, url: srv.URL, caFile: ca, dir: dir}
 }
 
 // as runs a client command with token as $STAGEGATE_TOKEN against s.
