@@ -11,7 +11,8 @@
 #   bin/k8s-<k8s version>-etcd-<etcd version>/{kube-apiserver,kubectl,etcd}
 #   bin/k8s -> that directory (controller-runtime envtest BinaryAssetsDirectory)
 #   bin/<name>-<version>/<name> and bin/<name> -> that binary
-#   bin/crds-<project>-<version>-.../*.yaml and bin/crds -> that directory
+#   bin/crds-<project>-<version>-...-controller-gen-<version>/*.yaml and bin/crds -> that directory
+#   bin/controller-gen-<version>/controller-gen (generates the CRDs no module ships)
 #
 # The version comes from the wrapper module's go.mod, so bumping a pin there
 # builds into a new directory and the old one stays valid until removed. A
@@ -131,26 +132,55 @@ build_crane() {
 }
 
 # The CRDs of the GitOps controllers whose objects admission checks (Flux's
-# OCIRepository, Argo CD's Application), taken as their projects ship them
-# in their Go modules, never written by hand. Each line names the project,
-# pins module@version and the module's go.sum hash, and names the file.
+# OCIRepository, HelmRepository and HelmChart, Argo CD's Application),
+# taken as their projects ship them in their Go modules, never written by
+# hand. Each line names the project, pins module@version and the module's
+# go.sum hash, and names the file.
 CRDS=(
 	"flux github.com/fluxcd/source-controller@v1.7.0 h1:/fBgS4CSmT5Jj/fjQDF92y+pC3gst1GJjgNSzY8Ff9I= config/crd/bases/source.toolkit.fluxcd.io_ocirepositories.yaml"
+	"flux github.com/fluxcd/source-controller@v1.7.0 h1:/fBgS4CSmT5Jj/fjQDF92y+pC3gst1GJjgNSzY8Ff9I= config/crd/bases/source.toolkit.fluxcd.io_helmrepositories.yaml"
+	"flux github.com/fluxcd/source-controller@v1.7.0 h1:/fBgS4CSmT5Jj/fjQDF92y+pC3gst1GJjgNSzY8Ff9I= config/crd/bases/source.toolkit.fluxcd.io_helmcharts.yaml"
 	"argocd github.com/argoproj/argo-cd/v3@v3.1.0 h1:2+gPskQKCyPC9DzRSWQ1AvmS3WiIlRR7bKz/FO3DozI= manifests/crds/application-crd.yaml"
 )
 
+# Flux's HelmRelease CRD (helm.toolkit.fluxcd.io) ships in no module the
+# proxy serves: helm-controller's root module, where upstream commits
+# config/crd/bases, is not served, and flux2 only names a release URL on
+# GitHub. So it is generated from the real API types, the module
+# github.com/fluxcd/helm-controller/api, with upstream's generator at the
+# version upstream's Makefile pins for that release (CONTROLLER_GEN_VERSION
+# v0.21.0 for api v1.6.x; v1.7.x needs a newer Go than ours). Both are
+# pinned, with their go.sum hashes, by the wrapper module tools/crdgen, and
+# controller-gen runs with the options of upstream's `make manifests`. The
+# result was checked to equal byte for byte the file upstream committed for
+# api/v1.6.3. Each line names the project, the API module and the file.
+GENCRDS=(
+	"helm github.com/fluxcd/helm-controller/api helm.toolkit.fluxcd.io_helmreleases.yaml"
+)
+
 build_crds() {
-	local line project mod sum file dir="" info got
+	local line project mod sum file dir="" info got pkg cg cgv
+	local -A seen=()
 	for line in "${CRDS[@]}"; do
 		read -r project mod sum file <<<"$line"
-		dir+="${dir:+-}$project-${mod#*@}"
+		if [[ -z "${seen[$project-${mod#*@}]:-}" ]]; then
+			seen[$project-${mod#*@}]=1
+			dir+="${dir:+-}$project-${mod#*@}"
+		fi
 	done
-	dir="crds-$dir"
+	cgv=$(modversion crdgen sigs.k8s.io/controller-tools)
+	for line in "${GENCRDS[@]}"; do
+		read -r project pkg file <<<"$line"
+		dir+="-$project-v$(modversion crdgen "$pkg")"
+	done
+	dir="crds-$dir-controller-gen-v$cgv"
 	if [[ -d "$BIN/$dir" ]]; then
 		log "up to date: bin/$dir"
 		link "$dir" crds
 		return 0
 	fi
+	cg="$BIN/controller-gen-$cgv/controller-gen"
+	build crdgen sigs.k8s.io/controller-tools/cmd/controller-gen "$cg"
 	local tmp="$BIN/.$dir.tmp.$$"
 	TMPFILES+=("$tmp")
 	rm -rf -- "$tmp"
@@ -165,6 +195,21 @@ build_crds() {
 			exit 1
 		fi
 		cp -- "$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")/$file" "$tmp/"
+	done
+	for line in "${GENCRDS[@]}"; do
+		read -r project pkg file <<<"$line"
+		local out="$tmp/gen-$project"
+		mkdir -p "$out"
+		log "generating $file from $pkg with controller-gen v$cgv"
+		# In tools/crdgen, whose go.mod pins the API module: the packages
+		# load from the module cache, checked against its go.sum.
+		(cd "$TOOLS/crdgen" && "$cg" crd:crdVersions=v1 paths="$pkg/..." output:crd:artifacts:config="$out")
+		if [[ ! -s "$out/$file" ]]; then
+			log "controller-gen wrote no $file from $pkg"
+			exit 1
+		fi
+		mv -- "$out/$file" "$tmp/"
+		rm -rf -- "$out"
 	done
 	chmod -R u+w "$tmp"
 	mv -T -- "$tmp" "$BIN/$dir"

@@ -21,16 +21,51 @@ const (
 // artifactKind reads the OCI artifacts one kind makes a controller deploy.
 type artifactKind struct {
 	group, kind string
-	artifacts   func(raw []byte, name string) ([]containerImage, objectMeta, error)
+	artifacts   func(raw []byte, ac artifactContext) ([]containerImage, objectMeta, error)
+}
+
+// artifactContext is what an artifact kind's reader knows beside the
+// object: where the request puts it, and the source objects it may refer
+// to (nil when none can be looked up).
+type artifactContext struct {
+	namespace, name string
+	sources         Sources
+}
+
+// named fills in the namespace and name the request did not give from the
+// object's metadata.
+func (ac artifactContext) named(meta objectMeta) artifactContext {
+	if meta.Name != "" {
+		ac.name = meta.Name
+	}
+	if ac.namespace == "" {
+		ac.namespace = meta.Namespace
+	}
+	return ac
 }
 
 // artifactKinds are the kinds whose artifact references admission checks,
-// whatever their API version: Flux's OCIRepository and Argo CD's
-// Application (its oci:// sources). Any other kind is searched for pod
-// specs (generic.go).
+// whatever their API version: Flux's OCIRepository, HelmChart and
+// HelmRelease (helm.go), and Argo CD's Application (its oci:// sources).
+// Any other kind is searched for pod specs (generic.go). A HelmRepository
+// names no artifact (only a registry), so it is not among them.
 var artifactKinds = []artifactKind{
-	{group: "source.toolkit.fluxcd.io", kind: "OCIRepository", artifacts: ociRepositoryArtifacts},
+	{group: FluxSourceGroup, kind: KindOCIRepository, artifacts: ociRepositoryArtifacts},
+	{group: FluxSourceGroup, kind: KindHelmChart, artifacts: helmChartArtifacts},
+	{group: "helm.toolkit.fluxcd.io", kind: "HelmRelease", artifacts: helmReleaseArtifacts},
 	{group: "argoproj.io", kind: "Application", artifacts: applicationArtifacts},
+}
+
+// artifactType reports whether t is the type of an artifact kind's
+// reference rather than of a pod's image: such a reference is no image
+// string in the object (a HelmChart's is its version), so nothing may
+// patch it as one.
+func artifactType(t string) bool {
+	switch t {
+	case typeOCIRepository, typeApplicationSource, typeHelmChart, typeHelmRelease:
+		return true
+	}
+	return false
 }
 
 func lookupArtifactKind(group, kind string) (artifactKind, bool) {
@@ -42,12 +77,13 @@ func lookupArtifactKind(group, kind string) (artifactKind, bool) {
 	return artifactKind{}, false
 }
 
-// extractArtifacts fills in w from an object of an artifact kind.
-func extractArtifacts(req *admissionv1.AdmissionRequest, k artifactKind, w workloadInfo) (workloadInfo, error) {
+// extractArtifacts fills in w from an object of an artifact kind; src
+// looks up the source objects it refers to.
+func extractArtifacts(req *admissionv1.AdmissionRequest, k artifactKind, w workloadInfo, src Sources) (workloadInfo, error) {
 	if len(req.Object.Raw) == 0 {
 		return w, fmt.Errorf("%w: %s has no object", ErrDecode, formatGVK(req.Kind))
 	}
-	images, meta, err := k.artifacts(req.Object.Raw, req.Name)
+	images, meta, err := k.artifacts(req.Object.Raw, artifactContext{namespace: req.Namespace, name: req.Name, sources: src})
 	w.setMeta(meta, nil)
 	if err != nil {
 		return w, fmt.Errorf("%w of %s %q: %v", ErrUnreadable, formatGVK(req.Kind), w.Name, err)
@@ -73,14 +109,12 @@ type ociRepository struct {
 // ociRepositoryArtifacts reads spec.url and spec.ref as source-controller
 // does: a digest wins over everything; else a semver range, which names no
 // one artifact and is refused; else the tag, "latest" when none is given.
-func ociRepositoryArtifacts(raw []byte, name string) ([]containerImage, objectMeta, error) {
+func ociRepositoryArtifacts(raw []byte, ac artifactContext) ([]containerImage, objectMeta, error) {
 	var o ociRepository
 	if err := decodeObject(raw, &o); err != nil {
 		return nil, objectMeta{}, err
 	}
-	if o.Metadata.Name != "" {
-		name = o.Metadata.Name
-	}
+	name := ac.named(o.Metadata).name
 	repo, ok := strings.CutPrefix(o.Spec.URL, "oci://")
 	if !ok || repo == "" {
 		return nil, o.Metadata, fmt.Errorf("spec.url %q is not an oci:// reference", o.Spec.URL)
@@ -123,7 +157,7 @@ var revisionTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // applicationArtifacts reads the oci:// sources of an Application: source
 // and each of sources. Git and Helm-repository sources are not OCI
 // artifacts and are left alone.
-func applicationArtifacts(raw []byte, _ string) ([]containerImage, objectMeta, error) {
+func applicationArtifacts(raw []byte, _ artifactContext) ([]containerImage, objectMeta, error) {
 	var o application
 	if err := decodeObject(raw, &o); err != nil {
 		return nil, objectMeta{}, err

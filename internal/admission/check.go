@@ -40,8 +40,24 @@ const checkNamespace = "default"
 // AdmissionRequest the API server would send for a CREATE, as a dry run so
 // that nothing is recorded. Objects without images are allowed, as the
 // webhook allows them. Only a malformed manifest is an error.
+//
+// The Flux source objects a HelmChart or HelmRelease refers to are looked
+// up among the manifest's objects (where they are applied), then from the
+// Reviewer's Sources if it has any: the webhook's answer for a cluster
+// where the manifest is applied.
 func (r *Reviewer) Check(ctx context.Context, stage string, manifests io.Reader) ([]CheckResult, error) {
-	return CheckWith(ctx, stage, manifests, r.Review)
+	objs, err := readManifest(manifests)
+	if err != nil {
+		return nil, err
+	}
+	inFiles := objectSources{}
+	for _, o := range objs {
+		inFiles.add(o.head, o.namespace, o.raw)
+	}
+	src := chainSources{inFiles, r.sources}
+	return checkObjects(ctx, stage, objs, func(ctx context.Context, stage string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		return r.reviewFrom(ctx, stage, req, nil, src)
+	})
 }
 
 // ReviewFunc decides one AdmissionRequest: Reviewer.Review, or a client
@@ -51,12 +67,31 @@ type ReviewFunc func(ctx context.Context, stage string, req *admissionv1.Admissi
 // CheckWith is Check with the decision made by review, so that the CLI can
 // ask a running webhook the very same questions.
 func CheckWith(ctx context.Context, stage string, manifests io.Reader, review ReviewFunc) ([]CheckResult, error) {
+	objs, err := readManifest(manifests)
+	if err != nil {
+		return nil, err
+	}
+	return checkObjects(ctx, stage, objs, review)
+}
+
+// manifestObject is one object of a manifest, with where it came from.
+type manifestObject struct {
+	doc       int
+	raw       json.RawMessage
+	head      objectHead
+	namespace string
+}
+
+// readManifest reads every object of a manifest before any is decided, so
+// that an object may refer to one further down (a HelmChart above its
+// HelmRepository).
+func readManifest(manifests io.Reader) ([]manifestObject, error) {
 	yr := utilyaml.NewYAMLReader(bufio.NewReader(manifests))
-	var results []CheckResult
+	var out []manifestObject
 	for doc := 1; ; doc++ {
 		raw, err := yr.Read()
 		if errors.Is(err, io.EOF) {
-			return results, nil
+			return out, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("admission: read manifest document %d: %w", doc, err)
@@ -70,13 +105,29 @@ func CheckWith(ctx context.Context, stage string, manifests io.Reader, review Re
 			return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
 		}
 		for _, obj := range objs {
-			res, err := checkObject(ctx, review, stage, fmt.Sprintf("check-%d-%d", doc, len(results)), obj)
-			if err != nil {
-				return nil, fmt.Errorf("admission: manifest document %d: %w", doc, err)
+			var head objectHead
+			if err := json.Unmarshal(obj, &head); err != nil {
+				return nil, fmt.Errorf("admission: manifest document %d: %w: %v", doc, ErrDecode, err)
 			}
-			results = append(results, res)
+			ns := head.Metadata.Namespace
+			if ns == "" {
+				ns = checkNamespace
+			}
+			out = append(out, manifestObject{doc: doc, raw: obj, head: head, namespace: ns})
 		}
 	}
+}
+
+func checkObjects(ctx context.Context, stage string, objs []manifestObject, review ReviewFunc) ([]CheckResult, error) {
+	var results []CheckResult
+	for _, o := range objs {
+		res, err := checkObject(ctx, review, stage, fmt.Sprintf("check-%d-%d", o.doc, len(results)), o.raw)
+		if err != nil {
+			return nil, fmt.Errorf("admission: manifest document %d: %w", o.doc, err)
+		}
+		results = append(results, res)
+	}
+	return results, nil
 }
 
 // objectHead is the part of any object Check needs to route it.

@@ -177,6 +177,10 @@ type containerImage struct {
 	Image     string
 	// Path is the JSON pointer of the image string in the object.
 	Path string
+	// Err, when set, says why the artifact an object names cannot be
+	// known (e.g. its HelmRepository is not found); the review then
+	// treats it as an image whose digest cannot be learned.
+	Err string
 }
 
 // workloadInfo is what admission learned from a request's object.
@@ -211,6 +215,12 @@ func (w workloadInfo) ID() string {
 // spec at all yields no images. Only an object whose pod spec cannot be read
 // is an error (ErrUnreadable), so that admission fails closed on it.
 func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (workloadInfo, error) {
+	return extractWorkloadFrom(req, obj, nil)
+}
+
+// extractWorkloadFrom is extractWorkload with src to look up the Flux
+// source objects that a HelmChart or HelmRelease refers to.
+func extractWorkloadFrom(req *admissionv1.AdmissionRequest, obj *workloadObject, src Sources) (workloadInfo, error) {
 	w := workloadInfo{Workload: policy.Workload{
 		Group:     req.Kind.Group,
 		Version:   req.Kind.Version,
@@ -222,7 +232,7 @@ func extractWorkload(req *admissionv1.AdmissionRequest, obj *workloadObject) (wo
 		return w, nil
 	}
 	if a, ok := lookupArtifactKind(req.Kind.Group, req.Kind.Kind); ok {
-		return extractArtifacts(req, a, w)
+		return extractArtifacts(req, a, w, src)
 	}
 	k, known := lookupKind(req.Kind.Group, req.Kind.Kind)
 	if !known {

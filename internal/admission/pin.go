@@ -65,6 +65,12 @@ func (r *Reviewer) Pin(ctx context.Context, stage string, req *admissionv1.Admis
 		if prev, ok := old[c.Path]; ok && prev == c.Image {
 			continue
 		}
+		// An artifact kind's reference is no image string at c.Path (a
+		// HelmChart's is its version, an OCIRepository's a bare tag):
+		// writing "repo:tag@digest" there would break the object.
+		if artifactType(c.Type) {
+			continue
+		}
 		ref, err := r.refs.parse(c.Image)
 		if err != nil || ref.Digest != "" {
 			continue

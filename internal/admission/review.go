@@ -98,6 +98,7 @@ type Reviewer struct {
 	log      *slog.Logger
 	metrics  Metrics
 	fallback Fallback
+	sources  Sources
 	refs     refCache
 	// timeout bounds a whole review; maxImages bounds its work.
 	timeout   time.Duration
@@ -123,6 +124,7 @@ type options struct {
 	maxImages    int
 	now          func() time.Time
 	glassRules   map[string]BreakGlassRule
+	sources      Sources
 }
 
 // Option configures a Reviewer.
@@ -200,6 +202,7 @@ func NewReviewer(states StateLookup, pol Policy, opts ...Option) *Reviewer {
 		log:      o.log,
 		metrics:  o.metrics,
 		fallback: o.fallback,
+		sources:  o.sources,
 		timeout:  o.reviewTO,
 	}
 	if o.now == nil {
@@ -258,6 +261,12 @@ func (r *Reviewer) Review(ctx context.Context, stage string, req *admissionv1.Ad
 // review is Review with the request's object possibly decoded already (obj
 // not nil), as the webhook does in the pass that decodes the review.
 func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) *admissionv1.AdmissionResponse {
+	return r.reviewFrom(ctx, stage, req, obj, r.sources)
+}
+
+// reviewFrom is review with src to look up Flux source objects: the
+// Reviewer's, or for check -f those of the manifest too.
+func (r *Reviewer) reviewFrom(ctx context.Context, stage string, req *admissionv1.AdmissionRequest, obj *workloadObject, src Sources) *admissionv1.AdmissionResponse {
 	if req == nil {
 		r.count(stage, ResultError)
 		return Denied("", http.StatusBadRequest, fmt.Sprintf("stagegate could not decide: %v: no request", ErrBadReview))
@@ -274,7 +283,7 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 		return Allowed(req.UID)
 	}
 	start := time.Now()
-	w, resp := r.workload(stage, req, obj)
+	w, resp := r.workload(stage, req, obj, src)
 	if resp != nil {
 		return resp
 	}
@@ -309,8 +318,8 @@ func (r *Reviewer) review(ctx context.Context, stage string, req *admissionv1.Ad
 // cannot be read or names more images than a review checks. Both are the
 // client's doing, so they carry 400 and 403, not 500 (which kubectl shows
 // as "Internal error occurred").
-func (r *Reviewer) workload(stage string, req *admissionv1.AdmissionRequest, obj *workloadObject) (workloadInfo, *admissionv1.AdmissionResponse) {
-	w, err := extractWorkload(req, obj)
+func (r *Reviewer) workload(stage string, req *admissionv1.AdmissionRequest, obj *workloadObject, src Sources) (workloadInfo, *admissionv1.AdmissionResponse) {
+	w, err := extractWorkloadFrom(req, obj, src)
 	if err != nil {
 		r.count(stage, ResultError)
 		r.log.Warn("admission: cannot read workload", "stage", stage, "uid", req.UID, "err", err)
@@ -349,7 +358,7 @@ func (r *Reviewer) unknownStage(req *admissionv1.AdmissionRequest, obj *workload
 	}
 	// An object that cannot be read is refused here too, with the reason
 	// that matters more: its stage is unknown.
-	w, err := extractWorkload(req, obj)
+	w, err := extractWorkloadFrom(req, obj, r.sources)
 	if err == nil && len(w.Images) == 0 {
 		r.count("", ResultAllowed)
 		return Allowed(req.UID)
@@ -417,8 +426,11 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 	for _, c := range w.Images {
 		ci := policy.ContainerImage{Container: c.Container, Type: c.Type, Image: policy.Image{Reference: c.Image}}
 		ref, err := r.refs.parse(c.Image)
-		if err != nil {
-			ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
+		if c.Err != "" || err != nil {
+			ci.Error = c.Err
+			if ci.Error == "" {
+				ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
+			}
 			in.Images = append(in.Images, ci)
 			if trace != nil {
 				trace.Images = append(trace.Images, TracedImage{Container: c.Container, Image: c.Image, Error: ci.Error})

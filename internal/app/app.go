@@ -67,6 +67,8 @@ type App struct {
 	federation *federation.Source
 	publisher  *revlist.Publisher
 	continuous *continuous
+	// sources are the informers on Flux's source objects (admission.sources).
+	sources *fluxSources
 	// completer completes the requests that collected their approvals
 	// while their stage was closed, at its opening (nil without approvals).
 	completer *promotion.Completer
@@ -232,6 +234,12 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		states = freshStates{r: a.replica, states: reads}
 	}
 	reviewOpts := reviewerOptions(cfg, rc)
+	if cfg.Admission.Sources.Enabled && !a.opts.readOnly {
+		if a.sources, err = buildSources(cfg.Admission.Sources); err != nil {
+			return nil, err
+		}
+		reviewOpts = append(reviewOpts, admission.WithSources(a.sources))
+	}
 	if cfg.RegistrySource.Enabled {
 		trusted, err := TrustedKeys(cfg)
 		if err != nil {
@@ -468,6 +476,10 @@ func (a *App) Start(ctx context.Context) error {
 		wg.Go(func() { a.completer.Run(cctx) })
 		// Stopped before the ledger it writes to closes.
 		a.closers = append(a.closers, func() error { cancel(); wg.Wait(); return nil })
+	}
+	if a.sources != nil {
+		a.sources.start()
+		a.closers = append(a.closers, func() error { a.sources.stop(); return nil })
 	}
 	if a.continuous != nil {
 		stop, err := a.continuous.start(context.WithoutCancel(ctx))

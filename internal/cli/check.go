@@ -46,6 +46,7 @@ func newCheckCommand(s Streams) *cobra.Command {
 				}
 			}
 			var review admission.ReviewFunc
+			var check func() ([]admission.CheckResult, error)
 			if remote {
 				c, err := cf.client()
 				if err != nil {
@@ -74,9 +75,15 @@ func newCheckCommand(s Streams) *cobra.Command {
 				if err := a.Start(cmd.Context()); err != nil {
 					return err
 				}
-				review = a.Reviewer.Review
+				// Check, not CheckWith: the Flux source objects a
+				// HelmChart or HelmRelease names are looked up in the
+				// manifest, as the webhook looks them up in the cluster.
+				check = func() ([]admission.CheckResult, error) { return a.Reviewer.Check(cmd.Context(), stage, &in) }
 			}
-			results, err := admission.CheckWith(cmd.Context(), stage, &in, review)
+			if check == nil {
+				check = func() ([]admission.CheckResult, error) { return admission.CheckWith(cmd.Context(), stage, &in, review) }
+			}
+			results, err := check()
 			if err != nil {
 				return err
 			}

@@ -142,6 +142,22 @@ type Admission struct {
 	// move in that window, so keep it short (or pin tags with the mutating
 	// webhook, `stagegate manifests --pin-tags`).
 	TagCacheTTL Duration `json:"tagCacheTTL,omitempty"`
+
+	// Sources lets the webhook look up the Flux objects a HelmChart or
+	// HelmRelease refers to (its HelmRepository, or the OCIRepository or
+	// HelmChart of a chartRef), which say what chart it deploys. Without
+	// it, such objects are refused: their artifact cannot be known.
+	Sources AdmissionSources `json:"sources,omitzero"`
+}
+
+// AdmissionSources watches Flux's HelmRepository, HelmChart and
+// OCIRepository objects with an informer, so that a review reads them
+// from memory, never from the API server.
+type AdmissionSources struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// Kubeconfig is the kubeconfig file of the cluster; empty uses the
+	// pod's service account.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
 }
 
 // Defaults of Admission.
@@ -416,6 +432,11 @@ func (a *Admission) validate() []error {
 	}
 	if a.TagCacheTTL < 0 || a.TagCacheTTL.Std() > time.Hour {
 		errs = append(errs, fmt.Errorf("admission.tagCacheTTL %s must be between 0s and 1h; a cached tag can have moved", a.TagCacheTTL.Std()))
+	}
+	if a.Sources.Enabled && a.Sources.Kubeconfig != "" {
+		if _, err := os.Stat(a.Sources.Kubeconfig); err != nil {
+			errs = append(errs, fmt.Errorf("admission.sources.kubeconfig: %w", err))
+		}
 	}
 	return errs
 }

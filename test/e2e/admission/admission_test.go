@@ -55,6 +55,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("custom workloads", func(t *testing.T) { s.testCustomWorkloads(t, img) })
 	s.installGitOpsCRDs(t)
 	t.Run("gitops artifacts", func(t *testing.T) { s.testArtifacts(t, img) })
+	t.Run("helm charts", func(t *testing.T) { s.testHelm(t) })
 	t.Run("mislabelled namespaces", func(t *testing.T) { s.testMislabelled(t, img) })
 	t.Run("forged review", func(t *testing.T) { s.testForgedReview(t, img) })
 	chk := s.checkCases(t, img)

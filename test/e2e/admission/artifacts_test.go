@@ -20,25 +20,28 @@ var (
 	applicationGVR   = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 )
 
-// installGitOpsCRDs creates Flux's OCIRepository and Argo CD's Application
-// CRDs and waits until both are served.
+// installGitOpsCRDs creates Flux's OCIRepository, HelmRepository, HelmChart
+// and HelmRelease and Argo CD's Application CRDs and waits until all are
+// served.
 func (s *suite) installGitOpsCRDs(t *testing.T) {
 	t.Helper()
 	dir := framework.Tool(t, "crds", "crds")
-	for _, f := range []string{"source.toolkit.fluxcd.io_ocirepositories.yaml", "application-crd.yaml"} {
+	for _, f := range []string{"source.toolkit.fluxcd.io_ocirepositories.yaml", "application-crd.yaml",
+		"source.toolkit.fluxcd.io_helmrepositories.yaml", "source.toolkit.fluxcd.io_helmcharts.yaml", "helm.toolkit.fluxcd.io_helmreleases.yaml"} {
 		// create, not apply: Argo CD's CRD is larger than the annotation
 		// client-side apply would keep.
 		if _, stderr, err := s.api.Kubectl(t, "create", "-f", filepath.Join(dir, f)); err != nil {
 			t.Fatalf("kubectl create %s: %v\n%s", f, err, stderr)
 		}
 	}
-	for _, crd := range []string{"crd/ocirepositories.source.toolkit.fluxcd.io", "crd/applications.argoproj.io"} {
+	for _, crd := range []string{"crd/ocirepositories.source.toolkit.fluxcd.io", "crd/applications.argoproj.io",
+		"crd/helmrepositories.source.toolkit.fluxcd.io", "crd/helmcharts.source.toolkit.fluxcd.io", "crd/helmreleases.helm.toolkit.fluxcd.io"} {
 		if _, stderr, err := s.api.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", crd); err != nil {
 			t.Fatalf("%s not established: %v\n%s", crd, err, stderr)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for _, gvr := range []schema.GroupVersionResource{ociRepositoryGVR, applicationGVR} {
+	for _, gvr := range []schema.GroupVersionResource{ociRepositoryGVR, applicationGVR, helmRepositoryGVR, helmChartGVR, helmReleaseGVR} {
 		for {
 			_, err := s.dynamic(t).Resource(gvr).Namespace("default").List(t.Context(), metav1.ListOptions{})
 			if err == nil {

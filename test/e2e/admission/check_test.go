@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // checkCases is a manifest and the API server's decision for each of its
@@ -66,16 +67,27 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		{rollout(ns, "stable", img.prod, nil), "Rollout/stable", true},
 		{ociRepository(ns, "config", artifactRepo, map[string]any{"digest": artifactDigest}), "OCIRepository/config", true},
 		{ociRepository(ns, "config-v2", artifactRepo, map[string]any{"digest": nowhereDigest}), "OCIRepository/config-v2", false},
+		// The HelmRepository is stored (below), for the webhook's
+		// informer; check -f finds it in the manifest.
+		{helmRepository(ns, "charts", "oci://"+s.reg.Repo("e2e/charts"), "oci"), "HelmRepository/charts", true},
+		{helmChart(ns, "podinfo", "charts", "podinfo", "6.5.0"), "HelmChart/podinfo", false},
+		{helmChart(ns, "podinfo-lost", "nowhere", "podinfo", "6.5.0"), "HelmChart/podinfo-lost", false},
+		{helmRelease(ns, "web-range", map[string]any{"chart": map[string]any{"spec": map[string]any{"chart": "podinfo", "version": "~6",
+			"sourceRef": map[string]any{"kind": "HelmRepository", "name": "charts"}}}}), "HelmRelease/web-range", false},
 	}
+	gvrs := map[string]schema.GroupVersionResource{"OCIRepository": ociRepositoryGVR, "HelmChart": helmChartGVR, "HelmRelease": helmReleaseGVR}
 	c := checkCases{file: filepath.Join(s.dir, "check.yaml"), api: map[string]string{}}
 	var all []runtime.Object
 	for _, o := range objs {
 		all = append(all, o.obj)
 		var err error
-		if u, ok := o.obj.(*unstructured.Unstructured); ok {
-			gvr := rolloutGVR
-			if u.GetKind() == "OCIRepository" {
-				gvr = ociRepositoryGVR
+		if u, ok := o.obj.(*unstructured.Unstructured); ok && u.GetKind() == "HelmRepository" {
+			s.createStored(t, helmRepositoryGVR, u)
+			s.waitSource(t, helmChartGVR, helmChart(ns, "probe", u.GetName(), "podinfo", "6.5.0"))
+		} else if ok {
+			gvr, known := gvrs[u.GetKind()]
+			if !known {
+				gvr = rolloutGVR
 			}
 			err = s.createCustom(t, gvr, u)
 		} else {

@@ -59,7 +59,8 @@ func newSuite(t *testing.T) *suite {
 
 	// No soak time, so that a digest reaches prod in four promotions, and
 	// break-glass everywhere but prod; in test only for e2e-oncall, with
-	// a break-glass-at at most an hour old.
+	// a break-glass-at at most an hour old. The webhook watches Flux's
+	// source objects, for HelmCharts and HelmReleases.
 	s.serve = framework.StartStagegate(t,
 		framework.WithAdmissionListener(webhookAddr, s.auth.CAFile),
 		framework.WithToken("", "e2e-pipeline", "e2e"),
@@ -72,7 +73,9 @@ stages:
 - {name: test, groups: [e2e], minSoak: 0s, breakGlass: true, breakGlassGroups: [e2e-oncall], breakGlassMaxAge: 1h}
 - {name: stage, groups: [e2e], minSoak: 0s, breakGlass: true}
 - {name: prod, groups: [e2e], minSoak: 0s, breakGlass: false}
-`, s.reg.Addr)))
+admission:
+  sources: {enabled: true, kubeconfig: %q}
+`, s.reg.Addr, s.api.KubeconfigPath)))
 	s.bin, s.dir, s.configPath, s.token = s.serve.Bin, s.serve.Dir, s.serve.ConfigPath, s.serve.Token
 	s.url, s.webhookURL = s.serve.URL, s.serve.WebhookURL
 	s.installWebhook(t, s.namespace(t, "webhook-ready", "prod"))
