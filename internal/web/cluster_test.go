@@ -76,7 +76,7 @@ func (ca *peerCA) member(t *testing.T, id string) (server, client *tls.Config) {
 
 type noLeader struct{}
 
-func (noLeader) IsLeader() bool          { return false }
+func (noLeader) IsLeader() bool           { return false }
 func (noLeader) Leader() (string, string) { return "", "" }
 
 // testPeers is Peers over the real peer channel (forward.Forwarder.Call,
