@@ -124,6 +124,7 @@ func (p *testPeers) calls() []string {
 }
 
 type replicaUnderTest struct {
+	s     *Server
 	h     http.Handler
 	peers *testPeers
 	stop  func()
@@ -163,7 +164,7 @@ func twoReplicas(t *testing.T, c *clock) []*replicaUnderTest {
 		t.Cleanup(stop)
 		mux := http.NewServeMux()
 		s.Register(mux)
-		out = append(out, &replicaUnderTest{h: mux, peers: p, stop: stop})
+		out = append(out, &replicaUnderTest{s: s, h: mux, peers: p, stop: stop})
 	}
 	return out
 }
@@ -208,6 +209,20 @@ func TestSessionAcrossReplicas(t *testing.T) {
 	}
 	if got := a.peers.calls(); len(got) != 0 {
 		t.Fatalf("the issuer asked %v about its own session", got)
+	}
+
+	// An action's message, left by the replica that did it, shows once
+	// on the next page, whichever replica draws it.
+	b.s.setFlash(t.Context(), cookie.Value, "revoked on sg-1")
+	if body := get(t, a.h, "/ui/ledger", cookie).Body.String(); !strings.Contains(body, "revoked on sg-1") {
+		t.Error("the issuer does not show the message the other replica left")
+	}
+	b.s.setFlash(t.Context(), cookie.Value, "second message")
+	if body := get(t, b.h, "/ui/ledger", cookie).Body.String(); !strings.Contains(body, "second message") {
+		t.Error("the other replica does not show the session's message")
+	}
+	if body := get(t, a.h, "/ui/ledger", cookie).Body.String(); strings.Contains(body, "second message") {
+		t.Error("a message showed twice")
 	}
 
 	// A form posted to the other replica needs the session's token
