@@ -34,7 +34,7 @@ type peerCA struct {
 	pool *x509.CertPool
 }
 
-func newPeerCA(t *testing.T) *peerCA {
+func newPeerCA(t testing.TB) *peerCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,7 +53,7 @@ func newPeerCA(t *testing.T) *peerCA {
 	return &peerCA{cert: cert, key: key, pool: pool}
 }
 
-func (ca *peerCA) member(t *testing.T, id string) (server, client *tls.Config) {
+func (ca *peerCA) member(t testing.TB, id string) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -133,7 +133,7 @@ type replicaUnderTest struct {
 // twoReplicas are two web views, each with its own session store and a
 // real peer port (forward.Listen, Trusted, NewServer) serving
 // PeerHandler.
-func twoReplicas(t *testing.T, c *clock) []*replicaUnderTest {
+func twoReplicas(t testing.TB, c *clock) []*replicaUnderTest {
 	t.Helper()
 	ca := newPeerCA(t)
 	ids := []string{"sg-0", "sg-1"}
@@ -172,7 +172,7 @@ func twoReplicas(t *testing.T, c *clock) []*replicaUnderTest {
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // get answers GET path on h with the cookie.
-func get(t *testing.T, h http.Handler, path string, cookie *http.Cookie) *httptest.ResponseRecorder {
+func get(t testing.TB, h http.Handler, path string, cookie *http.Cookie) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "https://sg"+path, nil)
 	req.AddCookie(cookie)
@@ -295,5 +295,54 @@ func TestSessionAcrossReplicas(t *testing.T) {
 	}
 	if rec := get(t, b.h, "/ui/ledger", signIn(t, b.h)); !signedIn(rec) {
 		t.Errorf("signing in again on the replica that answers: %d", rec.Code)
+	}
+}
+
+// TestPeerHandlerRefusesMalformed: a question that is not one (no hash,
+// a hash of the wrong length, an unknown op, not JSON) is a 400 and ends
+// no session.
+func TestPeerHandlerRefusesMalformed(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	s := newTestServer(t, c, nil)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	cookie := signIn(t, mux)
+	h := hashOf(cookie.Value)
+	good := base64.StdEncoding.EncodeToString(h[:])
+	for name, body := range map[string]string{
+		"not JSON":     `end`,
+		"no hash":      `{"op":"end"}`,
+		"short hash":   `{"op":"end","hash":"` + base64.StdEncoding.EncodeToString(h[:31]) + `"}`,
+		"unknown op":   `{"op":"drop-all","hash":"` + good + `"}`,
+		"a long flash": `{"op":"set-flash","hash":"` + good + `","flash":"` + strings.Repeat("x", maxForm) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			s.PeerHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PeerSessionPath, strings.NewReader(body)))
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("%d %s, want 400", rec.Code, rec.Body)
+			}
+			if !signedIn(get(t, mux, "/ui/ledger", cookie)) {
+				t.Error("the session ended")
+			}
+		})
+	}
+}
+
+// BenchmarkPageOnOtherReplica is a page drawn by a replica that asks the
+// issuer about the session over the peer port, against one the issuer
+// draws itself: the round trip a session costs behind a Service.
+func BenchmarkPageOnOtherReplica(b *testing.B) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	rs := twoReplicas(b, c)
+	cookie := signIn(b, rs[0].h)
+	for name, r := range map[string]*replicaUnderTest{"issuer": rs[0], "other": rs[1]} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if rec := get(b, r.h, "/ui/ledger", cookie); !signedIn(rec) {
+					b.Fatalf("%d", rec.Code)
+				}
+			}
+		})
 	}
 }

@@ -36,7 +36,7 @@ func (emptyLedger) EntriesPage(uint64, uint64, int) ([]ledger.Entry, error) {
 	return nil, nil
 }
 
-func newTestServer(t *testing.T, c *clock, api http.Handler, opts ...Option) *Server {
+func newTestServer(t testing.TB, c *clock, api http.Handler, opts ...Option) *Server {
 	t.Helper()
 	s, err := New(emptyLedger{}, oneToken{}, api, []string{"dev", "prod"}, Keys{}, append([]Option{WithClock(c.now)}, opts...)...)
 	if err != nil {
@@ -46,7 +46,7 @@ func newTestServer(t *testing.T, c *clock, api http.Handler, opts ...Option) *Se
 }
 
 // signIn signs in through the handlers and returns the session cookie.
-func signIn(t *testing.T, h http.Handler) *http.Cookie {
+func signIn(t testing.TB, h http.Handler) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://sg/ui/signin", nil))
