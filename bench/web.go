@@ -20,12 +20,15 @@ type WebResult struct {
 	// whole ledger and every row drawn; BoardMs the median of later ones
 	// (states read afresh, unchanged rows' HTML reused) and BoardP95Ms
 	// their 95th percentile; BoardChangedMs the median render after one
-	// more promotion (its row drawn anew); FloorMs the median time of the
+	// more promotion (its row drawn anew); BoardRedrawMs the median render
+	// when every row is drawn anew (pod counts that change on every look,
+	// the cache's worst case); FloorMs the median time of the
 	// ledger State look-ups the board needs, without drawing anything.
 	BoardColdMs    float64 `json:"boardColdMs"`
 	BoardMs        float64 `json:"boardMs"`
 	BoardP95Ms     float64 `json:"boardP95Ms"`
 	BoardChangedMs float64 `json:"boardChangedMs"`
+	BoardRedrawMs  float64 `json:"boardRedrawMs"`
 	FloorMs        float64 `json:"floorMs"`
 	BoardBytes     int     `json:"boardBytes"`
 	// BoardPageMs is the median render of the default page, PageRows
@@ -71,8 +74,8 @@ func webTargets(w *WebResult, add func(name, goal, value string, met *bool, note
 	add(board, "≤ 100 ms", fmt.Sprintf("%s median, %s p95, %d rows rendered (%d KB page); %s after a promotion",
 		fmtMs(w.BoardMs), fmtMs(w.BoardP95Ms), w.RowsRendered, w.BoardBytes>>10, fmtMs(w.BoardChangedMs)),
 		ptr(w.BoardP95Ms <= float64(webBoardGoal.Milliseconds()) && w.BoardChangedMs <= float64(webBoardGoal.Milliseconds())),
-		fmt.Sprintf("baseline: the ledger State look-ups alone, %s; the first render after a start, which also folds the board from the whole ledger and draws every row, %s; the default page of %d rows, %s",
-			fmtMs(w.FloorMs), fmtMs(w.BoardColdMs), w.PageRows, fmtMs(w.BoardPageMs)))
+		fmt.Sprintf("baseline: the ledger State look-ups alone, %s; every row drawn anew (pod counts changed since the last look), %s; the first render after a start, which also folds the board from the whole ledger and draws every row, %s; the default page of %d rows, %s",
+			fmtMs(w.FloorMs), fmtMs(w.BoardRedrawMs), fmtMs(w.BoardColdMs), w.PageRows, fmtMs(w.BoardPageMs)))
 	add(verify, "≤ 2 s", fmt.Sprintf("%s for %d entries (headless Chromium, WebCrypto)", fmtMs(w.BrowserMs), w.Entries),
 		ptr(w.BrowserMs <= float64(webVerifyGoal.Milliseconds())),
 		fmt.Sprintf("baseline: the Go verifier on the same entries, %s", fmtMs(w.GoMs)))
