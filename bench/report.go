@@ -159,8 +159,9 @@ func renderReport(res *Results, plots []string) string {
 	if w := res.Web; w != nil {
 		p("\n## 10. Web view\n\n`TestWebScale` of internal/web: the board handler over a real ledger of %d repositories × %d stages, "+
 			"and the image page of %d signed entries verified by verify.js in headless Chromium (WebCrypto).\n\n", w.Repositories, w.Stages, w.Entries)
-		p("| board first render | board median | board p95 | State look-ups alone | page | browser verify | Go verifier |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-		p("| %s | %s | %s | %s | %d KB | %s | %s |\n", fmtMs(w.BoardColdMs), fmtMs(w.BoardMs), fmtMs(w.BoardP95Ms), fmtMs(w.FloorMs), w.BoardBytes>>10, fmtMs(w.BrowserMs), fmtMs(w.GoMs))
+		p("| rows rendered | board first render | board median | board p95 | after a promotion | every row anew | State look-ups alone | page | default page (%d rows) | browser verify | Go verifier |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", w.PageRows)
+		p("| %d | %s | %s | %s | %s | %s | %s | %d KB | %s | %s | %s |\n", w.RowsRendered, fmtMs(w.BoardColdMs), fmtMs(w.BoardMs), fmtMs(w.BoardP95Ms), fmtMs(w.BoardChangedMs), fmtMs(w.BoardRedrawMs),
+			fmtMs(w.FloorMs), w.BoardBytes>>10, fmtMs(w.BoardPageMs), fmtMs(w.BrowserMs), fmtMs(w.GoMs))
 	}
 
 	if len(plots) > 0 {

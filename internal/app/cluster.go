@@ -36,8 +36,11 @@ type replica struct {
 	ids     []string
 	now     func() time.Time
 	peerSrv *http.Server
-	fwd     *forward.Forwarder
-	svc     *promotion.Service
+	// peer is the peer port's mux (wire), where the web view adds the
+	// questions about its sessions.
+	peer *http.ServeMux
+	fwd  *forward.Forwarder
+	svc  *promotion.Service
 	// mark is how current the ledger is known to be (watch keeps it).
 	mark *cluster.Watermark
 	stop chan struct{}

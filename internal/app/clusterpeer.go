@@ -45,6 +45,7 @@ func (r *replica) wire(apiMux *http.ServeMux, auth *api.Authenticator, logger *s
 	})
 	peer.HandleFunc("POST "+breakGlassPath, r.serveBreakGlass(r.svc))
 	peer.Handle("/", apiMux)
+	r.peer = peer
 	r.servePeers(peer, logger)
 	r.wg.Go(r.watch)
 	pub := http.NewServeMux()

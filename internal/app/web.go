@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -29,12 +31,50 @@ func (a *App) registerWeb(cfg *config.Config, mux *http.ServeMux, reads readLedg
 	if a.continuous != nil {
 		opts = append(opts, web.WithRunning(a.continuous))
 	}
+	if a.replica != nil {
+		opts = append(opts, web.WithPeers(webPeers{a.replica}))
+	}
 	ui, err := web.New(reads, auth, mux, cfg.StageNames(), keys, opts...)
 	if err != nil {
 		return err
 	}
 	ui.Register(mux)
+	if a.replica != nil {
+		// The peer port serves already (wire); a ServeMux takes routes
+		// while it serves.
+		a.replica.peer.Handle("POST "+web.PeerSessionPath, ui.PeerHandler())
+	}
 	return nil
+}
+
+// webPeers are the members of the cluster as the web view's sessions ask
+// them: over the peer port, as this member, and only a configured
+// member at its configured address.
+type webPeers struct{ r *replica }
+
+func (p webPeers) Self() string      { return p.r.cfg.NodeID }
+func (p webPeers) Members() []string { return p.r.ids }
+
+func (p webPeers) Call(ctx context.Context, id, path string, body []byte) (int, []byte, error) {
+	var addr string
+	for _, m := range p.r.cfg.Members {
+		if m.ID == id {
+			addr = m.Address
+		}
+	}
+	if addr == "" || id == p.r.cfg.NodeID {
+		return 0, nil, fmt.Errorf("web: %q is not another member of the cluster", id)
+	}
+	resp, err := p.r.fwd.Call(ctx, p.r.cfg.NodeID, id, addr, http.MethodPost, path, body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("web: ask %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return 0, nil, fmt.Errorf("web: ask %s: %w", id, err)
+	}
+	return resp.StatusCode, b, nil
 }
 
 // webKeys are the public keys the browser verifies entries with, as the

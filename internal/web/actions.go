@@ -42,7 +42,7 @@ func (s *Server) call(r *http.Request, path string, body any) (int, string) {
 // back redirects to the page the form was on (a /ui/ path only), with
 // the action's result as the next page's message.
 func (s *Server) back(w http.ResponseWriter, r *http.Request, to, msg string) {
-	s.sessions.setFlash(fromContext(r.Context()).cookie, msg)
+	s.setFlash(r.Context(), fromContext(r.Context()).cookie, msg)
 	http.Redirect(w, r, safeNext(to), http.StatusSeeOther)
 }
 

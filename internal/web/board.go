@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"html/template"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type board struct {
 	seen  uint64
 	repos map[string]*row
 	names []string // sorted; nil when a repository was added since
+	drawn *rowCache
 }
 
 type row struct {
@@ -43,7 +45,9 @@ type cell struct {
 	breakGlass *ledger.Entry
 }
 
-func newBoard(l Ledger) *board { return &board{ledger: l, repos: map[string]*row{}} }
+func newBoard(l Ledger, rowTmpl *template.Template) *board {
+	return &board{ledger: l, repos: map[string]*row{}, drawn: newRowCache(rowTmpl)}
+}
 
 // catchUp folds the entries appended since the last look.
 func (b *board) catchUp() error {

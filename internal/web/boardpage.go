@@ -2,13 +2,12 @@ package web
 
 import (
 	"context"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/stagegate/stagegate/internal/ledger"
 )
 
 // The states a board cell can be filtered by.
@@ -31,6 +30,8 @@ type boardView struct {
 type rowView struct {
 	Repo  string
 	Cells []cellView
+	// HTML is the row drawn by boardrow.html (rowCache).
+	HTML template.HTML
 }
 
 type cellView struct {
@@ -38,7 +39,16 @@ type cellView struct {
 	Digests    []digestView
 	Older      int
 	Pending    int
-	BreakGlass *ledger.Entry
+	BreakGlass *breakGlassView
+}
+
+// breakGlassView is the newest break-glass admission of a cell.
+type breakGlassView struct {
+	Index    uint64
+	Workload string
+	Subject  string
+	ISO      string
+	When     string
 }
 
 // digestView is one digest in a cell, its text made here rather than by
@@ -147,6 +157,11 @@ func (s *Server) boardView(ctx context.Context, q url.Values) (boardView, error)
 		}
 		v.Rows = append(v.Rows, rv)
 	}
+	for i := range v.Rows {
+		if err := b.drawn.draw(&v.Rows[i]); err != nil {
+			return v, err
+		}
+	}
 	if v.Page > 1 {
 		v.Prev = pageLink(q, v.Page-1)
 	}
@@ -169,7 +184,11 @@ func (s *Server) cellView(rw *row, stage string, pending map[[2]string]int) (cel
 	if !ok {
 		return cv, nil
 	}
-	cv.Older, cv.BreakGlass = c.older, c.breakGlass
+	cv.Older = c.older
+	if bg := c.breakGlass; bg != nil {
+		cv.BreakGlass = &breakGlassView{Index: bg.Index, Workload: bg.Workload, Subject: bg.Subject,
+			ISO: bg.Time.UTC().Format(time.RFC3339), When: bg.Time.UTC().Format("2006-01-02 15:04 UTC")}
+	}
 	for _, d := range c.digests {
 		st, ok, err := s.ledger.State(d, stage)
 		if err != nil {

@@ -37,16 +37,22 @@ func shortDigest(d string) string {
 	return d
 }
 
-func parseTemplates() (map[string]*template.Template, error) {
+// parseTemplates parses the pages, and the board's row on its own: rows
+// are drawn apart from their page and reused (rowCache).
+func parseTemplates() (map[string]*template.Template, *template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"signin", "board", "image", "ledger", "requests"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
-			return nil, fmt.Errorf("web: templates: %w", err)
+			return nil, nil, fmt.Errorf("web: templates: %w", err)
 		}
 		pages[name] = t
 	}
-	return pages, nil
+	row, err := template.New("boardrow.html").Funcs(funcs).ParseFS(files, "templates/boardrow.html")
+	if err != nil {
+		return nil, nil, fmt.Errorf("web: templates: %w", err)
+	}
+	return pages, row, nil
 }
 
 // render writes a page; it renders into a buffer first so that a
@@ -67,8 +73,14 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data map
 // forms, the one-shot message of the last action.
 func (s *Server) pageData(r *http.Request, title string) map[string]any {
 	c := fromContext(r.Context())
+	flash := ""
+	if c.flash != "" {
+		// The session came with its message: clearing it is a question
+		// to the issuer only when there is one to clear.
+		flash = s.takeFlash(r.Context(), c.cookie)
+	}
 	return map[string]any{"Title": title, "Subject": c.id.Subject, "Groups": c.id.Groups, "CSRF": c.csrf,
-		"Flash": s.sessions.takeFlash(c.cookie), "Stages": s.stages}
+		"Flash": flash, "Stages": s.stages}
 }
 
 func (s *Server) imagePage(w http.ResponseWriter, r *http.Request) {

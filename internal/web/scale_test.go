@@ -14,11 +14,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/stagegate/stagegate/internal/inventory"
 	"github.com/stagegate/stagegate/internal/ledger"
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/signing"
@@ -30,16 +32,21 @@ import (
 // scaleResult is what TestWebScale writes for `make bench` (bench/web.go
 // WebResult reads the same fields).
 type scaleResult struct {
-	Repositories int     `json:"repositories"`
-	Stages       int     `json:"stages"`
-	BoardColdMs  float64 `json:"boardColdMs"`
-	BoardMs      float64 `json:"boardMs"`
-	BoardP95Ms   float64 `json:"boardP95Ms"`
-	FloorMs      float64 `json:"floorMs"`
-	BoardBytes   int     `json:"boardBytes"`
-	Entries      int     `json:"entries"`
-	BrowserMs    float64 `json:"browserMs"`
-	GoMs         float64 `json:"goMs"`
+	Repositories   int     `json:"repositories"`
+	Stages         int     `json:"stages"`
+	RowsRendered   int     `json:"rowsRendered"`
+	BoardColdMs    float64 `json:"boardColdMs"`
+	BoardMs        float64 `json:"boardMs"`
+	BoardP95Ms     float64 `json:"boardP95Ms"`
+	BoardChangedMs float64 `json:"boardChangedMs"`
+	BoardRedrawMs  float64 `json:"boardRedrawMs"`
+	PageRows       int     `json:"pageRows"`
+	BoardPageMs    float64 `json:"boardPageMs"`
+	FloorMs        float64 `json:"floorMs"`
+	BoardBytes     int     `json:"boardBytes"`
+	Entries        int     `json:"entries"`
+	BrowserMs      float64 `json:"browserMs"`
+	GoMs           float64 `json:"goMs"`
 }
 
 type benchToken struct{}
@@ -108,7 +115,10 @@ func TestWebScale(t *testing.T) {
 }
 
 // boardScale: 1,000 repositories promoted to 4 stages, the board drawn
-// whole (?limit=1000) by the real handler.
+// whole (?limit=1000, every row rendered) by the real handler: first
+// after a start (fold and draw every row), then again (states read
+// afresh, unchanged rows reused), then after each of a few promotions
+// (that row drawn anew); and the default page, as a person opens it.
 func boardScale(t *testing.T, res *scaleResult) {
 	stages := []string{"dev", "test", "stage", "prod"}
 	var entries []ledger.Entry
@@ -127,24 +137,11 @@ func boardScale(t *testing.T, res *scaleResult) {
 	mux := http.NewServeMux()
 	s.Register(mux)
 	cookie := signInRecorder(t, mux)
-	render := func() (time.Duration, int) {
-		req := httptest.NewRequest(http.MethodGet, "https://sg/ui/?limit=1000", nil)
-		req.AddCookie(cookie)
-		rec := httptest.NewRecorder()
-		start := time.Now()
-		mux.ServeHTTP(rec, req)
-		d := time.Since(start)
-		if rec.Code != http.StatusOK {
-			t.Fatalf("board: %d", rec.Code)
-		}
-		if n := strings.Count(rec.Body.String(), `<th scope="row">`); n != res.Repositories {
-			t.Fatalf("board has %d rows, want %d", n, res.Repositories)
-		}
-		return d, rec.Body.Len()
-	}
+	render := func() (time.Duration, int) { return renderRows(t, mux, cookie, "limit=1000", res.Repositories) }
 	cold, size := render()
+	res.RowsRendered = res.Repositories
 	res.BoardColdMs, res.BoardBytes = ms(cold), size
-	var warm, floor []time.Duration
+	var warm, floor, changed, page []time.Duration
 	for range 30 {
 		d, _ := render()
 		warm = append(warm, d)
@@ -155,8 +152,67 @@ func boardScale(t *testing.T, res *scaleResult) {
 			}
 		}
 		floor = append(floor, time.Since(start))
+		d, _ = renderRows(t, mux, cookie, "", 50)
+		page = append(page, d)
 	}
+	for i := range 10 {
+		e := entries[i*97]
+		e.Digest = digest(fmt.Sprint("new", i))
+		if _, err := l.Append(func(_ ledger.Reader, index uint64) (*ledger.Entry, error) {
+			e.Index = index
+			return &e, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := render()
+		changed = append(changed, d)
+	}
+	// Every row drawn anew on every look: pod counts (continuous
+	// validation) that change each time, the worst case of the cache.
+	pods := &tickPods{}
+	s2, err := web.New(l, benchToken{}, http.NotFoundHandler(), stages, web.Keys{}, web.WithRunning(pods))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux2 := http.NewServeMux()
+	s2.Register(mux2)
+	cookie2 := signInRecorder(t, mux2)
+	var redraw []time.Duration
+	for range 11 {
+		pods.n.Add(1)
+		d, _ := renderRows(t, mux2, cookie2, "limit=1000", res.Repositories)
+		redraw = append(redraw, d)
+	}
+	res.BoardRedrawMs = ms(percentile(redraw[1:], .5))
+	res.PageRows = 50
 	res.BoardMs, res.BoardP95Ms, res.FloorMs = ms(percentile(warm, .5)), ms(percentile(warm, .95)), ms(percentile(floor, .5))
+	res.BoardChangedMs, res.BoardPageMs = ms(percentile(changed, .5)), ms(percentile(page, .5))
+}
+
+// tickPods is continuous validation whose every count changes between
+// two looks at the board.
+type tickPods struct{ n atomic.Int64 }
+
+func (p *tickPods) Running([]string, string, int) ([]inventory.RunningPod, int, error) {
+	return nil, int(p.n.Load()), nil
+}
+
+// renderRows draws the board at ?query and checks it has rows rows.
+func renderRows(t *testing.T, mux http.Handler, cookie *http.Cookie, query string, rows int) (time.Duration, int) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "https://sg/ui/?"+query, nil)
+	req.AddCookie(cookie)
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	mux.ServeHTTP(rec, req)
+	d := time.Since(start)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("board: %d", rec.Code)
+	}
+	if n := strings.Count(rec.Body.String(), `<th scope="row">`); n != rows {
+		t.Fatalf("board ?%s has %d rows, want %d", query, n, rows)
+	}
+	return d, rec.Body.Len()
 }
 
 // verifyScale: an image of 500 signed entries, its page opened in

@@ -40,6 +40,7 @@ const (
 var (
 	errNoSession = errors.New("no session: sign in")
 	errFull      = errors.New("too many sessions; try again later")
+	errExpired   = errors.New("session expired: sign in again")
 )
 
 // session is what the server holds for a signed-in browser. Only the
@@ -61,11 +62,11 @@ type sessions struct {
 	now   func() time.Time
 	ttl   time.Duration
 	max   int
-	byKey map[[sha256.Size]byte]*session
+	byKey map[hashKey]*session
 }
 
 func newSessions(now func() time.Time, ttl time.Duration, max int) *sessions {
-	return &sessions{now: now, ttl: ttl, max: max, byKey: map[[sha256.Size]byte]*session{}}
+	return &sessions{now: now, ttl: ttl, max: max, byKey: map[hashKey]*session{}}
 }
 
 // randomToken is 32 random bytes, base64url: a cookie value or a CSRF
@@ -76,13 +77,21 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// create starts a session for id and returns its cookie value.
-func (s *sessions) create(id policy.Identity) (string, *session, error) {
+// hashKey is how the store names a session: the sha256 of its cookie's
+// value. It is also what another replica sends the issuer to ask about a
+// session (cluster.go), so that the cookie itself stays where it came.
+type hashKey = [sha256.Size]byte
+
+func hashOf(value string) hashKey { return sha256.Sum256([]byte(value)) }
+
+// create starts a session for id and returns its cookie value, which
+// starts with prefix (the issuing member's, in a cluster).
+func (s *sessions) create(id policy.Identity, prefix string) (string, *session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	s.sweepLocked(now)
-	var mine []([sha256.Size]byte)
+	var mine []hashKey
 	for k, v := range s.byKey {
 		if v.id.Subject == id.Subject {
 			mine = append(mine, k)
@@ -100,37 +109,33 @@ func (s *sessions) create(id policy.Identity) (string, *session, error) {
 	if len(s.byKey) >= s.max {
 		return "", nil, errFull
 	}
-	value := randomToken()
+	value := prefix + randomToken()
 	ss := &session{id: id, csrf: randomToken(), expires: now.Add(s.ttl)}
-	s.byKey[sha256.Sum256([]byte(value))] = ss
+	s.byKey[hashOf(value)] = ss
 	return value, ss, nil
 }
 
-// get returns the live session of a cookie value. A copy, so that the
-// caller reads it without the lock.
-func (s *sessions) get(value string) (session, error) {
-	if value == "" {
-		return session{}, errNoSession
-	}
+// get returns the live session of a key. A copy, so that the caller
+// reads it without the lock.
+func (s *sessions) get(k hashKey) (session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := sha256.Sum256([]byte(value))
 	ss, ok := s.byKey[k]
 	if !ok {
 		return session{}, errNoSession
 	}
 	if !s.now().Before(ss.expires) {
 		delete(s.byKey, k)
-		return session{}, errors.New("session expired: sign in again")
+		return session{}, errExpired
 	}
 	return *ss, nil
 }
 
 // takeFlash returns and clears the session's one-shot message.
-func (s *sessions) takeFlash(value string) string {
+func (s *sessions) takeFlash(k hashKey) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.byKey[sha256.Sum256([]byte(value))]
+	ss, ok := s.byKey[k]
 	if !ok {
 		return ""
 	}
@@ -139,19 +144,19 @@ func (s *sessions) takeFlash(value string) string {
 	return f
 }
 
-func (s *sessions) setFlash(value, msg string) {
+func (s *sessions) setFlash(k hashKey, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ss, ok := s.byKey[sha256.Sum256([]byte(value))]; ok {
+	if ss, ok := s.byKey[k]; ok {
 		ss.flash = msg
 	}
 }
 
 // delete ends a session (sign-out): its cookie no longer works anywhere.
-func (s *sessions) delete(value string) {
+func (s *sessions) delete(k hashKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.byKey, sha256.Sum256([]byte(value)))
+	delete(s.byKey, k)
 }
 
 func (s *sessions) sweepLocked(now time.Time) {

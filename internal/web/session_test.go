@@ -36,7 +36,7 @@ func (emptyLedger) EntriesPage(uint64, uint64, int) ([]ledger.Entry, error) {
 	return nil, nil
 }
 
-func newTestServer(t *testing.T, c *clock, api http.Handler, opts ...Option) *Server {
+func newTestServer(t testing.TB, c *clock, api http.Handler, opts ...Option) *Server {
 	t.Helper()
 	s, err := New(emptyLedger{}, oneToken{}, api, []string{"dev", "prod"}, Keys{}, append([]Option{WithClock(c.now)}, opts...)...)
 	if err != nil {
@@ -46,7 +46,7 @@ func newTestServer(t *testing.T, c *clock, api http.Handler, opts ...Option) *Se
 }
 
 // signIn signs in through the handlers and returns the session cookie.
-func signIn(t *testing.T, h http.Handler) *http.Cookie {
+func signIn(t testing.TB, h http.Handler) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://sg/ui/signin", nil))
@@ -119,28 +119,28 @@ func TestSessionExpires(t *testing.T) {
 func TestSessionBounds(t *testing.T) {
 	c := &clock{t: time.Unix(0, 0)}
 	st := newSessions(c.now, time.Hour, 20)
-	first, _, err := st.create(policy.Identity{Subject: "loop"})
+	first, _, err := st.create(policy.Identity{Subject: "loop"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 100 {
 		c.t = c.t.Add(time.Second)
-		if _, _, err := st.create(policy.Identity{Subject: "loop"}); err != nil {
+		if _, _, err := st.create(policy.Identity{Subject: "loop"}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := st.len(); n != maxSessionsPerSubject {
 		t.Fatalf("%d sessions of one subject, want %d", n, maxSessionsPerSubject)
 	}
-	if _, err := st.get(first); err == nil {
+	if _, err := st.get(hashOf(first)); err == nil {
 		t.Error("the oldest session of the subject survived")
 	}
 	for i := range 4 {
-		if _, _, err := st.create(policy.Identity{Subject: string(rune('a' + i))}); err != nil {
+		if _, _, err := st.create(policy.Identity{Subject: string(rune('a' + i))}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := st.create(policy.Identity{Subject: "z"}); err != errFull {
+	if _, _, err := st.create(policy.Identity{Subject: "z"}, ""); err != errFull {
 		t.Fatalf("sign-in to a full store: %v, want %v", err, errFull)
 	}
 }

@@ -27,7 +27,7 @@ func (s *Server) lookup(r *http.Request) (current, error) {
 	if err != nil {
 		return current{}, errNoSession
 	}
-	ss, err := s.sessions.get(c.Value)
+	ss, err := s.getSession(r.Context(), c.Value)
 	if err != nil {
 		return current{}, err
 	}
@@ -131,7 +131,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.renderSignin(w, r, http.StatusUnauthorized, "Sign-in refused: "+err.Error()+".")
 		return
 	}
-	value, _, err := s.sessions.create(id)
+	value, _, err := s.sessions.create(id, s.cookiePrefix())
 	if err != nil {
 		s.renderSignin(w, r, http.StatusServiceUnavailable, err.Error())
 		return
@@ -144,12 +144,18 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
-// signout ends the session on the server, so that a copied cookie stops
-// working too, and clears it in the browser.
+// signout ends the session on the server (on the replica that issued
+// it, in a cluster), so that a copied cookie stops working too, and
+// clears it in the browser.
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	c := fromContext(r.Context())
-	s.sessions.delete(c.cookie)
-	s.log.Info("web sign-out", "subject", c.id.Subject)
+	if err := s.endSession(r.Context(), c.cookie); err != nil {
+		// The issuer answered a moment ago (page checked the session
+		// with it); the cookie goes from the browser all the same.
+		s.log.Warn("web sign-out: the session could not be ended where it lives", "subject", c.id.Subject, "err", err)
+	} else {
+		s.log.Info("web sign-out", "subject", c.id.Subject)
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, "/ui/signin", http.StatusSeeOther)

@@ -71,6 +71,7 @@ type Server struct {
 	keys     Keys
 	requests Requests
 	running  Running
+	peers    Peers
 	log      *slog.Logger
 	now      func() time.Time
 	ttl      time.Duration
@@ -116,11 +117,12 @@ func New(l Ledger, auth Authenticator, api http.Handler, stages []string, keys K
 	}
 	s.sessions = newSessions(s.now, s.ttl, s.max)
 	s.throttle = newThrottle(s.now)
-	s.board = newBoard(l)
 	var err error
-	if s.pages, err = parseTemplates(); err != nil {
+	var rowTmpl *template.Template
+	if s.pages, rowTmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
+	s.board = newBoard(l, rowTmpl)
 	if s.assets, err = fs.Sub(files, "assets"); err != nil {
 		return nil, err
 	}
