@@ -47,10 +47,14 @@ type runningAnswer struct {
 	RunningUnknown string           `json:"runningUnknown,omitempty"`
 }
 
-// runningPodView is a running pod in an answer.
+// runningPodView is a running pod in an answer, or a GitOps object
+// (Kind says which) that deploys the digest.
 type runningPodView struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
+	// Kind is "Pod", or the GitOps object's kind (OCIRepository,
+	// Application).
+	Kind string `json:"kind"`
 	// Owner is the pod's controller as kind/name, e.g. ReplicaSet/app-5d8f.
 	Owner      string   `json:"owner"`
 	Stage      string   `json:"stage,omitempty"`
@@ -69,7 +73,7 @@ func (a *API) running(digests []string, stage string) runningAnswer {
 	}
 	out := runningAnswer{Running: make([]runningPodView, 0, len(pods)), RunningTotal: total}
 	for _, p := range pods {
-		out.Running = append(out.Running, runningPodView{Namespace: p.Namespace, Name: p.Name,
+		out.Running = append(out.Running, runningPodView{Namespace: p.Namespace, Name: p.Name, Kind: kindOr(p.Kind),
 			Owner: p.Owner.Kind + "/" + p.Owner.Name, Stage: p.Stage, Containers: p.Containers})
 	}
 	return out
@@ -135,10 +139,12 @@ const (
 	maxNameParam = 253
 )
 
-// violationView is a violating pod in GET /v1/violations.
+// violationView is a violating pod in GET /v1/violations, or a GitOps
+// object (Kind says which; Pod is then its name).
 type violationView struct {
 	Namespace string `json:"namespace"`
 	Pod       string `json:"pod"`
+	Kind      string `json:"kind"`
 	Owner     string `json:"owner"`
 	Stage     string `json:"stage"`
 	Image     string `json:"image"`
@@ -183,8 +189,9 @@ func (a *API) violations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if ns, pod, ok := strings.Cut(vq.After, "/"); vq.After != "" && (!ok || ns == "" || pod == "" || len(vq.After) > 2*maxNameParam+1) {
-		a.fail(w, refuse(http.StatusBadRequest, "after must be the next of the page before (namespace/pod)"))
+	// A GitOps object's key is namespace/Kind/name.
+	if ns, pod, ok := strings.Cut(vq.After, "/"); vq.After != "" && (!ok || ns == "" || pod == "" || len(vq.After) > 3*maxNameParam+2) {
+		a.fail(w, refuse(http.StatusBadRequest, "after must be the next of the page before (namespace/pod, or namespace/Kind/name)"))
 		return
 	}
 	vs, next, err := a.inventory.Violations(vq)
@@ -194,7 +201,7 @@ func (a *API) violations(w http.ResponseWriter, r *http.Request) {
 	}
 	page := violationsPage{Violations: make([]violationView, 0, len(vs)), Next: next}
 	for _, v := range vs {
-		vv := violationView{Namespace: v.Namespace, Pod: v.Pod, Owner: v.Owner.Kind + "/" + v.Owner.Name, Stage: v.Stage,
+		vv := violationView{Namespace: v.Namespace, Pod: v.Pod, Kind: kindOr(v.Kind), Owner: v.Owner.Kind + "/" + v.Owner.Name, Stage: v.Stage,
 			Image: v.Image, Digest: v.Digest, Reason: string(v.Reason), Message: v.Message, Since: v.Since.UTC()}
 		if v.HasLedgerIndex {
 			idx := v.LedgerIndex
@@ -203,4 +210,12 @@ func (a *API) violations(w http.ResponseWriter, r *http.Request) {
 		page.Violations = append(page.Violations, vv)
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// kindOr is kind, or "Pod" when the inventory left it empty.
+func kindOr(kind string) string {
+	if kind == "" {
+		return "Pod"
+	}
+	return kind
 }

@@ -207,8 +207,12 @@ func TestViolations(t *testing.T) {
 	inv := &fakeInventory{
 		page: []inventory.Violation{{Namespace: "shop", Pod: "app", UID: "u1", Stage: "prod", Image: "r/app@sha256:x", Digest: "sha256:x",
 			Reason: inventory.ReasonRevoked, Message: "revoked", LedgerIndex: idx, HasLedgerIndex: true,
-			Since: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), Owner: corev1.ObjectReference{Kind: "ReplicaSet", Name: "app-5d8f"}}},
-		next: "shop/app",
+			Since: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), Owner: corev1.ObjectReference{Kind: "ReplicaSet", Name: "app-5d8f"}},
+			// A GitOps object says its kind.
+			{Namespace: "shop", Pod: "cfg", Kind: "OCIRepository", APIVersion: "source.toolkit.fluxcd.io/v1", UID: "u2", Stage: "prod",
+				Image: "r/cfg@sha256:y", Digest: "sha256:y", Reason: inventory.ReasonNotPromoted,
+				Since: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), Owner: corev1.ObjectReference{Kind: "OCIRepository", Name: "cfg"}}},
+		next: "shop/OCIRepository/cfg",
 	}
 	e := newEnv(t, api.WithInventory(inv))
 	off := newEnv(t)
@@ -217,7 +221,8 @@ func TestViolations(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("violations: %d %s", code, body)
 	}
-	want := `{"violations":[{"namespace":"shop","pod":"app","owner":"ReplicaSet/app-5d8f","stage":"prod","image":"r/app@sha256:x","digest":"sha256:x","reason":"revoked","message":"revoked","ledgerIndex":4,"since":"2026-12-01T12:00:00Z"}],"next":"shop/app"}`
+	want := `{"violations":[{"namespace":"shop","pod":"app","owner":"ReplicaSet/app-5d8f","stage":"prod","image":"r/app@sha256:x","digest":"sha256:x","reason":"revoked","message":"revoked","ledgerIndex":4,"since":"2026-12-01T12:00:00Z","kind":"Pod"},` +
+		`{"namespace":"shop","pod":"cfg","kind":"OCIRepository","owner":"OCIRepository/cfg","stage":"prod","image":"r/cfg@sha256:y","digest":"sha256:y","reason":"not promoted","since":"2026-12-01T12:00:00Z"}],"next":"shop/OCIRepository/cfg"}`
 	var got, wantV any
 	_ = json.Unmarshal(body, &got)
 	_ = json.Unmarshal([]byte(want), &wantV)

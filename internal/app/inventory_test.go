@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +56,55 @@ func TestObservedImports(t *testing.T) {
 	}
 	if len(seen) != 1 || seen[0].Index != rc.Entry.Index || seen[0].Digest != digest {
 		t.Fatalf("observed %+v, want the one imported entry %d", seen, rc.Entry.Index)
+	}
+}
+
+// TestReaches: the digests a ledger entry re-checks are its own and its
+// platforms', and for a revocation those of the promotions it ends: a pod
+// may name the index or any platform of it, and a revocation names one.
+func TestReaches(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	index, p1, p2, loose := d("1"), d("2"), d("3"), d("4")
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	appendEntry := func(kind ledger.Kind, digest, stage string, platforms ...string) ledger.Entry {
+		t.Helper()
+		at = at.Add(time.Minute)
+		rc, err := l.Append(func(_ ledger.Reader, i uint64) (*ledger.Entry, error) {
+			return &ledger.Entry{Index: i, Kind: kind, Repository: "r/app", Digest: digest, Stage: stage, Platforms: platforms,
+				Subject: "sec", Reason: "e2e", Time: at, Envelope: []byte(`{}`)}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc.Entry
+	}
+	c := &continuous{ledger: l, stages: []string{"test", "prod"}, log: slog.New(slog.DiscardHandler)}
+	promotion := appendEntry(ledger.KindPromotion, index, "test", p1, p2)
+	// In order: each case's entries build on the ledger of the one before.
+	tests := []struct {
+		name  string
+		entry func() ledger.Entry
+		want  []string
+	}{
+		{name: "a promotion of an index reaches its platforms", entry: func() ledger.Entry { return promotion }, want: []string{index, p1, p2}},
+		{name: "a revocation of the index reaches its platforms through the promotion",
+			entry: func() ledger.Entry { return appendEntry(ledger.KindRevocation, index, "test") }, want: []string{index, p1, p2}},
+		{name: "a revocation of a platform reaches the index and its siblings",
+			entry: func() ledger.Entry {
+				appendEntry(ledger.KindPromotion, index, "prod", p1, p2)
+				return appendEntry(ledger.KindRevocation, p1, ledger.AllStages)
+			}, want: []string{index, p1, p2}},
+		{name: "a revocation of a digest promoted nowhere reaches itself",
+			entry: func() ledger.Entry { return appendEntry(ledger.KindRevocation, loose, ledger.AllStages) }, want: []string{loose}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			if got := c.reaches(tc.entry()); !slices.Equal(got, want) {
+				t.Errorf("reaches = %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -27,6 +27,7 @@ type runningView struct {
 type runningPod struct {
 	Namespace  string   `json:"namespace"`
 	Name       string   `json:"name"`
+	Kind       string   `json:"kind"`
 	Owner      string   `json:"owner"`
 	Stage      string   `json:"stage"`
 	Containers []string `json:"containers"`
@@ -56,7 +57,7 @@ func printRunning(w io.Writer, v runningView, max int) {
 		if max > 0 && shown == max {
 			break
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Owner, dash(p.Stage), strings.Join(p.Containers, ","))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Namespace, kindName(p.Kind, p.Name), p.Owner, dash(p.Stage), strings.Join(p.Containers, ","))
 		shown++
 	}
 	if rest := v.RunningTotal - shown; rest > 0 {
@@ -73,6 +74,7 @@ type violationsView struct {
 type violation struct {
 	Namespace   string    `json:"namespace"`
 	Pod         string    `json:"pod"`
+	Kind        string    `json:"kind"`
 	Owner       string    `json:"owner"`
 	Stage       string    `json:"stage"`
 	Image       string    `json:"image"`
@@ -100,7 +102,7 @@ func reportTable(raw []byte) func(io.Writer) error {
 			if x.LedgerIndex != nil {
 				entry = strconv.FormatUint(*x.LedgerIndex, 10)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Namespace, x.Pod, x.Stage, x.Reason, oneLine(x.Image, 60),
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Namespace, kindName(x.Kind, x.Pod), x.Stage, x.Reason, oneLine(x.Image, 60),
 				shortDigest(x.Digest), entry, when(x.Since))
 		}
 		if v.Next != "" {
@@ -195,4 +197,13 @@ func printAffected(w io.Writer, raw []byte) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printRunning(tw, v, maxRunningLines)
 	_ = tw.Flush()
+}
+
+// kindName is how a table names a pod (its name) or a GitOps object
+// (Kind/name, e.g. OCIRepository/cfg), in the POD column.
+func kindName(kind, name string) string {
+	if kind == "" || kind == "Pod" {
+		return name
+	}
+	return kind + "/" + name
 }

@@ -21,8 +21,10 @@ func sampleRunning() runningView {
 			{Namespace: "shop", Name: "app-5d8f-x2k9", Owner: "ReplicaSet/app-5d8f", Stage: "prod", Containers: []string{"app"}},
 			{Namespace: "shop", Name: "debug", Owner: "Pod/debug", Stage: "prod", Containers: []string{"init", "side"}},
 			{Namespace: "tools", Name: "loose", Owner: "Pod/loose", Containers: []string{"app"}},
+			// A GitOps object that deploys the digest says its kind.
+			{Namespace: "flux", Name: "cfg", Kind: "OCIRepository", Owner: "OCIRepository/cfg", Stage: "prod", Containers: []string{"cfg"}},
 		},
-		RunningTotal: 4,
+		RunningTotal: 5,
 	}
 }
 
@@ -85,7 +87,9 @@ func TestReportTable(t *testing.T) {
 			{Namespace: "shop", Pod: "app-5d8f-x2k9", Owner: "ReplicaSet/app-5d8f", Stage: "prod", Image: "registry.example/shop/app@" + digestA,
 				Digest: digestA, Reason: "revoked", LedgerIndex: &idx, Since: since},
 			{Namespace: "shop", Pod: "glass", Owner: "Pod/glass", Stage: "test", Image: "registry.example/shop/app:hotfix", Reason: "break-glass", Since: since},
-		}, Next: "shop/glass"},
+			{Namespace: "shop", Pod: "shop", Kind: "Application", Owner: "Application/shop", Stage: "test", Image: "registry.example/shop/cfg@" + digestA,
+				Digest: digestA, Reason: "not promoted", Since: since},
+		}, Next: "shop/Application/shop"},
 		"report-empty.table": {Violations: []violation{}},
 	} {
 		t.Run(name, func(t *testing.T) {

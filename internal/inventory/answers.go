@@ -7,16 +7,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// RunningPod is a running pod that runs a digest asked for.
+// RunningPod is a running pod that runs a digest asked for, or a GitOps
+// object that deploys it.
 type RunningPod struct {
 	Namespace, Name string
+	// Kind is "Pod", or the GitOps object's kind (OCIRepository,
+	// Application).
+	Kind string
 	// Owner is the pod's controller (a ReplicaSet, a StatefulSet, a
 	// Job), or the pod itself.
 	Owner corev1.ObjectReference
 	// Stage is the stage the pod runs in; empty in a namespace that has
 	// none (such pods are known by the digests their references name).
 	Stage string
-	// Containers are the containers (or image volumes) that run it.
+	// Containers are the containers (or image volumes) that run it; for
+	// a GitOps object, its sources that deploy it.
 	Containers []string
 }
 
@@ -69,7 +74,7 @@ func (c *Controller) Running(digests []string, stage string, limit int) ([]Runni
 			}
 			total++
 			if len(out) < limit {
-				out = append(out, RunningPod{Namespace: ns, Name: p.name, Owner: p.owner, Stage: p.stage, Containers: names})
+				out = append(out, RunningPod{Namespace: ns, Name: p.name, Kind: p.kind, Owner: p.owner, Stage: p.stage, Containers: names})
 			}
 		}
 	}
@@ -81,8 +86,9 @@ type ViolationQuery struct {
 	// Stage and Namespace, when set, keep only the violations of that
 	// stage, or of that namespace.
 	Stage, Namespace string
-	// After is the key ("namespace/pod") of the last violation of the
-	// page before, "" for the first page.
+	// After is the key ("namespace/pod", "namespace/Kind/name" for a
+	// GitOps object) of the last violation of the page before, "" for the
+	// first page.
 	After string
 	// Limit is the most violations a page holds.
 	Limit int
@@ -118,7 +124,7 @@ func (c *Controller) Violations(q ViolationQuery) ([]Violation, string, error) {
 			continue
 		}
 		for _, v := range c.state[ns].violations {
-			if q.After != "" && ns == afterNS && v.Pod <= afterPod {
+			if q.After != "" && ns == afterNS && v.key() <= afterPod {
 				continue
 			}
 			if q.Stage != "" && v.Stage != q.Stage {
@@ -126,7 +132,7 @@ func (c *Controller) Violations(q ViolationQuery) ([]Violation, string, error) {
 			}
 			if len(out) == q.Limit {
 				last := out[len(out)-1]
-				return out, last.Namespace + "/" + last.Pod, nil
+				return out, last.Namespace + "/" + last.key(), nil
 			}
 			out = append(out, v)
 		}

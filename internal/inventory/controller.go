@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -57,6 +58,7 @@ const (
 // leads (Lead) writes the PolicyReports, gauges and Events, and evicts.
 type Controller struct {
 	client   kubernetes.Interface
+	dyn      dynamic.Interface
 	events   kubernetes.Interface
 	reviewer Reviewer
 	reports  reports
@@ -74,6 +76,13 @@ type Controller struct {
 	nsInformer cache.SharedIndexInformer
 	queue      workqueue.TypedRateLimitingInterface[string]
 
+	// gitopsMu serializes watchGitOps; unserved is the GitOps kinds it
+	// said it does not watch, so that it says so once. informers are the
+	// GitOps informers' goroutines.
+	gitopsMu  sync.Mutex
+	unserved  map[string]bool
+	informers sync.WaitGroup
+
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 
@@ -88,6 +97,8 @@ type Controller struct {
 	term atomic.Pointer[term]
 
 	mu sync.Mutex
+	// gitops are the GitOps kinds watched, those the API server serves.
+	gitops []*gitopsInformer
 	// byDigest is the namespaces where each digest runs, so that a
 	// revocation re-evaluates those alone; nsDigests is its inverse.
 	byDigest  map[string]map[string]struct{}
@@ -198,9 +209,10 @@ func New(client kubernetes.Interface, dyn dynamic.Interface, reviewer Reviewer, 
 		o.events = client
 	}
 	c := &Controller{
-		client: client, events: o.events, reviewer: reviewer, metrics: m, log: o.log,
-		reports: reports{client: dyn},
-		clock:   o.clock, interval: o.interval, workers: o.workers,
+		client: client, dyn: dyn, events: o.events, reviewer: reviewer, metrics: m, log: o.log,
+		unserved: map[string]bool{},
+		reports:  reports{client: dyn},
+		clock:    o.clock, interval: o.interval, workers: o.workers,
 		evict: map[string]bool{}, retry: o.retry,
 		// The retries' backoff keeps real time, whatever clock the sweeps
 		// keep: it paces calls to the API server.
@@ -252,7 +264,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcaster.Shutdown()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nsInformer.HasSynced) {
+	// Waited for after ctx ended, which stops them.
+	defer c.informers.Wait()
+	synced := append([]cache.InformerSynced{c.pods.HasSynced, c.nsInformer.HasSynced}, c.watchGitOps(ctx)...)
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ErrNotSynced
 	}
 	var wg sync.WaitGroup
@@ -274,6 +289,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-tick.C():
+			// A kind whose CRD came since is watched from now; its
+			// informer's first list enqueues the namespaces it fills.
+			c.watchGitOps(ctx)
 			c.sweep()
 		}
 	}
@@ -410,7 +428,7 @@ func handler[T any](enqueue func(any), changed func(old, cur T) bool) cache.Reso
 	}
 }
 
-// enqueue queues the namespace of a pod, or a namespace.
+// enqueue queues the namespace of a pod or GitOps object, or a namespace.
 func (c *Controller) enqueue(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -420,6 +438,10 @@ func (c *Controller) enqueue(obj any) {
 		c.queue.Add(o.Namespace)
 	case *corev1.Namespace:
 		c.queue.Add(o.Name)
+	case *unstructured.Unstructured:
+		if ns := o.GetNamespace(); ns != "" {
+			c.queue.Add(ns)
+		}
 	}
 }
 

@@ -15,6 +15,14 @@
 // WithEviction, an eviction through the Eviction API of each pod whose
 // digest is revoked or not promoted there.
 //
+// The GitOps objects that make a controller deploy an OCI artifact, Flux's
+// OCIRepository and Argo CD's Application (GitOpsKinds), are inventoried
+// and judged the same way, through dynamic informers, once their CRD is
+// served: a cluster without it is said so once in the log and watched for
+// pods, and the kind is watched from the first sweep after its CRD came.
+// They are reported, in the same PolicyReport, gauge and answers, and
+// never evicted.
+//
 // The question is a dry-run CREATE (admission.DryRunRequest), so a review
 // records nothing, not even a break-glass; its admission.Trace says which
 // image, digest and ledger entry a violation comes from.
@@ -22,7 +30,8 @@
 // internal/app wires it into serve (config continuousValidation), with a
 // Reviewer built like the webhook's but without admission.WithMetrics, so
 // that its dry runs are not counted as admission decisions. It needs
-// list/watch on pods and namespaces, get on replicasets, create/patch on
+// list/watch on pods, namespaces, ocirepositories.source.toolkit.fluxcd.io
+// and applications.argoproj.io, get on replicasets, create/patch on
 // events, get/list/create/patch/delete on policyreports.wgpolicyk8s.io, and
 // create on pods/eviction when a stage evicts; `stagegate manifests`
 // generates the CRD (internal/manifests/policyreport-crd.yaml) and that RBAC

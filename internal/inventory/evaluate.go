@@ -34,11 +34,15 @@ const (
 )
 
 // Violation is one running pod that admission would refuse now, or that
-// runs only by break-glass.
+// runs only by break-glass; or a GitOps object (Flux OCIRepository, Argo CD
+// Application) whose OCI artifact admission would refuse now.
 type Violation struct {
+	// Pod is the name of the pod, or of the object Kind says.
 	Namespace, Pod string
-	UID            string
-	Stage          string
+	// APIVersion and Kind are the object's: "v1" and "Pod" for a pod.
+	APIVersion, Kind string
+	UID              string
+	Stage            string
 	// Image and Digest name the first image at fault (Digest is empty when
 	// it could not be learned).
 	Image, Digest string
@@ -52,21 +56,47 @@ type Violation struct {
 	// Since is when the controller first saw the pod violate (the
 	// report's timestamp).
 	Since time.Time
-	// Owner is the pod's controller, or the pod itself.
+	// Owner is the pod's controller, or the pod (or object) itself.
 	Owner corev1.ObjectReference
 }
 
-// evaluate reviews p in stage as a dry-run CREATE and returns its violation,
+// IsPod is whether v is a pod's, not a GitOps object's.
+func (v *Violation) IsPod() bool { return v.Kind == "" || v.Kind == "Pod" }
+
+// key is v's place in its namespace's violations, and in a page's After:
+// the pod's name, or an object's kind and name.
+func (v *Violation) key() string { return objectKey(v.Kind, v.Pod) }
+
+// subject is what one evaluation reviews: a pod, or a GitOps object that
+// deploys an OCI artifact.
+type subject struct {
+	apiVersion, kind     string
+	namespace, name, uid string
+	owner                corev1.ObjectReference
+	// obj is the (stripped) object as the review reads it.
+	obj any
+	// images lists what it runs or deploys, with the digest learn finds
+	// (learn may be nil).
+	images func(learn func(container, image string) string) []Container
+}
+
+func podSubject(p *corev1.Pod) subject {
+	return subject{apiVersion: "v1", kind: "Pod", namespace: p.Namespace, name: p.Name, uid: string(p.UID),
+		owner: owner(p), obj: p,
+		images: func(learn func(container, image string) string) []Container { return containers(p, learn) }}
+}
+
+// evaluate reviews s in stage as a dry-run CREATE and returns its violation,
 // if any, and the images it runs with their digests (for Invalidate's index
 // and the answers to "where does this digest run?").
-func evaluate(ctx context.Context, r Reviewer, p *corev1.Pod, stage string) (*Violation, []Container, error) {
-	raw, err := json.Marshal(p)
+func evaluate(ctx context.Context, r Reviewer, s subject, stage string) (*Violation, []Container, error) {
+	raw, err := json.Marshal(s.obj)
 	if err != nil {
-		return nil, nil, fmt.Errorf("inventory: encode pod %s/%s: %w", p.Namespace, p.Name, err)
+		return nil, nil, fmt.Errorf("inventory: encode %s %s/%s: %w", s.kind, s.namespace, s.name, err)
 	}
-	req, err := admission.DryRunRequest(string(p.UID), raw)
+	req, err := admission.DryRunRequest(s.uid, raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("inventory: pod %s/%s: %w", p.Namespace, p.Name, err)
+		return nil, nil, fmt.Errorf("inventory: %s %s/%s: %w", s.kind, s.namespace, s.name, err)
 	}
 	var tr admission.Trace
 	resp := r.Review(admission.WithTrace(ctx, &tr), stage, req)
@@ -76,8 +106,8 @@ func evaluate(ctx context.Context, r Reviewer, p *corev1.Pod, stage string) (*Vi
 			learned[im.Container+"\x00"+im.Image] = im.Digest
 		}
 	}
-	cs := containers(p, func(c, image string) string { return learned[c+"\x00"+image] })
-	return classify(p, stage, resp, &tr), cs, nil
+	cs := s.images(func(c, image string) string { return learned[c+"\x00"+image] })
+	return classify(s, stage, resp, &tr), cs, nil
 }
 
 // Container is one image a running pod runs, and its digest when known.
@@ -120,18 +150,20 @@ func containers(p *corev1.Pod, learn func(container, image string) string) []Con
 
 // classify turns a review and its trace into a violation, nil when the pod
 // would be admitted as it is.
-func classify(p *corev1.Pod, stage string, resp *admissionv1.AdmissionResponse, tr *admission.Trace) *Violation {
+func classify(s subject, stage string, resp *admissionv1.AdmissionResponse, tr *admission.Trace) *Violation {
 	breakGlass := resp.Allowed && resp.AuditAnnotations[admission.AuditBreakGlass] != ""
 	if resp.Allowed && !breakGlass && len(tr.Deny) == 0 {
 		return nil
 	}
-	v := &Violation{Namespace: p.Namespace, Pod: p.Name, UID: string(p.UID), Stage: stage, Owner: owner(p)}
+	v := &Violation{Namespace: s.namespace, Pod: s.name, APIVersion: s.apiVersion, Kind: s.kind, UID: s.uid, Stage: stage, Owner: s.owner}
 	if len(tr.Deny) > 0 {
 		v.Message = strings.Join(tr.Deny, "; ")
 	} else if resp.Result != nil {
 		v.Message = resp.Result.Message
 	}
-	v.Image = firstImage(p)
+	if ims := s.images(nil); len(ims) > 0 {
+		v.Image = ims[0].Image
+	}
 	if tr.UnknownStage {
 		v.Reason = ReasonUnknownStage
 		return v
@@ -161,15 +193,6 @@ func classify(p *corev1.Pod, stage string, resp *admissionv1.AdmissionResponse, 
 		v.Reason = ReasonBreakGlass
 	}
 	return v
-}
-
-func firstImage(p *corev1.Pod) string {
-	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
-		for _, c := range cs {
-			return c.Image
-		}
-	}
-	return ""
 }
 
 // owner is the pod's controller (a ReplicaSet, a StatefulSet, a Job), where

@@ -54,7 +54,7 @@ func TestClassify(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := classify(pod, "prod", tt.resp, &tt.trace)
+			got := classify(podSubject(pod), "prod", tt.resp, &tt.trace)
 			if (got == nil) != (tt.want == nil) {
 				t.Fatalf("classify = %+v, want %+v", got, tt.want)
 			}

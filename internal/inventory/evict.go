@@ -19,9 +19,10 @@ const evictTimeout = 10 * time.Second
 // evictable is whether v is a pod the leader evicts: one of an evicting
 // stage that admission refuses for its digest alone. A break-glass pod was
 // let in on purpose, and an unknown stage or a custom policy's refusal is
-// a configuration to fix, not a digest to withdraw.
+// a configuration to fix, not a digest to withdraw. A GitOps object is
+// never evicted (GitOpsKind says why).
 func (c *Controller) evictable(v Violation) bool {
-	return c.evict[v.Stage] && (v.Reason == ReasonRevoked || v.Reason == ReasonNotPromoted)
+	return c.evict[v.Stage] && v.IsPod() && (v.Reason == ReasonRevoked || v.Reason == ReasonNotPromoted)
 }
 
 // evictAll evicts ns's evictable pods, and marks ns for a retry when one

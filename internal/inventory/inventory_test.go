@@ -211,9 +211,11 @@ func (e *env) deployment(t *testing.T, ns, name, img string) *appsv1.ReplicaSet 
 	return rs
 }
 
-// result is a report result as a test compares it.
+// result is a report result as a test compares it; kind is empty for a
+// pod.
 type result struct {
 	pod, reason, digest, ledgerIndex string
+	kind                             string
 }
 
 type report struct {
@@ -241,8 +243,12 @@ func (e *env) report(ctx context.Context, ns string) (report, bool, error) {
 			return r, false, fmt.Errorf("%d resources in a result, want 1", len(rs))
 		}
 		pod, _, _ := unstructured.NestedString(rs[0].(map[string]any), "name")
+		kind, _, _ := unstructured.NestedString(rs[0].(map[string]any), "kind")
+		if kind == "Pod" {
+			kind = ""
+		}
 		props, _, _ := unstructured.NestedStringMap(m, "properties")
-		r.results = append(r.results, result{pod: pod, reason: props["reason"], digest: props["digest"], ledgerIndex: props["ledgerIndex"]})
+		r.results = append(r.results, result{pod: pod, kind: kind, reason: props["reason"], digest: props["digest"], ledgerIndex: props["ledgerIndex"]})
 	}
 	return r, true, nil
 }

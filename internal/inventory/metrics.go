@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		violations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "stagegate_running_violations",
-			Help: "Running pods that admission would refuse now (or that run by break-glass), by stage, namespace and reason.",
+			Help: "Running pods, and GitOps objects (Flux OCIRepository, Argo CD Application) that deploy an OCI artifact, that admission would refuse now (or that run by break-glass), by stage, namespace and reason.",
 		}, []string{"stage", "namespace", "reason"}),
 		lastSweep: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stagegate_running_last_full_sweep_timestamp_seconds",

@@ -22,12 +22,24 @@ type nsState struct {
 	violations []Violation
 }
 
-// runningPod is a running pod as the answers name it.
+// runningPod is a running pod, or a GitOps object, as the answers name it.
 type runningPod struct {
 	name       string
+	kind       string
 	owner      corev1.ObjectReference
 	stage      string
 	containers []Container
+}
+
+// key orders a namespace's pods and objects: a pod by its name, an object
+// by kind and name, so that a pod and an object of the same name are two.
+func (p runningPod) key() string { return objectKey(p.kind, p.name) }
+
+func objectKey(kind, name string) string {
+	if kind == "" || kind == "Pod" {
+		return name
+	}
+	return kind + "/" + name
 }
 
 // reconcile recomputes ns's violations from the caches and the ledger, and,
@@ -54,21 +66,19 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 		passed     int
 		staged     = nsObj.Labels[stageKey] != ""
 	)
-	for _, obj := range objs {
-		p, ok := obj.(*corev1.Pod)
-		if !ok || !gated(p) {
-			continue
-		}
-		st := stage(p, nsObj)
+	// add evaluates s in stage st; an object in no stage is known by the
+	// digests its references name.
+	add := func(s subject, st string) error {
 		var cs []Container
 		if st == "" {
-			cs = containers(p, nil)
+			cs = s.images(nil)
 		} else {
 			staged = true
-			var v *Violation
-			if v, cs, err = evaluate(ctx, c.reviewer, p, st); err != nil {
+			v, evaluated, err := evaluate(ctx, c.reviewer, s, st)
+			if err != nil {
 				return err
 			}
+			cs = evaluated
 			if v == nil {
 				passed++
 			} else {
@@ -80,11 +90,30 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 			digests = append(digests, k.Digest)
 		}
 		if len(known) > 0 {
-			pods = append(pods, runningPod{name: p.Name, owner: owner(p), stage: st, containers: known})
+			pods = append(pods, runningPod{name: s.name, kind: s.kind, owner: s.owner, stage: st, containers: known})
+		}
+		return nil
+	}
+	for _, obj := range objs {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || !gated(p) {
+			continue
+		}
+		if err := add(podSubject(p), stage(p, nsObj)); err != nil {
+			return err
 		}
 	}
-	slices.SortFunc(violations, func(a, b Violation) int { return strings.Compare(a.Pod, b.Pod) })
-	slices.SortFunc(pods, func(a, b runningPod) int { return strings.Compare(a.name, b.name) })
+	gitops, err := c.gitopsObjects(ns)
+	if err != nil {
+		return err
+	}
+	for _, u := range gitops {
+		if err := add(gitopsSubject(u), objectStage(u, nsObj)); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(violations, func(a, b Violation) int { return strings.Compare(a.key(), b.key()) })
+	slices.SortFunc(pods, func(a, b runningPod) int { return strings.Compare(a.key(), b.key()) })
 	c.index(ns, digests)
 	c.track(ns, violations)
 	c.mu.Lock()
@@ -209,14 +238,17 @@ func (c *Controller) announce(ctx context.Context, t *term, ns string, violation
 	for _, v := range fresh {
 		ref := c.workload(ctx, v.Owner)
 		msg := fmt.Sprintf("pod %s runs %s, which stage %q would not admit now (%s): %s", v.Pod, v.Image, v.Stage, v.Reason, v.Message)
+		if !v.IsPod() {
+			msg = fmt.Sprintf("%s %s deploys %s, which stage %q would not admit now (%s): %s", v.Kind, v.Pod, v.Image, v.Stage, v.Reason, v.Message)
+		}
 		c.recorder.Event(&ref, corev1.EventTypeWarning, EventViolation, truncate(msg, maxEventMessage))
-		c.log.Warn("inventory: running pod violates its stage", violationAttrs(v)...)
+		c.log.Warn("inventory: running object violates its stage", violationAttrs(v)...)
 	}
 }
 
 // violationAttrs are the log attributes of v.
 func violationAttrs(v Violation) []any {
-	args := []any{"namespace", v.Namespace, "pod", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
+	args := []any{"namespace", v.Namespace, "kind", v.Kind, "name", v.Pod, "stage", v.Stage, "image", v.Image, "digest", v.Digest, "reason", v.Reason}
 	if v.HasLedgerIndex {
 		args = append(args, "ledgerIndex", v.LedgerIndex)
 	}

@@ -34,13 +34,18 @@ type reports struct {
 	client dynamic.Interface
 }
 
-// write applies ns's report: one fail result per violation, stamped with
-// when it began, and the count of the pods that pass. An unchanged namespace
+// write applies ns's report: one fail result per violation, naming the pod
+// or GitOps object, stamped with when it began, and the count of those that
+// pass. An unchanged namespace
 // applies the same object, which the API server does not store again.
 func (r reports) write(ctx context.Context, ns string, violations []Violation, passed int) error {
 	results := make([]any, 0, len(violations))
 	for _, v := range violations {
 		ts := v.Since
+		apiVersion, kind := v.APIVersion, v.Kind
+		if v.IsPod() {
+			apiVersion, kind = "v1", "Pod"
+		}
 		props := map[string]any{
 			"image":  v.Image,
 			"digest": v.Digest,
@@ -61,7 +66,7 @@ func (r reports) write(ctx context.Context, ns string, violations []Violation, p
 			"properties": props,
 			"timestamp":  map[string]any{"seconds": ts.Unix(), "nanos": int64(ts.Nanosecond())},
 			"resources": []any{map[string]any{
-				"apiVersion": "v1", "kind": "Pod", "namespace": v.Namespace, "name": v.Pod, "uid": v.UID,
+				"apiVersion": apiVersion, "kind": kind, "namespace": v.Namespace, "name": v.Pod, "uid": v.UID,
 			}},
 		})
 	}

@@ -49,6 +49,12 @@ func continuousObjects(o Options) []runtime.Object {
 		// Server-side apply (patch), and removal when a
 		// namespace loses its stage; list finds its own at start.
 		{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"get", "list", "create", "patch", "delete"}},
+		// The GitOps objects that deploy an OCI artifact
+		// (inventory.GitOpsKinds), always: a rule on a resource that
+		// is not served grants nothing, and the controller watches them
+		// only once their CRD is installed, without a new rollout.
+		{APIGroups: []string{"source.toolkit.fluxcd.io"}, Resources: []string{"ocirepositories"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{"argoproj.io"}, Resources: []string{"applications"}, Verbs: []string{"list", "watch"}},
 	}
 	if o.Server != nil && o.Server.Evict {
 		// Only through the Eviction API, which honours

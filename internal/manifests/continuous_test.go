@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stagegate/stagegate/internal/config"
+	"github.com/stagegate/stagegate/internal/inventory"
 )
 
 // TestContinuousValidationObjects: with continuous validation on, the
@@ -81,6 +82,10 @@ func TestContinuousValidationObjects(t *testing.T) {
 			wantRules := map[string][]string{
 				"/pods": {"list", "watch"}, "/namespaces": {"list", "watch"}, "apps/replicasets": {"get"},
 				"/events": {"create", "patch"}, "wgpolicyk8s.io/policyreports": {"get", "list", "create", "patch", "delete"},
+			}
+			// Every GitOps kind the inventory watches, read-only.
+			for _, k := range inventory.GitOpsKinds {
+				wantRules[k.Group+"/"+k.Resource] = []string{"list", "watch"}
 			}
 			got := map[string][]string{}
 			for _, r := range clusterRole.Rules {
