@@ -25,7 +25,7 @@ func ArtifactReferences(group, kind string, raw []byte) ([]ArtifactReference, er
 	if !ok {
 		return nil, fmt.Errorf("admission: %s.%s is not a kind that deploys an OCI artifact", kind, group)
 	}
-	images, _, err := k.artifacts(raw, "")
+	images, _, err := k.artifacts(raw, artifactContext{})
 	if err != nil {
 		return nil, fmt.Errorf("admission: %s: %w", kind, err)
 	}
