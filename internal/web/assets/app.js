@@ -158,6 +158,7 @@ function renderEntry(res) {
   if (e.request != null) kv(dl, 'request', `#${e.request}`);
   if (e.approvals?.length) kv(dl, 'approvals', e.approvals.map((a) => `${a.subject} (${a.time})${a.reason ? ': ' + a.reason : ''}`).join('; '));
   if (e.overridesRevocation != null) kv(dl, 'overrides revocation', `#${e.overridesRevocation}`);
+  if (e.set?.length) kv(dl, 'promotion set', e.set.map((m) => `${m.repository}@${short(m.digest)} (#${m.ledgerIndex})`).join('; '));
   if (e.foreign) kv(dl, 'imported', 'from another stagegate (signed with its key)');
   li.append(head, dl, el('a', { href: `/ui/receipt/${e.index}`, download: `receipt-${e.index}.json`, class: 'receipt' }, 'Download receipt'));
   return li;
