@@ -2,7 +2,6 @@ package web
 
 import (
 	"fmt"
-	"html/template"
 	"slices"
 	"strings"
 	"sync"
@@ -45,8 +44,8 @@ type cell struct {
 	breakGlass *ledger.Entry
 }
 
-func newBoard(l Ledger, rowTmpl *template.Template) *board {
-	return &board{ledger: l, repos: map[string]*row{}, drawn: newRowCache(rowTmpl)}
+func newBoard(l Ledger) *board {
+	return &board{ledger: l, repos: map[string]*row{}, drawn: newRowCache()}
 }
 
 // catchUp folds the entries appended since the last look.

@@ -30,7 +30,7 @@ type boardView struct {
 type rowView struct {
 	Repo  string
 	Cells []cellView
-	// HTML is the row drawn by boardrow.html (rowCache).
+	// HTML is the row as drawRow draws it (rowCache).
 	HTML template.HTML
 }
 
@@ -158,9 +158,7 @@ func (s *Server) boardView(ctx context.Context, q url.Values) (boardView, error)
 		v.Rows = append(v.Rows, rv)
 	}
 	for i := range v.Rows {
-		if err := b.drawn.draw(&v.Rows[i]); err != nil {
-			return v, err
-		}
+		b.drawn.draw(&v.Rows[i])
 	}
 	if v.Page > 1 {
 		v.Prev = pageLink(q, v.Page-1)

@@ -37,22 +37,18 @@ func shortDigest(d string) string {
 	return d
 }
 
-// parseTemplates parses the pages, and the board's row on its own: rows
-// are drawn apart from their page and reused (rowCache).
-func parseTemplates() (map[string]*template.Template, *template.Template, error) {
+// parseTemplates parses the pages. The board's rows are drawn apart from
+// their page and reused (rowCache, rowdraw.go).
+func parseTemplates() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"signin", "board", "image", "ledger", "requests"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
-			return nil, nil, fmt.Errorf("web: templates: %w", err)
+			return nil, fmt.Errorf("web: templates: %w", err)
 		}
 		pages[name] = t
 	}
-	row, err := template.New("boardrow.html").Funcs(funcs).ParseFS(files, "templates/boardrow.html")
-	if err != nil {
-		return nil, nil, fmt.Errorf("web: templates: %w", err)
-	}
-	return pages, row, nil
+	return pages, nil
 }
 
 // render writes a page; it renders into a buffer first so that a

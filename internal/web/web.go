@@ -118,11 +118,10 @@ func New(l Ledger, auth Authenticator, api http.Handler, stages []string, keys K
 	s.sessions = newSessions(s.now, s.ttl, s.max)
 	s.throttle = newThrottle(s.now)
 	var err error
-	var rowTmpl *template.Template
-	if s.pages, rowTmpl, err = parseTemplates(); err != nil {
+	if s.pages, err = parseTemplates(); err != nil {
 		return nil, err
 	}
-	s.board = newBoard(l, rowTmpl)
+	s.board = newBoard(l)
 	if s.assets, err = fs.Sub(files, "assets"); err != nil {
 		return nil, err
 	}
