@@ -92,7 +92,7 @@ func (s *suite) pushChart(t *testing.T, repo, chart, version, note string) strin
 
 type chartManifest []byte
 
-func (m chartManifest) RawManifest() ([]byte, error)         { return m, nil }
+func (m chartManifest) RawManifest() ([]byte, error)        { return m, nil }
 func (m chartManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 func helmRepository(ns, name, url, typ string) *unstructured.Unstructured {
