@@ -181,7 +181,7 @@ func helmReleaseArtifacts(raw []byte, ac artifactContext) ([]containerImage, obj
 	}
 	fail := func(why string) ([]containerImage, objectMeta, error) {
 		return []containerImage{{Container: ac.name, Type: typeHelmRelease, Path: "/spec/chartRef",
-			Image: ref.Kind + "/" + ns + "/" + ref.Name, Err: why}}, o.Metadata, nil
+			Image: ref.Kind + "/" + ns + "/" + ref.Name, Err: why, NoTag: true}}, o.Metadata, nil
 	}
 	src, why := lookupSource(ac.sources, ref.Kind, ns, ref.Name)
 	if why != "" {

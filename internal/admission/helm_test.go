@@ -272,3 +272,27 @@ spec: {type: oci, url: "oci://registry.example.com/charts"}
 		t.Fatalf("policy saw %q\nwant %q", seen, want)
 	}
 }
+
+// TestPinLeavesArtifactKinds: the mutating webhook pins pods' tags only. A
+// HelmChart's reference is its spec.version and an OCIRepository's its
+// spec.ref.tag: writing "repo:tag@digest" there would break the object.
+func TestPinLeavesArtifactKinds(t *testing.T) {
+	res := &fakeResolver{digests: map[string]string{
+		"registry.example.com/charts/podinfo:6.5.0": digestA,
+		"registry.example.com/shop/config:1.0":      digestA,
+	}}
+	r := NewReviewer(&fakeStates{}, &fakePolicy{}, WithResolver(res), WithSources(helmSources()))
+	for name, obj := range map[string]string{
+		"helm chart": `{"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"HelmChart","metadata":{"name":"web","namespace":"shop"},
+			"spec":{"chart":"podinfo","version":"6.5.0","sourceRef":{"kind":"HelmRepository","name":"charts"}}}`,
+		"oci repository": `{"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"OCIRepository","metadata":{"name":"cfg","namespace":"shop"},
+			"spec":{"url":"oci://registry.example.com/shop/config","ref":{"tag":"1.0"}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := r.Pin(context.Background(), "prod", requestFor(t, []byte(obj), admissionv1.Create, ""))
+			if !resp.Allowed || resp.Patch != nil {
+				t.Fatalf("Pin = allowed %v, patch %s; want allowed without a patch", resp.Allowed, resp.Patch)
+			}
+		})
+	}
+}

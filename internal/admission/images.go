@@ -181,6 +181,10 @@ type containerImage struct {
 	// known (e.g. its HelmRepository is not found); the review then
 	// treats it as an image whose digest cannot be learned.
 	Err string
+	// NoTag says that an image with Err names no tag either (a chartRef
+	// whose object is not found): the policy then sees it as pinned, so
+	// that the refusal is Err's alone and not also "referenced by tag".
+	NoTag bool
 }
 
 // workloadInfo is what admission learned from a request's object.

@@ -427,7 +427,7 @@ func (r *Reviewer) input(ctx context.Context, start time.Time, stage string, req
 		ci := policy.ContainerImage{Container: c.Container, Type: c.Type, Image: policy.Image{Reference: c.Image}}
 		ref, err := r.refs.parse(c.Image)
 		if c.Err != "" || err != nil {
-			ci.Error = c.Err
+			ci.Error, ci.Pinned = c.Err, c.NoTag
 			if ci.Error == "" {
 				ci.Error = fmt.Sprintf("image %q: %v", c.Image, err)
 			}

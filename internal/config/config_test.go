@@ -76,6 +76,8 @@ func TestValidateRejects(t *testing.T) {
 		"registry wait beyond the write timeout":  {"registryTimeout: 40s\n", "registryTimeout"},
 		"client CA without a listener of its own": {"admission: {clientCAFile: /ca.crt}\n", "admission.clientCAFile needs admission.listen"},
 		"web session for two days":                {"ui: {sessionTTL: 48h}\n", "ui.sessionTTL"},
+		"sources with a missing kubeconfig":       {"admission: {sources: {enabled: true, kubeconfig: /nonexistent/kubeconfig}}\n", "admission.sources.kubeconfig"},
+		"sources with an unknown field":           {"admission: {sources: {enabled: true, namespaces: [a]}}\n", "unknown field"},
 		"negative web session":                    {"ui: {sessionTTL: -1m}\n", "ui.sessionTTL"},
 	}
 	for name, tc := range tests {

@@ -124,6 +124,9 @@ func Deployment(o Options) []runtime.Object {
 	if srv.Continuous {
 		objs = append(objs, continuousObjects(o)...)
 	}
+	if srv.Sources {
+		objs = append(objs, sourcesObjects(o)...)
+	}
 	objs = append(objs,
 		configMap(o, configMapName(o), map[string]string{ConfigFile: string(srv.Config)}),
 	)
@@ -259,10 +262,12 @@ func podSpec(o Options, srv *Server) corev1.PodSpec {
 	yes := true
 	uid := nonRoot
 	secretMode := int32(0o440)
+	token := srv.Continuous || srv.Sources
 	spec := corev1.PodSpec{
 		ServiceAccountName: o.Service,
-		// Only continuous validation calls the API server.
-		AutomountServiceAccountToken: &srv.Continuous,
+		// Only continuous validation and admission.sources call the
+		// API server.
+		AutomountServiceAccountToken: &token,
 		SecurityContext: &corev1.PodSecurityContext{
 			RunAsNonRoot: &yes,
 			RunAsUser:    &uid,

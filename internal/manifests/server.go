@@ -47,6 +47,10 @@ type Server struct {
 	// pod then gets its service account's token, and Deployment the CRD
 	// and RBAC it needs.
 	Continuous bool
+	// Sources says that the config enables admission.sources: the pod
+	// then gets its service account's token, and Deployment read access
+	// to Flux's source objects.
+	Sources bool
 }
 
 // maxConfigMap is below the API server's 1 MiB limit on a ConfigMap, with
@@ -117,6 +121,13 @@ func ServerFiles(cfg *config.Config, o Options) (*Server, error) {
 	} else {
 		// Off: its filled-in defaults would only be noise.
 		c.ContinuousValidation = config.ContinuousValidation{}
+	}
+	if c.Admission.Sources.Enabled {
+		srv.Sources = true
+		// In the cluster: the pod's service account.
+		c.Admission.Sources.Kubeconfig = ""
+	} else {
+		c.Admission.Sources = config.AdmissionSources{}
 	}
 	switch {
 	case o.NoCheckpointGuard && cfg.Ledger.CheckpointFile != "":

@@ -83,7 +83,6 @@ func (s *suite) checkCases(t *testing.T, img images) checkCases {
 		var err error
 		if u, ok := o.obj.(*unstructured.Unstructured); ok && u.GetKind() == "HelmRepository" {
 			s.createStored(t, helmRepositoryGVR, u)
-			s.waitSource(t, helmChartGVR, helmChart(ns, "probe", u.GetName(), "podinfo", "6.5.0"))
 		} else if ok {
 			gvr, known := gvrs[u.GetKind()]
 			if !known {

@@ -47,12 +47,17 @@ var envs = map[string]func(t *testing.T, example string) []string{
 
 // clusterEnv is one cluster: a registry, an API server whose webhook
 // configuration is what `stagegate manifests --webhook-only` prints, and
-// one `stagegate serve` configured by the example's stagegate.yaml.
+// one `stagegate serve` configured by the example's stagegate.yaml, where
+// ${KUBECONFIG} is the API server's kubeconfig (for admission.sources).
 func clusterEnv(t *testing.T, example string) []string {
 	reg := framework.StartRegistry(t)
 	seed(t, reg)
-	sg, auth := oneServe(t, reg, example)
+	webhookAddr := "127.0.0.1:" + strconv.Itoa(framework.FreePort(t))
+	auth := framework.NewWebhookClientAuth(t, webhookAddr)
 	api := framework.StartAPIServer(t, framework.WithAdmissionConfig(auth.AdmissionConfig))
+	sg := startServe(t, serveSpec{name: "docs", regs: []*framework.Registry{reg}, example: example,
+		vars:        map[string]string{"REGISTRY": reg.Addr, "KUBECONFIG": api.KubeconfigPath},
+		webhookAddr: webhookAddr, auth: auth})
 	installWebhook(t, sg, api)
 	installGitOpsCRDs(t, api)
 
@@ -288,16 +293,19 @@ func installWebhook(t *testing.T, sg *framework.Stagegate, api *framework.APISer
 	}, "denied the request")
 }
 
-// installGitOpsCRDs creates the CRDs of Flux's OCIRepository and Argo CD's
-// Application (from hack/tools.sh crds), as a cluster running them has.
+// installGitOpsCRDs creates the CRDs of Flux's OCIRepository,
+// HelmRepository, HelmChart and HelmRelease and Argo CD's Application
+// (from hack/tools.sh crds), as a cluster running them has.
 func installGitOpsCRDs(t *testing.T, api *framework.APIServer) {
 	dir := framework.Tool(t, "crds", "crds")
-	for _, f := range []string{"source.toolkit.fluxcd.io_ocirepositories.yaml", "application-crd.yaml"} {
+	for _, f := range []string{"source.toolkit.fluxcd.io_ocirepositories.yaml", "application-crd.yaml",
+		"source.toolkit.fluxcd.io_helmrepositories.yaml", "source.toolkit.fluxcd.io_helmcharts.yaml", "helm.toolkit.fluxcd.io_helmreleases.yaml"} {
 		if _, stderr, err := api.Kubectl(t, "create", "-f", filepath.Join(dir, f)); err != nil {
 			t.Fatalf("docs: kubectl create %s: %v\n%s", f, err, stderr)
 		}
 	}
-	for _, crd := range []string{"crd/ocirepositories.source.toolkit.fluxcd.io", "crd/applications.argoproj.io"} {
+	for _, crd := range []string{"crd/ocirepositories.source.toolkit.fluxcd.io", "crd/applications.argoproj.io",
+		"crd/helmrepositories.source.toolkit.fluxcd.io", "crd/helmcharts.source.toolkit.fluxcd.io", "crd/helmreleases.helm.toolkit.fluxcd.io"} {
 		if _, stderr, err := api.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", crd); err != nil {
 			t.Fatalf("docs: %s not established: %v\n%s", crd, err, stderr)
 		}
