@@ -56,6 +56,12 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
+	return newEnvWith(t, nil, opts...)
+}
+
+// newEnvWith is newEnv with options of the Reviewer's too.
+func newEnvWith(t *testing.T, revOpts []admission.Option, opts ...Option) *env {
+	t.Helper()
 	api := framework.StartAPIServer(t)
 	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
 		Paths: []string{"../manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
@@ -81,7 +87,7 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	}
 	// No recorder: a dry run records nothing, and were a break-glass
 	// recorded, the Reviewer would refuse it for want of one.
-	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(modes))
+	rev := admission.NewReviewer(l, pol, append([]admission.Option{admission.WithStages(cfg.StageNames()), admission.WithModes(modes)}, revOpts...)...)
 	e := &env{api: api, rev: rev, cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}

@@ -85,9 +85,15 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 				violations = append(violations, *v)
 			}
 		}
-		known := slices.DeleteFunc(cs, func(c Container) bool { return c.Digest == "" })
+		// A container is known by what it runs or what its tag names
+		// now; a revocation of either re-checks it.
+		known := slices.DeleteFunc(cs, func(c Container) bool { return c.runs() == "" })
 		for _, k := range known {
-			digests = append(digests, k.Digest)
+			for _, d := range []string{k.Digest, k.Running} {
+				if d != "" {
+					digests = append(digests, d)
+				}
+			}
 		}
 		if len(known) > 0 {
 			pods = append(pods, runningPod{name: s.name, kind: s.kind, owner: s.owner, stage: st, containers: known})
