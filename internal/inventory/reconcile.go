@@ -154,6 +154,9 @@ func (c *Controller) publish(t *term, ns string, violations []Violation, passed 
 	c.metrics.set(ns, violations)
 	c.announce(ctx, t, ns, violations)
 	c.evictAll(ctx, t, ns, violations)
+	if t.noReports.Load() {
+		return nil
+	}
 	t.mu.Lock()
 	had := t.reported[ns]
 	t.mu.Unlock()
@@ -168,6 +171,15 @@ func (c *Controller) publish(t *term, ns string, violations []Violation, passed 
 		return nil
 	}
 	if err := c.reports.write(ctx, ns, violations, passed); err != nil {
+		if apierrors.IsNotFound(err) && t.noReports.CompareAndSwap(false, true) {
+			// The CRD went: said once, and checked again at each sweep.
+			c.metrics.reportsWritable(false)
+			c.log.Error("inventory: PolicyReports cannot be written: the CRD is gone; checking again at each sweep",
+				"resource", PolicyReportResource.String(), "err", err)
+		}
+		if t.noReports.Load() {
+			return nil
+		}
 		return err
 	}
 	t.setReported(ns, true)

@@ -92,7 +92,7 @@ func TestRunningByTag(t *testing.T) {
 	reg := &tags{tags: map[string]string{tagged: digestA}}
 	// No cache: a moved tag is seen at the next evaluation, not after the
 	// Reviewer's TTL, as admission would see it.
-	e := newEnvWith(t, []admission.Option{admission.WithResolver(reg), admission.WithResolverCache(16, 0, 0)})
+	e := newEnvWith(t, envConfig{reviewer: []admission.Option{admission.WithResolver(reg), admission.WithResolverCache(16, 0, 0)}})
 	e.appendEntry(t, ledger.KindPromotion, digestA, "test", "")
 	e.appendEntry(t, ledger.KindPromotion, digestB, "test", "")
 	e.namespace(t, "tags", "test")
