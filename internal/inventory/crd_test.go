@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/stagegate/stagegate/internal/ledger"
 )
@@ -53,6 +56,28 @@ func TestMissingPolicyReportCRD(t *testing.T) {
 		if got := writable(); got != 1 {
 			t.Errorf("stagegate_running_policyreports_writable = %v, want 1", got)
 		}
+	})
+
+	t.Run("a CRD removed during the term", func(t *testing.T) {
+		if err := envtest.UninstallCRDs(e.api.Config, envtest.CRDInstallOptions{Paths: []string{"../manifests/policyreport-crd.yaml"}}); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until it is no longer served, then give the leader a write.
+		err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := e.dyn.Resource(PolicyReportResource).List(ctx, metav1.ListOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pod(t, "test", "bad-3", image(digestC), nil)
+		err = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			return writable() == 0, nil
+		})
+		if err != nil {
+			t.Errorf("stagegate_running_policyreports_writable = %v after the CRD went, want 0", writable())
+		}
+		e.waitViolations(t, ViolationQuery{Namespace: "test", Limit: 10}, "test/bad not promoted; test/bad-3 not promoted; next=")
 	})
 }
 

@@ -171,8 +171,10 @@ func (c *Controller) publish(t *term, ns string, violations []Violation, passed 
 		return nil
 	}
 	if err := c.reports.write(ctx, ns, violations, passed); err != nil {
-		if apierrors.IsNotFound(err) && t.noReports.CompareAndSwap(false, true) {
-			// The CRD went: said once, and checked again at each sweep.
+		// A namespace being deleted answers NotFound too: only a list
+		// that finds no resource says the CRD went.
+		if apierrors.IsNotFound(err) && c.reportsGone(ctx) && t.noReports.CompareAndSwap(false, true) {
+			// Said once, and checked again at each sweep.
 			c.metrics.reportsWritable(false)
 			c.log.Error("inventory: PolicyReports cannot be written: the CRD is gone; checking again at each sweep",
 				"resource", PolicyReportResource.String(), "err", err)
@@ -332,4 +334,11 @@ func (t *term) setReported(ns string, ok bool) {
 	} else {
 		delete(t.reported, ns)
 	}
+}
+
+// reportsGone is whether the PolicyReport resource is not served (its CRD
+// was removed).
+func (c *Controller) reportsGone(ctx context.Context) bool {
+	_, err := c.reports.written(ctx)
+	return apierrors.IsNotFound(err)
 }
