@@ -65,7 +65,9 @@ func (c *Controller) Running(digests []string, stage string, limit int) ([]Runni
 			}
 			var names []string
 			for _, ct := range p.containers {
-				if want[ct.Digest] {
+				// Where it runs, not where it would run after a
+				// restart: a moved tag does not move the pod.
+				if want[ct.runs()] {
 					names = append(names, ct.Name)
 				}
 			}

@@ -128,6 +128,10 @@ type term struct {
 	reported map[string]bool
 	// blocked is the namespaces with an eviction to try again.
 	blocked map[string]bool
+	// noReports is that PolicyReports cannot be written (mostly: the CRD
+	// is not installed); the term leads all the same, and each sweep
+	// checks again.
+	noReports atomic.Bool
 }
 
 type controllerOptions struct {
@@ -301,7 +305,9 @@ func (c *Controller) Run(ctx context.Context) error {
 // term of leadership) ends, and drops the gauges then: a replica that no
 // longer leads leaves them to the one that does. It waits for Run's caches
 // first, and returns ErrNotSynced if Run ends before they fill. Terms must
-// not overlap.
+// not overlap. A cluster without the PolicyReport CRD is led all the same,
+// without reports: the log and stagegate_running_policyreports_writable
+// say so, and each sweep checks again.
 func (c *Controller) Lead(ctx context.Context) error {
 	select {
 	case <-c.synced:
@@ -310,16 +316,12 @@ func (c *Controller) Lead(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	// A namespace that lost its stage label while no one led still
-	// holds a report; the first evaluation removes it.
-	written, err := c.reports.written(ctx)
-	if err != nil {
-		return err
-	}
 	t := &term{ctx: ctx, announced: map[string]map[string]bool{}, reported: map[string]bool{}, blocked: map[string]bool{}}
-	for _, ns := range written {
-		t.reported[ns] = true
-	}
+	// Without reports, the term still sets the gauges, sends the Events
+	// and evicts: what an operator alerts on keeps working, and the gauge
+	// and the log say what is missing.
+	t.noReports.Store(true)
+	c.checkReports(t)
 	// Armed before the first evaluation, which may find an eviction to
 	// retry.
 	retry := c.clock.NewTicker(c.retry)
@@ -406,10 +408,40 @@ func (c *Controller) swept(ns string) {
 
 // sweep re-evaluates everything; the leader's gauge says when.
 func (c *Controller) sweep() {
-	if c.term.Load() != nil {
+	if t := c.term.Load(); t != nil {
 		c.metrics.swept(c.clock.Now())
+		c.checkReports(t)
 	}
 	c.InvalidateAll()
+}
+
+// checkReports finds, while t cannot write reports, whether it can now,
+// and which namespaces hold a report of stagegate's: one that lost its
+// stage label while no one led (or while the reports could not be
+// written) still holds it, and its next evaluation removes it.
+func (c *Controller) checkReports(t *term) {
+	if !t.noReports.Load() {
+		return
+	}
+	t.writing.RLock()
+	defer t.writing.RUnlock()
+	if t.ctx.Err() != nil {
+		return
+	}
+	written, err := c.reports.written(t.ctx)
+	if err != nil {
+		c.metrics.reportsWritable(false)
+		c.log.Error("inventory: PolicyReports cannot be written; violations are in the gauges, Events and answers only, until the next sweep finds the CRD "+
+			"(install it: stagegate manifests generates it)", "resource", PolicyReportResource.String(), "err", err)
+		return
+	}
+	t.mu.Lock()
+	for _, ns := range written {
+		t.reported[ns] = true
+	}
+	t.mu.Unlock()
+	t.noReports.Store(false)
+	c.metrics.reportsWritable(true)
 }
 
 // handler enqueues every added or deleted object, and an updated one when

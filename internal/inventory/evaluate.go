@@ -112,13 +112,37 @@ func evaluate(ctx context.Context, r Reviewer, s subject, stage string) (*Violat
 
 // Container is one image a running pod runs, and its digest when known.
 type Container struct {
-	Name, Image, Digest string
+	Name, Image string
+	// Digest is the image's digest as the review learned it (the tag's
+	// digest now), or as the reference names it.
+	Digest string
+	// Running is the digest the container runs, as the kubelet reports
+	// it, when it does: it differs from Digest when the tag moved since
+	// the container started, and is known when the tag cannot be
+	// resolved.
+	Running string
+}
+
+// runs is the digest the container runs: the kubelet's word, else the
+// reference's.
+func (c Container) runs() string {
+	if c.Running != "" {
+		return c.Running
+	}
+	return c.Digest
 }
 
 // containers lists p's images with the digest learn finds, or the one the
-// reference names; a pod the review did not reach (an ungated namespace's)
-// is known by the digests its references name.
+// reference names, and the one each runs; a pod the review did not reach
+// (an ungated namespace's) is known by the digests its references name and
+// its containers run.
 func containers(p *corev1.Pod, learn func(container, image string) string) []Container {
+	running := map[string]string{}
+	for _, ss := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+		for _, st := range ss {
+			running[st.Name] = runningDigest(st.ImageID)
+		}
+	}
 	var out []Container
 	add := func(name, image string) {
 		d := ""
@@ -130,7 +154,7 @@ func containers(p *corev1.Pod, learn func(container, image string) string) []Con
 				d = image[i+1:]
 			}
 		}
-		out = append(out, Container{Name: name, Image: image, Digest: d})
+		out = append(out, Container{Name: name, Image: image, Digest: d, Running: running[name]})
 	}
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {

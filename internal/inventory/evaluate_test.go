@@ -89,7 +89,10 @@ func TestStripPod(t *testing.T) {
 			},
 			NodeName: "node-1",
 		},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1",
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", Image: "r.example/init:1", ImageID: "sha256:" + strings.Repeat("9", 64)}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "web", Image: "r.example/web:1", ImageID: "r.example/web@" + digestA, Ready: true,
+				RestartCount: 3}}},
 	}
 	obj, err := stripPod(full)
 	if err != nil {
@@ -108,7 +111,10 @@ func TestStripPod(t *testing.T) {
 				Name: "debug", Image: "r.example/debug:1"}}},
 			Volumes: []corev1.Volume{{Name: "model", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "r.example/model:1"}}}},
 		},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		// What the kubelet says a container runs, when it names a
+		// manifest: a config ID does not.
+		Status: corev1.PodStatus{Phase: corev1.PodRunning,
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ImageID: "r.example/web@" + digestA}}},
 	}
 	if !equality.Semantic.DeepEqual(p, want) {
 		t.Errorf("stripPod =\n%+v\nwant\n%+v", p, want)

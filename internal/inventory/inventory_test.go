@@ -56,11 +56,24 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
+	return newEnvWith(t, envConfig{}, opts...)
+}
+
+// envConfig is what an env may differ in.
+type envConfig struct {
+	// reviewer are options of the Reviewer's.
+	reviewer []admission.Option
+	// noPolicyReportCRD leaves the PolicyReport CRD out (installCRD
+	// installs it).
+	noPolicyReportCRD bool
+}
+
+// newEnvWith is newEnv as ec says.
+func newEnvWith(t *testing.T, ec envConfig, opts ...Option) *env {
+	t.Helper()
 	api := framework.StartAPIServer(t)
-	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
-		Paths: []string{"../manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
-	}); err != nil {
-		t.Fatalf("install the PolicyReport CRD: %v", err)
+	if !ec.noPolicyReportCRD {
+		installPolicyReportCRD(t, api)
 	}
 	dyn, err := dynamic.NewForConfig(api.Config)
 	if err != nil {
@@ -81,7 +94,7 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	}
 	// No recorder: a dry run records nothing, and were a break-glass
 	// recorded, the Reviewer would refuse it for want of one.
-	rev := admission.NewReviewer(l, pol, admission.WithStages(cfg.StageNames()), admission.WithModes(modes))
+	rev := admission.NewReviewer(l, pol, append([]admission.Option{admission.WithStages(cfg.StageNames()), admission.WithModes(modes)}, ec.reviewer...)...)
 	e := &env{api: api, rev: rev, cs: api.Clientset, dyn: dyn, ledger: l, reg: prometheus.NewRegistry(),
 		clock: testingclock.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)),
 		at:    time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
@@ -91,6 +104,15 @@ func newEnv(t *testing.T, opts ...Option) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+func installPolicyReportCRD(t *testing.T, api *framework.APIServer) {
+	t.Helper()
+	if _, err := envtest.InstallCRDs(api.Config, envtest.CRDInstallOptions{
+		Paths: []string{"../manifests/policyreport-crd.yaml"}, ErrorIfPathMissing: true,
+	}); err != nil {
+		t.Fatalf("install the PolicyReport CRD: %v", err)
+	}
 }
 
 // start runs the controller and leads it, as the holder of the Lease.

@@ -12,6 +12,9 @@ type metrics struct {
 	violations *prometheus.GaugeVec
 	lastSweep  prometheus.Gauge
 	evictions  *prometheus.CounterVec
+	// writable has one series, on the leader only: a follower writes no
+	// reports, and says nothing about them.
+	writable *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "stagegate_running_evictions_total",
 			Help: "Evictions of running pods that violate a stage with onViolation: evict, by stage and result (evicted, blocked: refused, e.g. by a PodDisruptionBudget, and retried; failed).",
 		}, []string{"stage", "result"}),
+		writable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stagegate_running_policyreports_writable",
+			Help: "1 when the leader of continuous validation can write PolicyReports, 0 when it cannot (mostly: the wgpolicyk8s.io CRD is not installed); set by the leader only.",
+		}, nil),
 	}
 	if reg == nil {
 		return m, nil
@@ -40,6 +47,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.evictions, err = register(reg, m.evictions); err != nil {
+		return nil, err
+	}
+	if m.writable, err = register(reg, m.writable); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -61,7 +71,18 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error)
 
 // reset drops every series: a controller that stopped (a replica that no
 // longer leads) knows nothing of what runs now.
-func (m *metrics) reset() { m.violations.Reset() }
+func (m *metrics) reset() {
+	m.violations.Reset()
+	m.writable.Reset()
+}
+
+func (m *metrics) reportsWritable(ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.writable.WithLabelValues().Set(v)
+}
 
 // set replaces ns's series with the counts of violations.
 func (m *metrics) set(ns string, violations []Violation) {

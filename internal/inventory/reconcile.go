@@ -85,9 +85,15 @@ func (c *Controller) reconcile(ctx context.Context, ns string) error {
 				violations = append(violations, *v)
 			}
 		}
-		known := slices.DeleteFunc(cs, func(c Container) bool { return c.Digest == "" })
+		// A container is known by what it runs or what its tag names
+		// now; a revocation of either re-checks it.
+		known := slices.DeleteFunc(cs, func(c Container) bool { return c.runs() == "" })
 		for _, k := range known {
-			digests = append(digests, k.Digest)
+			for _, d := range []string{k.Digest, k.Running} {
+				if d != "" {
+					digests = append(digests, d)
+				}
+			}
 		}
 		if len(known) > 0 {
 			pods = append(pods, runningPod{name: s.name, kind: s.kind, owner: s.owner, stage: st, containers: known})
@@ -148,6 +154,9 @@ func (c *Controller) publish(t *term, ns string, violations []Violation, passed 
 	c.metrics.set(ns, violations)
 	c.announce(ctx, t, ns, violations)
 	c.evictAll(ctx, t, ns, violations)
+	if t.noReports.Load() {
+		return nil
+	}
 	t.mu.Lock()
 	had := t.reported[ns]
 	t.mu.Unlock()
@@ -162,6 +171,17 @@ func (c *Controller) publish(t *term, ns string, violations []Violation, passed 
 		return nil
 	}
 	if err := c.reports.write(ctx, ns, violations, passed); err != nil {
+		// A namespace being deleted answers NotFound too: only a list
+		// that finds no resource says the CRD went.
+		if apierrors.IsNotFound(err) && c.reportsGone(ctx) && t.noReports.CompareAndSwap(false, true) {
+			// Said once, and checked again at each sweep.
+			c.metrics.reportsWritable(false)
+			c.log.Error("inventory: PolicyReports cannot be written: the CRD is gone; checking again at each sweep",
+				"resource", PolicyReportResource.String(), "err", err)
+		}
+		if t.noReports.Load() {
+			return nil
+		}
 		return err
 	}
 	t.setReported(ns, true)
@@ -314,4 +334,11 @@ func (t *term) setReported(ns string, ok bool) {
 	} else {
 		delete(t.reported, ns)
 	}
+}
+
+// reportsGone is whether the PolicyReport resource is not served (its CRD
+// was removed).
+func (c *Controller) reportsGone(ctx context.Context) bool {
+	_, err := c.reports.written(ctx)
+	return apierrors.IsNotFound(err)
 }

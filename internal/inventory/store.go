@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,7 +38,11 @@ func stripPod(obj any) (any, error) {
 			Containers:     images(p.Spec.Containers),
 			InitContainers: images(p.Spec.InitContainers),
 		},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
+		Status: corev1.PodStatus{Phase: p.Status.Phase,
+			InitContainerStatuses:      imageIDs(p.Status.InitContainerStatuses),
+			ContainerStatuses:          imageIDs(p.Status.ContainerStatuses),
+			EphemeralContainerStatuses: imageIDs(p.Status.EphemeralContainerStatuses),
+		},
 	}
 	for _, c := range p.Spec.EphemeralContainers {
 		out.Spec.EphemeralContainers = append(out.Spec.EphemeralContainers, corev1.EphemeralContainer{
@@ -49,6 +55,31 @@ func stripPod(obj any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// imageIDs keeps of container statuses the digest each container runs, as
+// the kubelet reports it (imageID, "repository@sha256:…"): what a pod named
+// by tag runs, whatever the tag points at now or whether the registry
+// answers. An imageID without a repository digest (a local image's config
+// ID) names no manifest, and goes.
+func imageIDs(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
+	var out []corev1.ContainerStatus
+	for _, s := range ss {
+		if runningDigest(s.ImageID) != "" {
+			out = append(out, corev1.ContainerStatus{Name: s.Name, ImageID: s.ImageID})
+		}
+	}
+	return out
+}
+
+// runningDigest is the manifest digest of a container status's imageID,
+// "" when it names none.
+func runningDigest(imageID string) string {
+	i := strings.LastIndex(imageID, "@")
+	if i < 0 || !strings.HasPrefix(imageID[i+1:], "sha256:") {
+		return ""
+	}
+	return imageID[i+1:]
 }
 
 // stripNamespace keeps a namespace's name and stage label.
