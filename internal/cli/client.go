@@ -219,18 +219,8 @@ decided by the policy together, with one receipt that proves every member.`,
 				}
 				body["overrideRevocation"] = true
 			}
-			if freezeOverride {
-				if strings.TrimSpace(reason) == "" {
-					return errors.New("--freeze-override needs --reason: why the stage is promoted to during a freeze is recorded and signed")
-				}
-				body["freezeOverride"] = true
-			}
-			if evidence != "" {
-				var ev map[string]any
-				if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
-					return fmt.Errorf("--evidence must be a JSON object: %w", err)
-				}
-				body["evidence"] = ev
+			if err := addPromoteOptions(body, reason, evidence, freezeOverride); err != nil {
+				return err
 			}
 			mode, err := progressMode(progress, s.Err)
 			if err != nil {

@@ -19,18 +19,8 @@ import (
 // a line per member on stderr, as a single promotion does.
 func promoteSet(ctx context.Context, s Streams, c *apiClient, images []string, stage, reason, evidence string, freezeOverride bool, output string) error {
 	body := map[string]any{"images": images, "stage": stage, "reason": reason}
-	if freezeOverride {
-		if strings.TrimSpace(reason) == "" {
-			return errors.New("--freeze-override needs --reason: why the stage is promoted to during a freeze is recorded and signed")
-		}
-		body["freezeOverride"] = true
-	}
-	if evidence != "" {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
-			return fmt.Errorf("--evidence must be a JSON object: %w", err)
-		}
-		body["evidence"] = ev
+	if err := addPromoteOptions(body, reason, evidence, freezeOverride); err != nil {
+		return err
 	}
 	status, out, err := c.do(ctx, http.MethodPost, "/v1/promotion-sets", body)
 	if err != nil {
@@ -54,6 +44,25 @@ func promoteSet(ctx context.Context, s Streams, c *apiClient, images []string, s
 	fmt.Fprintf(s.Err, "promotion set of %d to %s: one receipt for all, at checkpoint size %d\n",
 		len(sr.Members), sr.Stage, sr.Receipts[0].Inclusion.TreeSize)
 	return printAnswer(s, output, out, setTable(sr))
+}
+
+// addPromoteOptions adds what promote and a promotion set share to the
+// request body: the freeze override (which needs a reason) and evidence.
+func addPromoteOptions(body map[string]any, reason, evidence string, freezeOverride bool) error {
+	if freezeOverride {
+		if strings.TrimSpace(reason) == "" {
+			return errors.New("--freeze-override needs --reason: why the stage is promoted to during a freeze is recorded and signed")
+		}
+		body["freezeOverride"] = true
+	}
+	if evidence != "" {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(evidence), &ev); err != nil {
+			return fmt.Errorf("--evidence must be a JSON object: %w", err)
+		}
+		body["evidence"] = ev
+	}
+	return nil
 }
 
 // setTable is a row per member of a set receipt.
