@@ -138,6 +138,8 @@ func ociRepositoryArtifacts(raw []byte, ac artifactContext) ([]containerImage, o
 type applicationSource struct {
 	RepoURL        string `json:"repoURL"`
 	TargetRevision string `json:"targetRevision"`
+	// Chart is set on a source from a Helm repository.
+	Chart string `json:"chart"`
 }
 
 type application struct {
@@ -167,6 +169,18 @@ func applicationArtifacts(raw []byte, _ artifactContext) ([]containerImage, obje
 		// Case-insensitively: a scheme spelt "OCI://" must not pass as a
 		// Git source if a controller reads it as OCI.
 		if len(s.RepoURL) < len("oci://") || !strings.EqualFold(s.RepoURL[:len("oci://")], "oci://") {
+			if s.Chart == "" {
+				return nil // a Git source: no OCI artifact
+			}
+			// A chart from a Helm repository (HTTP, or OCI through a
+			// repository secret without the oci:// scheme) is a chart
+			// stagegate cannot check by digest: refused like Flux's
+			// HelmRepository of another type than oci, through the
+			// policy, so that modes and break-glass apply.
+			out = append(out, containerImage{Container: label, Type: typeApplicationSource, Path: path + "/repoURL",
+				Image: s.Chart + ":" + s.TargetRevision,
+				Err: fmt.Sprintf("%s: chart %q from %q is not from an oci:// repository: stagegate checks only charts it can resolve by digest; "+
+					"push the chart to an OCI registry, promote it, and name it as repoURL oci://REGISTRY/REPO with a digest targetRevision", label, s.Chart, s.RepoURL)})
 			return nil
 		}
 		repo := s.RepoURL[len("oci://"):]

@@ -57,6 +57,15 @@ func TestExtractArtifacts(t *testing.T) {
 			obj:  app(`"source":{"repoURL":"OCI://` + repo + `","targetRevision":"1.0"}`),
 			want: []containerImage{{Container: "source", Type: typeApplicationSource, Image: repo + ":1.0", Path: "/spec/source/targetRevision"}},
 		},
+		"application chart from a helm repository is refused through the policy": {
+			// A chart Argo CD pulls from an HTTP Helm repository (or from
+			// OCI through a repository secret, without oci://) cannot be
+			// checked by digest: like Flux's non-oci HelmRepository.
+			obj: app(`"source":{"repoURL":"https://charts.example.com","chart":"shop","targetRevision":"1.2.3"}`),
+			want: []containerImage{{Container: "source", Type: typeApplicationSource, Image: "shop:1.2.3", Path: "/spec/source/repoURL",
+				Err: `source: chart "shop" from "https://charts.example.com" is not from an oci:// repository: stagegate checks only charts it can resolve by digest; ` +
+					"push the chart to an OCI registry, promote it, and name it as repoURL oci://REGISTRY/REPO with a digest targetRevision"}},
+		},
 		"application git source only": {
 			obj: app(`"source":{"repoURL":"https://github.com/example/shop.git","targetRevision":"HEAD"}`),
 		},
