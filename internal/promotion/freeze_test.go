@@ -64,6 +64,9 @@ func TestFreezeOverrideByApproval(t *testing.T) {
 	if v := e.requestState(t, id); !v.Expires.Equal(at("2026-03-29T12:00:00Z")) {
 		t.Errorf("expires %s, want a day later (before the opening)", v.Expires)
 	}
+	if prod := e.svc.Stages(ctx)[len(stages)-1]; prod.Name != "prod" || prod.Approvals || !slices.Equal(prod.Pending, []uint64{id}) {
+		t.Errorf("prod's view: approvals %v, pending %v, want the emergency request %d pending", prod.Approvals, prod.Pending, id)
+	}
 	size := e.size(t)
 	again, err := e.svc.Promote(ctx, emergency(ci))
 	if err != nil || again.Created || again.Request == nil || again.Request.ID != id || e.size(t) != size {
