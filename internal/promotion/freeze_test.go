@@ -140,6 +140,36 @@ func TestFreezeOverrideWindowOpen(t *testing.T) {
 	}
 }
 
+// TestFreezeOverrideOpenWithApprovals: in a stage with approvals, the
+// flag asked while the stage is open is a plain request, with nothing to
+// do with a freeze; a freeze-override request may be rejected by a member
+// of freezeOverrideGroups, which closes it.
+func TestFreezeOverrideOpenWithApprovals(t *testing.T) {
+	c := &clock{now: at("2026-10-21T10:00:00Z")} // Wednesday: open
+	e := newEnv(t, nil, weekendFreeze(t), prodApprovals, c.opt())
+	ctx := context.Background()
+	res, err := e.svc.Promote(ctx, emergency(ci))
+	if err != nil || res.Request == nil || res.Request.FreezeOverride || res.Receipt.Entry.FreezeOverride || res.Request.Needed != 2 {
+		t.Fatalf("the flag while open: %+v, %v; want a plain request", res.Request, err)
+	}
+	var pred signing.RequestPredicate
+	decodePredicate(t, e.signer.last(t), &pred)
+	if pred.FreezeOverride != nil {
+		t.Errorf("a plain request's predicate records a freeze: %+v", pred.FreezeOverride)
+	}
+
+	c.Set(at("2026-10-23T15:00:00Z")) // Friday 17:00 CEST: frozen
+	ref := repoApp + ":multi"
+	res, err = e.svc.Promote(ctx, promotion.Request{Image: ref, Stage: "prod", Requester: ci, FreezeOverride: true, Reason: "INC-8"})
+	if err != nil || res.Request == nil || !res.Request.FreezeOverride {
+		t.Fatalf("emergency request: %+v, %v", res.Request, err)
+	}
+	rej, err := e.svc.Reject(ctx, promotion.Answer{ID: res.Request.ID, Reason: "not an emergency", By: sre})
+	if err != nil || rej.Request == nil || rej.Request.State != promotion.RequestRejected {
+		t.Fatalf("rejection by sre-oncall: %+v, %v", rej.Request, err)
+	}
+}
+
 // TestFreezeOverrideWithApprovals: in a stage that also has approvals
 // (two from security, not the requester) an emergency request needs both
 // rules: the quorum and one approval from sre-oncall. An approver in both
