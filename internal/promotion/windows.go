@@ -16,8 +16,9 @@ import (
 // promotion is refused with a *ClosedError before anything is resolved,
 // read or written, unless it is an emergency promotion (FreezeOverride)
 // by a member of the stage's override groups, or one such a member
-// approved (freeze.go), which its attestation records. Revocations and break-glass entries are never blocked: they
-// narrow what runs, or record what already ran.
+// approved (freeze.go), which its attestation records. Revocations and
+// break-glass entries are never blocked: they narrow what runs, or record
+// what already ran.
 
 // WindowRule is one stage's schedule and who may promote despite it.
 type WindowRule struct {

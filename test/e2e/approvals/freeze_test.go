@@ -155,15 +155,7 @@ stages:
 	if err := os.WriteFile(receipt, rc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var got struct {
-		Entry struct {
-			Kind           string `json:"kind"`
-			FreezeOverride bool   `json:"freezeOverride"`
-			Envelope       struct {
-				Payload string `json:"payload"`
-			} `json:"envelope"`
-		} `json:"entry"`
-	}
+	var got receiptEntry
 	if err := json.Unmarshal(rc, &got); err != nil || got.Entry.Kind != "promotion" || !got.Entry.FreezeOverride {
 		t.Fatalf("the freeze approval's answer %s (%v): want the promotion, marked as a freeze override", rc, err)
 	}
@@ -191,8 +183,7 @@ stages:
 	// Asking again returns A's promotion: completed by alice's approval,
 	// and with no freeze override, as the stage was open.
 	out, _ := must(pipeline, "promote", refs[0], "--stage", "prod", "--reason", "release A", "-o", "json")
-	gotA := got
-	gotA.Entry.Kind, gotA.Entry.FreezeOverride = "", false // B's; absent fields do not reset them
+	var gotA receiptEntry
 	if err := json.Unmarshal([]byte(out), &gotA); err != nil || gotA.Entry.Kind != "promotion" || gotA.Entry.FreezeOverride {
 		t.Fatalf("A's receipt %s (%v)", out, err)
 	}
@@ -200,6 +191,17 @@ stages:
 		len(pa.Approvals) != 1 || pa.Approvals[0].Subject != "alice" {
 		t.Errorf("A's predicate: request %v, approvals %+v, freezeOverride %+v", pa.Request, pa.Approvals, pa.FreezeOverride)
 	}
+}
+
+// receiptEntry is what the test reads of a receipt's entry.
+type receiptEntry struct {
+	Entry struct {
+		Kind           string `json:"kind"`
+		FreezeOverride bool   `json:"freezeOverride"`
+		Envelope       struct {
+			Payload string `json:"payload"`
+		} `json:"envelope"`
+	} `json:"entry"`
 }
 
 type freezePredicate struct {
