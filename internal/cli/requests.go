@@ -37,6 +37,23 @@ type requestView struct {
 	Rejection *ledger.Approval  `json:"rejection"`
 	Promotion *uint64           `json:"promotion"`
 	Waits     string            `json:"waits"`
+	// FreezeOverride: an emergency promotion asked during a freeze, which
+	// needs an approval from FreezeGroups while the stage is closed.
+	FreezeOverride   bool     `json:"freezeOverride"`
+	FreezeGroups     []string `json:"freezeGroups"`
+	FreezeApprovedBy string   `json:"freezeApprovedBy"`
+}
+
+// freezeNote says, of an emergency request, who approves its freeze
+// override ("" for any other request).
+func (v requestView) freezeNote() string {
+	switch {
+	case !v.FreezeOverride:
+		return ""
+	case v.FreezeApprovedBy != "":
+		return "; an emergency promotion during a freeze, approved by " + v.FreezeApprovedBy
+	}
+	return "; an emergency promotion during a freeze: while the stage is closed it needs an approval from " + strings.Join(v.FreezeGroups, ", ")
 }
 
 func (v requestView) summary() string {
@@ -45,8 +62,8 @@ func (v requestView) summary() string {
 		return fmt.Sprintf("request %d to promote %s@%s to %s has its %d approvals and %s; it completes then (expires %s)",
 			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Waits, when(v.Expires))
 	case v.State == "pending":
-		return fmt.Sprintf("request %d to promote %s@%s to %s is pending: %d of %d approvals, %d more needed (expires %s)",
-			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Required, v.Needed, when(v.Expires))
+		return fmt.Sprintf("request %d to promote %s@%s to %s is pending: %d of %d approvals, %d more needed%s (expires %s)",
+			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Required, v.Needed, v.freezeNote(), when(v.Expires))
 	case v.State == "rejected":
 		by, why := "", ""
 		if v.Rejection != nil {

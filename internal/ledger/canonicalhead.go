@@ -39,6 +39,7 @@ func canonicalHead(fields []byte) (Entry, bool) {
 		(!r.lit(`,"images":`) || r.strs(&e.Images)) &&
 		(!r.lit(`,"overridesRevocation":`) || r.uintPtr(&e.OverridesRevocation)) &&
 		(!r.lit(`,"request":`) || r.uintPtr(&e.Request)) &&
+		(!r.lit(`,"freezeOverride":`) || r.lit("true") && set(&e.FreezeOverride)) &&
 		(!r.lit(`,"foreign":`) || r.lit("true") && set(&e.Foreign)) &&
 		r.i == len(r.b)
 	return e, ok

@@ -68,6 +68,7 @@ func TestCanonicalHeadTakesEntries(t *testing.T) {
 		{"copies", func(e *Entry) { e.Copies = []string{"reg/mirror"} }},
 		{"override and request", func(e *Entry) { e.OverridesRevocation, e.Request = &one, &big }},
 		{"foreign", func(e *Entry) { e.Foreign = true }},
+		{"freeze-override request", func(e *Entry) { e.Kind, e.FreezeOverride = KindRequest, true }},
 		{"unicode", func(e *Entry) { e.Subject, e.Reason = "jörg@例え.jp", "\u00e9\U0001F600\u007f" }},
 		{"empty strings that are not omitted", func(e *Entry) { e.Repository, e.Digest, e.Subject = "", "", "" }},
 		{"time with nanoseconds and an offset", func(e *Entry) {

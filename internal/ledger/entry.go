@@ -84,6 +84,12 @@ type Entry struct {
 	// Request is, on an approval, a rejection and the promotion that
 	// completes a request, the index of the request entry.
 	Request *uint64 `json:"request,omitempty"`
+	// FreezeOverride marks, on a request, an emergency promotion asked
+	// while the stage's windows closed it (it needs an approval from the
+	// stage's freezeOverrideGroups), and, on a promotion, one made during
+	// a freeze (its attestation says which and who approved it). Absent
+	// otherwise, so entries made before it existed keep their bytes.
+	FreezeOverride bool `json:"freezeOverride,omitempty"`
 	// Approvals are, on the promotion that completes a request, the
 	// approvals that completed it.
 	Approvals []Approval `json:"approvals,omitempty"`

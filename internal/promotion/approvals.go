@@ -78,6 +78,13 @@ type RequestView struct {
 	// the stage is closed by its windows. The completer (completer.go)
 	// completes it at the next open moment, if it is still valid then.
 	Waits string `json:"waits,omitempty"`
+	// FreezeOverride marks an emergency promotion asked during a freeze
+	// (freeze.go): while the stage is closed it needs an approval from
+	// FreezeGroups, and FreezeApprovedBy is who gave it (the requester,
+	// when they are in those groups).
+	FreezeOverride   bool     `json:"freezeOverride,omitempty"`
+	FreezeGroups     []string `json:"freezeGroups,omitempty"`
+	FreezeApprovedBy string   `json:"freezeApprovedBy,omitempty"`
 }
 
 // maxRequestHistory bounds what is read of one request's history: the
@@ -106,11 +113,11 @@ func (s *Service) requestView(r ledger.Reader, id uint64, now time.Time) (Reques
 	if err != nil {
 		return RequestView{}, err
 	}
-	rule := s.approvalRules[e.Stage]
+	rule, live := s.requestRule(e) // freeze.go
 	v := RequestView{ID: id, Stage: e.Stage, Repository: e.Repository, Digest: e.Digest,
 		Requester: policy.Identity{Subject: e.Subject, Groups: e.Groups}, Reason: e.Reason, Time: e.Time,
 		Expires: e.Time.Add(rule.Expires), Required: rule.Required, Approvals: []ledger.Approval{},
-		OverridesRevocation: e.OverridesRevocation}
+		OverridesRevocation: e.OverridesRevocation, FreezeOverride: e.FreezeOverride}
 	hist, _, err := hr.HistoryPage(ledger.RequestName(id), id+1, maxRequestHistory, 0)
 	if err != nil {
 		return RequestView{}, err
@@ -127,18 +134,18 @@ func (s *Service) requestView(r ledger.Reader, id uint64, now time.Time) (Reques
 			v.Promotion = &idx
 		}
 	}
-	v.Needed = max(0, v.Required-len(v.Approvals))
+	s.tally(&v, now)
 	switch {
 	case v.Promotion != nil:
 		v.State = RequestApproved
 	case v.Rejection != nil:
 		v.State = RequestRejected
-	case rule.Required == 0 || !now.Before(v.Expires):
+	case !live || !now.Before(v.Expires):
 		// Expired, or the stage no longer asks for approvals.
 		v.State = RequestExpired
 	default:
 		v.State = RequestPending
-		if v.Needed == 0 {
+		if v.Needed == 0 && v.FreezeApprovedBy == "" {
 			v.Waits = s.waitsFor(v.Stage, now)
 		}
 	}
@@ -248,13 +255,16 @@ func (s *Service) openRequest(ctx context.Context, req Request, img registry.Res
 		pred := signing.RequestPredicate{Stage: req.Stage, Repository: img.Repository, Platforms: img.Platforms,
 			Requester: requester(req.Requester), Reason: req.Reason, Time: now, LedgerIndex: index,
 			PolicyDigest: s.policy.Digest(), Required: rule.Required, Expires: now.Add(rule.Expires), RevocationOverride: override}
+		if req.FreezeOverride {
+			pred.FreezeOverride = s.freezeRecord(req.Stage, now) // nil if it opened since
+		}
 		env, err := s.sign(img.Repository, img.Digest, signing.RequestPredicateType, pred)
 		if err != nil {
 			return nil, err
 		}
 		e := &ledger.Entry{Index: index, Kind: ledger.KindRequest, Repository: img.Repository, Digest: img.Digest,
 			Platforms: img.Platforms, Stage: req.Stage, Subject: req.Requester.Subject, Groups: req.Requester.Groups,
-			Reason: req.Reason, Time: now, Envelope: env}
+			Reason: req.Reason, Time: now, FreezeOverride: pred.FreezeOverride != nil, Envelope: env}
 		if override != nil {
 			idx := override.LedgerIndex
 			e.OverridesRevocation = &idx
@@ -309,19 +319,18 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 	}
 	already := slices.ContainsFunc(v.Approvals, func(x ledger.Approval) bool { return x.Subject == a.By.Subject })
 	var rc ledger.Receipt
-	switch {
-	case already && len(v.Approvals) < v.Required:
+	if already && v.Needed > 0 {
 		return Result{Request: &v}, nil
-	case !already && len(v.Approvals)+1 < v.Required:
-		if rc, err = s.answer(ctx, a, ledger.KindApproval); err != nil {
-			return Result{}, err
-		}
-	case !already:
-		// This approval makes the quorum: the promotion is decided with
-		// it before it is written, so that a refusal writes nothing.
-		tentative := append(slices.Clone(v.Approvals), ledger.Approval{Subject: a.By.Subject, Groups: a.By.Groups, Time: s.now().UTC(), Reason: a.Reason})
-		if err := s.decideCompletion(ctx, v, tentative); err != nil {
-			return Result{}, err
+	}
+	if !already {
+		// If this approval makes the quorum, the promotion is decided
+		// with it before it is written, so that a refusal writes nothing.
+		t := v
+		t.Approvals = append(slices.Clone(v.Approvals), ledger.Approval{Subject: a.By.Subject, Groups: a.By.Groups, Time: s.now().UTC(), Reason: a.Reason})
+		if s.tally(&t, s.now().UTC()); t.Needed == 0 {
+			if err := s.decideCompletion(ctx, t, t.Approvals); err != nil {
+				return Result{}, err
+			}
 		}
 		if rc, err = s.answer(ctx, a, ledger.KindApproval); err != nil {
 			return Result{}, err
@@ -333,7 +342,7 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 		return Result{}, err
 	}
 	created := rc.Checkpoint != ""
-	if v.State != RequestPending || len(v.Approvals) < v.Required || v.Waits != "" {
+	if v.State != RequestPending || v.Needed > 0 || v.Waits != "" {
 		return Result{Receipt: rc, Created: created, Request: &v}, nil
 	}
 	res, err := s.complete(ctx, v)
@@ -361,7 +370,8 @@ func (s *Service) Approve(ctx context.Context, a Answer) (Result, error) {
 // completion is the promotion request v completes, with approvals.
 func completion(v RequestView, approvals []ledger.Approval) Request {
 	return Request{Image: v.Repository + "@" + v.Digest, Stage: v.Stage, Reason: v.Reason, Requester: v.Requester,
-		OverrideRevocation: v.OverridesRevocation != nil, completes: &v.ID, approvals: approvals}
+		OverrideRevocation: v.OverridesRevocation != nil, completes: &v.ID, approvals: approvals,
+		FreezeOverride: v.FreezeApprovedBy != "", freezeBy: v.FreezeApprovedBy}
 }
 
 // decideCompletion asks the policy about completing v with approvals,
@@ -441,6 +451,9 @@ func (s *Service) mayAnswer(v RequestView, a Answer, action string) error {
 	if action == ActionReject && own {
 		return nil
 	}
+	if v.FreezeOverride {
+		return s.mayAnswerFreeze(v, a, action) // freeze.go
+	}
 	if action == ActionApprove && own && rule.ExcludeRequester {
 		return &ForbiddenError{Action: ActionApprove, Stage: v.Stage, Subject: a.By.Subject, Groups: rule.Groups,
 			Detail: fmt.Sprintf("request %d is their own, and the stage excludes the requester", v.ID)}
@@ -507,10 +520,11 @@ func (s *Service) checkCompletion(r ledger.Reader, req *Request, now time.Time) 
 	if v.State != RequestPending {
 		return fmt.Errorf("%w: request %d is %s", ErrNotPending, v.ID, v.State)
 	}
-	if len(v.Approvals) < v.Required {
-		return fmt.Errorf("%w: request %d has %d of %d approvals", ErrNotPending, v.ID, len(v.Approvals), v.Required)
+	if v.Needed > 0 {
+		return fmt.Errorf("%w: request %d needs %d more approvals", ErrNotPending, v.ID, v.Needed)
 	}
 	req.approvals = v.Approvals
+	req.FreezeOverride, req.freezeBy = v.FreezeApprovedBy != "", v.FreezeApprovedBy
 	return nil
 }
 

@@ -74,6 +74,7 @@ func PromotionEntry(signer Signer, index uint64, p Promoted) (*ledger.Entry, err
 		r := *p.Request
 		e.Request, e.Approvals = &r, p.Approvals
 	}
+	e.FreezeOverride = p.FreezeOverride != nil
 	if o := p.RevocationOverride; o != nil {
 		idx := o.LedgerIndex
 		e.OverridesRevocation = &idx

@@ -138,8 +138,8 @@ type Request struct {
 	// *RevokedError: revocations are sticky.
 	OverrideRevocation bool
 	// FreezeOverride is an emergency promotion while the stage is closed
-	// (windows.go); it needs a reason and a requester in the stage's
-	// freeze override groups.
+	// (windows.go); it needs a reason, and a requester in the stage's
+	// freeze override groups or their approval (freeze.go).
 	FreezeOverride bool
 	// Progress, if set, hears about the copy to a target repository.
 	Progress oci.Progress
@@ -148,6 +148,8 @@ type Request struct {
 	// completes request completes (approvals.go).
 	completes *uint64
 	approvals []ledger.Approval
+	// freezeBy approved the freeze override of the request completes.
+	freezeBy string
 	// set is every image of the promotion set the request is part of
 	// (set.go), for the policy's input.set.
 	set []policy.Image
@@ -187,12 +189,9 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 	if err := s.checkOverride(req); err != nil {
 		return Result{}, err
 	}
-	_, opening := s.approvalRules[req.Stage]
-	opening = opening && req.completes == nil
-	if !opening { // approvals may be collected while the stage is closed
-		if _, err := s.checkWindow(req, s.now().UTC()); err != nil {
-			return Result{}, err
-		}
+	rule, opening, err := s.admitWindow(&req, s.now().UTC()) // freeze.go
+	if err != nil {
+		return Result{}, err
 	}
 	img, err := s.resolver.Resolve(ctx, req.Image)
 	if err != nil {
@@ -205,7 +204,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (Result, error) {
 			return Result{}, wrap("evidence", err)
 		}
 	}
-	if rule, ok := s.approvalRules[req.Stage]; ok && req.completes == nil {
+	if opening {
 		return s.openRequest(ctx, req, img, evidence, rule)
 	}
 	var copies []string

@@ -76,6 +76,9 @@ func (s *Service) Stages(ctx context.Context) []StageView {
 			v.ApprovalRule = &ApprovalRuleView{Required: ar.Required, Groups: append([]string{}, ar.Groups...),
 				ExcludeRequester: ar.ExcludeRequester, Expires: ar.Expires.String()}
 			v.Pending, v.PendingMore = s.stagePending(ctx, name, ar, now)
+		} else if len(rule.OverrideGroups) > 0 {
+			// Emergency requests (freeze.go) live a day at most.
+			v.Pending, v.PendingMore = s.stagePending(ctx, name, ApprovalRule{Expires: freezeRequestExpires}, now)
 		}
 		out = append(out, v)
 	}

@@ -15,9 +15,10 @@ import (
 // to it are allowed. Outside an allowed span, or inside a denied one, a
 // promotion is refused with a *ClosedError before anything is resolved,
 // read or written, unless it is an emergency promotion (FreezeOverride)
-// by a member of the stage's override groups, which its attestation
-// records. Revocations and break-glass entries are never blocked: they
-// narrow what runs, or record what already ran.
+// by a member of the stage's override groups, or one such a member
+// approved (freeze.go), which its attestation records. Revocations and
+// break-glass entries are never blocked: they narrow what runs, or record
+// what already ran.
 
 // WindowRule is one stage's schedule and who may promote despite it.
 type WindowRule struct {
@@ -88,13 +89,20 @@ func (s *Service) checkWindow(req Request, now time.Time) (*signing.FreezeOverri
 	if w, _ := rule.Schedule.Closing(now); w != nil {
 		name = w.Name
 	}
-	if !req.FreezeOverride || req.completes != nil {
+	// A request completes during the freeze only as a freeze-override
+	// request whose override is approved (checkCompletion sets freezeBy
+	// from the ledger, in the write transaction).
+	if !req.FreezeOverride || req.completes != nil && req.freezeBy == "" {
 		return nil, &ClosedError{Stage: req.Stage, Window: name, At: now, NextOpen: next, OverrideGroups: slices.Clone(rule.OverrideGroups)}
 	}
-	if !memberOf(req.Requester, rule.OverrideGroups) {
-		return nil, &ForbiddenError{Action: ActionFreezeOverride, Stage: req.Stage, Subject: req.Requester.Subject, Groups: slices.Clone(rule.OverrideGroups)}
+	by := req.freezeBy
+	if req.completes == nil {
+		if !memberOf(req.Requester, rule.OverrideGroups) {
+			return nil, &ForbiddenError{Action: ActionFreezeOverride, Stage: req.Stage, Subject: req.Requester.Subject, Groups: slices.Clone(rule.OverrideGroups)}
+		}
+		by = req.Requester.Subject
 	}
-	fo := &signing.FreezeOverride{Window: name}
+	fo := &signing.FreezeOverride{Window: name, ApprovedBy: by}
 	if !next.IsZero() {
 		fo.NextOpen = next.UTC()
 	}

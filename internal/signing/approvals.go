@@ -27,6 +27,10 @@ type RequestPredicate struct {
 	// RevocationOverride names the revocation in the stage the request
 	// asks to override (overrideRevocation).
 	RevocationOverride *RevocationOverride `json:"revocationOverride,omitempty"`
+	// FreezeOverride marks an emergency promotion asked while the stage
+	// was closed (freezeOverride): the freeze it asks to pass, which one
+	// approval from the stage's freezeOverrideGroups lets it pass.
+	FreezeOverride *FreezeOverride `json:"freezeOverride,omitempty"`
 }
 
 // AnswerPredicate is the predicate of ApprovalPredicateType and

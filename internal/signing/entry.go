@@ -31,6 +31,8 @@ type commonPredicate struct {
 	Stage       string  `json:"stage"`
 	LedgerIndex *uint64 `json:"ledgerIndex"`
 	Workload    string  `json:"workload"`
+	// FreezeOverride is compared with the entry's mark (freezeOverride).
+	FreezeOverride *FreezeOverride `json:"freezeOverride"`
 }
 
 // CheckEntry returns the function that ledger verification calls for each
@@ -82,6 +84,13 @@ func matchEntry(st Statement, e ledger.Entry) error {
 	}
 	if e.Kind == ledger.KindBreakGlass && p.Workload != e.Workload {
 		return fmt.Errorf("predicate workload %q, entry workload %q", p.Workload, e.Workload)
+	}
+	// An entry marked as a freeze override is one only if its signed
+	// predicate says so: the mark changes who may approve a request. A
+	// request's predicate and mark agree both ways; a promotion made
+	// during a freeze before the mark existed has the predicate alone.
+	if e.FreezeOverride && p.FreezeOverride == nil || e.Kind == ledger.KindRequest && !e.FreezeOverride && p.FreezeOverride != nil {
+		return fmt.Errorf("predicate freezeOverride %v, entry freezeOverride %v", p.FreezeOverride != nil, e.FreezeOverride)
 	}
 	if e.Foreign {
 		return nil

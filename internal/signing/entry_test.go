@@ -41,6 +41,13 @@ func TestCheckEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	frozenRequest := func(frozen bool) []byte {
+		p := RequestPredicate{Stage: "prod", Repository: repo, Time: at, LedgerIndex: 5, Required: 0, Expires: at.Add(time.Hour)}
+		if frozen {
+			p.FreezeOverride = &FreezeOverride{Window: "weekend freeze"}
+		}
+		return sign(k.signer, RequestPredicateType, p)
+	}
 	bg := BreakGlassPredicate{Stage: "prod", Workload: "ns/Pod/p", Reason: "incident", Time: at, LedgerIndex: 9}
 	bgEntry := entry(ledger.KindBreakGlass, "prod", 9, sign(k.signer, BreakGlassPredicateType, bg))
 	bgEntry.Workload = "ns/Pod/p"
@@ -88,6 +95,28 @@ func TestCheckEntry(t *testing.T) {
 			return entry(ledger.KindPromotion, "prod", 5,
 				sign(other.signer, PromotionPredicateType, PromotionPredicate{Stage: "prod", LedgerIndex: 5}))
 		}, wantErr: ErrBadSignature},
+		{name: "freeze-override request matches", entry: func() ledger.Entry {
+			e := entry(ledger.KindRequest, "prod", 5, frozenRequest(true))
+			e.FreezeOverride = true
+			return e
+		}},
+		{name: "request marked a freeze override, its predicate not", entry: func() ledger.Entry {
+			e := entry(ledger.KindRequest, "prod", 5, frozenRequest(false))
+			e.FreezeOverride = true
+			return e
+		}, wantErr: ErrEntryMismatch, wantMsg: "freezeOverride"},
+		{name: "freeze-override predicate, request not marked", entry: func() ledger.Entry {
+			return entry(ledger.KindRequest, "prod", 5, frozenRequest(true))
+		}, wantErr: ErrEntryMismatch, wantMsg: "freezeOverride"},
+		{name: "promotion during a freeze, made before the mark", entry: func() ledger.Entry {
+			return entry(ledger.KindPromotion, "prod", 5, sign(k.signer, PromotionPredicateType,
+				PromotionPredicate{Stage: "prod", Repository: repo, Time: at, LedgerIndex: 5, FreezeOverride: &FreezeOverride{Window: "w"}}))
+		}},
+		{name: "promotion marked a freeze override, its predicate not", entry: func() ledger.Entry {
+			e := entry(ledger.KindPromotion, "prod", 5, promo("prod", 5))
+			e.FreezeOverride = true
+			return e
+		}, wantErr: ErrEntryMismatch, wantMsg: "freezeOverride"},
 		{name: "predicate without ledgerIndex", entry: func() ledger.Entry {
 			return entry(ledger.KindPromotion, "prod", 5, sign(k.signer, PromotionPredicateType, map[string]any{"stage": "prod"}))
 		}, wantErr: ErrEntryMismatch, wantMsg: "no ledgerIndex"},

@@ -112,6 +112,10 @@ type RevocationOverride struct {
 type FreezeOverride struct {
 	Window   string    `json:"window,omitempty"`
 	NextOpen time.Time `json:"nextOpen,omitzero"`
+	// ApprovedBy, on a promotion, is the member of freezeOverrideGroups
+	// who let it pass: the requester (a direct emergency promotion) or
+	// the approver of the request it completes (listed in approvals).
+	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
 // RevocationPredicate is the predicate of RevocationPredicateType. Stage is
