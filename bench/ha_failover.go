@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -163,7 +164,8 @@ type CatchUpRun struct {
 // emptyDisk stops a follower (SIGTERM), deletes its data directory (ledger
 // and Raft state), starts it again, and times it until it is ready:
 // joined, caught up through a snapshot and verified.
-func (r *Runner) emptyDisk(ctx context.Context, w *soakWriter, nodes []*haNode, token, logs string) (CatchUpRun, error) {
+// ready bounds the wait.
+func (r *Runner) emptyDisk(ctx context.Context, w *soakWriter, nodes []*haNode, token, logs string, ready time.Duration) (CatchUpRun, error) {
 	leader, err := haLeader(ctx, w.client, nodes, token)
 	if err != nil {
 		return CatchUpRun{}, err
@@ -180,13 +182,13 @@ func (r *Runner) emptyDisk(ctx context.Context, w *soakWriter, nodes []*haNode, 
 	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
 		return cu, fmt.Errorf("bench: %w", err)
 	}
-	n.log = "ha-" + n.id + "-empty-disk.log"
+	n.log = strings.TrimSuffix(n.log, ".log") + "-empty-disk.log"
 	t0 := time.Now()
 	if n.p, err = startProc(ctx, "stagegate-"+n.id, filepath.Join(logs, n.log), r.ws.bin, "serve", "--config", n.cfgPath, "--log-level", "warn"); err != nil {
 		return cu, err
 	}
 	n.p.health = n.base + "/readyz"
-	if err := n.p.waitReady(ctx, w.client.Transport.(*http.Transport).TLSClientConfig, 5*time.Minute); err != nil {
+	if err := n.p.waitReady(ctx, w.client.Transport.(*http.Transport).TLSClientConfig, ready); err != nil {
 		return cu, err
 	}
 	cu.Seconds = time.Since(t0).Seconds()

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestHATargets checks that the HA figures are judged against issue 14's
 // goals: the ratio, not the absolute rate; the worst kill, not the mean;
@@ -71,6 +74,10 @@ func TestHATargets(t *testing.T) {
 					t.Errorf("%s: %q without a verdict nor a note saying why", name, value)
 				}
 			})
+			// The bulk catch-up rows are always there, and never judged.
+			for _, size := range []string{"10^5", "10^6"} {
+				tc.want["empty-disk catch-up, bulk-loaded ledger of "+size+" entries"] = nil
+			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %d targets, want %d", len(got), len(tc.want))
 			}
@@ -95,4 +102,49 @@ func fmtMet(b *bool) string {
 		return "met"
 	}
 	return "not met"
+}
+
+// TestHABulkRows checks what the bulk catch-up rows say: -quick's 10^4
+// stands in for 10^5 and says so, and 10^6 says how to measure it unless
+// it was.
+func TestHABulkRows(t *testing.T) {
+	run := func(entries int, quick bool) BulkCatchUp {
+		return BulkCatchUp{Entries: entries, Quick: quick, FormedSeconds: 9, CatchUp: CatchUpRun{Entries: uint64(entries), Rejoined: uint64(entries), Seconds: 4.5}}
+	}
+	const r5, r6 = "empty-disk catch-up, bulk-loaded ledger of 10^5 entries", "empty-disk catch-up, bulk-loaded ledger of 10^6 entries"
+	tests := map[string]struct {
+		bulk []BulkCatchUp
+		want map[string][]string // row → what its value and note say
+	}{
+		"not run": {want: map[string][]string{r5: {"not measured"}, r6: {"not measured: set BENCH_HA_1E6=1"}}},
+		"quick": {bulk: []BulkCatchUp{run(10_000, true)},
+			want: map[string][]string{r5: {"at 10^4 in -quick: 4.5 s to ready", "-quick uses 10^4 entries in place of 10^5", "formed by adopting the fixture in 9.0 s"},
+				r6: {"not measured: set BENCH_HA_1E6=1", "about 25 min"}}},
+		"full with 10^6": {bulk: []BulkCatchUp{run(100_000, false), run(1_000_000, false)},
+			want: map[string][]string{r5: {"4.5 s to ready (100000 entries once ready)"}, r6: {"4.5 s to ready (1000000 entries once ready)"}}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := map[string]string{}
+			haBulkTargets(&HAResult{Bulk: tc.bulk}, func(name, _, value string, met *bool, note string) {
+				if met != nil {
+					t.Errorf("%s judged: it is reported, not asserted", name)
+				}
+				if _, dup := got[name]; dup {
+					t.Errorf("%s twice", name)
+				}
+				got[name] = value + " | " + note
+			})
+			if len(got) != len(tc.want) {
+				t.Fatalf("rows %v, want %d", got, len(tc.want))
+			}
+			for row, says := range tc.want {
+				for _, s := range says {
+					if !strings.Contains(got[row], s) {
+						t.Errorf("%s: %q does not say %q", row, got[row], s)
+					}
+				}
+			}
+		})
+	}
 }

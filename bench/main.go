@@ -53,6 +53,9 @@ type Plan struct {
 	// is how many times it SIGKILLs the leader.
 	HAImages int `json:"haImages"`
 	HAKills  int `json:"haKills"`
+	// HABulk are the ledger sizes of the HA section's bulk-loaded
+	// empty-disk catch-ups (10^6 only with BENCH_HA_1E6=1).
+	HABulk []int `json:"haBulk"`
 }
 
 func quickPlan() Plan {
@@ -60,7 +63,7 @@ func quickPlan() Plan {
 		Mode: "quick", WebhookLedger: 10_000, MemoryEntries: 5_000, ScaleSizes: []int{10_000, 100_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(3 * time.Second), Warmup: Duration(time.Second),
 		PromoteClients: 8, PromoteDuration: Duration(3 * time.Second), BenchTime: Duration(300 * time.Millisecond),
-		HAImages: 7000, HAKills: 1,
+		HAImages: 7000, HAKills: 1, HABulk: []int{10_000},
 	}
 }
 
@@ -69,7 +72,7 @@ func fullPlan() Plan {
 		Mode: "full", WebhookLedger: 1_000_000, MemoryEntries: 20_000, ScaleSizes: []int{10_000, 100_000, 1_000_000},
 		Rates: []int{500, 1000, 2000}, RateDuration: Duration(20 * time.Second), Warmup: Duration(3 * time.Second),
 		PromoteClients: 16, PromoteDuration: Duration(15 * time.Second), BenchTime: Duration(2 * time.Second),
-		HAImages: 34000, HAKills: 3,
+		HAImages: 34000, HAKills: 3, HABulk: []int{100_000},
 	}
 }
 
@@ -116,6 +119,9 @@ func main() {
 	plan := fullPlan()
 	if *quick {
 		plan = quickPlan()
+	}
+	if envBool(haBulkEnv) {
+		plan.HABulk = append(plan.HABulk, haBulkMillion)
 	}
 	start := time.Now().UTC()
 	out := filepath.Join(*outRoot, start.Format("20060102T150405Z"))

@@ -325,8 +325,15 @@ func Build(ctx context.Context, cfg *config.Config, opts ...Option) (_ *App, err
 		a.completer = a.Service.NewCompleter(copts...)
 	}
 	if ref := cfg.RevocationList.Reference; ref != "" {
-		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref,
-			revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger))
+		popts := []revlist.Option{revlist.WithInterval(cfg.RevocationList.Every.Std()), revlist.WithLogger(logger)}
+		if a.replica != nil {
+			// One signer at the tag: the leader, as it alone appends.
+			// A new leader publishes at once (see revlist.WithLeader).
+			changes, stop := a.replica.node.LeadershipChanges()
+			a.onClose(func() error { stop(); return nil })
+			popts = append(popts, revlist.WithLeader(a.replica.node, changes))
+		}
+		a.publisher = revlist.NewPublisher(reads, a.Keys.LogVerifier, a.Keys.Signer, att, ref, popts...)
 	}
 	var recorder admission.Recorder = a.Service
 	if a.replica != nil {

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stagegate/stagegate/internal/app"
+	"github.com/stagegate/stagegate/internal/config"
 )
 
 func newClusterCommand(s Streams) *cobra.Command {
@@ -15,7 +19,57 @@ func newClusterCommand(s Streams) *cobra.Command {
 		Use:   "cluster",
 		Short: "Inspect a replicated stagegate",
 	}
-	cmd.AddCommand(newClusterStatusCommand(s))
+	cmd.AddCommand(newClusterStatusCommand(s), newClusterCheckAdoptCommand(s))
+	return cmd
+}
+
+func newClusterCheckAdoptCommand(s Streams) *cobra.Command {
+	var file string
+	cf := configFlags{}
+	cmd := &cobra.Command{
+		Use:   "check-adopt --config CLUSTER_CONFIG [--ledger FILE]",
+		Short: "Before upgrading from one replica: check, offline, that the adopting member will adopt this ledger",
+		Long: "Run it before the upgrade (README, \"Upgrading from one replica\"), with serve stopped, on the ledger that becomes\n" +
+			"the adopting member's and the cluster config the members will run. It reads only. It checks what that\n" +
+			"member checks at its first start (every entry, the tree, the checkpoint and every attestation, with the\n" +
+			"config's keys), and what would go wrong there without an error: no cluster.adopt, a missing or empty\n" +
+			"ledger, Raft state already in cluster.dataDir. The config's node ID defaults to the adopting member.\n" +
+			"That the other members start empty is checked by the adopting member itself when it starts.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// One config serves every member, its node ID from the
+			// environment: the check is the adopting member's.
+			// A node ID in the file stays: another member's config is
+			// refused, not checked as the adopter's.
+			fallback := ""
+			if raw, err := config.Load(cf.file); err == nil && raw.Cluster != nil && raw.Cluster.NodeID == "" {
+				fallback = raw.Cluster.Adopt
+			}
+			env := s.LookupEnv
+			if env == nil {
+				env = os.LookupEnv
+			}
+			cf.lookup = func(k string) (string, bool) {
+				if v, ok := env(k); ok || k != config.ClusterNodeIDEnv || fallback == "" {
+					return v, ok
+				}
+				return fallback, true
+			}
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			res, err := app.CheckAdopt(cfg, file)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "member %s can adopt %s: %d entries verify with this config's keys (every entry, the tree, the checkpoint, every attestation), and %s holds no Raft state.\n"+
+				"Start every other member with an empty data directory; %s checks that when it starts.\n", res.Member, res.Ledger, res.Entries, res.RaftDir, res.Member)
+			return nil
+		},
+	}
+	cf.bind(cmd.Flags())
+	cmd.Flags().StringVar(&file, "ledger", "", "ledger file to adopt (default <data-dir>/ledger.db)")
 	return cmd
 }
 

@@ -61,6 +61,18 @@ type Pusher interface {
 	PutEnvelope(ctx context.Context, reference string, envelope []byte, annotations map[string]string) error
 }
 
+// Leadership is what a Publisher of a cluster's replica asks of Raft
+// (cluster.Node): only the leader publishes, so that the replicas do not
+// each sign and push a list, racing at one tag.
+type Leadership interface {
+	// IsLeader reports, cheaply, whether this replica leads now.
+	IsLeader() bool
+	// Barrier returns once every entry committed before it was called is
+	// in the local ledger, and fails on a replica that does not lead (a
+	// deposed leader too): its list could miss a revocation.
+	Barrier(ctx context.Context) error
+}
+
 // Publisher keeps the list at one reference up to date.
 type Publisher struct {
 	ledger    Ledger
@@ -72,6 +84,8 @@ type Publisher struct {
 	poll      time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	leader    Leadership
+	changes   <-chan struct{}
 
 	mu      sync.Mutex
 	scanned uint64            // entries read so far
@@ -94,6 +108,15 @@ func WithClock(now func() time.Time) Option { return func(p *Publisher) { p.now 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(p *Publisher) { p.log = l } }
 
+// WithLeader makes the Publisher publish only while l leads, and look
+// again at once whenever changes receives (cluster.Node's
+// LeadershipChanges): a replica that becomes leader publishes at once,
+// so that a failover never ages the list past a follower's bound. Every
+// list it publishes is issued as of a Raft barrier (Publish).
+func WithLeader(l Leadership, changes <-chan struct{}) Option {
+	return func(p *Publisher) { p.leader, p.changes = l, changes }
+}
+
 // DefaultInterval is how often a list is signed again by default.
 const DefaultInterval = 5 * time.Minute
 
@@ -113,35 +136,60 @@ func NewPublisher(l Ledger, logKey note.Verifier, s Signer, p Pusher, reference 
 // interval, until ctx ends. Watching the ledger,
 // rather than being told, catches revocations from any path: the API,
 // an import, another replica. A failure is logged and retried at the
-// next occasion: followers whose list ages past their bound fail closed
-// meanwhile.
+// next poll: followers whose list ages past their bound fail closed
+// meanwhile. Under WithLeader, all of this happens only while leading,
+// and a replica that becomes leader publishes at once.
 func (p *Publisher) Run(ctx context.Context) {
 	poll := time.NewTicker(p.poll)
 	defer poll.Stop()
-	var last time.Time
-	publish := func() {
+	var (
+		last    time.Time
+		due     = true // a publication is owed: at start, on leading, after a failure
+		leading bool
+	)
+	look := func() {
+		if p.leader != nil {
+			if !p.leader.IsLeader() {
+				leading = false
+				return
+			}
+			if !leading {
+				// The previous leader's last list may be as old as an
+				// interval: this one does not wait for the next.
+				leading, due = true, true
+			}
+		}
+		changed, err := p.pending()
+		if err != nil {
+			p.log.Warn("reading the ledger for new revocations failed", "err", err)
+		}
+		if !due && !changed && p.now().Sub(last) < p.every {
+			return
+		}
 		if _, err := p.Publish(ctx); err != nil {
+			due = true
+			if p.leader != nil && !p.leader.IsLeader() {
+				leading = false // deposed meanwhile: the new leader publishes
+				p.log.Info("not publishing the revocation list: this replica no longer leads", "err", err)
+				return
+			}
 			if ctx.Err() == nil {
 				p.log.Error("publishing the revocation list failed; followers will refuse foreign promotions in their fresh stages once theirs is too old",
 					"reference", p.reference, "err", err)
 			}
 			return
 		}
-		last = p.now()
+		last, due = p.now(), false
 	}
-	publish()
+	look()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-poll.C:
-			changed, err := p.pending()
-			if err != nil {
-				p.log.Warn("reading the ledger for new revocations failed", "err", err)
-			}
-			if changed || p.now().Sub(last) >= p.every {
-				publish()
-			}
+			look()
+		case <-p.changes: // nil without WithLeader: never
+			look()
 		}
 	}
 }
@@ -158,17 +206,33 @@ func (p *Publisher) pending() (bool, error) {
 	return len(p.revs) > before, nil
 }
 
+// barrierWait bounds a Raft barrier before a publication.
+const barrierWait = 10 * time.Second
+
 // Publish signs the list of every revocation in the ledger now and stores
-// it, and returns its predicate.
+// it, and returns its predicate. Under WithLeader, the list is issued at
+// the moment a Raft barrier began, and read after it: every revocation
+// acknowledged before that moment is in it (committed before the
+// barrier, or by a newer leader, in which case the barrier fails and
+// nothing is published).
 func (p *Publisher) Publish(ctx context.Context) (signing.RevocationListPredicate, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	issued := p.now().UTC()
+	if p.leader != nil {
+		bctx, cancel := context.WithTimeout(ctx, barrierWait)
+		err := p.leader.Barrier(bctx)
+		cancel()
+		if err != nil {
+			return signing.RevocationListPredicate{}, fmt.Errorf("revlist: only the cluster leader publishes, once its ledger holds every committed entry: %w", err)
+		}
+	}
 	cpText, size, err := p.scanToCheckpoint()
 	if err != nil {
 		return signing.RevocationListPredicate{}, err
 	}
 	pred := signing.RevocationListPredicate{
-		Issued: p.now().UTC(), TreeSize: size, Checkpoint: cpText, Revocations: p.revs,
+		Issued: issued, TreeSize: size, Checkpoint: cpText, Revocations: p.revs,
 	}
 	sum := sha256.Sum256([]byte(cpText))
 	st, err := signing.NewStatement(repositoryOf(p.reference), "sha256:"+hex.EncodeToString(sum[:]), signing.RevocationListPredicateType, pred)

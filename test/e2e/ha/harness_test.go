@@ -61,6 +61,7 @@ type haOptions struct {
 	sharedCerts  bool
 	nonVoter     int // member index + 1; 0: none
 	extra        string
+	extraOf      func(registry string) string
 	adopt        string
 	beforeStart  func(*ha)
 	readyTimeout time.Duration
@@ -91,6 +92,12 @@ func withProxies() haOption { return func(o *haOptions) { o.proxies = true } }
 
 // withConfig adds YAML to every member's config.
 func withConfig(yaml string) haOption { return func(o *haOptions) { o.extra += yaml } }
+
+// withConfigOf adds the YAML that f makes of the registry's address
+// (host:port) to every member's config.
+func withConfigOf(f func(registry string) string) haOption {
+	return func(o *haOptions) { o.extraOf = f }
+}
 
 // withStaleAfter sets cluster.staleAfter.
 func withStaleAfter(d string) haOption { return func(o *haOptions) { o.staleAfter = d } }
@@ -139,6 +146,9 @@ cluster:
 			cfg += fmt.Sprintf("  adopt: %s\n", o.adopt)
 		}
 		cfg += o.extra
+		if o.extraOf != nil {
+			cfg += o.extraOf(h.reg.Addr)
+		}
 		opts := []framework.StagegateOption{
 			framework.WithName(id), framework.WithoutStart(),
 			framework.WithKeys(func(dir string) { signingtest.WriteKeyDir(t, dir) }),

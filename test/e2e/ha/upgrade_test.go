@@ -79,6 +79,17 @@ func TestUpgradeFromSingleReplica(t *testing.T) {
 		if err != nil || len(oldEntries) != len(oldRefs) {
 			t.Fatalf("single node's ledger: %d entries, %v", len(oldEntries), err)
 		}
+		// The operator's check before the upgrade (README): member 0's
+		// own config passes, a joining member's is refused, and neither
+		// writes anything (the adoption below still happens).
+		out, stderr, err := h.nodes[0].Run(t, "cluster", "check-adopt", "--config", h.nodes[0].ConfigPath)
+		if want := fmt.Sprintf("member sg-0 can adopt %s: %d entries verify", filepath.Join(h.nodes[0].DataDir, "ledger.db"), len(oldRefs)); err != nil || !strings.Contains(out, want) {
+			t.Fatalf("cluster check-adopt on member 0: %v\n%s%s\nwant %q", err, out, stderr, want)
+		}
+		_, stderr, err = h.nodes[1].Run(t, "cluster", "check-adopt", "--config", h.nodes[1].ConfigPath, "--ledger", filepath.Join(h.nodes[0].DataDir, "ledger.db"))
+		if err == nil || !strings.Contains(stderr, "this is member sg-1's config, and cluster.adopt names sg-0") {
+			t.Fatalf("cluster check-adopt with member 1's config: %v\n%s", err, stderr)
+		}
 	}))
 
 	if lead := h.leader(1); lead != 0 {
