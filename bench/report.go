@@ -50,19 +50,24 @@ func renderReport(res *Results, plots []string) string {
 				r.System, r.Rate, r.Achieved, r.Requests, r.Errors, r.P50, r.P90, r.P99, r.P999, r.Max, fmtMB(r.PeakRSS), r.LoadAvg1)
 		}
 		p("\n| offered rps | stagegate p99 / floor p99 | stagegate p99 / OPA p99 |\n| ---: | ---: | ---: |\n")
-		for _, rate := range res.Plan.Rates {
+		for _, rate := range w.rates() {
 			sg, ok := w.run(sysStagegate, rate)
 			if !ok {
 				continue
 			}
 			p("| %d | %s | %s |\n", rate, ratio(sg, w, sysFloor, rate), ratio(sg, w, sysOPA, rate))
 		}
-		p("\nHighest offered rate held (no errors, ≥ 95%% of the rate achieved, p99 < 10 ms):")
+		p("\nCeilings, the highest rate held below the first rate failed (no errors, ≥ 95%% of the rate achieved, p99 < %d ms; "+
+			"past the plan's rates the ladder doubles while the floor holds, then halves each system's gap to its first failure %d times):",
+			holdLimitMs, ladderHalvings)
 		for _, s := range w.systems() {
-			if m := w.maxHeld(s); m > 0 {
-				p(" %s %d rps;", s, m)
-			} else {
+			switch m, found := w.ceiling(s); {
+			case m == 0:
 				p(" %s none of the rates;", s)
+			case !found:
+				p(" %s held every rate, up to %d rps;", s, m)
+			default:
+				p(" %s %d rps;", s, m)
 			}
 		}
 		p("\n\nPeak RSS: stagegate serve %s, OPA %s, floor %s.\n", fmtMB(w.ServePeakRSS), fmtMB(w.OPAPeakRSS), fmtMB(w.FloorPeakRSS))

@@ -100,15 +100,99 @@ func (w WebhookResult) systems() []string {
 	return out
 }
 
-// maxHeld is the highest offered rate the system held with p99 under 10 ms.
-func (w WebhookResult) maxHeld(system string) int {
-	best := 0
+// maxLadderRate caps the rate ladder: past it the load generator, on the
+// same cores, is what would be measured.
+const maxLadderRate = 64_000
+
+// holdLimitMs is the p99 a rate must stay under to count as held.
+const holdLimitMs = 10
+
+// ladderStep is the finest step between two rates of the ladder, and
+// ladderHalvings how many times it halves the gap to a system's ceiling.
+const (
+	ladderStep     = 50
+	ladderHalvings = 3
+)
+
+// heldAt says whether the system held the rate (no errors, ≥ 95% of it
+// achieved, p99 under holdLimitMs).
+func (w WebhookResult) heldAt(system string, rate int) bool {
+	r, ok := w.run(system, rate)
+	return ok && r.held(holdLimitMs)
+}
+
+// rates are the offered rates of the runs, in order.
+func (w WebhookResult) rates() []int {
+	var out []int
 	for _, r := range w.Runs {
-		if r.System == system && r.held(10) && r.Rate > best {
-			best = r.Rate
+		if !slices.Contains(out, r.Rate) {
+			out = append(out, r.Rate)
 		}
 	}
-	return best
+	slices.Sort(out)
+	return out
+}
+
+// ceiling is the system's ceiling on the ladder: the highest rate it held
+// below the lowest rate it failed (so one lucky run above a failure does
+// not count), and whether it failed any, that is whether this is its
+// ceiling rather than the highest rate tried.
+func (w WebhookResult) ceiling(system string) (rate int, found bool) {
+	lowestFail := 0
+	for _, r := range w.Runs {
+		if r.System == system && !r.held(holdLimitMs) && (lowestFail == 0 || r.Rate < lowestFail) {
+			lowestFail = r.Rate
+		}
+	}
+	for _, r := range w.Runs {
+		if r.System == system && r.held(holdLimitMs) && r.Rate > rate && (lowestFail == 0 || r.Rate < lowestFail) {
+			rate = r.Rate
+		}
+	}
+	return rate, lowestFail > 0
+}
+
+// between is the next rate to try for the system's ceiling: halfway
+// between its ceiling and its lowest failure, rounded to ladderStep, or 0
+// when they are a step apart or the system failed nothing.
+func (w WebhookResult) between(system string) int {
+	lo, found := w.ceiling(system)
+	if !found {
+		return 0
+	}
+	hi := 0
+	for _, r := range w.Runs {
+		if r.System == system && !r.held(holdLimitMs) && (hi == 0 || r.Rate < hi) {
+			hi = r.Rate
+		}
+	}
+	mid := (lo + hi) / 2 / ladderStep * ladderStep
+	if mid <= lo || mid >= hi {
+		return 0
+	}
+	return mid
+}
+
+// ceilingTarget is the target row of the highest admission rate held:
+// stagegate's against the floor's ceiling, met only when the ladder found
+// the floor's ceiling (the floor failed a rate).
+func ceilingTarget(w WebhookResult) (name, goal, value string, met *bool, note string) {
+	name, goal = "highest admission rate held, stagegate / the floor's ceiling", "≥ 60%"
+	fl, found := w.ceiling(sysFloor)
+	sg, _ := w.ceiling(sysStagegate)
+	op, _ := w.ceiling(sysOPA)
+	held := fmt.Sprintf("held (no errors, ≥ 95%% achieved, p99 < %d ms): stagegate %d rps, OPA %d rps, floor %d rps", holdLimitMs, sg, op, fl)
+	switch {
+	case len(w.Runs) == 0:
+		return name, goal, "not measured", nil, ""
+	case fl == 0:
+		return name, goal, "not measured: the floor held none of the rates", nil, held
+	case !found:
+		return name, goal, fmt.Sprintf("not measured: the floor held every rate up to %d rps, the ladder's cap", fl), nil, held
+	}
+	ratio := float64(sg) / float64(fl)
+	return name, goal, fmt.Sprintf("%.0f%% (%d vs %d rps)", 100*ratio, sg, fl), ptr(ratio >= 0.6),
+		held
 }
 
 // PromotionResult is scenario 5.
@@ -189,6 +273,7 @@ func evaluateTargets(res *Results) []TargetResult {
 	} else {
 		add("stagegate p99 / floor p99 at 1000 rps", "≤ 1.5×", "not measured", nil, "")
 	}
+	add(ceilingTarget(w))
 	if op, ok := w.run(sysOPA, targetRate); ok && okSG && op.P99 > 0 {
 		ratio := sg.P99 / op.P99
 		add("stagegate p99 / OPA p99 at 1000 rps", "≤ 0.33× (1/3)", fmt.Sprintf("%.2f× (%s vs %s)", ratio, fmtMs(sg.P99), fmtMs(op.P99)), ptr(ratio <= 1.0/3), "")

@@ -127,7 +127,7 @@ func (r *Runner) webhook(ctx context.Context) error {
 		clients[p.name] = newClient(tlsCfg)
 	}
 	// Rates outermost: each system sees each rate at nearly the same time.
-	for _, rate := range r.plan.Rates {
+	atRate := func(rate int, systems ...*proc) error {
 		for _, p := range systems {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -142,6 +142,39 @@ func (r *Runner) webhook(ctx context.Context) error {
 			r.res.Webhook.Runs = append(r.res.Webhook.Runs, run)
 			r.log.Info("attack", "system", p.name, "rate", rate, "achieved", fmt.Sprintf("%.0f", run.Achieved),
 				"p50", run.P50, "p99", run.P99, "p99.9", run.P999, "max", run.Max, "errors", run.Errors)
+		}
+		return nil
+	}
+	for _, rate := range r.plan.Rates {
+		if err := atRate(rate, systems...); err != nil {
+			return err
+		}
+	}
+	// Then the ladder goes on, doubling, while the floor still holds the
+	// last rate: a fixed ladder that every system holds says nothing of
+	// the ceilings, and "stagegate holds ≥ 60% of the floor's" needs the
+	// floor's (WebhookResult.ceiling).
+	if n := len(r.plan.Rates); n > 0 {
+		for rate := 2 * r.plan.Rates[n-1]; rate <= maxLadderRate; rate *= 2 {
+			if !r.res.Webhook.heldAt(sysFloor, rate/2) {
+				break
+			}
+			if err := atRate(rate, systems...); err != nil {
+				return err
+			}
+		}
+	}
+	// A doubling ladder knows each ceiling only to a factor of two, so a
+	// ratio of ceilings would be 50% or 100%. Halve each system's gap
+	// between its ceiling and its first failure a few times, the systems
+	// in turn at each halving so that they still run side by side.
+	for range ladderHalvings {
+		for _, p := range systems {
+			if rate := r.res.Webhook.between(p.name); rate > 0 {
+				if err := atRate(rate, p); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	r.res.Webhook.ServePeakRSS = sg.peakRSS()
