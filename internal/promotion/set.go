@@ -75,6 +75,13 @@ func (s *Service) PromoteSet(ctx context.Context, req SetRequest) (SetResult, er
 	one := Request{Stage: req.Stage, Reason: req.Reason, Evidence: req.Evidence, Requester: req.Requester,
 		FreezeOverride: req.FreezeOverride, Progress: req.Progress}
 	if _, err := s.checkWindow(one, s.now().UTC()); err != nil {
+		// A single image's emergency promotion from outside the override
+		// groups opens a request one of them approves (freeze.go); a set
+		// does not, as stages with approvals take one image per request.
+		// Say so, or the pipeline reads "only groups … may" and stops.
+		if fe, ok := errors.AsType[*ForbiddenError](err); ok && fe.Action == ActionFreezeOverride {
+			fe.Detail = "a promotion set does not open a freeze-override request: promote each image on its own with freezeOverride, and a member of those groups approves each request"
+		}
 		return SetResult{}, err
 	}
 	imgs, err := s.resolveSet(ctx, req.Images)

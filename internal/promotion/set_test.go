@@ -13,6 +13,7 @@ import (
 	"github.com/stagegate/stagegate/internal/policy"
 	"github.com/stagegate/stagegate/internal/promotion"
 	"github.com/stagegate/stagegate/internal/registry"
+	"github.com/stagegate/stagegate/internal/signing"
 )
 
 const (
@@ -204,5 +205,48 @@ func TestPromoteSetRefuses(t *testing.T) {
 				t.Errorf("ledger grew from %d to %d entries", before, after)
 			}
 		})
+	}
+}
+
+// TestPromoteSetDuringAFreeze: a set is not a freeze-override request. A
+// pipeline's emergency set during the freeze is refused, writing nothing,
+// with a message that says to ask for each image on its own; an emergency
+// set from a member of freezeOverrideGroups passes and records the freeze;
+// a plain set during the freeze is refused as closed.
+func TestPromoteSetDuringAFreeze(t *testing.T) {
+	c := &clock{now: at("2026-03-28T12:00:00Z")} // Saturday, frozen until Monday 06:00 UTC
+	e := setEnv(t, weekendFreeze(t), c.opt())
+	e.promote(t, refApp, "test")
+	e.promote(t, refConfig, "test")
+	refs := []string{refApp, refConfig}
+	size := e.size(t)
+	emergencySet := func(by policy.Identity) promotion.SetRequest {
+		return promotion.SetRequest{Images: refs, Stage: "prod", Requester: by, FreezeOverride: true, Reason: "INC-7: checkout down"}
+	}
+
+	_, err := e.svc.PromoteSet(context.Background(), emergencySet(ci))
+	fe, ok := errors.AsType[*promotion.ForbiddenError](err)
+	if !ok || fe.Action != promotion.ActionFreezeOverride || e.size(t) != size {
+		t.Fatalf("pipeline's emergency set: %v, size %d → %d", err, size, e.size(t))
+	}
+	for _, want := range []string{"ci may not promote during a freeze", "only groups sre-oncall may", "a promotion set does not open a freeze-override request", "promote each image on its own"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	_, err = e.svc.PromoteSet(context.Background(), promotion.SetRequest{Images: refs, Stage: "prod", Requester: ci})
+	if !errors.As(err, new(*promotion.ClosedError)) || e.size(t) != size {
+		t.Fatalf("plain set during the freeze: %v, size %d → %d", err, size, e.size(t))
+	}
+
+	res, err := e.svc.PromoteSet(context.Background(), emergencySet(sre2))
+	if err != nil || len(res.Receipt.Receipts) != 2 || e.size(t) != size+2 {
+		t.Fatalf("on-call's emergency set: %+v, %v, size %d → %d", res, err, size, e.size(t))
+	}
+	var pred signing.PromotionPredicate
+	decodePredicate(t, e.signer.last(t), &pred)
+	if fo := pred.FreezeOverride; fo == nil || fo.Window != "weekend freeze" || fo.ApprovedBy != "oncall-2" {
+		t.Errorf("the set's last promotion records freezeOverride %+v, want the weekend freeze by oncall-2", pred.FreezeOverride)
 	}
 }
