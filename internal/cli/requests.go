@@ -64,12 +64,16 @@ func (v requestView) summary() string {
 	case v.State == "pending":
 		return fmt.Sprintf("request %d to promote %s@%s to %s is pending: %d of %d approvals, %d more needed%s (expires %s)",
 			v.ID, v.Repository, v.Digest, v.Stage, len(v.Approvals), v.Required, v.Needed, v.freezeNote(), when(v.Expires))
+	case v.State == "rejected" && v.Rejection != nil:
+		return fmt.Sprintf("request %d was rejected by %s: %s", v.ID, v.Rejection.Subject, v.Rejection.Reason)
 	case v.State == "rejected":
-		by, why := "", ""
-		if v.Rejection != nil {
-			by, why = v.Rejection.Subject, v.Rejection.Reason
-		}
-		return fmt.Sprintf("request %d was rejected by %s: %s", v.ID, by, why)
+		// An answer without the rejection (an older server): say no more
+		// than is known, rather than "rejected by : ".
+		return fmt.Sprintf("request %d was rejected", v.ID)
+	case v.State == "expired" && !v.Expires.IsZero():
+		return fmt.Sprintf("request %d expired at %s with %d of %d approvals; ask again", v.ID, when(v.Expires), len(v.Approvals), v.Required)
+	case v.State == "approved" && v.Promotion != nil:
+		return fmt.Sprintf("request %d is approved: promoted %s@%s to %s (ledger entry %d)", v.ID, v.Repository, v.Digest, v.Stage, *v.Promotion)
 	default:
 		return fmt.Sprintf("request %d is %s", v.ID, v.State)
 	}

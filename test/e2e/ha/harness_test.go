@@ -65,6 +65,19 @@ type haOptions struct {
 	adopt        string
 	beforeStart  func(*ha)
 	readyTimeout time.Duration
+	tokens       []haToken
+}
+
+// haToken is one more API token every member accepts.
+type haToken struct {
+	token, subject string
+	groups         []string
+}
+
+// withToken adds an API token, with its subject and groups, to every
+// member: the harness's own clients are all in pipeline and release.
+func withToken(token, subject string, groups ...string) haOption {
+	return func(o *haOptions) { o.tokens = append(o.tokens, haToken{token, subject, groups}) }
 }
 
 // withReadyTimeout is how long each member may take to report ready.
@@ -159,6 +172,9 @@ cluster:
 		}
 		for c, tok := range h.tokens {
 			opts = append(opts, framework.WithToken(tok, fmt.Sprintf("client-%02d", c), "pipeline", "release"))
+		}
+		for _, tok := range o.tokens {
+			opts = append(opts, framework.WithToken(tok.token, tok.subject, tok.groups...))
 		}
 		sg := framework.StartStagegate(t, opts...)
 		h.nodes = append(h.nodes, sg)
