@@ -88,3 +88,44 @@ func TestLadderHalvesTheGap(t *testing.T) {
 		})
 	}
 }
+
+// TestServeRSSTarget: serve's memory row is judged on its anonymous peak,
+// not on VmHWM, which holds the startup verify's read of the whole file.
+func TestServeRSSTarget(t *testing.T) {
+	const mb = 1 << 20
+	tests := map[string]struct {
+		w         WebhookResult
+		met       *bool
+		wantValue string
+	}{
+		"not sampled": {w: WebhookResult{Entries: targetEntries, ServePeakRSS: 3000 * mb}, wantValue: "not measured"},
+		"file pages only": {
+			w:   WebhookResult{Entries: targetEntries, ServePeakRSS: 3119 * mb, ServeReadyRSS: 3100 * mb, ServePeakAnon: 90 * mb, ServeRSS: 120 * mb},
+			met: ptr(true), wantValue: "90.0 MB anonymous at 1000000 entries",
+		},
+		"anonymous over": {
+			w:   WebhookResult{Entries: targetEntries, ServePeakRSS: 400 * mb, ServePeakAnon: 200 * mb},
+			met: ptr(false), wantValue: "200.0 MB anonymous",
+		},
+		"smaller ledger": {
+			w:         WebhookResult{Entries: 10_000, ServePeakRSS: 100 * mb, ServePeakAnon: 60 * mb},
+			wantValue: "60.0 MB anonymous at 10000 entries",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var row TargetResult
+			for _, r := range evaluateTargets(&Results{Webhook: tc.w}) {
+				if r.Name == "peak RSS of serve" {
+					row = r
+				}
+			}
+			if !strings.Contains(row.Value, tc.wantValue) {
+				t.Errorf("value %q, want it to contain %q", row.Value, tc.wantValue)
+			}
+			if (row.Met == nil) != (tc.met == nil) || row.Met != nil && *row.Met != *tc.met {
+				t.Errorf("met = %v, want %v", row.Met, tc.met)
+			}
+		})
+	}
+}

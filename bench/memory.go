@@ -131,22 +131,7 @@ func (r *Runner) memory(ctx context.Context) error {
 		return err
 	}
 	res := MemoryResult{Entries: n, FileBytes: fi.Size(), Clients: memoryClients, IdleRSS: sg.peakRSS(), IdleAnon: rssAnon(sg.pid())}
-	stopSampling := make(chan struct{})
-	sampled := make(chan int64, 1)
-	go func() {
-		peak := res.IdleAnon
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				sampled <- peak
-				return
-			case <-t.C:
-				peak = max(peak, rssAnon(sg.pid()))
-			}
-		}
-	}()
+	stopSampling := sampleAnon(sg.pid(), res.IdleAnon)
 
 	base := "https://" + addr
 	paths := []string{"/v1/ledger/entries", "/v1/images/" + memoryRepo}
@@ -179,8 +164,7 @@ func (r *Runner) memory(ctx context.Context) error {
 	wg.Wait()
 	res.Seconds = time.Since(t0).Seconds()
 	res.PeakRSS = sg.peakRSS()
-	close(stopSampling)
-	res.PeakAnon = <-sampled
+	res.PeakAnon = stopSampling()
 	r.res.Memory = res
 	r.log.Info("memory", "entries", n, "requests", res.Requests, "errors", res.Errors, "max response MB", res.MaxResponse>>20,
 		"idle RSS MB", res.IdleRSS>>20, "peak RSS MB", res.PeakRSS>>20, "peak anon MB", res.PeakAnon>>20)
@@ -229,13 +213,44 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // rssAnon is the anonymous part of process pid's resident set (RssAnon in
 // /proc/<pid>/status), in bytes, or 0 when it cannot be read.
-func rssAnon(pid int) int64 {
+// sampleAnon samples pid's RssAnon every 20 ms from now until the
+// returned stop is called, which returns the peak seen (at least from).
+// VmHWM cannot say this: it counts every page of the ledger's mapping
+// ever touched, clean file pages that a cgroup limit reclaims.
+func sampleAnon(pid int, from int64) (stop func() int64) {
+	done := make(chan struct{})
+	sampled := make(chan int64, 1)
+	go func() {
+		peak := from
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				sampled <- peak
+				return
+			case <-t.C:
+				peak = max(peak, rssAnon(pid))
+			}
+		}
+	}()
+	return sync.OnceValue(func() int64 { close(done); return <-sampled })
+}
+
+func rssAnon(pid int) int64 { return statusKB(pid, "RssAnon:") }
+
+// rss is pid's resident set now (VmRSS), in bytes.
+func rss(pid int) int64 { return statusKB(pid, "VmRSS:") }
+
+// statusKB reads one "kB" field of /proc/<pid>/status, in bytes (0 when
+// the process is gone).
+func statusKB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			var kb int64
 			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
 				return kb << 10

