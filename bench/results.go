@@ -145,18 +145,24 @@ func (w WebhookResult) rates() []int {
 // not count), and whether it failed any, that is whether this is its
 // ceiling rather than the highest rate tried.
 func (w WebhookResult) ceiling(system string) (rate int, found bool) {
-	lowestFail := 0
-	for _, r := range w.Runs {
-		if r.System == system && !r.held(holdLimitMs) && (lowestFail == 0 || r.Rate < lowestFail) {
-			lowestFail = r.Rate
-		}
-	}
+	lowestFail := w.lowestFail(system)
 	for _, r := range w.Runs {
 		if r.System == system && r.held(holdLimitMs) && r.Rate > rate && (lowestFail == 0 || r.Rate < lowestFail) {
 			rate = r.Rate
 		}
 	}
 	return rate, lowestFail > 0
+}
+
+// lowestFail is the lowest rate the system failed, or 0 if none.
+func (w WebhookResult) lowestFail(system string) int {
+	lowest := 0
+	for _, r := range w.Runs {
+		if r.System == system && !r.held(holdLimitMs) && (lowest == 0 || r.Rate < lowest) {
+			lowest = r.Rate
+		}
+	}
+	return lowest
 }
 
 // between is the next rate to try for the system's ceiling: halfway
@@ -167,12 +173,7 @@ func (w WebhookResult) between(system string) int {
 	if !found {
 		return 0
 	}
-	hi := 0
-	for _, r := range w.Runs {
-		if r.System == system && !r.held(holdLimitMs) && (hi == 0 || r.Rate < hi) {
-			hi = r.Rate
-		}
-	}
+	hi := w.lowestFail(system)
 	mid := (lo + hi) / 2 / ladderStep * ladderStep
 	if mid <= lo || mid >= hi {
 		return 0
